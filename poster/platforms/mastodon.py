@@ -1,0 +1,211 @@
+"""Mastodon: `POST /api/v2/media` (with `description` as alt text), wait for processing,
+then `POST /api/v1/statuses` with `media_ids[]` and an `Idempotency-Key` (the job's key), so
+a repeated request after a timeout cannot create a second status.
+
+Settings: `instance` (or `api_base`) — the server URL; `visibility` (public | unlisted |
+private | direct, default public); `sensitive_for` (ratings marked sensitive, default r18
+and r18g). Credential: `TOKEN` (an access token with `write:media write:statuses`).
+Limits are read from `GET /api/v2/instance` and cached for a day.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from poster.errors import ConfigError
+from poster.platforms.base import Capabilities, CheckResult, Post, PostResult
+from poster.platforms.http import (
+    AuthFailure,
+    Fatal,
+    HttpAdapter,
+    Retryable,
+    http_status_error,
+    json_body,
+)
+from poster.platforms.text import compose
+
+log = logging.getLogger("poster.platforms.mastodon")
+
+VISIBILITIES = ("public", "unlisted", "private", "direct")
+LIMITS_TTL = 24 * 3600
+
+
+class MastodonAdapter(HttpAdapter):
+    name = "mastodon"
+    credential_fields = ("TOKEN",)
+    capabilities = Capabilities(
+        max_bytes=16 * 1024 * 1024,
+        max_pixels=3840 * 2160,  # 8.3 MP: larger images are downscaled by the server
+        formats=("JPEG", "PNG", "WEBP"),
+        keeps_png=True,
+        images_per_post=4,
+        text_length=500,
+        alt_text=True,
+        alt_text_length=1500,
+        min_interval=10.0,
+        reencodes=((3840, 90),),
+    )
+    default_api_base = ""
+    media_poll_interval: ClassVar[float] = 1.0
+    media_poll_limit: ClassVar[int] = 30
+
+    def __init__(self, target, settings, credentials, *, data_dir):
+        settings = dict(settings)
+        instance = settings.get("instance")
+        if instance and not settings.get("api_base"):
+            if not isinstance(instance, str):
+                raise ConfigError(f"targets.{target}.instance: must be a URL like https://mastodon.social")
+            settings["api_base"] = instance if "://" in instance else f"https://{instance}"
+        if not settings.get("api_base"):
+            raise ConfigError(
+                f"targets.{target}.instance: required for a mastodon target "
+                "(e.g. instance = \"https://mastodon.social\")"
+            )
+        super().__init__(target, settings, credentials, data_dir=data_dir)
+        vis = self.settings.get("visibility", "public")
+        if vis not in VISIBILITIES:
+            raise ConfigError(
+                f"targets.{target}.visibility: must be one of {', '.join(VISIBILITIES)}, "
+                f"not {vis!r}"
+            )
+        self.visibility = vis
+        sens = self.settings.get("sensitive_for", ["r18", "r18g"])
+        if not isinstance(sens, list) or not all(isinstance(s, str) for s in sens):
+            raise ConfigError(f"targets.{target}.sensitive_for: must be a list of ratings")
+        self.sensitive_for = set(sens)
+
+    def make_client(self, **overrides: Any):
+        token = self._credentials.get("TOKEN", "")
+        return super().make_client(headers={"Authorization": f"Bearer {token}"}, **overrides)
+
+    # -- limits
+    def effective_capabilities(self) -> Capabilities:
+        caps = self.capabilities
+        cached = self.read_state("limits")
+        if not cached or time.time() - cached.get("fetched", 0) > LIMITS_TTL:
+            try:
+                cached = self._fetch_limits()
+            except Exception as exc:  # limits are an optimisation: fall back to defaults
+                log.warning("%s: cannot read server limits (%s); using defaults",
+                            self.target, self.mask(str(exc)))
+                cached = None
+        if cached:
+            changes: dict[str, Any] = {}
+            for key in ("max_bytes", "max_pixels", "images_per_post", "text_length",
+                        "alt_text_length"):
+                value = cached.get(key)
+                if isinstance(value, int) and value > 0:
+                    changes[key] = value
+            caps = replace(caps, **changes)
+        return replace(caps, min_interval=self._min_interval(caps.min_interval))
+
+    def _fetch_limits(self) -> dict[str, Any]:
+        r = self.client.get("/api/v2/instance")
+        if r.status_code != 200:
+            raise http_status_error(r, self.name, "read the server's limits")
+        conf = json_body(r, self.name).get("configuration") or {}
+        media = conf.get("media_attachments") or {}
+        statuses = conf.get("statuses") or {}
+        limits = {
+            "fetched": time.time(),
+            "max_bytes": media.get("image_size_limit"),
+            "max_pixels": media.get("image_matrix_limit"),
+            "images_per_post": statuses.get("max_media_attachments"),
+            "text_length": statuses.get("max_characters"),
+            "alt_text_length": media.get("description_limit"),
+        }
+        self.write_state("limits", limits)
+        return limits
+
+    # -- posting
+    def _classify(self, response, action: str):
+        status = response.status_code
+        try:
+            error = response.json().get("error", "")
+        except Exception:
+            error = response.text[:200]
+        if status == 401:
+            return AuthFailure(
+                f"mastodon refused the access token ({error or 'unauthorized'}): run "
+                f"`poster login {self.target}` with a new token"
+            )
+        if status == 422:
+            return Fatal(f"mastodon refused to {action}: {error}")
+        return http_status_error(response, self.name, action, error)
+
+    def _upload(self, item) -> str:
+        r = self.client.post(
+            "/api/v2/media",
+            files={"file": (item.filename, item.data, item.mime)},
+            data={"description": item.alt[: self.effective_alt_limit()]} if item.alt else {},
+            idempotent=True,  # an orphan upload is harmless; Mastodon deletes it
+        )
+        if r.status_code not in (200, 202):
+            raise self._classify(r, f"upload {item.filename}")
+        media = json_body(r, self.name)
+        media_id = str(media.get("id") or "")
+        if not media_id:
+            raise Fatal("mastodon accepted the upload but returned no media id")
+        polls = 0
+        while r.status_code == 202 or not media.get("url"):
+            if polls >= self.media_poll_limit:
+                raise Retryable(f"mastodon is still processing {item.filename}; try later")
+            time.sleep(self.media_poll_interval)
+            polls += 1
+            r = self.client.get(f"/api/v1/media/{media_id}")
+            if r.status_code == 206:  # still processing
+                media = {}
+                continue
+            if r.status_code != 200:
+                raise self._classify(r, "check the upload")
+            media = json_body(r, self.name)
+        return media_id
+
+    def effective_alt_limit(self) -> int:
+        return self.capabilities.alt_text_length or 1500
+
+    def _post(self, post: Post) -> PostResult:
+        caps = self.effective_capabilities()
+        media = post.media[: caps.images_per_post]
+        if len(post.media) > len(media):
+            log.warning("%s: only the first %d images are posted", self.target, len(media))
+        text, trimmed = compose(post.caption or post.title, post.tags, limit=caps.text_length,
+                                measure=len)
+        if trimmed:
+            log.warning("%s: caption trimmed to %s characters", self.target, caps.text_length)
+        ids = [self._upload(item) for item in media]
+        body: dict[str, Any] = {
+            "status": text,
+            "media_ids": ids,
+            "visibility": self.visibility,
+            "sensitive": post.rating in self.sensitive_for,
+        }
+        if post.rating in self.sensitive_for:
+            body["spoiler_text"] = post.rating.upper()
+        r = self.client.post(
+            "/api/v1/statuses",
+            json=body,
+            headers={"Idempotency-Key": post.key},
+            idempotent=True,  # the Idempotency-Key makes a repeat return the same status
+        )
+        if r.status_code != 200:
+            raise self._classify(r, "publish the status")
+        status = json_body(r, self.name)
+        sid = str(status.get("id") or "")
+        url = status.get("url") or status.get("uri")
+        if not sid or not url:
+            raise Fatal("mastodon answered without a status id or URL")
+        media_urls = tuple(
+            m.get("url") for m in status.get("media_attachments") or () if m.get("url")
+        )
+        return PostResult.posted(sid, url, media_urls)
+
+    def _check(self) -> CheckResult:
+        r = self.client.get("/api/v1/accounts/verify_credentials")
+        if r.status_code != 200:
+            raise self._classify(r, "verify the credentials")
+        account = json_body(r, self.name)
+        return CheckResult(True, f"logged in as @{account.get('acct', '?')} on {self.api_base}")

@@ -1,0 +1,213 @@
+"""A small framework for stand-in servers: routing, request parsing (JSON, form,
+multipart), scripted failures (status + headers, N times) and a record of every request."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class FilePart:
+    filename: str | None
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    json: Any = None
+    form: dict[str, list[str]] = field(default_factory=dict)
+    files: dict[str, list[FilePart]] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def field(self, name: str) -> str | None:
+        values = self.form.get(name)
+        return values[0] if values else None
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None  # dict/list → JSON; str/bytes → as is
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(status)
+        self.response = Response(status, body, headers or {})
+
+
+def parse_multipart(content_type: str, body: bytes) -> tuple[dict, dict]:
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    form: dict[str, list[str]] = {}
+    files: dict[str, list[FilePart]] = {}
+    if not message.is_multipart():
+        raise HttpError(400, {"error": "body is not multipart"})
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        filename = part.get_filename()
+        payload = part.get_payload(decode=True) or b""
+        if filename is not None:
+            files.setdefault(name, []).append(
+                FilePart(filename, part.get_content_type(), payload)
+            )
+        else:
+            form.setdefault(name, []).append(payload.decode("utf-8"))
+    return form, files
+
+
+Handler = Callable[[Request, "re.Match[str]"], Response | dict | list]
+
+
+class StandInServer:
+    """Subclasses register routes with `self.route(METHOD, regex, handler)`."""
+
+    def __init__(self) -> None:
+        self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self.requests: list[Request] = []
+        self.failures: list[list[Any]] = []  # [method, path regex, times, Response]
+        self.lock = threading.Lock()
+        outer = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def _handle(self) -> None:
+                outer._dispatch(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def start(self) -> StandInServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> StandInServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- configuration
+    def route(self, method: str, pattern: str, handler: Handler) -> None:
+        self.routes.append((method, re.compile(pattern + r"\Z"), handler))
+
+    def fail(
+        self,
+        method: str,
+        pattern: str,
+        status: int,
+        *,
+        times: int = 1,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """The next `times` matching requests get `status` instead of the real answer."""
+        with self.lock:
+            self.failures.append(
+                [method, re.compile(pattern + r"\Z"), times, Response(status, body, headers or {})]
+            )
+
+    def calls(self, method: str, pattern: str) -> list[Request]:
+        rx = re.compile(pattern + r"\Z")
+        return [r for r in self.requests if r.method == method and rx.match(r.path)]
+
+    # -- internals
+    def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(h.path)
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        req = Request(h.command, parts.path, parse_qs(parts.query), headers, body)
+        try:
+            ctype = headers.get("content-type", "")
+            if ctype.startswith("application/json") and body:
+                try:
+                    req.json = json.loads(body)
+                except ValueError:
+                    raise HttpError(400, {"error": "invalid JSON"}) from None
+            elif ctype.startswith("application/x-www-form-urlencoded"):
+                req.form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+            elif ctype.startswith("multipart/form-data"):
+                req.form, req.files = parse_multipart(ctype, body)
+            with self.lock:
+                self.requests.append(req)
+                failure = None
+                for f in self.failures:
+                    if f[0] == req.method and f[1].match(req.path) and f[2] > 0:
+                        f[2] -= 1
+                        failure = f[3]
+                        break
+            response = failure if failure is not None else self._route(req)
+        except HttpError as exc:
+            response = exc.response
+        except Exception as exc:  # a bug in the stand-in: make it visible
+            response = Response(500, {"error": f"stand-in crashed: {exc!r}"})
+        self._send(h, response)
+
+    def _route(self, req: Request) -> Response:
+        allowed = False
+        for method, rx, handler in self.routes:
+            m = rx.match(req.path)
+            if m:
+                allowed = True
+                if method == req.method:
+                    out = handler(req, m)
+                    return out if isinstance(out, Response) else Response(200, out)
+        raise HttpError(405 if allowed else 404, {"error": f"no route {req.method} {req.path}"})
+
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, r: Response) -> None:
+        if isinstance(r.body, dict | list):
+            payload = json.dumps(r.body).encode()
+            ctype = r.content_type or "application/json; charset=utf-8"
+        elif isinstance(r.body, str):
+            payload = r.body.encode()
+            ctype = r.content_type or "text/html; charset=utf-8"
+        elif isinstance(r.body, bytes):
+            payload = r.body
+            ctype = r.content_type or "application/octet-stream"
+        else:
+            payload = b""
+            ctype = r.content_type or "text/plain"
+        h.send_response(r.status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(payload)))
+        for k, v in r.headers.items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(payload)

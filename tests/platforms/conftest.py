@@ -3,6 +3,7 @@ posts, and an HTTP seam with no real sleeping."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 from pathlib import Path
@@ -94,3 +95,68 @@ def mastodon_server():
 
     with MastodonServer() as server:
         yield server
+
+
+# ------------------------------------------------------------------ a real Bluesky PDS
+PDS_DIR = ROOT / "tests" / "pds"
+
+
+def _pds_unavailable(reason: str):
+    import os
+
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"real-PDS tests cannot run in CI: {reason}")
+    pytest.skip(f"real-PDS tests skipped: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pds():
+    """A real PDS from npm (`@atproto/dev-env` TestNetworkNoAppView) with one account.
+
+    Runs `npm ci` in tests/pds on first use (about 2 minutes), starts `node start.js`, and
+    yields {"url", "handle", "password", "did"}. Without node/npm: skipped locally, a failure
+    when CI=true.
+    """
+    import json
+    import shutil
+    import subprocess
+    import threading
+
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        _pds_unavailable("node and npm are needed (Node 20)")
+    if not (PDS_DIR / "node_modules" / "@atproto" / "dev-env").is_dir():
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"], cwd=PDS_DIR, capture_output=True,
+            text=True, timeout=900,
+        )
+        if done.returncode != 0:
+            _pds_unavailable(f"`npm ci` in tests/pds failed: {done.stderr[-2000:]}")
+    proc = subprocess.Popen(
+        [node, "start.js"], cwd=PDS_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(120)
+    try:
+        if not line or not line[0].strip():
+            proc.kill()
+            err = proc.stderr.read()[-2000:] if proc.stderr else ""
+            _pds_unavailable(f"the PDS did not start: {err}")
+        info = json.loads(line[0])
+        yield info
+    finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        try:
+            proc.terminate()
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "pds: needs a real Bluesky PDS (node + npm)")

@@ -1,0 +1,393 @@
+"""Commands only: parse, call, print. Logic lives in the modules the commands call."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from poster import __version__, jobs, ledger, markkey, store
+from poster import config as config_mod
+from poster.errors import UserError
+from poster.logs import mask_text, setup_logging
+
+log = logging.getLogger("poster")
+
+
+@dataclass
+class Ctx:
+    config_path: Path | None
+    verbose: int
+    debug: bool
+
+    def config(self) -> config_mod.Config:
+        cfg = config_mod.load(config_mod.find(self.config_path))
+        setup_logging(self.verbose, self.debug, cfg.data_dir)
+        return cfg
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+@contextmanager
+def open_db(cfg: config_mod.Config) -> Iterator[sqlite3.Connection]:
+    conn = store.connect(cfg.db_path)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def run_lock(cfg: config_mod.Config) -> Iterator[None]:
+    """One `poster run` per data folder: two would both post the same due jobs."""
+    store.ensure_private_dir(cfg.data_dir)
+    path = cfg.data_dir / "run.lock"
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another `poster run` is already using {cfg.data_dir}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="config file (default: ./config.toml, then the user config dir)",
+)
+@click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
+@click.option("--debug", is_flag=True, help="log tracebacks (to the log file and stderr)")
+@click.version_option(__version__, prog_name="poster")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, verbose: int, debug: bool) -> None:
+    """Post art with per-platform protection and a traceable hidden ID."""
+    ctx.obj = Ctx(config_path, verbose, debug)
+
+
+# -- init / demo ---------------------------------------------------------------------------
+def init_home(directory: Path) -> Path:
+    cfg_path = directory / config_mod.CONFIG_NAME
+    if cfg_path.exists():
+        raise UserError(f"{cfg_path} already exists; not overwriting it")
+    directory.mkdir(parents=True, exist_ok=True)
+    template = resources.files("poster").joinpath("data/config.example.toml").read_text(encoding="utf-8")
+    cfg_path.write_text(template, encoding="utf-8")
+    cfg = config_mod.load(cfg_path)
+    store.ensure_private_dir(cfg.data_dir)
+    for sub in ("outbox", "archive", "variants", "posted"):
+        (cfg.data_dir / sub).mkdir(exist_ok=True, mode=0o700)
+    markkey.load(cfg.data_dir, create=True)
+    store.connect(cfg.db_path).close()
+    return cfg_path
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+def init(directory: Path) -> None:
+    """Create DIR/config.toml and the data folder DIR/queue/ with outbox/."""
+    cfg_path = init_home(directory)
+    click.echo(f"created {cfg_path}")
+    click.echo(
+        f"drop art into {directory / 'queue' / 'outbox'}, then: poster --config {cfg_path} run --once --now"
+    )
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default="poster-demo")
+@click.pass_obj
+def demo(obj: Ctx, directory: Path) -> None:
+    """Set up DIR (default ./poster-demo) with a sample artwork, post it everywhere through the
+    local adapter, and trace one published copy back to its post."""
+    from poster import trace as trace_mod
+
+    cfg_path = directory / config_mod.CONFIG_NAME
+    if not cfg_path.exists():
+        init_home(directory)
+    obj.config_path = cfg_path
+    cfg = obj.config()
+    sample = resources.files("poster").joinpath("data/sample")
+    for name in ("shichimi.jpg", "shichimi.toml"):
+        dest = cfg.outbox / name
+        with resources.as_file(sample.joinpath(name)) as src:
+            shutil.copyfile(src, dest)
+        os.utime(dest, (0, 0))  # old enough to count as stable at once
+    click.echo(f"sample artwork (Pepper&Carrot by David Revoy, CC BY 4.0) → {cfg.outbox}")
+    _run_once(cfg, now=True)
+    with open_db(cfg) as conn:
+        rows = ledger.rows(conn)
+        if not rows:
+            raise UserError("the demo posted nothing; see `poster status`")
+        last = rows[-1]
+        published = Path(last["url"].removeprefix("file://"))
+        matches = trace_mod.trace(conn, published, markkey.load(cfg.data_dir))
+    click.echo(f"\npublished copies are in {cfg.data_dir / 'posted'}")
+    if matches:
+        m = matches[0]
+        click.echo(f"trace {published.name}: hidden ID {m.id} → {m.target} post of {m.posted_at}")
+    click.echo(
+        f"next: drop your own art into {cfg.outbox} and run `poster --config {cfg_path} run --once --now`"
+    )
+
+
+# -- run -------------------------------------------------------------------------------------
+def _print_intake(results: list[Any]) -> None:
+    for r in results:
+        if r.outcome == "queued":
+            click.echo(f"queued   {r.name}")
+        elif r.outcome == "duplicate":
+            click.echo(f"skipped  {r.name}: {r.reason}")
+        elif r.outcome == "waiting":
+            click.echo(f"waiting  {r.name}: {r.reason}")
+        elif r.outcome == "skipped":
+            click.echo(f"ignored  {r.name}: {r.reason}")
+        else:
+            click.echo(f"failed   {r.name}: {r.reason}", err=True)
+        for w in r.warnings:
+            click.echo(f"warning  {w}", err=True)
+
+
+def _print_outcomes(outcomes: list[Any]) -> None:
+    for o in outcomes:
+        detail = o.url if o.state == jobs.State.POSTED else (o.reason or "")
+        click.echo(f"{o.state.value:<9} job {o.job_id} {o.name} → {o.target}  {detail}".rstrip())
+
+
+def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
+    from poster import outbox
+    from poster.dispatch import Dispatcher
+
+    with run_lock(cfg), open_db(cfg) as conn:
+        for job in jobs.recover(conn):
+            click.echo(f"uncertain job {job.id} ({job.name} → {job.target}): {job.reason}", err=True)
+        dispatcher = Dispatcher(cfg, conn)
+        _print_outcomes(dispatcher.resolve_uncertain())
+        _print_intake(outbox.scan(conn, cfg, wait=True))
+        outcomes = dispatcher.run_due(ignore_schedule=now)
+        _print_outcomes(outcomes)
+        return 1 if any(o.state == jobs.State.FAILED for o in outcomes) else 0
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="take in the outbox, post what is due, then exit")
+@click.option("--now", is_flag=True, help="with --once: treat every pending job as due now")
+@click.pass_obj
+def run(obj: Ctx, once: bool, now: bool) -> None:
+    """Watch the outbox and post at the scheduled times (until SIGTERM/SIGINT)."""
+    cfg = obj.config()
+    if now and not once:
+        raise UserError("--now only goes with --once")
+    if once:
+        sys.exit(_run_once(cfg, now=now))
+    from poster import outbox, schedule
+    from poster.dispatch import Dispatcher
+
+    with run_lock(cfg), open_db(cfg) as conn:
+        for job in jobs.recover(conn):
+            log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
+
+        def tick(stop: Any) -> None:
+            # APScheduler runs this in a worker thread: give it its own connection
+            with open_db(cfg) as tconn:
+                d = Dispatcher(cfg, tconn, stop=stop)
+                try:
+                    d.resolve_uncertain()
+                    for r in outbox.scan(tconn, cfg):
+                        if r.outcome in ("queued", "failed"):
+                            log.info("%s %s%s", r.outcome, r.name, f": {r.reason}" if r.reason else "")
+                    d.run_due()
+                except Exception:  # keep the daemon alive; the next tick tries again
+                    log.error("tick failed:\n%s", traceback.format_exc())
+
+        click.echo(f"poster is running on {cfg.outbox} (Ctrl-C to stop)", err=True)
+        schedule.run_daemon(cfg, tick)
+
+
+# -- status and job commands ---------------------------------------------------------------
+def _job_json(j: jobs.Job) -> dict[str, Any]:
+    return {
+        "id": j.id,
+        "target": j.target,
+        "state": j.state.value,
+        "file": j.name,
+        "scheduled_at": store.iso(j.scheduled_at),
+        "reason": j.reason,
+        "attempts": j.attempts,
+        "url": j.url,
+    }
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.pass_obj
+def status(obj: Ctx, as_json: bool) -> None:
+    """The queue: one line per job."""
+    cfg = obj.config()
+    with open_db(cfg) as conn:
+        items = [_job_json(j) for j in jobs.all_jobs(conn)]
+    if as_json:
+        emit_json(items)
+        return
+    if not items:
+        click.echo(f"no jobs; drop art into {cfg.outbox}")
+        return
+    click.echo(f"{'JOB':>4}  {'TARGET':<10} {'STATE':<10} {'SCHEDULED (UTC)':<20} FILE / REASON")
+    for it in items:
+        extra = it["url"] if it["state"] == "posted" else (it["reason"] or "")
+        click.echo(
+            f"{it['id']:>4}  {it['target']:<10} {it['state']:<10} {it['scheduled_at'][:19]:<20} "
+            f"{it['file']}{'  ' + extra if extra else ''}"
+        )
+
+
+@cli.command()
+@click.argument("job_id", metavar="JOB", type=int)
+@click.pass_obj
+def retry(obj: Ctx, job_id: int) -> None:
+    """Try a failed or cancelled job again (now)."""
+    from poster import actions
+
+    cfg = obj.config()
+    with open_db(cfg) as conn:
+        click.echo(actions.retry(conn, job_id))
+
+
+@cli.command()
+@click.argument("job_id", metavar="JOB", type=int)
+@click.pass_obj
+def cancel(obj: Ctx, job_id: int) -> None:
+    """Cancel a job that has not been posted."""
+    from poster import actions
+
+    cfg = obj.config()
+    with open_db(cfg) as conn:
+        click.echo(actions.cancel(conn, job_id))
+
+
+@cli.command()
+@click.argument("job_id", metavar="JOB", type=int)
+@click.option("--posted", "posted_url", metavar="URL", help="it was posted, at this URL")
+@click.option("--not-posted", is_flag=True, help="it was not posted: post it again")
+@click.pass_obj
+def confirm(obj: Ctx, job_id: int, posted_url: str | None, not_posted: bool) -> None:
+    """Settle an uncertain (or hand-off) job: --posted URL or --not-posted."""
+    from poster import actions
+
+    if bool(posted_url) == not_posted:
+        raise UserError("give exactly one of --posted URL or --not-posted")
+    cfg = obj.config()
+    with open_db(cfg) as conn:
+        click.echo(actions.confirm(cfg, conn, job_id, posted_url))
+
+
+# -- trace and ledger ------------------------------------------------------------------------
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.pass_obj
+def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool) -> None:
+    """Which post did each IMAGE come from?"""
+    from poster import trace as trace_mod
+
+    cfg = obj.config()
+    key = markkey.load(cfg.data_dir)
+    results = []
+    with open_db(cfg) as conn:
+        for path in images:
+            results.append(
+                {"file": str(path), "matches": [m.to_json() for m in trace_mod.trace(conn, path, key)]}
+            )
+    if as_json:
+        emit_json(results[0] if len(results) == 1 else results)
+        return
+    for r in results:
+        if not r["matches"]:
+            click.echo(f"{r['file']}: no match (no hidden ID from this ledger found)")
+        for m in r["matches"]:
+            flip = ", mirrored" if m["mirrored"] else ""
+            click.echo(
+                f"{r['file']}: {m['method']} {m['id']} → {m['target']} post of {m['posted_at']} "
+                f"{m['url'] or ''} (score {m['score']:.2f}{flip})"
+            )
+
+
+@cli.group(name="ledger")
+def ledger_group() -> None:
+    """The record of every posted copy and its hidden ID."""
+
+
+@ledger_group.command(name="export")
+@click.option("--json", "fmt", flag_value="json", default=True, help="JSON (default)")
+@click.option("--csv", "fmt", flag_value="csv", help="CSV")
+@click.pass_obj
+def ledger_export(obj: Ctx, fmt: str) -> None:
+    """Print every ledger row."""
+    cfg = obj.config()
+    with open_db(cfg) as conn:
+        rows = ledger.rows(conn)
+    if fmt == "csv":
+        click.echo(ledger.to_csv(rows), nl=False)
+    else:
+        emit_json(rows)
+
+
+@ledger_group.command(name="verify")
+@click.pass_obj
+def ledger_verify(obj: Ctx) -> None:
+    """Check the hash chain; fails naming the first bad row."""
+    cfg = obj.config()
+    with open_db(cfg) as conn:
+        result = ledger.verify(conn)
+    if not result.ok:
+        raise UserError(f"ledger check failed: {result.problem}")
+    click.echo(f"ledger OK: {result.rows} rows, hash chain intact")
+
+
+# -- entry point -----------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        rv = cli.main(args=args, prog_name="poster", standalone_mode=False)
+    except UserError as exc:
+        click.echo(mask_text(f"poster: error: {exc}"), err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("poster: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        logging.getLogger("poster").debug("unexpected error:\n%s", traceback.format_exc())
+        if debug:
+            traceback.print_exc()
+        click.echo(
+            mask_text(f"poster: internal error: {type(exc).__name__}: {exc} (run with --debug for details)"),
+            err=True,
+        )
+        sys.exit(70)
+    sys.exit(rv if isinstance(rv, int) else 0)

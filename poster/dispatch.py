@@ -1,0 +1,301 @@
+"""Work through due jobs, one stage after another:
+
+    pending ─render→ ready ─post→ posted (+ ledger rows, one transaction)
+                              └→ retry_wait (backoff / the platform's reset time) | failed
+
+Each state is committed before the side effect it guards; a crash mid-post leaves the job
+`posting`, which `jobs.recover` turns into `uncertain` and `resolve_uncertain` settles only
+when the adapter can prove what happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sqlite3
+import threading
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from poster import imaging, jobs, ledger, markkey, policies
+from poster.config import Config
+from poster.errors import UserError
+from poster.jobs import Job, State, Variant
+from poster.platforms import adapter_class
+from poster.platforms.base import Adapter, Existence, MediaItem, Post, PostResult, PostStatus
+from poster.render import render
+from poster.secrets import credentials
+from poster.store import iso, now, transaction
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF = timedelta(hours=6)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job_id: int
+    target: str
+    name: str
+    state: State
+    reason: str | None = None
+    url: str | None = None
+
+
+def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
+    """Exponential with ±25 % jitter: 1, 2, 4 … minutes, at most six hours."""
+    base = min(timedelta(minutes=2 ** max(0, attempts - 1)), MAX_BACKOFF)
+    return base * (0.75 + 0.5 * (rng or random).random())
+
+
+class Dispatcher:
+    def __init__(
+        self, config: Config, conn: sqlite3.Connection, *, stop: threading.Event | None = None
+    ) -> None:
+        self.config = config
+        self.conn = conn
+        self.stop = stop or threading.Event()
+        self._adapters: dict[str, Adapter] = {}
+        self._key: bytes | None = None
+
+    # -- helpers -------------------------------------------------------------------------
+    def adapter(self, target: str) -> Adapter:
+        if target not in self._adapters:
+            tc = self.config.targets.get(target)
+            if tc is None:
+                raise UserError(f"target {target!r} is no longer in {self.config.path}")
+            cls = adapter_class(tc.adapter)
+            self._adapters[target] = cls(
+                target,
+                tc.settings(),
+                credentials(target, cls.credential_fields),
+                data_dir=self.config.data_dir,
+            )
+        return self._adapters[target]
+
+    @property
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = markkey.load(self.config.data_dir, create=True)
+        return self._key
+
+    def _fail(self, job: Job, from_states: State | tuple[State, ...], reason: str) -> Outcome:
+        with transaction(self.conn):
+            jobs.transition(self.conn, job.id, from_states, State.FAILED, reason=reason)
+        log.error("job %d (%s → %s) failed: %s", job.id, job.name, job.target, reason)
+        return Outcome(job.id, job.target, job.name, State.FAILED, reason)
+
+    # -- stages --------------------------------------------------------------------------
+    def render_job(self, job: Job) -> Outcome | None:
+        """pending → rendering → ready. Returns an Outcome only when the job failed."""
+        with transaction(self.conn):
+            if not jobs.transition(self.conn, job.id, State.PENDING, State.RENDERING):
+                return None
+        try:
+            adapter = self.adapter(job.target)
+            caps = adapter.effective_capabilities()
+            target = self.config.targets[job.target]
+            policy = policies.build(self.config, target.policy)
+            originals = jobs.originals(self.conn, job.artwork_id)
+            if len(originals) > caps.images_per_post:
+                raise UserError(
+                    f"{len(originals)} images, but {job.target} takes at most {caps.images_per_post} per post"
+                )
+            rendered_items: list[Variant] = []
+            out_dir = self.config.data_dir / "variants" / str(job.id)
+            out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for orig in originals:
+                data = (self.config.data_dir / orig.archive_path).read_bytes()
+                src_fmt = imaging.probe(
+                    data, orig.name, max_pixels=self.config.intake.max_image_pixels
+                ).format
+                image = imaging.load(data, orig.name, max_pixels=self.config.intake.max_image_pixels)
+                with transaction(self.conn):
+                    mark_id = jobs.reserve_mark_id(self.conn, job.id, orig.idx)
+                r = render(
+                    image,
+                    source_format=src_fmt,
+                    policy=policy,
+                    caps=caps,
+                    key=self.key,
+                    mark_id=mark_id,
+                    artist=self.config.artist,
+                    background=self.config.render.background,
+                )
+                path = out_dir / f"{orig.idx:02d}-{ledger.format_id(mark_id)}{imaging.EXTENSION[r.format]}"
+                tmp = path.with_suffix(path.suffix + ".tmp")
+                tmp.write_bytes(r.data)
+                os.replace(tmp, path)
+                rendered_items.append(
+                    Variant(
+                        idx=orig.idx,
+                        mark_id=mark_id,
+                        path=str(path.relative_to(self.config.data_dir)),
+                        sha256=r.sha256,
+                        format=r.format,
+                        width=r.width,
+                        height=r.height,
+                        bytes=len(r.data),
+                        render={**r.info, "original_sha256": orig.sha256},
+                    )
+                )
+        except UserError as exc:
+            return self._fail(job, State.RENDERING, str(exc))
+        except OSError as exc:
+            return self._fail(
+                job, State.RENDERING, f"cannot read or write files: {exc.strerror} ({exc.filename})"
+            )
+        except Exception as exc:  # a bug: keep the daemon alive and the reason visible
+            log.debug("render of job %d crashed:\n%s", job.id, traceback.format_exc())
+            return self._fail(
+                job, State.RENDERING, f"internal error while rendering: {type(exc).__name__}: {exc}"
+            )
+        with transaction(self.conn):
+            jobs.save_variants(self.conn, job.id, rendered_items)
+            jobs.transition(self.conn, job.id, State.RENDERING, State.READY)
+        return None
+
+    def build_post(self, job: Job) -> Post:
+        meta = job.meta
+        items = []
+        for v in jobs.variants(self.conn, job.id):
+            data = (self.config.data_dir / v.path).read_bytes()
+            stem = Path(job.name.rstrip("/")).stem
+            alt = meta.get("alt", "")
+            alt = alt if isinstance(alt, str) else (alt[v.idx] if v.idx < len(alt) else "")
+            items.append(
+                MediaItem(
+                    data=data,
+                    mime=imaging.MIME[v.format],
+                    filename=f"{stem}{imaging.EXTENSION[v.format]}",
+                    width=v.width,
+                    height=v.height,
+                    alt=alt,
+                    mark_id=ledger.format_id(v.mark_id),
+                )
+            )
+        options = {k: meta[k] for k in ("ai_generated",) if meta.get(k) is not None}
+        return Post(
+            key=job.post_key,
+            title=meta.get("title") or Path(job.name.rstrip("/")).stem,
+            caption=meta.get("caption", ""),
+            tags=tuple(meta.get("tags", ())),
+            rating=meta.get("rating", "general"),
+            media=tuple(items),
+            options=options,
+        )
+
+    def record_posted(self, job: Job, result: PostResult, from_state: State) -> Outcome:
+        """posting → posted and the ledger rows, in one transaction."""
+        adapter_name = self.config.targets[job.target].adapter if job.target in self.config.targets else "?"
+        posted_at = iso(now())
+        with transaction(self.conn):
+            originals = {o.idx: o for o in jobs.originals(self.conn, job.artwork_id)}
+            for v in jobs.variants(self.conn, job.id):
+                media_url = result.media_urls[v.idx] if v.idx < len(result.media_urls) else None
+                ledger.append(
+                    self.conn,
+                    ledger.Entry(
+                        mark_id=v.mark_id,
+                        job_id=job.id,
+                        idx=v.idx,
+                        target=job.target,
+                        adapter=adapter_name,
+                        url=result.url,
+                        media_url=media_url,
+                        remote_id=result.remote_id,
+                        posted_at=posted_at,
+                        original_sha256=originals[v.idx].sha256,
+                        variant_sha256=v.sha256,
+                        render=ledger.canonical(v.render),
+                    ),
+                )
+            jobs.transition(self.conn, job.id, from_state, State.POSTED)
+            self.conn.execute(
+                "UPDATE jobs SET url = ?, remote_id = ? WHERE id = ?", (result.url, result.remote_id, job.id)
+            )
+        log.info("posted %s to %s: %s", job.name, job.target, result.url)
+        return Outcome(job.id, job.target, job.name, State.POSTED, url=result.url)
+
+    def post_job(self, job: Job) -> Outcome:
+        job = jobs.get(self.conn, job.id)
+        target = self.config.targets.get(job.target)
+        with transaction(self.conn):
+            if not jobs.transition(
+                self.conn,
+                job.id,
+                (State.READY, State.RETRY_WAIT),
+                State.POSTING,
+                reason=None,
+                count_attempt=True,
+            ):
+                return Outcome(job.id, job.target, job.name, jobs.get(self.conn, job.id).state)
+        try:
+            adapter = self.adapter(job.target)
+            result = adapter.post(self.build_post(job))
+        except Exception as exc:  # unknown whether anything reached the platform
+            log.debug("adapter crashed on job %d:\n%s", job.id, traceback.format_exc())
+            reason = f"adapter error, the post may or may not exist: {type(exc).__name__}: {exc}"
+            with transaction(self.conn):
+                jobs.transition(self.conn, job.id, State.POSTING, State.UNCERTAIN, reason=reason)
+            return Outcome(job.id, job.target, job.name, State.UNCERTAIN, reason)
+        if result.status is PostStatus.POSTED:
+            return self.record_posted(job, result, State.POSTING)
+        if result.status is PostStatus.RETRYABLE:
+            attempts = job.attempts + 1
+            max_attempts = target.max_attempts if target else 1
+            if attempts >= max_attempts:
+                return self._fail(job, State.POSTING, f"gave up after {attempts} tries: {result.reason}")
+            when = result.retry_at or now() + backoff(attempts)
+            with transaction(self.conn):
+                jobs.transition(
+                    self.conn,
+                    job.id,
+                    State.POSTING,
+                    State.RETRY_WAIT,
+                    reason=result.reason,
+                    scheduled_at=when,
+                )
+            log.warning("job %d → %s: %s; next try %s", job.id, job.target, result.reason, iso(when))
+            return Outcome(job.id, job.target, job.name, State.RETRY_WAIT, result.reason)
+        return self._fail(job, State.POSTING, result.reason or "the platform refused the post")
+
+    def process(self, job: Job) -> Outcome:
+        if job.state is State.PENDING:
+            failed = self.render_job(job)
+            if failed is not None:
+                return failed
+        return self.post_job(job)
+
+    # -- entry points --------------------------------------------------------------------
+    def resolve_uncertain(self) -> list[Outcome]:
+        """Ask each adapter whether an interrupted post exists; settle only on proof."""
+        out = []
+        for job in [j for j in jobs.all_jobs(self.conn) if j.state is State.UNCERTAIN]:
+            try:
+                existence, result = self.adapter(job.target).find_existing(self.build_post(job))
+            except Exception as exc:
+                log.warning("job %d: cannot check whether it was posted: %s", job.id, exc)
+                continue
+            if existence is Existence.EXISTS and result is not None:
+                out.append(self.record_posted(job, result, State.UNCERTAIN))
+            elif existence is Existence.ABSENT:
+                with transaction(self.conn):
+                    jobs.transition(
+                        self.conn,
+                        job.id,
+                        State.UNCERTAIN,
+                        State.READY,
+                        reason="interrupted post was not published; posting again",
+                    )
+        return out
+
+    def run_due(self, at: datetime | None = None, *, ignore_schedule: bool = False) -> list[Outcome]:
+        outcomes = []
+        for job in jobs.due(self.conn, at or now(), ignore_schedule=ignore_schedule):
+            if self.stop.is_set():
+                break
+            outcomes.append(self.process(job))
+        return outcomes

@@ -1,0 +1,157 @@
+"""Reading images safely and writing them clean.
+
+`probe` looks at the header only (format, declared size, frames), so a decompression bomb
+or a stray document is refused before any pixel is allocated. `load` applies the EXIF
+orientation, converts colour to sRGB and normalises every mode to 8-bit RGB or RGBA.
+`encode` writes pixels only: no EXIF, GPS, XMP, ICC or text chunks survive.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from poster.errors import InputError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".tif", ".tiff", ".bmp"})
+ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "GIF", "TIFF", "BMP"})
+MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
+EXTENSION = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif"}
+MIN_EDGE = 256  # the hidden-ID codec needs this much on the short side
+
+
+@dataclass(frozen=True)
+class Probe:
+    format: str
+    width: int
+    height: int
+    mode: str
+
+
+def open_image(data: bytes, name: str) -> Image.Image:
+    if not data:
+        raise InputError(f"{name}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise InputError(f"{name}: declared image size is too large (decompression bomb?)") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{name}: not an image Pillow can read (wrong extension or damaged file)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{name}: unreadable image header ({exc})") from None
+
+
+def probe(data: bytes, name: str, *, max_pixels: int) -> Probe:
+    im = open_image(data, name)
+    with im:
+        fmt = im.format or "?"
+        if fmt not in ACCEPTED_FORMATS:
+            raise InputError(f"{name}: {fmt} images are not posted (use PNG, JPEG, WebP, GIF, TIFF)")
+        w, h = im.size
+        if w * h > max_pixels:
+            raise InputError(
+                f"{name}: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of "
+                f"{max_pixels / 1e6:.0f} (intake.max_image_pixels)"
+            )
+        if min(w, h) < MIN_EDGE:
+            raise InputError(f"{name}: {w}x{h} is too small (the short side must be ≥ {MIN_EDGE} px)")
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1 and fmt != "MPO":
+            raise InputError(
+                f"{name}: animated image ({frames} frames); poster posts still images only "
+                "(export one frame as PNG)"
+            )
+        return Probe(fmt, w, h, im.mode)
+
+
+def _to_srgb(im: Image.Image) -> Image.Image:
+    icc = im.info.get("icc_profile")
+    if not icc:
+        return im
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(src).lower() and im.mode in ("RGB", "RGBA"):
+            return im
+        out_mode = "RGBA" if im.mode in ("RGBA", "LA", "PA") else "RGB"
+        if im.mode not in ("RGB", "RGBA", "CMYK", "L"):
+            im = im.convert(out_mode)
+        if im.mode == "L":
+            out_mode = "L"
+        return ImageCms.profileToProfile(
+            im,
+            src,
+            ImageCms.createProfile("sRGB"),
+            renderingIntent=ImageCms.Intent.PERCEPTUAL,
+            outputMode=out_mode,
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return im  # a broken profile: keep the pixels as they are rather than fail the post
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        arr = np.asarray(im, dtype=np.float32)
+        peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(arr * (255.0 / peak) + 0.5, 0, 255).astype(np.uint8), "L")
+    return im
+
+
+def load(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
+    """Decode to 8-bit sRGB RGB or RGBA, upright. Raises InputError with the file's name."""
+    probe(data, name, max_pixels=max_pixels)
+    im = open_image(data, name)
+    try:
+        im.load()
+        im = ImageOps.exif_transpose(im) or im
+        im = _to_srgb(_to_8bit(im))
+        if (im.mode == "P" and "transparency" in im.info) or im.mode in ("LA", "PA", "La", "RGBa"):
+            im = im.convert("RGBA")
+        elif im.mode != "RGBA":
+            im = im.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{name}: damaged or truncated image ({exc})") from None
+    if im.mode == "RGBA" and im.getchannel("A").getextrema() == (255, 255):
+        im = im.convert("RGB")
+    im.info = {}
+    return im
+
+
+def flatten(image: Image.Image, background: str) -> Image.Image:
+    """Composite alpha on the background colour (for formats and platforms without alpha)."""
+    if image.mode != "RGBA":
+        return image.convert("RGB")
+    base = Image.new("RGBA", image.size, background)
+    base.alpha_composite(image)
+    return base.convert("RGB")
+
+
+def encode(image: Image.Image, fmt: str, *, quality: int = 92) -> bytes:
+    """Pixels only: the copy is built without info, so no EXIF/XMP/ICC/text is written."""
+    clean = image.copy()
+    clean.info = {}
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        # 4:4:4 above q90 keeps line art and red/blue edges crisp; 4:2:0 below saves bytes
+        clean.convert("RGB").save(
+            buf, "JPEG", quality=quality, optimize=True, subsampling=0 if quality >= 90 else 2
+        )
+    elif fmt == "PNG":
+        clean.save(buf, "PNG", optimize=False, compress_level=6)
+    elif fmt == "WEBP":
+        clean.save(buf, "WEBP", quality=quality, method=4)
+    else:
+        raise ValueError(f"cannot encode {fmt}")
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> Image.Image:
+    """Decode bytes we produced ourselves (no limits, no normalisation beyond RGB/RGBA)."""
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im if im.mode in ("RGB", "RGBA") else im.convert("RGB")

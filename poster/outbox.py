@@ -1,0 +1,282 @@
+"""Outbox intake: find artworks whose files have stopped changing, archive the originals,
+and create one job per target — in that order, so a crash at any point leaves each artwork
+either still in the outbox or archived with its jobs (a re-scan then only tidies up).
+
+An artwork is `NAME.ext` (+ optional `NAME.toml`) or a folder `NAME/` of images with an
+optional `NAME/post.toml`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import stat
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from poster import jobs, schedule, sidecar
+from poster.config import Config
+from poster.errors import InputError
+from poster.imaging import IMAGE_EXTENSIONS, probe
+from poster.store import iso, now, transaction
+
+log = logging.getLogger(__name__)
+FOLDER_SIDECAR = "post.toml"
+
+
+@dataclass
+class Candidate:
+    name: str  # as shown to the user
+    images: list[Path]
+    sidecar: Path | None
+    folder: Path | None = None
+
+    def paths(self) -> list[Path]:
+        return [*self.images, *([self.sidecar] if self.sidecar else [])]
+
+
+@dataclass
+class IntakeResult:
+    name: str
+    outcome: str  # queued | duplicate | failed | waiting | skipped
+    reason: str | None = None
+    artwork_id: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("._")
+
+
+def find_candidates(outbox: Path) -> tuple[list[Candidate], list[IntakeResult]]:
+    """Artworks in the outbox, plus entries that will never be taken (and why)."""
+    found: list[Candidate] = []
+    skipped: list[IntakeResult] = []
+    try:
+        entries = sorted(os.scandir(outbox), key=lambda e: e.name)
+    except FileNotFoundError:
+        return [], []
+    names = {e.name for e in entries}
+    for entry in entries:
+        path = Path(entry.path)
+        if entry.is_symlink():
+            skipped.append(IntakeResult(entry.name, "skipped", "symbolic link: not followed"))
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            images = sorted(
+                (
+                    Path(e.path)
+                    for e in os.scandir(path)
+                    if e.is_file(follow_symlinks=False) and _is_image(Path(e.path))
+                ),
+                key=lambda p: p.name,
+            )
+            side = path / FOLDER_SIDECAR
+            if images:
+                found.append(Candidate(entry.name + "/", images, side if side.is_file() else None, path))
+            continue
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        if _is_image(path):
+            side_name = path.stem + ".toml"
+            found.append(
+                Candidate(entry.name, [path], path.with_name(side_name) if side_name in names else None)
+            )
+        elif path.suffix.lower() != ".toml" and not entry.name.startswith("."):
+            skipped.append(IntakeResult(entry.name, "skipped", "not an image poster posts; left in place"))
+    return found, skipped
+
+
+def _stable(c: Candidate, min_age: float, at: float) -> bool:
+    for p in c.paths():
+        try:
+            st = p.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if at - st.st_mtime < min_age:
+            return False
+    return True
+
+
+def _read_stable(c: Candidate) -> dict[Path, bytes] | None:
+    """Read every file; None if one changed while reading (still being written)."""
+    data: dict[Path, bytes] = {}
+    for p in c.paths():
+        before = p.stat(follow_symlinks=False)
+        with p.open("rb") as fh:
+            data[p] = fh.read()
+        after = p.stat(follow_symlinks=False)
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(
+            data[p]
+        ) != after.st_size:
+            return None
+    return data
+
+
+def archive_bytes(archive: Path, data: bytes, suffix: str) -> tuple[str, Path]:
+    """Content-addressed, written once, never modified: archive/ab/abcdef….ext"""
+    digest = hashlib.sha256(data).hexdigest()
+    dest = archive / digest[:2] / f"{digest}{suffix.lower()}"
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = dest.with_name(dest.name + ".tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, stat.S_IRUSR)
+        os.replace(tmp, dest)
+        dirfd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+    return digest, dest
+
+
+def _remove(c: Candidate) -> None:
+    for p in c.paths():
+        p.unlink(missing_ok=True)
+    if c.folder is not None:
+        try:
+            c.folder.rmdir()
+        except OSError:
+            log.warning("%s: left the folder in the outbox: it still holds other files", c.name)
+
+
+def _targets_for(config: Config, side: sidecar.Sidecar | None) -> tuple[list[str], str | None]:
+    enabled = list(config.enabled_targets())
+    if side is None or side.targets is None:
+        return enabled, None
+    unknown = [t for t in side.targets if t not in config.targets]
+    if unknown:
+        return (
+            enabled,
+            f"targets: unknown target {', '.join(map(repr, unknown))} (known: {', '.join(config.targets)})",
+        )
+    return [t for t in side.targets if t in enabled], None
+
+
+def intake_one(
+    conn: sqlite3.Connection, config: Config, c: Candidate, data: dict[Path, bytes]
+) -> IntakeResult:
+    warnings: list[str] = []
+    problem: str | None = None
+    side: sidecar.Sidecar | None = None
+    if c.sidecar is not None:
+        try:
+            side, warnings = sidecar.parse(
+                data[c.sidecar],
+                c.name if c.folder else c.sidecar.name,
+                max_bytes=config.intake.max_sidecar_bytes,
+            )
+        except InputError as exc:
+            problem = str(exc)
+    for p in c.images:
+        if problem:
+            break
+        try:
+            if len(data[p]) > config.intake.max_file_bytes:
+                raise InputError(f"{p.name}: {len(data[p])} bytes, over intake.max_file_bytes")
+            probe(data[p], p.name, max_pixels=config.intake.max_image_pixels)
+        except InputError as exc:
+            problem = str(exc)
+    targets, target_problem = _targets_for(config, side)
+    problem = problem or target_problem
+
+    # 1. originals into the archive (idempotent), before anything else
+    archived = [(p.name, *archive_bytes(config.archive, data[p], p.suffix)) for p in c.images]
+    side_raw = data[c.sidecar].decode("utf-8", "replace") if c.sidecar else None
+    key_src = (
+        "\n".join(d for _, d, _ in archived)
+        + "\n"
+        + hashlib.sha256(data[c.sidecar] if c.sidecar else b"").hexdigest()
+    )
+    content_key = hashlib.sha256(key_src.encode()).hexdigest()
+    meta = {
+        **(side.model_dump(mode="json") if side else {}),
+        "sidecar_raw": side_raw,
+        "warnings": warnings,
+    }
+    # 2. the artwork and its jobs, in one transaction; a known content key means a re-scan
+    created_at = now()
+    with transaction(conn):
+        row = conn.execute("SELECT id FROM artworks WHERE content_key = ?", (content_key,)).fetchone()
+        if row is not None:
+            result = IntakeResult(c.name, "duplicate", "already taken in (same files and sidecar)", row["id"])
+        else:
+            cur = conn.execute(
+                "INSERT INTO artworks (content_key, name, meta, created_at) VALUES (?, ?, ?, ?)",
+                (content_key, c.name, json.dumps(meta, ensure_ascii=False), iso(created_at)),
+            )
+            artwork_id = int(cur.lastrowid or 0)
+            conn.executemany(
+                "INSERT INTO originals (artwork_id, idx, name, sha256, archive_path) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (artwork_id, i, name, digest, str(path.relative_to(config.data_dir)))
+                    for i, (name, digest, path) in enumerate(archived)
+                ],
+            )
+            at = side.at if side else None
+            for target in targets:
+                when = schedule.initial_time(config, target, at, created_at)
+                state = jobs.State.FAILED if problem else jobs.State.PENDING
+                cur = conn.execute(
+                    "INSERT INTO jobs (artwork_id, target, state, scheduled_at, reason, post_key,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        artwork_id,
+                        target,
+                        state.value,
+                        iso(when),
+                        problem,
+                        jobs.new_post_key(),
+                        iso(created_at),
+                        iso(created_at),
+                    ),
+                )
+                jobs._event(conn, int(cur.lastrowid or 0), state, problem)
+            result = IntakeResult(c.name, "failed" if problem else "queued", problem, artwork_id, warnings)
+    # 3. only now does the file leave the outbox
+    _remove(c)
+    for w in warnings:
+        log.warning("%s", w)
+    if problem:
+        log.error("%s", problem)
+    return result
+
+
+def scan(
+    conn: sqlite3.Connection, config: Config, *, wait: bool = False, clock: datetime | None = None
+) -> list[IntakeResult]:
+    """Take every stable artwork in the outbox. With `wait`, files that are too fresh are
+    waited for (up to the stability interval) instead of being left for the next scan."""
+    candidates, results = find_candidates(config.outbox)
+    min_age = config.intake.stable_seconds
+    deadline = time.time() + min_age + 1
+    for c in candidates:
+        while True:
+            t = time.time()
+            if _stable(c, min_age, t):
+                data = _read_stable(c)
+                if data is not None:
+                    break
+            if not wait or t > deadline:
+                data = None
+                break
+            time.sleep(0.2)
+        if data is None:
+            results.append(IntakeResult(c.name, "waiting", "still changing; taken once it settles"))
+            continue
+        try:
+            results.append(intake_one(conn, config, c, data))
+        except OSError as exc:
+            results.append(IntakeResult(c.name, "waiting", f"cannot read or archive: {exc.strerror}"))
+            log.error("%s: cannot read or archive: %s", c.name, exc.strerror)
+    return results

@@ -1,0 +1,137 @@
+"""The SQLite database: the one place where queue and ledger state live.
+
+Opened in WAL mode with synchronous=FULL: every committed state change survives a crash or
+power loss, which the job state machine relies on ("commit before the side effect").
+The file and the data folder are created readable by the user only.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS artworks (
+    id INTEGER PRIMARY KEY,
+    content_key TEXT NOT NULL UNIQUE,      -- sha256 over originals + sidecar: re-scans are no-ops
+    name TEXT NOT NULL,                    -- the outbox name (file or folder)
+    meta TEXT NOT NULL,                    -- the validated sidecar, JSON
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS originals (
+    artwork_id INTEGER NOT NULL REFERENCES artworks(id),
+    idx INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    archive_path TEXT NOT NULL,            -- relative to the data folder
+    PRIMARY KEY (artwork_id, idx)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    artwork_id INTEGER NOT NULL REFERENCES artworks(id),
+    target TEXT NOT NULL,
+    state TEXT NOT NULL,
+    scheduled_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    post_key TEXT NOT NULL UNIQUE,         -- stable per job: idempotency key / lookup marker
+    remote_id TEXT,
+    url TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (artwork_id, target)
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, scheduled_at);
+CREATE TABLE IF NOT EXISTS marks (
+    mark_id INTEGER PRIMARY KEY,           -- every hidden ID ever handed out; never reused
+    job_id INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS variants (
+    job_id INTEGER NOT NULL REFERENCES jobs(id),
+    idx INTEGER NOT NULL,
+    mark_id INTEGER NOT NULL UNIQUE REFERENCES marks(mark_id),
+    path TEXT NOT NULL,                    -- relative to the data folder
+    sha256 TEXT NOT NULL,
+    format TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    render TEXT NOT NULL,                  -- JSON: policy, step parameters and seeds, strength
+    PRIMARY KEY (job_id, idx)
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    seq INTEGER PRIMARY KEY,
+    mark_id INTEGER NOT NULL UNIQUE,
+    job_id INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    target TEXT NOT NULL,
+    adapter TEXT NOT NULL,
+    url TEXT,
+    media_url TEXT,
+    remote_id TEXT,
+    posted_at TEXT NOT NULL,
+    original_sha256 TEXT NOT NULL,
+    variant_sha256 TEXT NOT NULL,
+    render TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    row_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT
+);
+"""
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat()
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def ensure_private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def connect(db_path: Path) -> sqlite3.Connection:
+    ensure_private_dir(db_path.parent)
+    if not db_path.exists():
+        os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+    conn = sqlite3.connect(db_path, timeout=30, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.executescript(SCHEMA)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT: a writer lock from the start, so two processes (the daemon
+    and a CLI command) never interleave a read-then-write."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

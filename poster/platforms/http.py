@@ -110,6 +110,12 @@ def parse_retry_at(headers: Mapping[str, str], now: datetime | None = None) -> d
     """When a 429 (or 503) says to come back, as an aware UTC datetime; None if it doesn't."""
     now = now or datetime.now(UTC)
     lower = {k.lower(): v for k, v in headers.items()}
+    # X: an exhausted 24-hour (user or app) limit outlasts the 15-minute window
+    for scope in ("user", "app"):
+        if lower.get(f"x-{scope}-limit-24hour-remaining", "").strip() == "0":
+            reset = lower.get(f"x-{scope}-limit-24hour-reset", "").strip()
+            if reset.isdigit():
+                return datetime.fromtimestamp(int(reset), UTC)
     value = lower.get("retry-after")
     if value:
         value = value.strip()
@@ -280,8 +286,10 @@ class HttpClient:
                     attempt += 1
                     continue
                 when = retry_at.isoformat(timespec="seconds") if retry_at else "later"
+                detail = self.mask(_short_body(response, 120))
                 raise RateLimited(
-                    f"{self.platform} rate limit reached; try again at {when}",
+                    f"{self.platform} rate limit reached ({detail or 'HTTP 429'}); "
+                    f"try again at {when}",
                     retry_at=retry_at,
                     status=429,
                 )

@@ -1,0 +1,207 @@
+"""Misskey: `POST /api/drive/files/create` (multipart `file`, `comment` = alt text,
+`isSensitive`), then `POST /api/notes/create` (`fileIds`, `text`, `visibility`, `cw`).
+
+Duplicate-proof: each uploaded file is named `poster-<job key>-<n>.<ext>`, so after a crash
+`find_existing` asks `drive/files/find` for that name and `drive/files/attached-notes` for a
+note using it — a real answer (exists / absent) instead of a guess.
+
+Settings: `instance` (or `api_base`), `visibility` (public | home | followers | specified,
+default public), `sensitive_for` (ratings marked sensitive, default r18 and r18g), `cw_for`
+(ratings that get a content warning, default r18g). Credential: `TOKEN` (an access token
+with drive and note write permission). Limits: `policies.maxFileSizeMb` from `/api/i` and
+`maxNoteTextLength` from `/api/meta`, cached for a day.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+from poster.errors import ConfigError
+from poster.platforms.base import (
+    Capabilities,
+    CheckResult,
+    Existence,
+    MediaItem,
+    Post,
+    PostResult,
+)
+from poster.platforms.http import AuthFailure, Fatal, HttpAdapter, Retryable, json_body
+from poster.platforms.text import compose
+
+log = logging.getLogger("poster.platforms.misskey")
+
+VISIBILITIES = ("public", "home", "followers", "specified")
+LIMITS_TTL = 24 * 3600
+EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+
+
+class MisskeyAdapter(HttpAdapter):
+    name = "misskey"
+    credential_fields = ("TOKEN",)
+    capabilities = Capabilities(
+        max_bytes=10 * 1024 * 1024,  # conservative until the server's policy is read
+        formats=("PNG", "JPEG", "WEBP"),
+        keeps_png=True,
+        images_per_post=16,
+        text_length=3000,
+        alt_text=True,
+        alt_text_length=512,
+        min_interval=10.0,
+        reencodes=((2048, 90),),  # web-public thumbnails; the original file is kept
+    )
+    default_api_base = ""
+
+    def __init__(self, target, settings, credentials, *, data_dir):
+        settings = dict(settings)
+        instance = settings.get("instance")
+        if instance and not settings.get("api_base"):
+            if not isinstance(instance, str):
+                raise ConfigError(f"targets.{target}.instance: must be a URL like https://misskey.io")
+            settings["api_base"] = instance if "://" in instance else f"https://{instance}"
+        if not settings.get("api_base"):
+            raise ConfigError(
+                f"targets.{target}.instance: required for a misskey target "
+                "(e.g. instance = \"https://misskey.io\")"
+            )
+        super().__init__(target, settings, credentials, data_dir=data_dir)
+        vis = self.settings.get("visibility", "public")
+        if vis not in VISIBILITIES:
+            raise ConfigError(f"targets.{target}.visibility: must be one of "
+                              f"{', '.join(VISIBILITIES)}, not {vis!r}")
+        self.visibility = vis
+        for key, default in (("sensitive_for", ["r18", "r18g"]), ("cw_for", ["r18g"])):
+            value = self.settings.get(key, default)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"targets.{target}.{key}: must be a list of ratings")
+            setattr(self, key, set(value))
+
+    @property
+    def token(self) -> str:
+        return self._credentials.get("TOKEN", "")
+
+    # -- calls
+    def _classify(self, r, action: str) -> Exception:
+        try:
+            err = (r.json() or {}).get("error") or {}
+        except Exception:
+            err = {}
+        code = str(err.get("code") or "")
+        message = str(err.get("message") or r.text[:200])
+        if r.status_code in (401, 403) and (code in ("AUTHENTICATION_FAILED", "CREDENTIAL_REQUIRED",
+                                                     "PERMISSION_DENIED") or r.status_code == 401):
+            return AuthFailure(
+                f"misskey refused the access token ({code or r.status_code}: {message}); run "
+                f"`poster login {self.target}` with a token that may write drive files and notes"
+            )
+        if r.status_code == 413 or "TOO_BIG" in code or "FILE_TOO_LARGE" in code:
+            return Fatal(f"misskey says the file is too large ({code}: {message})")
+        if code == "NO_FREE_SPACE":
+            return Fatal("misskey drive is full: free some space in the account's drive")
+        if code == "RATE_LIMIT_EXCEEDED":
+            return Retryable("misskey rate limit reached; try again later")
+        return Fatal(f"misskey refused to {action} ({r.status_code} {code}: {message})")
+
+    def _api(self, endpoint: str, body: dict[str, Any] | None = None, *,
+             action: str, idempotent: bool = True) -> Any:
+        r = self.client.post(f"/api/{endpoint}", json={"i": self.token, **(body or {})},
+                             idempotent=idempotent)
+        if r.status_code == 204:
+            return None
+        if r.status_code != 200:
+            raise self._classify(r, action)
+        return json_body(r, self.name)
+
+    # -- limits
+    def effective_capabilities(self) -> Capabilities:
+        caps = self.capabilities
+        cached = self.read_state("limits")
+        if not cached or time.time() - cached.get("fetched", 0) > LIMITS_TTL:
+            try:
+                cached = self._fetch_limits()
+            except Exception as exc:
+                log.warning("%s: cannot read server limits (%s); using defaults",
+                            self.target, self.mask(str(exc)))
+                cached = None
+        if cached:
+            changes = {k: cached[k] for k in ("max_bytes", "text_length")
+                       if isinstance(cached.get(k), int) and cached[k] > 0}
+            caps = replace(caps, **changes)
+        return replace(caps, min_interval=self._min_interval(caps.min_interval))
+
+    def _fetch_limits(self) -> dict[str, Any]:
+        limits: dict[str, Any] = {"fetched": time.time()}
+        meta = self.client.post("/api/meta", json={"detail": False})
+        if meta.status_code == 200:
+            limits["text_length"] = json_body(meta, self.name).get("maxNoteTextLength")
+        if self.token:
+            me = self._api("i", action="read the account's limits") or {}
+            mb = (me.get("policies") or {}).get("maxFileSizeMb")
+            if isinstance(mb, int | float) and mb > 0:
+                limits["max_bytes"] = int(mb * 1024 * 1024)
+        self.write_state("limits", limits)
+        return limits
+
+    # -- posting
+    def file_name(self, post: Post, index: int, item: MediaItem) -> str:
+        return f"poster-{post.key}-{index}.{EXT.get(item.mime, 'bin')}"
+
+    def _upload(self, post: Post, index: int, item: MediaItem) -> str:
+        r = self.client.post(
+            "/api/drive/files/create",
+            data={
+                "i": self.token,
+                "name": self.file_name(post, index, item),
+                "comment": (item.alt or "")[: self.capabilities.alt_text_length],
+                "isSensitive": "true" if post.rating in self.sensitive_for else "false",
+                "force": "true",
+            },
+            files={"file": (item.filename, item.data, item.mime)},
+            idempotent=True,  # an unattached drive file is harmless
+        )
+        if r.status_code != 200:
+            raise self._classify(r, f"upload {item.filename}")
+        fid = str(json_body(r, self.name).get("id") or "")
+        if not fid:
+            raise Fatal("misskey accepted the upload but returned no file id")
+        return fid
+
+    def _post(self, post: Post) -> PostResult:
+        caps = self.effective_capabilities()
+        media = post.media[: caps.images_per_post]
+        text, trimmed = compose(post.caption or post.title, post.tags, limit=caps.text_length,
+                                measure=len)
+        if trimmed:
+            log.warning("%s: text trimmed to %s characters", self.target, caps.text_length)
+        for item in media:
+            if len(item.data) > caps.max_bytes:
+                raise Fatal(f"{item.filename} is {len(item.data)} bytes; this misskey server "
+                            f"takes files up to {caps.max_bytes} bytes")
+        ids = [self._upload(post, i, item) for i, item in enumerate(media)]
+        body: dict[str, Any] = {"text": text, "fileIds": ids, "visibility": self.visibility}
+        if post.rating in self.cw_for:
+            body["cw"] = post.rating.upper()
+        note = (self._api("notes/create", body, action="create the note", idempotent=False)
+                or {}).get("createdNote") or {}
+        nid = str(note.get("id") or "")
+        if not nid:
+            raise Fatal("misskey answered without a note id")
+        return PostResult.posted(nid, f"{self.api_base}/notes/{nid}")
+
+    def _find_existing(self, post: Post) -> tuple[Existence, PostResult | None]:
+        for index, item in enumerate(post.media[:1]):
+            files = self._api("drive/files/find", {"name": self.file_name(post, index, item)},
+                              action="look for the uploaded file") or []
+            for f in files:
+                notes = self._api("drive/files/attached-notes", {"fileId": f["id"]},
+                                  action="look for the note") or []
+                if notes:
+                    nid = str(notes[0]["id"])
+                    return Existence.EXISTS, PostResult.posted(nid, f"{self.api_base}/notes/{nid}")
+        return Existence.ABSENT, None
+
+    def _check(self) -> CheckResult:
+        me = self._api("i", action="verify the token") or {}
+        return CheckResult(True, f"logged in as @{me.get('username', '?')} on {self.api_base}")

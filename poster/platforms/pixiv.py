@@ -1,0 +1,292 @@
+"""pixiv, through the logged-in web session (pixiv has no posting API).
+
+The observed web flow (as used by peers such as PostyBirb):
+1. `GET /illustration/create` with the session cookie; the CSRF token is in the page's
+   `__NEXT_DATA__` JSON (`…serverSerializedPreloadedState` → `api.token`).
+2. `POST /ajax/work/create/illustration` (multipart, header `x-csrf-token`) with title,
+   caption, tags, age rating, AI flag, restrict and the files → `{"body": {"convertKey"}}`.
+3. `GET /ajax/work/create/illustration/progress?convertKey=…` until `COMPLETE` → illustId.
+
+This is the most fragile adapter: a redirect to the login page is reported as an expired
+session, and a page without the expected structure as a changed page — never a silent
+failure. One post at a time, at least 5 minutes apart (pixiv's 2026-03 guideline).
+
+Settings: `api_base` (default https://www.pixiv.net), `restrict` (public | mypixiv |
+private), `ai_generated` (bool — REQUIRED somewhere: here or `ai_generated` in the sidecar;
+`notAiGenerated` is only sent when the user said so), `original` (bool, default false),
+`allow_tag_edit` (default true), `allow_comment` (default true). Credential: `SESSION` (the
+`PHPSESSID` cookie value, or a full `Cookie:` header string).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from poster.errors import ConfigError
+from poster.platforms.base import Capabilities, CheckResult, Post, PostResult
+from poster.platforms.http import (
+    AuthFailure,
+    Fatal,
+    HttpAdapter,
+    Retryable,
+    _short_body,
+)
+from poster.platforms.text import compose
+
+log = logging.getLogger("poster.platforms.pixiv")
+
+RESTRICTS = ("public", "mypixiv", "private")
+RATINGS = ("general", "r18", "r18g")
+_NEXT_DATA = re.compile(
+    r'<script[^>]*id=["\']__NEXT_DATA__["\'][^>]*>(.*?)</script>', re.DOTALL | re.IGNORECASE
+)
+CREATE_PAGE = "/illustration/create"
+CREATE_API = "/ajax/work/create/illustration"
+PROGRESS_API = "/ajax/work/create/illustration/progress"
+
+
+class PageChanged(Fatal):
+    pass
+
+
+def _find_key(node: Any, key: str, depth: int = 0) -> Any:
+    if depth > 8:
+        return None
+    if isinstance(node, dict):
+        if key in node:
+            return node[key]
+        for value in node.values():
+            found = _find_key(value, key, depth + 1)
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for value in node:
+            found = _find_key(value, key, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def extract_csrf_token(html: str) -> str:
+    """The CSRF token from the upload page, or `PageChanged` saying what was not found."""
+    m = _NEXT_DATA.search(html)
+    if not m:
+        raise PageChanged(
+            "pixiv's upload page has changed: no __NEXT_DATA__ script found, so the CSRF token "
+            "cannot be read; the pixiv adapter needs an update (post by hand meanwhile)"
+        )
+    try:
+        data = json.loads(m.group(1))
+    except ValueError:
+        raise PageChanged("pixiv's upload page has changed: __NEXT_DATA__ is not JSON") from None
+    state = _find_key(data, "serverSerializedPreloadedState")
+    if isinstance(state, str):
+        try:
+            state = json.loads(state)
+        except ValueError:
+            state = None
+    token = ((state or {}).get("api") or {}).get("token") if isinstance(state, dict) else None
+    if not isinstance(token, str) or not token:
+        raise PageChanged(
+            "pixiv's upload page has changed: __NEXT_DATA__ has no "
+            "serverSerializedPreloadedState.api.token; the pixiv adapter needs an update"
+        )
+    return token
+
+
+class PixivAdapter(HttpAdapter):
+    name = "pixiv"
+    credential_fields = ("SESSION",)
+    capabilities = Capabilities(
+        max_bytes=32 * 1024 * 1024,
+        formats=("PNG", "JPEG"),
+        keeps_png=True,  # the original file is kept; previews are JPEG
+        images_per_post=200,  # unconfirmed officially
+        text_length=3000,
+        alt_text=False,
+        min_interval=300.0,
+        reencodes=((1200, 85),),  # "master1200" previews
+    )
+    default_api_base = "https://www.pixiv.net"
+    progress_poll_interval: ClassVar[float] = 1.0
+    progress_poll_limit: ClassVar[int] = 60
+
+    def __init__(self, target, settings, credentials, *, data_dir):
+        super().__init__(target, settings, credentials, data_dir=data_dir)
+        restrict = self.settings.get("restrict", "public")
+        if restrict not in RESTRICTS:
+            raise ConfigError(f"targets.{target}.restrict: must be one of {', '.join(RESTRICTS)}")
+        self.restrict = restrict
+        for key in ("ai_generated", "original", "allow_tag_edit", "allow_comment"):
+            value = self.settings.get(key)
+            if value is not None and not isinstance(value, bool):
+                raise ConfigError(f"targets.{target}.{key}: must be true or false")
+        self.ai_generated = self.settings.get("ai_generated")
+
+    def effective_capabilities(self) -> Capabilities:
+        return replace(self.capabilities,
+                       min_interval=self._min_interval(self.capabilities.min_interval))
+
+    def make_client(self, **overrides: Any):
+        session = self._credentials.get("SESSION", "")
+        cookie = session if "=" in session else f"PHPSESSID={session}"
+        client = super().make_client(
+            headers={
+                "Cookie": cookie,
+                "Accept-Language": "ja,en;q=0.8",
+                "Referer": f"{self.api_base}{CREATE_PAGE}",
+                "Origin": self.api_base,
+            },
+            **overrides,
+        )
+        return client
+
+    # -- session and token
+    def _expired(self, why: str) -> AuthFailure:
+        return AuthFailure(
+            f"pixiv session expired or not logged in ({why}): log in to pixiv in a browser, "
+            f"copy the PHPSESSID cookie and run `poster login {self.target}`"
+        )
+
+    def csrf_token(self) -> str:
+        r = self.client.get(CREATE_PAGE, allow_redirects=False)
+        if r.status_code in (301, 302, 303, 307, 308):
+            where = r.headers.get("Location", "")
+            if "login" in where or "accounts." in where:
+                raise self._expired("the upload page redirects to the login page")
+            raise PageChanged(f"pixiv's upload page has moved (redirect to {where})")
+        if r.status_code in (401, 403):
+            raise self._expired(f"the upload page answered {r.status_code}")
+        if r.status_code != 200:
+            raise Fatal(f"pixiv's upload page answered {r.status_code}: {_short_body(r)}")
+        token = extract_csrf_token(r.text)
+        self.client.add_secret(token)
+        return token
+
+    # -- post
+    def _ai_type(self, post: Post) -> str:
+        value = post.options.get("ai_generated", self.ai_generated)
+        if value is None:
+            raise Fatal(
+                "pixiv requires the AI-generated flag and poster never guesses it: set "
+                f"ai_generated = false (or true) in the sidecar or in targets.{self.target}"
+            )
+        if not isinstance(value, bool):
+            raise Fatal("ai_generated must be true or false")
+        return "aiGenerated" if value else "notAiGenerated"
+
+    def _form(self, post: Post, token: str) -> tuple[list[tuple[str, str]], list]:
+        rating = post.rating if post.rating in RATINGS else "general"
+        title = (post.title or "untitled").strip()
+        if len(title) > 32:
+            log.warning("%s: title cut to pixiv's 32 characters", self.target)
+            title = title[:32]
+        caption, trimmed = compose(post.caption, (), limit=3000, measure=len)
+        if trimmed:
+            log.warning("%s: caption trimmed to 3000 characters", self.target)
+        tags = [t.strip().lstrip("#") for t in post.tags if t.strip()][:10]
+        if len(post.tags) > 10:
+            log.warning("%s: pixiv takes 10 tags; the rest are dropped", self.target)
+        bool_s = lambda v: "true" if v else "false"  # noqa: E731
+        opt = post.options
+        fields: list[tuple[str, str]] = [
+            ("title", title),
+            ("caption", caption),
+            ("allowTagEdit", bool_s(opt.get("allow_tag_edit",
+                                            self.settings.get("allow_tag_edit", True)))),
+            ("xRestrict", rating),
+            ("restrict", self.restrict),
+            ("original", bool_s(opt.get("original", self.settings.get("original", False)))),
+            ("allowComment", bool_s(self.settings.get("allow_comment", True))),
+            ("responseAutoAccept", "false"),
+            ("aiType", self._ai_type(post)),
+            ("tweet", "false"),
+            ("titleTranslations[en]", ""),
+            ("captionTranslations[en]", ""),
+        ]
+        if rating == "general":
+            fields.append(("sexual", bool_s(opt.get("sexual", False))))
+        fields += [("tags[]", t) for t in tags]
+        files = []
+        for i, item in enumerate(post.media[: self.capabilities.images_per_post]):
+            files.append(("files[]", (item.filename, item.data, item.mime)))
+            fields.append((f"imageOrder[{i}][type]", "newFile"))
+            fields.append((f"imageOrder[{i}][fileKey]", str(i)))
+        return fields, files
+
+    def _answer(self, r, action: str) -> dict[str, Any]:
+        if r.status_code in (301, 302, 303, 307, 308) or r.status_code == 401:
+            raise self._expired(f"{action} answered {r.status_code}")
+        try:
+            body = r.json()
+        except ValueError:
+            if "<html" in r.text[:500].lower():
+                raise self._expired(f"{action} answered an HTML page instead of JSON") from None
+            raise PageChanged(f"pixiv's {action} answered something unexpected "
+                              f"({r.status_code}): the web API may have changed") from None
+        if not isinstance(body, dict) or "error" not in body:
+            raise PageChanged(f"pixiv's {action} answer has an unknown shape: the web API may "
+                              "have changed")
+        if body.get("error"):
+            errors = (body.get("body") or {}).get("errors") if isinstance(body.get("body"),
+                                                                          dict) else None
+            message = str(body.get("message") or errors or "unknown error")
+            low = message.lower()
+            if errors and "gRecaptchaResponse" in errors:
+                raise Retryable(
+                    "pixiv asks for a captcha (too many posts in a short time); posting is "
+                    "paused for an hour", retry_at=datetime.now(UTC) + timedelta(hours=1))
+            if "csrf" in low or "token" in low or "login" in low or r.status_code == 403:
+                raise self._expired(f"{action}: {message}")
+            if r.status_code == 429:
+                raise Retryable(f"pixiv rate limit: {message}")
+            raise Fatal(f"pixiv refused to {action}: {message}")
+        if r.status_code >= 400:
+            raise Fatal(f"pixiv answered {r.status_code} to {action}")
+        return body
+
+    def _post(self, post: Post) -> PostResult:
+        for item in post.media:
+            if len(item.data) > self.capabilities.max_bytes:
+                raise Fatal(f"{item.filename} is {len(item.data)} bytes; pixiv takes up to "
+                            f"{self.capabilities.max_bytes} bytes per image")
+        self._ai_type(post)  # fail before any network call when the flag is missing
+        token = self.csrf_token()
+        fields, files = self._form(post, token)
+        r = self.client.post(CREATE_API, data=fields, files=files,
+                             headers={"x-csrf-token": token, "Accept": "application/json"},
+                             allow_redirects=False, idempotent=False)
+        body = self._answer(r, "create the work")
+        convert_key = (body.get("body") or {}).get("convertKey")
+        if not convert_key:
+            raise PageChanged("pixiv accepted the work but sent no convertKey: the web API may "
+                              "have changed; check the account before retrying")
+        illust_id = self._await(convert_key)
+        return PostResult.posted(str(illust_id), f"{self.api_base}/artworks/{illust_id}")
+
+    def _await(self, convert_key: str) -> str:
+        for _ in range(self.progress_poll_limit):
+            r = self.client.get(PROGRESS_API, params={"convertKey": convert_key},
+                                headers={"Accept": "application/json"}, allow_redirects=False)
+            body = (self._answer(r, "report the upload progress").get("body") or {})
+            status = str(body.get("status") or "")
+            if status == "COMPLETE" and body.get("illustId"):
+                return str(body["illustId"])
+            if status == "FAILED":
+                raise Fatal("pixiv could not process the images (progress: FAILED)")
+            time.sleep(self.progress_poll_interval)
+        raise Retryable(
+            "pixiv is still processing the work; it may appear later — check the account",
+            ambiguous=True,
+        )
+
+    def _check(self) -> CheckResult:
+        self.csrf_token()
+        return CheckResult(True, f"pixiv session is valid and the upload page is as expected "
+                                 f"({self.api_base})")

@@ -70,7 +70,26 @@ def run_lock(cfg: config_mod.Config) -> Iterator[None]:
         os.close(fd)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _UserFailure(click.ClickException):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(mask_text(f"poster: error: {self.message}"), err=True)
+
+
+class _Group(click.Group):
+    """Turns the one user-error type into a one-line message and exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise _UserFailure(str(exc), exc.exit_code) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",

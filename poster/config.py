@@ -81,6 +81,20 @@ class TargetConfig(BaseModel):
     enabled: bool = True
     delay_minutes: float = Field(0.0, ge=0, le=7 * 24 * 60)  # stagger cross-posts
     max_attempts: int = Field(5, ge=1, le=100)  # tries before a retryable error fails the job
+    # When this target posts (see poster.schedule): slots like "mon-fri 19:00,21:00" in the
+    # top-level time zone; empty means "as soon as pacing allows".
+    slots: tuple[str, ...] = ()
+    min_interval_minutes: float = Field(5.0, ge=0, le=7 * 24 * 60)  # between two posts
+    daily_cap: int | None = Field(None, ge=1, le=10_000)  # posts per rolling 24 hours
+
+    @field_validator("slots")
+    @classmethod
+    def _slots(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from poster.schedule import parse_slot
+
+        for text in v:
+            parse_slot(text)  # raises ValueError naming what is wrong
+        return v
 
     def settings(self) -> dict[str, Any]:
         return self.model_dump(mode="python")
@@ -118,10 +132,25 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _policies_exist(self) -> Config:
+        from poster.platforms import adapter_class
+        from poster.platforms import names as adapter_names
         from poster.policies import BUILTIN_POLICIES
 
         known = set(BUILTIN_POLICIES) | set(self.policies)
+        adapters = adapter_names()
         for name, target in self.targets.items():
+            if target.adapter not in adapters:
+                raise ValueError(
+                    f"targets.{name}.adapter: unknown adapter {target.adapter!r} "
+                    f"(known: {', '.join(adapters)})"
+                )
+            allowed = adapter_class(target.adapter).settings_keys
+            unknown = sorted(set(target.model_extra or {}) - (allowed or set()))
+            if allowed is not None and unknown:
+                raise ValueError(
+                    f"targets.{name}.{unknown[0]}: unknown key for the {target.adapter} adapter "
+                    "(a top-level key must come before the first [table])"
+                )
             if target.policy not in known:
                 raise ValueError(
                     f"targets.{name}.policy: unknown policy {target.policy!r} "

@@ -23,6 +23,7 @@ _SAFE = re.compile(r"[^\w.-]+", re.UNICODE)
 
 class LocalAdapter(Adapter):
     name = "local"
+    settings_keys = frozenset()
     capabilities = Capabilities(
         max_bytes=50_000_000,
         max_edge=16384,

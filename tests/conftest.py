@@ -1,0 +1,81 @@
+"""Shared fixtures: a real poster home (config + data folder) in a temp dir, real images.
+
+No global state: every test gets its own config file, data folder, SQLite database and key.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from poster import cli, config
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> config.Config:
+    """`poster init` into a temp dir; returns the loaded config."""
+    return config.load(cli.init_home(tmp_path / "home"))
+
+
+def artwork(size: tuple[int, int] = (640, 480), *, mode: str = "RGB", seed: int = 0) -> Image.Image:
+    """A synthetic painting-like image: smooth gradients, shapes and texture."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack(
+        [
+            128 + 90 * np.sin(x / (w / 3.1) + rng.uniform(0, 6)),
+            128 + 90 * np.cos(y / (h / 2.3) + rng.uniform(0, 6)),
+            128 + 60 * np.sin((x + y) / (w / 4.7)),
+        ],
+        axis=-1,
+    )
+    for _ in range(12):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(20, min(w, h) / 3)
+        inside = (x - cx) ** 2 + (y - cy) ** 2 < r * r
+        base[inside] = base[inside] * 0.4 + rng.uniform(0, 255, 3) * 0.6
+    base += rng.normal(0, 6, base.shape)
+    rgb = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB")
+    if mode == "RGBA":
+        alpha = np.where((x - w / 2) ** 2 / (w / 2.2) ** 2 + (y - h / 2) ** 2 / (h / 2.2) ** 2 < 1, 255, 0)
+        rgba = rgb.convert("RGBA")
+        rgba.putalpha(Image.fromarray(alpha.astype(np.uint8), "L"))
+        return rgba
+    return rgb.convert(mode) if mode != "RGB" else rgb
+
+
+@pytest.fixture
+def drop(home: config.Config) -> Callable[..., Path]:
+    """Put a file into the outbox, aged so it counts as stable."""
+
+    def _drop(name: str, data: bytes | Image.Image, *, fmt: str = "PNG", age: float = 3600) -> Path:
+        path = home.outbox / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, Image.Image):
+            data.save(path, fmt)
+        else:
+            path.write_bytes(data)
+        old = time.time() - age
+        os.utime(path, (old, old))
+        return path
+
+    return _drop
+
+
+def run_cli(*args: str, cfg: config.Config | None = None) -> tuple[int, str, str]:
+    """Run the CLI in-process like a user would; returns (exit code, stdout, stderr)."""
+    from click.testing import CliRunner
+
+    runner = CliRunner()
+    argv = ["--config", str(cfg.path), *args] if cfg else list(args)
+    result = runner.invoke(cli.cli, argv, catch_exceptions=False, standalone_mode=True)
+    return result.exit_code, result.stdout, result.stderr

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from poster import config
+from poster.errors import ConfigError
+from tests.conftest import run_cli
+
+BASE = 'data_dir = "queue"\n[targets.x]\nadapter = "local"\npolicy = "heavy"\n'
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "config.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_init_config_has_three_local_targets(home: config.Config) -> None:
+    assert {n: (t.adapter, t.policy) for n, t in home.targets.items()} == {
+        "x": ("local", "heavy"),
+        "pixiv": ("local", "light"),
+        "xfolio": ("local", "light"),
+    }
+    assert home.outbox.is_dir()
+    assert home.data_dir == home.path.parent / "queue"
+    assert (home.data_dir.stat().st_mode & 0o777) == 0o700
+    assert (home.data_dir / "mark.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_example_config_is_the_packaged_template() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    assert (repo / "config.example.toml").read_text() == (
+        repo / "poster" / "data" / "config.example.toml"
+    ).read_text()
+
+
+def test_minimal_contract_config_is_accepted(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, BASE + 'api_base = "https://example.invalid"\n'))
+    assert cfg.targets["x"].api_base == "https://example.invalid"
+    assert cfg.data_dir == (tmp_path / "queue").resolve()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (BASE + "[intake]\nstable_seconds = -1\n", "intake.stable_seconds: Input should be greater than"),
+        (BASE + "[intake]\nstable_secs = 3\n", "intake.stable_secs: unknown key"),
+        (BASE.replace('"heavy"', '"medium"'), "targets.x.policy: unknown policy 'medium'"),
+        (BASE.replace('"local"', '"facebook"'), "targets.x.adapter: unknown adapter 'facebook'"),
+        (BASE + '[render]\nbackground = "white"\n', "render.background: must be a colour"),
+        ('timezone = "Mars/Olympus"\n' + BASE, "timezone: unknown time zone"),
+        (BASE + 'timezone = "Asia/Tokyo"\n', "targets.x.timezone: unknown key for the local adapter"),
+        ('data_dir = "q"\n', "targets: Field required"),
+        (BASE + "[targets\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_gives_one_line_naming_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(str(path.resolve()) if "TOML" not in expected else str(path))
+    assert expected in message
+
+
+def test_bad_config_through_the_cli_is_one_line_without_traceback(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + "[intake]\nscan_interval = 0\n")
+    code, out, err = run_cli("--config", str(path), "status")
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and "intake.scan_interval" in err and "Traceback" not in err
+
+
+def test_missing_config_says_how_to_create_one(tmp_path: Path) -> None:
+    code, _, err = run_cli("--config", str(tmp_path / "nope.toml"), "status")
+    assert code == 2 and "poster init" in err
+
+
+def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
+    assert run_cli("init", str(tmp_path / "h"))[0] == 0
+    code, _, err = run_cli("init", str(tmp_path / "h"))
+    assert code == 2 and "already exists" in err
+
+
+def test_two_configs_in_one_process_do_not_leak(tmp_path: Path) -> None:
+    a = config.load(write(tmp_path, 'artist = "A"\n' + BASE))
+    (tmp_path / "b").mkdir()
+    b = config.load(write(tmp_path / "b", BASE))
+    assert a.artist == "A" and b.artist == ""

@@ -127,6 +127,9 @@ class Adapter(ABC):
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
     credential_fields: ClassVar[tuple[str, ...]] = ()
+    # Target keys this adapter reads besides the common ones (adapter, policy, api_base, ...);
+    # config load rejects any other key as a typo. None: the adapter checks its own settings.
+    settings_keys: ClassVar[frozenset[str] | None] = None
 
     def __init__(
         self,

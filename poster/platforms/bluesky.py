@@ -69,6 +69,7 @@ def make_tid(now_us: int | None = None, clock_id: int | None = None) -> str:
 class BlueskyAdapter(HttpAdapter):
     name = "bluesky"
     credential_fields = ("HANDLE", "APP_PASSWORD")
+    settings_keys = HttpAdapter.common_settings | frozenset({"web_base", "langs", "link_back", "labels"})
     capabilities = Capabilities(
         max_bytes=MAX_BLOB,
         max_edge=None,
@@ -91,11 +92,11 @@ class BlueskyAdapter(HttpAdapter):
         self.web_base = web.rstrip("/")
         langs = self.settings.get("langs", [])
         if not isinstance(langs, list) or not all(isinstance(x, str) for x in langs):
-            raise ConfigError(f"targets.{target}.langs: must be a list like [\"ja\", \"en\"]")
+            raise ConfigError(f'targets.{target}.langs: must be a list like ["ja", "en"]')
         self.langs = langs
         labels = self.settings.get("labels", {"r18": "porn", "r18g": "graphic-media"})
         if not isinstance(labels, dict):
-            raise ConfigError(f"targets.{target}.labels: must be a table rating = \"label\"")
+            raise ConfigError(f'targets.{target}.labels: must be a table rating = "label"')
         self.labels = labels
         self.link_back = bool(self.settings.get("link_back", False))
         self._session: dict[str, Any] | None = None
@@ -109,8 +110,11 @@ class BlueskyAdapter(HttpAdapter):
         return MAX_BLOB
 
     def effective_capabilities(self) -> Capabilities:
-        return replace(self.capabilities, max_bytes=self.max_blob(),
-                       min_interval=self._min_interval(self.capabilities.min_interval))
+        return replace(
+            self.capabilities,
+            max_bytes=self.max_blob(),
+            min_interval=self._min_interval(self.capabilities.min_interval),
+        )
 
     def _load_session(self) -> dict[str, Any] | None:
         if self._session is None:
@@ -199,8 +203,7 @@ class BlueskyAdapter(HttpAdapter):
                 error, _ = self._error(r)
                 if r.status_code == 401 or error in ("ExpiredToken", "InvalidToken"):
                     self._refresh_session()
-                    kwargs["headers"] = {k: v for k, v in headers.items()
-                                         if k != "Authorization"}
+                    kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
                     continue
             return r
         return r
@@ -230,15 +233,18 @@ class BlueskyAdapter(HttpAdapter):
             try:
                 data, mime = shrink_to(data, limit)
             except Exception as exc:
-                raise Fatal(f"{item.filename} is {len(item.data)} bytes, over bluesky's "
-                            f"{limit}-byte limit, and could not be shrunk ({exc})") from None
+                raise Fatal(
+                    f"{item.filename} is {len(item.data)} bytes, over bluesky's "
+                    f"{limit}-byte limit, and could not be shrunk ({exc})"
+                ) from None
             data = strip_metadata(data)
         return data, mime
 
     def _upload(self, item: MediaItem) -> dict[str, Any]:
         data, mime = self._prepare(item)
-        r = self._xrpc("POST", "com.atproto.repo.uploadBlob", data=data,
-                       headers={"Content-Type": mime}, idempotent=True)
+        r = self._xrpc(
+            "POST", "com.atproto.repo.uploadBlob", data=data, headers={"Content-Type": mime}, idempotent=True
+        )
         self._raise_for(r, f"upload {item.filename}")
         blob = json_body(r, self.name).get("blob")
         if not isinstance(blob, dict):
@@ -266,14 +272,22 @@ class BlueskyAdapter(HttpAdapter):
         link = post.options.get("link") if self.link_back else None
         if isinstance(link, str) and link:
             suffix = link
-        text, trimmed = compose(post.caption or post.title, post.tags, limit=caps.text_length,
-                                measure=grapheme_length, suffix=suffix)
+        text, trimmed = compose(
+            post.caption or post.title,
+            post.tags,
+            limit=caps.text_length,
+            measure=grapheme_length,
+            suffix=suffix,
+        )
         if trimmed:
             log.warning("%s: text trimmed to %d graphemes", self.target, caps.text_length)
         media = post.media[: caps.images_per_post]
         if len(post.media) > len(media):
-            log.warning("%s: bluesky takes %d images per post; the rest are not posted",
-                        self.target, caps.images_per_post)
+            log.warning(
+                "%s: bluesky takes %d images per post; the rest are not posted",
+                self.target,
+                caps.images_per_post,
+            )
         for _attempt in (0, 1):
             record = self._record(post, text, media)
             result = self._create(post, session, record)
@@ -292,9 +306,7 @@ class BlueskyAdapter(HttpAdapter):
         record: dict[str, Any] = {
             "$type": POST_NSID,
             "text": text,
-            "createdAt": datetime.now(UTC).isoformat(timespec="milliseconds").replace(
-                "+00:00", "Z"
-            ),
+            "createdAt": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "embed": {"$type": "app.bsky.embed.images", "images": images},
         }
         facets = bluesky_facets(text)
@@ -318,8 +330,7 @@ class BlueskyAdapter(HttpAdapter):
             r = self._xrpc(
                 "POST",
                 "com.atproto.repo.createRecord",
-                json={"repo": session["did"], "collection": POST_NSID, "rkey": rkey,
-                      "record": record},
+                json={"repo": session["did"], "collection": POST_NSID, "rkey": rkey, "record": record},
                 idempotent=True,  # the fixed rkey makes a repeat fail instead of duplicate
             )
         except PlatformError as exc:
@@ -333,8 +344,11 @@ class BlueskyAdapter(HttpAdapter):
             _, message = self._error(r)
             m = _BLOB_TOO_BIG.search(message)
             if m and int(m.group(1)) < self.max_blob():
-                log.warning("%s: this PDS accepts blobs up to %s bytes; shrinking and retrying",
-                            self.target, m.group(1))
+                log.warning(
+                    "%s: this PDS accepts blobs up to %s bytes; shrinking and retrying",
+                    self.target,
+                    m.group(1),
+                )
                 limits = self.read_state("limits") or {}
                 limits["max_blob"] = int(m.group(1))
                 self.write_state("limits", limits)
@@ -374,5 +388,4 @@ class BlueskyAdapter(HttpAdapter):
         r = self._xrpc("GET", "com.atproto.server.getSession")
         self._raise_for(r, "check the session")
         body = json_body(r, self.name)
-        return CheckResult(True, f"logged in as {body.get('handle')} ({body.get('did')}) "
-                                 f"on {self.api_base}")
+        return CheckResult(True, f"logged in as {body.get('handle')} ({body.get('did')}) on {self.api_base}")

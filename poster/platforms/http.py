@@ -151,15 +151,41 @@ def _surely_not_sent(exc: requests.RequestException) -> bool:
         return True
     if isinstance(exc, requests.exceptions.ConnectionError):
         text = repr(exc)
-        return any(
-            marker in text
-            for marker in ("NewConnectionError", "Connection refused", "NameResolutionError",
-                           "Failed to resolve", "Max retries exceeded with url")
-        ) and "RemoteDisconnected" not in text and "Connection aborted" not in text
+        return (
+            any(
+                marker in text
+                for marker in (
+                    "NewConnectionError",
+                    "Connection refused",
+                    "NameResolutionError",
+                    "Failed to resolve",
+                    "Max retries exceeded with url",
+                )
+            )
+            and "RemoteDisconnected" not in text
+            and "Connection aborted" not in text
+        )
     return False
 
 
 # ---------------------------------------------------------------------------------- client
+# Libraries that log credentials at DEBUG (OAuth1 signing logs consumer key, token and the
+# request body): kept at WARNING whatever the user's verbosity.
+for _noisy in ("oauthlib", "requests_oauthlib"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+
+def _register_global(values: Iterable[str]) -> None:
+    """Tell the process-wide log filter (poster.logs) about secrets, when it exists."""
+    try:
+        from poster.logs import register_secret
+    except ImportError:  # pragma: no cover - core without logging module
+        return
+    for value in values:
+        if value and len(value) >= 4:
+            register_secret(value)
+
+
 class HttpClient:
     """A `requests.Session` with timeouts, bounded retries, 429 handling and secret masking."""
 
@@ -182,6 +208,7 @@ class HttpClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._secrets: set[str] = {s for s in secrets if s}
+        _register_global(self._secrets)
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         if headers:
@@ -199,7 +226,9 @@ class HttpClient:
 
     # -- masking
     def add_secret(self, *values: str | None) -> None:
-        self._secrets.update(v for v in values if v)
+        new = {v for v in values if v}
+        self._secrets.update(new)
+        _register_global(new)
 
     def mask(self, text: str) -> str:
         return mask(str(text), self._secrets)
@@ -252,8 +281,7 @@ class HttpClient:
                     continue
                 if not safe:
                     raise Retryable(
-                        f"{self.platform} did not answer {shown} ({reason}); the post may or "
-                        "may not exist",
+                        f"{self.platform} did not answer {shown} ({reason}); the post may or may not exist",
                         ambiguous=True,
                     ) from None
                 raise NetworkFailure(
@@ -274,11 +302,7 @@ class HttpClient:
 
             if status == 429:
                 retry_at = parse_retry_at(response.headers)
-                wait = (
-                    (retry_at - datetime.now(UTC)).total_seconds()
-                    if retry_at
-                    else self._delay(attempt)
-                )
+                wait = (retry_at - datetime.now(UTC)).total_seconds() if retry_at else self._delay(attempt)
                 wait = max(0.0, wait)
                 if attempt < self.max_retries and wait <= self.max_inline_wait:
                     log.warning("%s rate limited; waiting %.1fs", shown, wait)
@@ -288,8 +312,7 @@ class HttpClient:
                 when = retry_at.isoformat(timespec="seconds") if retry_at else "later"
                 detail = self.mask(_short_body(response, 120))
                 raise RateLimited(
-                    f"{self.platform} rate limit reached ({detail or 'HTTP 429'}); "
-                    f"try again at {when}",
+                    f"{self.platform} rate limit reached ({detail or 'HTTP 429'}); try again at {when}",
                     retry_at=retry_at,
                     status=429,
                 )
@@ -378,8 +401,7 @@ class HttpAdapter(Adapter):
         api_base = self.settings.get("api_base") or self.default_api_base
         if not isinstance(api_base, str) or not api_base.startswith(("http://", "https://")):
             raise ConfigError(
-                f"targets.{target}.api_base: must be an http:// or https:// URL, "
-                f"not {api_base!r}"
+                f"targets.{target}.api_base: must be an http:// or https:// URL, not {api_base!r}"
             )
         self.api_base = api_base.rstrip("/")
         timeout = self.settings.get("timeout", 60)
@@ -387,9 +409,7 @@ class HttpAdapter(Adapter):
             raise ConfigError(f"targets.{target}.timeout: must be a positive number of seconds")
         self._timeout = float(timeout)
         mi = self.settings.get("min_interval")
-        if mi is not None and (
-            not isinstance(mi, int | float) or isinstance(mi, bool) or mi < 0
-        ):
+        if mi is not None and (not isinstance(mi, int | float) or isinstance(mi, bool) or mi < 0):
             raise ConfigError(f"targets.{target}.min_interval: must be seconds ≥ 0")
         self._client: HttpClient | None = None
 
@@ -400,10 +420,7 @@ class HttpAdapter(Adapter):
     def _no_credentials_message(self) -> str:
         missing = self.missing_credentials()
         names = ", ".join(env_name(self.target, f) for f in missing)
-        return (
-            f"no credentials for target {self.target}: run `poster login {self.target}` "
-            f"or set {names}"
-        )
+        return f"no credentials for target {self.target}: run `poster login {self.target}` or set {names}"
 
     def secrets(self) -> list[str]:
         return [v for v in self._credentials.values() if v]

@@ -36,6 +36,7 @@ LIMITS_TTL = 24 * 3600
 class MastodonAdapter(HttpAdapter):
     name = "mastodon"
     credential_fields = ("TOKEN",)
+    settings_keys = HttpAdapter.common_settings | frozenset({"instance", "visibility", "sensitive_for"})
     capabilities = Capabilities(
         max_bytes=16 * 1024 * 1024,
         max_pixels=3840 * 2160,  # 8.3 MP: larger images are downscaled by the server
@@ -62,14 +63,13 @@ class MastodonAdapter(HttpAdapter):
         if not settings.get("api_base"):
             raise ConfigError(
                 f"targets.{target}.instance: required for a mastodon target "
-                "(e.g. instance = \"https://mastodon.social\")"
+                '(e.g. instance = "https://mastodon.social")'
             )
         super().__init__(target, settings, credentials, data_dir=data_dir)
         vis = self.settings.get("visibility", "public")
         if vis not in VISIBILITIES:
             raise ConfigError(
-                f"targets.{target}.visibility: must be one of {', '.join(VISIBILITIES)}, "
-                f"not {vis!r}"
+                f"targets.{target}.visibility: must be one of {', '.join(VISIBILITIES)}, not {vis!r}"
             )
         self.visibility = vis
         sens = self.settings.get("sensitive_for", ["r18", "r18g"])
@@ -89,13 +89,13 @@ class MastodonAdapter(HttpAdapter):
             try:
                 cached = self._fetch_limits()
             except Exception as exc:  # limits are an optimisation: fall back to defaults
-                log.warning("%s: cannot read server limits (%s); using defaults",
-                            self.target, self.mask(str(exc)))
+                log.warning(
+                    "%s: cannot read server limits (%s); using defaults", self.target, self.mask(str(exc))
+                )
                 cached = None
         if cached:
             changes: dict[str, Any] = {}
-            for key in ("max_bytes", "max_pixels", "images_per_post", "text_length",
-                        "alt_text_length"):
+            for key in ("max_bytes", "max_pixels", "images_per_post", "text_length", "alt_text_length"):
                 value = cached.get(key)
                 if isinstance(value, int) and value > 0:
                     changes[key] = value
@@ -172,8 +172,7 @@ class MastodonAdapter(HttpAdapter):
         media = post.media[: caps.images_per_post]
         if len(post.media) > len(media):
             log.warning("%s: only the first %d images are posted", self.target, len(media))
-        text, trimmed = compose(post.caption or post.title, post.tags, limit=caps.text_length,
-                                measure=len)
+        text, trimmed = compose(post.caption or post.title, post.tags, limit=caps.text_length, measure=len)
         if trimmed:
             log.warning("%s: caption trimmed to %s characters", self.target, caps.text_length)
         ids = [self._upload(item) for item in media]
@@ -198,9 +197,7 @@ class MastodonAdapter(HttpAdapter):
         url = status.get("url") or status.get("uri")
         if not sid or not url:
             raise Fatal("mastodon answered without a status id or URL")
-        media_urls = tuple(
-            m.get("url") for m in status.get("media_attachments") or () if m.get("url")
-        )
+        media_urls = tuple(m.get("url") for m in status.get("media_attachments") or () if m.get("url"))
         return PostResult.posted(sid, url, media_urls)
 
     def _check(self) -> CheckResult:

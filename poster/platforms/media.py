@@ -122,7 +122,12 @@ def shrink_to(data: bytes, max_bytes: int) -> tuple[bytes, str]:
             if buf.tell() <= max_bytes:
                 log.warning(
                     "image was %d bytes, over the %d-byte limit: re-encoded to %d bytes "
-                    "(JPEG q%d, scale %.2f)", len(data), max_bytes, buf.tell(), quality, scale
+                    "(JPEG q%d, scale %.2f)",
+                    len(data),
+                    max_bytes,
+                    buf.tell(),
+                    quality,
+                    scale,
                 )
                 return buf.getvalue(), "image/jpeg"
     raise ValueError(f"cannot fit the image into {max_bytes} bytes")

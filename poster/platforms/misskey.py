@@ -41,6 +41,9 @@ EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif
 class MisskeyAdapter(HttpAdapter):
     name = "misskey"
     credential_fields = ("TOKEN",)
+    settings_keys = HttpAdapter.common_settings | frozenset(
+        {"instance", "visibility", "sensitive_for", "cw_for"}
+    )
     capabilities = Capabilities(
         max_bytes=10 * 1024 * 1024,  # conservative until the server's policy is read
         formats=("PNG", "JPEG", "WEBP"),
@@ -64,13 +67,14 @@ class MisskeyAdapter(HttpAdapter):
         if not settings.get("api_base"):
             raise ConfigError(
                 f"targets.{target}.instance: required for a misskey target "
-                "(e.g. instance = \"https://misskey.io\")"
+                '(e.g. instance = "https://misskey.io")'
             )
         super().__init__(target, settings, credentials, data_dir=data_dir)
         vis = self.settings.get("visibility", "public")
         if vis not in VISIBILITIES:
-            raise ConfigError(f"targets.{target}.visibility: must be one of "
-                              f"{', '.join(VISIBILITIES)}, not {vis!r}")
+            raise ConfigError(
+                f"targets.{target}.visibility: must be one of {', '.join(VISIBILITIES)}, not {vis!r}"
+            )
         self.visibility = vis
         for key, default in (("sensitive_for", ["r18", "r18g"]), ("cw_for", ["r18g"])):
             value = self.settings.get(key, default)
@@ -90,8 +94,10 @@ class MisskeyAdapter(HttpAdapter):
             err = {}
         code = str(err.get("code") or "")
         message = str(err.get("message") or r.text[:200])
-        if r.status_code in (401, 403) and (code in ("AUTHENTICATION_FAILED", "CREDENTIAL_REQUIRED",
-                                                     "PERMISSION_DENIED") or r.status_code == 401):
+        if r.status_code in (401, 403) and (
+            code in ("AUTHENTICATION_FAILED", "CREDENTIAL_REQUIRED", "PERMISSION_DENIED")
+            or r.status_code == 401
+        ):
             return AuthFailure(
                 f"misskey refused the access token ({code or r.status_code}: {message}); run "
                 f"`poster login {self.target}` with a token that may write drive files and notes"
@@ -104,10 +110,12 @@ class MisskeyAdapter(HttpAdapter):
             return Retryable("misskey rate limit reached; try again later")
         return Fatal(f"misskey refused to {action} ({r.status_code} {code}: {message})")
 
-    def _api(self, endpoint: str, body: dict[str, Any] | None = None, *,
-             action: str, idempotent: bool = True) -> Any:
-        r = self.client.post(f"/api/{endpoint}", json={"i": self.token, **(body or {})},
-                             idempotent=idempotent)
+    def _api(
+        self, endpoint: str, body: dict[str, Any] | None = None, *, action: str, idempotent: bool = True
+    ) -> Any:
+        r = self.client.post(
+            f"/api/{endpoint}", json={"i": self.token, **(body or {})}, idempotent=idempotent
+        )
         if r.status_code == 204:
             return None
         if r.status_code != 200:
@@ -122,12 +130,16 @@ class MisskeyAdapter(HttpAdapter):
             try:
                 cached = self._fetch_limits()
             except Exception as exc:
-                log.warning("%s: cannot read server limits (%s); using defaults",
-                            self.target, self.mask(str(exc)))
+                log.warning(
+                    "%s: cannot read server limits (%s); using defaults", self.target, self.mask(str(exc))
+                )
                 cached = None
         if cached:
-            changes = {k: cached[k] for k in ("max_bytes", "text_length")
-                       if isinstance(cached.get(k), int) and cached[k] > 0}
+            changes = {
+                k: cached[k]
+                for k in ("max_bytes", "text_length")
+                if isinstance(cached.get(k), int) and cached[k] > 0
+            }
             caps = replace(caps, **changes)
         return replace(caps, min_interval=self._min_interval(caps.min_interval))
 
@@ -171,20 +183,22 @@ class MisskeyAdapter(HttpAdapter):
     def _post(self, post: Post) -> PostResult:
         caps = self.effective_capabilities()
         media = post.media[: caps.images_per_post]
-        text, trimmed = compose(post.caption or post.title, post.tags, limit=caps.text_length,
-                                measure=len)
+        text, trimmed = compose(post.caption or post.title, post.tags, limit=caps.text_length, measure=len)
         if trimmed:
             log.warning("%s: text trimmed to %s characters", self.target, caps.text_length)
         for item in media:
             if len(item.data) > caps.max_bytes:
-                raise Fatal(f"{item.filename} is {len(item.data)} bytes; this misskey server "
-                            f"takes files up to {caps.max_bytes} bytes")
+                raise Fatal(
+                    f"{item.filename} is {len(item.data)} bytes; this misskey server "
+                    f"takes files up to {caps.max_bytes} bytes"
+                )
         ids = [self._upload(post, i, item) for i, item in enumerate(media)]
         body: dict[str, Any] = {"text": text, "fileIds": ids, "visibility": self.visibility}
         if post.rating in self.cw_for:
             body["cw"] = post.rating.upper()
-        note = (self._api("notes/create", body, action="create the note", idempotent=False)
-                or {}).get("createdNote") or {}
+        note = (self._api("notes/create", body, action="create the note", idempotent=False) or {}).get(
+            "createdNote"
+        ) or {}
         nid = str(note.get("id") or "")
         if not nid:
             raise Fatal("misskey answered without a note id")
@@ -192,11 +206,19 @@ class MisskeyAdapter(HttpAdapter):
 
     def _find_existing(self, post: Post) -> tuple[Existence, PostResult | None]:
         for index, item in enumerate(post.media[:1]):
-            files = self._api("drive/files/find", {"name": self.file_name(post, index, item)},
-                              action="look for the uploaded file") or []
+            files = (
+                self._api(
+                    "drive/files/find",
+                    {"name": self.file_name(post, index, item)},
+                    action="look for the uploaded file",
+                )
+                or []
+            )
             for f in files:
-                notes = self._api("drive/files/attached-notes", {"fileId": f["id"]},
-                                  action="look for the note") or []
+                notes = (
+                    self._api("drive/files/attached-notes", {"fileId": f["id"]}, action="look for the note")
+                    or []
+                )
                 if notes:
                     nid = str(notes[0]["id"])
                     return Existence.EXISTS, PostResult.posted(nid, f"{self.api_base}/notes/{nid}")

@@ -103,6 +103,9 @@ def extract_csrf_token(html: str) -> str:
 class PixivAdapter(HttpAdapter):
     name = "pixiv"
     credential_fields = ("SESSION",)
+    settings_keys = HttpAdapter.common_settings | frozenset(
+        {"restrict", "ai_generated", "original", "allow_tag_edit", "allow_comment"}
+    )
     capabilities = Capabilities(
         max_bytes=32 * 1024 * 1024,
         formats=("PNG", "JPEG"),
@@ -130,8 +133,7 @@ class PixivAdapter(HttpAdapter):
         self.ai_generated = self.settings.get("ai_generated")
 
     def effective_capabilities(self) -> Capabilities:
-        return replace(self.capabilities,
-                       min_interval=self._min_interval(self.capabilities.min_interval))
+        return replace(self.capabilities, min_interval=self._min_interval(self.capabilities.min_interval))
 
     def make_client(self, **overrides: Any):
         session = self._credentials.get("SESSION", "")
@@ -198,8 +200,7 @@ class PixivAdapter(HttpAdapter):
         fields: list[tuple[str, str]] = [
             ("title", title),
             ("caption", caption),
-            ("allowTagEdit", bool_s(opt.get("allow_tag_edit",
-                                            self.settings.get("allow_tag_edit", True)))),
+            ("allowTagEdit", bool_s(opt.get("allow_tag_edit", self.settings.get("allow_tag_edit", True)))),
             ("xRestrict", rating),
             ("restrict", self.restrict),
             ("original", bool_s(opt.get("original", self.settings.get("original", False)))),
@@ -228,20 +229,22 @@ class PixivAdapter(HttpAdapter):
         except ValueError:
             if "<html" in r.text[:500].lower():
                 raise self._expired(f"{action} answered an HTML page instead of JSON") from None
-            raise PageChanged(f"pixiv's {action} answered something unexpected "
-                              f"({r.status_code}): the web API may have changed") from None
+            raise PageChanged(
+                f"pixiv's {action} answered something unexpected "
+                f"({r.status_code}): the web API may have changed"
+            ) from None
         if not isinstance(body, dict) or "error" not in body:
-            raise PageChanged(f"pixiv's {action} answer has an unknown shape: the web API may "
-                              "have changed")
+            raise PageChanged(f"pixiv's {action} answer has an unknown shape: the web API may have changed")
         if body.get("error"):
-            errors = (body.get("body") or {}).get("errors") if isinstance(body.get("body"),
-                                                                          dict) else None
+            errors = (body.get("body") or {}).get("errors") if isinstance(body.get("body"), dict) else None
             message = str(body.get("message") or errors or "unknown error")
             low = message.lower()
             if errors and "gRecaptchaResponse" in errors:
                 raise Retryable(
                     "pixiv asks for a captcha (too many posts in a short time); posting is "
-                    "paused for an hour", retry_at=datetime.now(UTC) + timedelta(hours=1))
+                    "paused for an hour",
+                    retry_at=datetime.now(UTC) + timedelta(hours=1),
+                )
             if "csrf" in low or "token" in low or "login" in low or r.status_code == 403:
                 raise self._expired(f"{action}: {message}")
             if r.status_code == 429:
@@ -254,27 +257,40 @@ class PixivAdapter(HttpAdapter):
     def _post(self, post: Post) -> PostResult:
         for item in post.media:
             if len(item.data) > self.capabilities.max_bytes:
-                raise Fatal(f"{item.filename} is {len(item.data)} bytes; pixiv takes up to "
-                            f"{self.capabilities.max_bytes} bytes per image")
+                raise Fatal(
+                    f"{item.filename} is {len(item.data)} bytes; pixiv takes up to "
+                    f"{self.capabilities.max_bytes} bytes per image"
+                )
         self._ai_type(post)  # fail before any network call when the flag is missing
         token = self.csrf_token()
         fields, files = self._form(post, token)
-        r = self.client.post(CREATE_API, data=fields, files=files,
-                             headers={"x-csrf-token": token, "Accept": "application/json"},
-                             allow_redirects=False, idempotent=False)
+        r = self.client.post(
+            CREATE_API,
+            data=fields,
+            files=files,
+            headers={"x-csrf-token": token, "Accept": "application/json"},
+            allow_redirects=False,
+            idempotent=False,
+        )
         body = self._answer(r, "create the work")
         convert_key = (body.get("body") or {}).get("convertKey")
         if not convert_key:
-            raise PageChanged("pixiv accepted the work but sent no convertKey: the web API may "
-                              "have changed; check the account before retrying")
+            raise PageChanged(
+                "pixiv accepted the work but sent no convertKey: the web API may "
+                "have changed; check the account before retrying"
+            )
         illust_id = self._await(convert_key)
         return PostResult.posted(str(illust_id), f"{self.api_base}/artworks/{illust_id}")
 
     def _await(self, convert_key: str) -> str:
         for _ in range(self.progress_poll_limit):
-            r = self.client.get(PROGRESS_API, params={"convertKey": convert_key},
-                                headers={"Accept": "application/json"}, allow_redirects=False)
-            body = (self._answer(r, "report the upload progress").get("body") or {})
+            r = self.client.get(
+                PROGRESS_API,
+                params={"convertKey": convert_key},
+                headers={"Accept": "application/json"},
+                allow_redirects=False,
+            )
+            body = self._answer(r, "report the upload progress").get("body") or {}
             status = str(body.get("status") or "")
             if status == "COMPLETE" and body.get("illustId"):
                 return str(body["illustId"])
@@ -288,5 +304,6 @@ class PixivAdapter(HttpAdapter):
 
     def _check(self) -> CheckResult:
         self.csrf_token()
-        return CheckResult(True, f"pixiv session is valid and the upload page is as expected "
-                                 f"({self.api_base})")
+        return CheckResult(
+            True, f"pixiv session is valid and the upload page is as expected ({self.api_base})"
+        )

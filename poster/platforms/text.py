@@ -38,9 +38,7 @@ def graphemes(text: str) -> list[str]:
         start = i
         ch = text[i]
         i += 1
-        if i < n and (
-            (ch == "\r" and text[i] == "\n") or (_is_regional(ch) and _is_regional(text[i]))
-        ):
+        if i < n and ((ch == "\r" and text[i] == "\n") or (_is_regional(ch) and _is_regional(text[i]))):
             i += 1
         else:
             while i < n:
@@ -76,12 +74,7 @@ def _x_weight_plain(text: str) -> int:
         cp = ord(cluster[0])
         if len(cluster) > 1 and cp > 0x2000:  # emoji sequence: one emoji
             weight += 2
-        elif (
-            cp <= 4351
-            or 8192 <= cp <= 8205
-            or 8208 <= cp <= 8223
-            or 8242 <= cp <= 8247
-        ):
+        elif cp <= 4351 or 8192 <= cp <= 8205 or 8208 <= cp <= 8223 or 8242 <= cp <= 8247:
             weight += len(cluster)
         else:
             weight += 2

@@ -41,6 +41,9 @@ log = logging.getLogger("poster.platforms.x")
 class XAdapter(HttpAdapter):
     name = "x"
     credential_fields = ("CONSUMER_KEY", "CONSUMER_SECRET", "ACCESS_TOKEN", "ACCESS_TOKEN_SECRET")
+    settings_keys = HttpAdapter.common_settings | frozenset(
+        {"username", "link_back", "chunk_threshold", "chunk_size", "text_length"}
+    )
     capabilities = Capabilities(
         max_bytes=5 * 1000 * 1000,
         max_edge=4096,
@@ -58,8 +61,7 @@ class XAdapter(HttpAdapter):
 
     def __init__(self, target, settings, credentials, *, data_dir):
         super().__init__(target, settings, credentials, data_dir=data_dir)
-        for key, default in (("chunk_threshold", 1 << 20), ("chunk_size", 1 << 20),
-                             ("text_length", 280)):
+        for key, default in (("chunk_threshold", 1 << 20), ("chunk_size", 1 << 20), ("text_length", 280)):
             value = self.settings.get(key, default)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"targets.{target}.{key}: must be a positive integer")
@@ -71,16 +73,21 @@ class XAdapter(HttpAdapter):
         self.link_back = bool(self.settings.get("link_back", False))
 
     def effective_capabilities(self) -> Capabilities:
-        return replace(self.capabilities, text_length=self.text_length,
-                       min_interval=self._min_interval(self.capabilities.min_interval))
+        return replace(
+            self.capabilities,
+            text_length=self.text_length,
+            min_interval=self._min_interval(self.capabilities.min_interval),
+        )
 
     def make_client(self, **overrides: Any):
         import tweepy
 
         c = self._credentials
         auth = tweepy.OAuth1UserHandler(
-            c.get("CONSUMER_KEY", ""), c.get("CONSUMER_SECRET", ""),
-            c.get("ACCESS_TOKEN", ""), c.get("ACCESS_TOKEN_SECRET", ""),
+            c.get("CONSUMER_KEY", ""),
+            c.get("CONSUMER_SECRET", ""),
+            c.get("ACCESS_TOKEN", ""),
+            c.get("ACCESS_TOKEN_SECRET", ""),
         ).apply_auth()
         return super().make_client(auth=auth, **overrides)
 
@@ -92,8 +99,9 @@ class XAdapter(HttpAdapter):
             return "", _short_body(response)
         errors = body.get("errors") or []
         title = str(body.get("title") or (errors[0].get("title") if errors else "") or "")
-        detail = str(body.get("detail") or (errors[0].get("message") if errors else "")
-                     or body.get("reason") or "")
+        detail = str(
+            body.get("detail") or (errors[0].get("message") if errors else "") or body.get("reason") or ""
+        )
         kind = str(body.get("type") or "")
         return f"{title} {kind}".strip(), detail
 
@@ -113,10 +121,10 @@ class XAdapter(HttpAdapter):
                 f"the keys are wrong; run `poster login {self.target}`"
             )
         if status == 403 and "duplicate" in words:
-            return Fatal("X refused the post as a duplicate of a recent post with the same "
-                         "text and images")
-        if status == 403 and ("oauth1-permissions" in words or "not permitted" in words
-                              or "client-not-enrolled" in words):
+            return Fatal("X refused the post as a duplicate of a recent post with the same text and images")
+        if status == 403 and (
+            "oauth1-permissions" in words or "not permitted" in words or "client-not-enrolled" in words
+        ):
             return AuthFailure(
                 f"X says this app may not {action} ({detail or title}): give the app "
                 "'Read and write' permission, then create a new access token and run "
@@ -128,15 +136,15 @@ class XAdapter(HttpAdapter):
             return Fatal(f"X says the image is too large: {detail or title}")
         return Fatal(f"X refused to {action} ({status}): {detail or title}")
 
-    def _call(self, method: str, path: str, ok=(200, 201, 202, 204), action: str = "",
-              **kwargs):
+    def _call(self, method: str, path: str, ok=(200, 201, 202, 204), action: str = "", **kwargs):
         try:
             r = self.client.request(method, path, **kwargs)
         except RateLimited as exc:
             if "usage" in exc.message.lower() and "cap" in exc.message.lower():
                 raise RateLimited(
-                    "X usage cap reached for this app/account; posting resumes when the cap "
-                    "resets", retry_at=exc.retry_at) from None
+                    "X usage cap reached for this app/account; posting resumes when the cap resets",
+                    retry_at=exc.retry_at,
+                ) from None
             raise
         if r.status_code not in ok:
             raise self._classify(r, action or f"{method} {path}")
@@ -145,35 +153,53 @@ class XAdapter(HttpAdapter):
     # -- media
     def _upload(self, item: MediaItem) -> str:
         if len(item.data) > self.capabilities.max_bytes:
-            raise Fatal(f"{item.filename} is {len(item.data)} bytes; X takes images up to "
-                        f"{self.capabilities.max_bytes} bytes")
+            raise Fatal(
+                f"{item.filename} is {len(item.data)} bytes; X takes images up to "
+                f"{self.capabilities.max_bytes} bytes"
+            )
         if len(item.data) <= self.chunk_threshold:
             r = self._call(
-                "POST", "/2/media/upload", action=f"upload {item.filename}", idempotent=True,
+                "POST",
+                "/2/media/upload",
+                action=f"upload {item.filename}",
+                idempotent=True,
                 files={"media": (item.filename, item.data, item.mime)},
                 data={"media_category": "tweet_image", "media_type": item.mime},
             )
             data = json_body(r, self.name).get("data") or {}
         else:
             r = self._call(
-                "POST", "/2/media/upload/initialize", action="start a chunked upload",
+                "POST",
+                "/2/media/upload/initialize",
+                action="start a chunked upload",
                 idempotent=True,
-                json={"media_type": item.mime, "total_bytes": len(item.data),
-                      "media_category": "tweet_image"},
+                json={
+                    "media_type": item.mime,
+                    "total_bytes": len(item.data),
+                    "media_category": "tweet_image",
+                },
             )
             media_id = str((json_body(r, self.name).get("data") or {}).get("id") or "")
             if not media_id:
                 raise Fatal("X did not return a media id for the chunked upload")
             for index, start in enumerate(range(0, len(item.data), self.chunk_size)):
                 self._call(
-                    "POST", f"/2/media/upload/{media_id}/append",
-                    action=f"upload part {index} of {item.filename}", idempotent=True,
-                    files={"media": (item.filename, item.data[start:start + self.chunk_size],
-                                     "application/octet-stream")},
+                    "POST",
+                    f"/2/media/upload/{media_id}/append",
+                    action=f"upload part {index} of {item.filename}",
+                    idempotent=True,
+                    files={
+                        "media": (
+                            item.filename,
+                            item.data[start : start + self.chunk_size],
+                            "application/octet-stream",
+                        )
+                    },
                     data={"segment_index": str(index)},
                 )
-            r = self._call("POST", f"/2/media/upload/{media_id}/finalize",
-                           action="finish the upload", idempotent=True)
+            r = self._call(
+                "POST", f"/2/media/upload/{media_id}/finalize", action="finish the upload", idempotent=True
+            )
             data = json_body(r, self.name).get("data") or {}
             data.setdefault("id", media_id)
         media_id = str(data.get("id") or "")
@@ -182,9 +208,14 @@ class XAdapter(HttpAdapter):
         self._await_processing(media_id, data.get("processing_info"))
         if item.alt:
             self._call(
-                "POST", "/2/media/metadata", action="set the alt text", idempotent=True,
-                json={"id": media_id,
-                      "metadata": {"alt_text": {"text": item.alt[: self.capabilities.alt_text_length]}}},
+                "POST",
+                "/2/media/metadata",
+                action="set the alt text",
+                idempotent=True,
+                json={
+                    "id": media_id,
+                    "metadata": {"alt_text": {"text": item.alt[: self.capabilities.alt_text_length]}},
+                },
             )
         return media_id
 
@@ -195,8 +226,12 @@ class XAdapter(HttpAdapter):
                 raise Retryable("X is still processing the image; try again later")
             time.sleep(min(float(info.get("check_after_secs") or 1), 10.0))
             polls += 1
-            r = self._call("GET", "/2/media/upload", action="check the upload",
-                           params={"command": "STATUS", "media_id": media_id})
+            r = self._call(
+                "GET",
+                "/2/media/upload",
+                action="check the upload",
+                params={"command": "STATUS", "media_id": media_id},
+            )
             info = (json_body(r, self.name).get("data") or {}).get("processing_info")
         if info and info.get("state") == "failed":
             error = info.get("error") or {}
@@ -208,15 +243,23 @@ class XAdapter(HttpAdapter):
         if len(post.media) > len(media):
             log.warning("%s: X takes 4 images per post; the rest are not posted", self.target)
         link = post.options.get("link") if self.link_back else None
-        text, trimmed = compose(post.caption or post.title, post.tags, limit=self.text_length,
-                                measure=x_weighted_length,
-                                suffix=link if isinstance(link, str) else "")
+        text, trimmed = compose(
+            post.caption or post.title,
+            post.tags,
+            limit=self.text_length,
+            measure=x_weighted_length,
+            suffix=link if isinstance(link, str) else "",
+        )
         if trimmed:
-            log.warning("%s: caption trimmed to X's weighted %d characters", self.target,
-                        self.text_length)
+            log.warning("%s: caption trimmed to X's weighted %d characters", self.target, self.text_length)
         ids = [self._upload(item) for item in media]
-        r = self._call("POST", "/2/tweets", action="create the post", idempotent=False,
-                       json={"text": text, "media": {"media_ids": ids}})
+        r = self._call(
+            "POST",
+            "/2/tweets",
+            action="create the post",
+            idempotent=False,
+            json={"text": text, "media": {"media_ids": ids}},
+        )
         data = json_body(r, self.name).get("data") or {}
         tweet_id = str(data.get("id") or "")
         if not tweet_id:

@@ -57,7 +57,9 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
         if not jobs.variants(conn, job_id):
             raise UserError(f"job {job_id} was never rendered, so it cannot have been posted")
         result = PostResult.posted(remote_id=posted_url, url=posted_url)
-        Dispatcher(config, conn).record_posted(job, result, job.state)
+        outcome = Dispatcher(config, conn).record_posted(job, result, job.state)
+        if outcome.state is not State.POSTED:  # the daemon moved it meanwhile: nothing written
+            raise UserError(f"job {job_id} changed to {outcome.state.value} meanwhile; see `poster status`")
         return f"job {job_id} recorded as posted at {posted_url}"
     if job.state is not State.UNCERTAIN:
         raise UserError(f"job {job_id} is {job.state.value}; --not-posted is for uncertain jobs")

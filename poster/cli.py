@@ -226,8 +226,9 @@ def run(obj: Ctx, once: bool, now: bool) -> None:
         for job in jobs.recover(conn):
             log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
 
-        def tick(stop: Any) -> None:
-            # APScheduler runs this in a worker thread: give it its own connection
+        def tick(stop: Any) -> Any:
+            # APScheduler runs this in a worker thread: give it its own connection. The
+            # answer (the next due time) lets the clock wake for it instead of the next scan.
             with open_db(cfg) as tconn:
                 d = Dispatcher(cfg, tconn, stop=stop)
                 try:
@@ -236,8 +237,10 @@ def run(obj: Ctx, once: bool, now: bool) -> None:
                         if r.outcome in ("queued", "failed"):
                             log.info("%s %s%s", r.outcome, r.name, f": {r.reason}" if r.reason else "")
                     d.run_due()
+                    return d.next_due()
                 except Exception:  # keep the daemon alive; the next tick tries again
                     log.error("tick failed:\n%s", traceback.format_exc())
+                    return None
 
         click.echo(f"poster is running on {cfg.outbox} (Ctrl-C to stop)", err=True)
         schedule.run_daemon(cfg, tick)
@@ -271,12 +274,22 @@ def status(obj: Ctx, as_json: bool) -> None:
     if not items:
         click.echo(f"no jobs; drop art into {cfg.outbox}")
         return
-    click.echo(f"{'JOB':>4}  {'TARGET':<10} {'STATE':<10} {'SCHEDULED (UTC)':<20} FILE / REASON")
+    from poster.schedule import zone
+
+    tz = zone(cfg)  # times as the user thinks of them: the zone the slots are written in
+    click.echo(f"{'JOB':>4}  {'TARGET':<10} {'STATE':<10} {'SCHEDULED':<17} FILE / REASON")
     for it in items:
         extra = it["url"] if it["state"] == "posted" else (it["reason"] or "")
+        when = store.parse_iso(it["scheduled_at"]).astimezone(tz).strftime("%a %m-%d %H:%M")
         click.echo(
-            f"{it['id']:>4}  {it['target']:<10} {it['state']:<10} {it['scheduled_at'][:19]:<20} "
+            f"{it['id']:>4}  {it['target']:<10} {it['state']:<10} {when:<17} "
             f"{it['file']}{'  ' + extra if extra else ''}"
+        )
+    waiting = [it for it in items if it["state"] == "uncertain"]
+    if waiting:
+        click.echo(
+            f"\n{len(waiting)} job(s) may or may not have been posted: check the platform, then "
+            "`poster confirm JOB --posted URL` or `--not-posted`"
         )
 
 

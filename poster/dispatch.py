@@ -20,18 +20,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from poster import imaging, jobs, ledger, markkey, policies
+from poster import imaging, jobs, ledger, markkey, policies, schedule
 from poster.config import Config
 from poster.errors import UserError
 from poster.jobs import Job, State, Variant
 from poster.platforms import adapter_class
 from poster.platforms.base import Adapter, Existence, MediaItem, Post, PostResult, PostStatus
+from poster.platforms.http import HttpAdapter
 from poster.render import render
 from poster.secrets import credentials
-from poster.store import iso, now, transaction
+from poster.store import iso, now, parse_iso, transaction
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=6)
+
+
+class _Lost(Exception):
+    """A guarded transition found the job in another state: roll back, do nothing."""
 
 
 @dataclass(frozen=True)
@@ -191,33 +196,47 @@ class Dispatcher:
         """posting → posted and the ledger rows, in one transaction."""
         adapter_name = self.config.targets[job.target].adapter if job.target in self.config.targets else "?"
         posted_at = iso(now())
-        with transaction(self.conn):
-            originals = {o.idx: o for o in jobs.originals(self.conn, job.artwork_id)}
-            for v in jobs.variants(self.conn, job.id):
-                media_url = result.media_urls[v.idx] if v.idx < len(result.media_urls) else None
-                ledger.append(
-                    self.conn,
-                    ledger.Entry(
-                        mark_id=v.mark_id,
-                        job_id=job.id,
-                        idx=v.idx,
-                        target=job.target,
-                        adapter=adapter_name,
-                        url=result.url,
-                        media_url=media_url,
-                        remote_id=result.remote_id,
-                        posted_at=posted_at,
-                        original_sha256=originals[v.idx].sha256,
-                        variant_sha256=v.sha256,
-                        render=ledger.canonical(v.render),
-                    ),
+        try:
+            with transaction(self.conn):
+                # the guard first: if the job is no longer in `from_state` (a concurrent
+                # `confirm`, a second process) no ledger row may be written for it
+                if not jobs.transition(self.conn, job.id, from_state, State.POSTED):
+                    raise _Lost
+                self._ledger_rows(job, result, adapter_name, posted_at)
+                self.conn.execute(
+                    "UPDATE jobs SET url = ?, remote_id = ? WHERE id = ?",
+                    (result.url, result.remote_id, job.id),
                 )
-            jobs.transition(self.conn, job.id, from_state, State.POSTED)
-            self.conn.execute(
-                "UPDATE jobs SET url = ?, remote_id = ? WHERE id = ?", (result.url, result.remote_id, job.id)
+        except _Lost:
+            state = jobs.get(self.conn, job.id).state
+            log.error("job %d: expected %s but it is %s; not recorded", job.id, from_state.value, state.value)
+            return Outcome(
+                job.id, job.target, job.name, state, f"job was {state.value}, not {from_state.value}"
             )
         log.info("posted %s to %s: %s", job.name, job.target, result.url)
         return Outcome(job.id, job.target, job.name, State.POSTED, url=result.url)
+
+    def _ledger_rows(self, job: Job, result: PostResult, adapter_name: str, posted_at: str) -> None:
+        originals = {o.idx: o for o in jobs.originals(self.conn, job.artwork_id)}
+        for v in jobs.variants(self.conn, job.id):
+            media_url = result.media_urls[v.idx] if v.idx < len(result.media_urls) else None
+            ledger.append(
+                self.conn,
+                ledger.Entry(
+                    mark_id=v.mark_id,
+                    job_id=job.id,
+                    idx=v.idx,
+                    target=job.target,
+                    adapter=adapter_name,
+                    url=result.url,
+                    media_url=media_url,
+                    remote_id=result.remote_id,
+                    posted_at=posted_at,
+                    original_sha256=originals[v.idx].sha256,
+                    variant_sha256=v.sha256,
+                    render=ledger.canonical(v.render),
+                ),
+            )
 
     def post_job(self, job: Job) -> Outcome:
         job = jobs.get(self.conn, job.id)
@@ -243,11 +262,22 @@ class Dispatcher:
             return Outcome(job.id, job.target, job.name, State.UNCERTAIN, reason)
         if result.status is PostStatus.POSTED:
             return self.record_posted(job, result, State.POSTING)
+        if result.status is PostStatus.UNCERTAIN:
+            # the post may exist: failing the job would let `poster retry` post it twice
+            reason = result.reason or "the platform's answer leaves open whether the post exists"
+            with transaction(self.conn):
+                jobs.transition(self.conn, job.id, State.POSTING, State.UNCERTAIN, reason=reason)
+            log.warning("job %d (%s → %s) is uncertain: %s", job.id, job.name, job.target, reason)
+            return Outcome(job.id, job.target, job.name, State.UNCERTAIN, reason)
         if result.status is PostStatus.RETRYABLE:
             attempts = job.attempts + 1
             max_attempts = target.max_attempts if target else 1
             if attempts >= max_attempts:
-                return self._fail(job, State.POSTING, f"gave up after {attempts} tries: {result.reason}")
+                return self._fail(
+                    job,
+                    State.POSTING,
+                    f"gave up after {attempts} tries (targets.{job.target}.max_attempts): {result.reason}",
+                )
             when = result.retry_at or now() + backoff(attempts)
             with transaction(self.conn):
                 jobs.transition(
@@ -270,18 +300,43 @@ class Dispatcher:
         return self.post_job(job)
 
     # -- entry points --------------------------------------------------------------------
-    def resolve_uncertain(self) -> list[Outcome]:
+    def settle_time(self, adapter: Adapter) -> timedelta:
+        """How long after a post attempt began its request may still land on the server.
+        Until then "not found" proves nothing: the interrupted request can still be in flight
+        (or queued on the platform), and posting again would make a duplicate."""
+        explicit = getattr(adapter, "settle_seconds", None)
+        if isinstance(explicit, int | float):
+            return timedelta(seconds=explicit)
+        if isinstance(adapter, HttpAdapter):
+            timeout = adapter.settings.get("timeout", 60)
+            return timedelta(seconds=(timeout if isinstance(timeout, int | float) else 60) + 30)
+        return timedelta(0)  # in-process adapters (local): nothing outlives the process
+
+    def _last_attempt(self, job_id: int) -> datetime | None:
+        row = self.conn.execute(
+            "SELECT MAX(at) FROM events WHERE job_id = ? AND state = ?", (job_id, State.POSTING.value)
+        ).fetchone()
+        return parse_iso(row[0]) if row and row[0] else None
+
+    def resolve_uncertain(self, at: datetime | None = None) -> list[Outcome]:
         """Ask each adapter whether an interrupted post exists; settle only on proof."""
         out = []
+        at = at or now()
         for job in [j for j in jobs.all_jobs(self.conn) if j.state is State.UNCERTAIN]:
+            if self.stop.is_set():
+                break
             try:
-                existence, result = self.adapter(job.target).find_existing(self.build_post(job))
+                adapter = self.adapter(job.target)
+                existence, result = adapter.find_existing(self.build_post(job))
             except Exception as exc:
                 log.warning("job %d: cannot check whether it was posted: %s", job.id, exc)
                 continue
             if existence is Existence.EXISTS and result is not None:
                 out.append(self.record_posted(job, result, State.UNCERTAIN))
             elif existence is Existence.ABSENT:
+                began = self._last_attempt(job.id)
+                if began is not None and at < began + self.settle_time(adapter):
+                    continue  # ask again on a later tick, once the old request cannot land
                 with transaction(self.conn):
                     jobs.transition(
                         self.conn,
@@ -292,10 +347,51 @@ class Dispatcher:
                     )
         return out
 
+    def pace(self, job: Job, at: datetime, held: dict[str, datetime]) -> bool:
+        """Hold `job` back (moving its time) if its target posted too recently or too often.
+        `held` carries, per target, the time given to the last job held in this pass, so
+        several late jobs are spread out one interval apart, in their order."""
+        tc = self.config.targets.get(job.target)
+        if tc is None:
+            return False
+        try:
+            floor = adapter_class(tc.adapter).capabilities.min_interval
+        except Exception:
+            floor = 0.0
+        gap = timedelta(seconds=max(tc.min_interval_minutes * 60, floor))
+        wait = schedule.pacing_delay(self.conn, tc, job.target, at, floor_seconds=floor)
+        if wait is None and job.target not in held:
+            return False
+        when, why = wait or (at, "paced: waiting for the jobs before it")
+        if job.target in held:
+            when = max(when, held[job.target] + gap)
+        held[job.target] = when
+        with transaction(self.conn):
+            self.conn.execute(
+                "UPDATE jobs SET scheduled_at = ?, reason = ? WHERE id = ? AND state = ?",
+                (iso(when), why, job.id, job.state.value),
+            )
+        log.info("job %d (%s → %s) held until %s: %s", job.id, job.name, job.target, iso(when), why)
+        return True
+
     def run_due(self, at: datetime | None = None, *, ignore_schedule: bool = False) -> list[Outcome]:
+        """Process every due job, oldest first. Without `ignore_schedule` (run --now) each
+        target's pacing (min interval, daily cap) holds jobs back to a later time."""
         outcomes = []
-        for job in jobs.due(self.conn, at or now(), ignore_schedule=ignore_schedule):
+        at = at or now()
+        held: dict[str, datetime] = {}
+        for job in jobs.due(self.conn, at, ignore_schedule=ignore_schedule):
             if self.stop.is_set():
                 break
+            if not ignore_schedule and self.pace(job, at, held):
+                continue
             outcomes.append(self.process(job))
         return outcomes
+
+    def next_due(self) -> datetime | None:
+        """When the earliest waiting job is due (None: nothing waits)."""
+        marks = ",".join("?" * len(jobs.DUE_STATES))
+        row = self.conn.execute(
+            f"SELECT MIN(scheduled_at) FROM jobs WHERE state IN ({marks})", [s.value for s in jobs.DUE_STATES]
+        ).fetchone()
+        return parse_iso(row[0]) if row and row[0] else None

@@ -224,8 +224,10 @@ def intake_one(
                 ],
             )
             at = side.at if side else None
-            for target in targets:
-                when = schedule.initial_time(config, target, at, created_at)
+            for target in schedule.stagger_order(config, targets):
+                when = schedule.initial_time(
+                    config, target, at, created_at, conn=conn, artwork_id=artwork_id
+                )
                 state = jobs.State.FAILED if problem else jobs.State.PENDING
                 cur = conn.execute(
                     "INSERT INTO jobs (artwork_id, target, state, scheduled_at, reason, post_key,"

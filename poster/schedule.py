@@ -1,46 +1,263 @@
 """When jobs are due, and the daemon's clock.
 
 The SQLite job table is the one source of truth for what is due; APScheduler only provides
-the clock (an interval tick that scans the outbox and dispatches due jobs).
+the clock (a tick that scans the outbox and dispatches due jobs). Nothing about the queue
+lives in the scheduler, so a crash, a changed clock or a laptop that slept cannot lose a job:
+the next tick simply finds it due.
+
+Planning (at intake) gives each job a time:
+- a sidecar `at` wins (targets with `delay_minutes` go out that much later);
+- otherwise the target's next free slot at or after the earliest allowed time (intake, or
+  the artwork's first post + `delay_minutes`), keeping `min_interval_minutes` to every other
+  job of the target and at most `daily_cap` jobs on one local calendar day.
+
+Pacing (at dispatch, `pacing_delay`) checks what actually went out: a job is held back while
+the target posted less than `min_interval_minutes` ago or `daily_cap` times in the last 24
+hours. That is what spreads out late jobs after a sleep instead of posting them at once.
+
+Slot syntax (one string per rule): `[DAYS] HH:MM[,HH:MM...]`, DAYS being `daily` (default),
+a day (`mon`), a range (`mon-fri`) or a list (`sat,sun`). Examples: `"mon-fri 19:00,21:00"`,
+`"sat,sun 10:00"`, `"12:30"`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
+import sqlite3
 import threading
-from collections.abc import Callable
-from datetime import datetime, timedelta
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
 from types import FrameType
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
-from poster.config import Config
+from poster.store import iso
+
+if TYPE_CHECKING:
+    from poster.config import Config, TargetConfig
 
 log = logging.getLogger(__name__)
 
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_ALIASES = {"daily": "*", "everyday": "*", "*": "*", "weekdays": "mon-fri", "weekends": "sat,sun"}
+_TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+# Planning gives up (and posts as soon as possible) rather than loop for ever on a config
+# that has no free slot, e.g. a cap already filled for years ahead.
+_PLAN_LIMIT = 5000
+# Jobs in these states still occupy (or occupied) their time; failed/cancelled ones free it.
+_OCCUPYING = ("pending", "rendering", "ready", "posting", "posted", "retry_wait", "uncertain")
 
-def initial_time(config: Config, target: str, at: datetime | None, created: datetime) -> datetime:
-    """A sidecar `at` wins; otherwise now, staggered by the target's `delay_minutes`."""
+
+@dataclass(frozen=True)
+class Slot:
+    day_of_week: str  # APScheduler CronTrigger syntax: "*", "mon-fri", "sat,sun"
+    times: tuple[tuple[int, int], ...]
+
+
+def _days(text: str) -> str:
+    text = _DAY_ALIASES.get(text, text)
+    if text == "*":
+        return text
+    for part in text.split(","):
+        ends = part.split("-")
+        if len(ends) > 2 or not all(e in _DAYS for e in ends):
+            raise ValueError(
+                f"slot days {text!r}: use mon..sun, a range like mon-fri, a list like sat,sun, or daily"
+            )
+    return text
+
+
+def parse_slot(text: str) -> Slot:
+    """`"mon-fri 19:00,21:00"` → Slot("mon-fri", ((19, 0), (21, 0))). ValueError if malformed."""
+    words = text.lower().split()
+    if not words or len(words) > 2:
+        raise ValueError(f'slot {text!r}: write it like "mon-fri 19:00,21:00" or "sat,sun 10:00"')
+    days = _days(words[0]) if len(words) == 2 else "*"
+    times = []
+    for t in words[-1].split(","):
+        m = _TIME_RE.match(t)
+        if not m:
+            raise ValueError(f"slot {text!r}: {t!r} is not a time like 19:00")
+        times.append((int(m.group(1)), int(m.group(2))))
+    return Slot(days, tuple(sorted(set(times))))
+
+
+def zone(config: Config) -> tzinfo:
+    """The configured time zone, else the system's (a named zone, so DST is right)."""
+    if config.timezone:
+        return ZoneInfo(config.timezone)
+    from tzlocal import get_localzone
+
+    return get_localzone()
+
+
+def slot_times(slots: tuple[str, ...], tz: tzinfo, start: datetime) -> Iterator[datetime]:
+    """Every slot time at or after `start`, in order (aware, in UTC)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    triggers = [
+        CronTrigger(day_of_week=s.day_of_week, hour=h, minute=m, timezone=tz)
+        for s in map(parse_slot, slots)
+        for h, m in s.times
+    ]
+    # APScheduler answers "next fire time >= now"; merge the triggers' sequences
+    nxt = [t.get_next_fire_time(None, start) for t in triggers]
+    while True:
+        live = [n for n in nxt if n is not None]
+        if not live:
+            return
+        best = min(live)
+        # in UTC: arithmetic on two datetimes of one ZoneInfo is wall-clock arithmetic,
+        # which is off by an hour across a DST change
+        yield best.astimezone(UTC)
+        nxt = [
+            t.get_next_fire_time(n, best + timedelta(seconds=1)) if n == best else n
+            for t, n in zip(triggers, nxt, strict=True)
+        ]
+
+
+def _taken(conn: sqlite3.Connection, target: str) -> list[datetime]:
+    marks = ",".join("?" * len(_OCCUPYING))
+    rows = conn.execute(
+        f"SELECT scheduled_at FROM jobs WHERE target = ? AND state IN ({marks})", (target, *_OCCUPYING)
+    )
+    return [datetime.fromisoformat(r[0]) for r in rows]
+
+
+def next_free(tc: TargetConfig, tz: tzinfo, taken: list[datetime], earliest: datetime) -> datetime:
+    """The first time at or after `earliest` that is a slot of the target (any time if it has
+    none), at least `min_interval_minutes` from every time in `taken`, on a local day with
+    fewer than `daily_cap` taken times. Pure: the caller supplies what is taken."""
+    gap = timedelta(minutes=tc.min_interval_minutes)
+
+    def day_full(t: datetime) -> bool:
+        if tc.daily_cap is None:
+            return False
+        day = t.astimezone(tz).date()
+        return sum(1 for s in taken if s.astimezone(tz).date() == day) >= tc.daily_cap
+
+    def clash(t: datetime) -> list[datetime]:
+        # one job per slot even without an interval; otherwise keep the gap both ways
+        return [s for s in taken if abs(s - t) < gap or s == t]
+
+    if tc.slots:
+        for i, t in enumerate(slot_times(tc.slots, tz, earliest)):
+            if i >= _PLAN_LIMIT:
+                break
+            if not clash(t) and not day_full(t):
+                return t
+        log.warning("no free slot found for a job; it goes out as soon as pacing allows")
+        return earliest
+    t = earliest
+    for _ in range(_PLAN_LIMIT):
+        near = clash(t)
+        if near:
+            t = max(near) + max(gap, timedelta(seconds=1))
+            continue
+        if day_full(t):
+            local = t.astimezone(tz)
+            midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tz)
+            t = max(t, midnight)
+            continue
+        return t
+    return earliest
+
+
+def stagger_order(config: Config, targets: list[str]) -> list[str]:
+    """Targets without a delay first, so a delayed one can be placed after its siblings."""
+    return sorted(targets, key=lambda t: config.targets[t].delay_minutes)
+
+
+def initial_time(
+    config: Config,
+    target: str,
+    at: datetime | None,
+    created: datetime,
+    *,
+    conn: sqlite3.Connection | None = None,
+    artwork_id: int | None = None,
+) -> datetime:
+    """When a new job of `target` should go out (see the module docstring)."""
+    tc = config.targets[target]
+    delay = timedelta(minutes=tc.delay_minutes)
     if at is not None:
-        return at
-    return created + timedelta(minutes=config.targets[target].delay_minutes)
+        return at + delay
+    if conn is None:  # no queue to look at: as soon as the stagger allows
+        return created + delay
+    base = created
+    if artwork_id is not None and delay:
+        row = conn.execute(
+            "SELECT MIN(scheduled_at) FROM jobs WHERE artwork_id = ? AND target != ?", (artwork_id, target)
+        ).fetchone()
+        if row and row[0]:
+            base = max(created, datetime.fromisoformat(row[0]))
+    return next_free(tc, zone(config), _taken(conn, target), base + delay)
+
+
+# -- pacing at dispatch -----------------------------------------------------------------------
+def posted_times(conn: sqlite3.Connection, target: str, since: datetime) -> list[datetime]:
+    """When the target's posts went out (posting started), newest last: what the platform
+    counts against its limits. An attempt that hit the platform counts even if it failed."""
+    rows = conn.execute(
+        "SELECT events.at FROM events JOIN jobs ON jobs.id = events.job_id"
+        " WHERE jobs.target = ? AND events.state = 'posting' AND events.at >= ? ORDER BY events.at",
+        (target, iso(since.replace(microsecond=0))),
+    )
+    return [datetime.fromisoformat(r[0]) for r in rows]
+
+
+def pacing_delay(
+    conn: sqlite3.Connection, tc: TargetConfig, target: str, at: datetime, *, floor_seconds: float = 0.0
+) -> tuple[datetime, str] | None:
+    """None if the target may post at `at`; else (earliest allowed time, why)."""
+    gap = timedelta(seconds=max(tc.min_interval_minutes * 60, floor_seconds))
+    recent = posted_times(conn, target, at - timedelta(hours=24))
+    if recent and gap and recent[-1] + gap > at:
+        return recent[-1] + gap, f"paced: {target} posted less than {_human(gap)} ago"
+    if tc.daily_cap is not None and len(recent) >= tc.daily_cap:
+        # the oldest post in the window leaves it 24 h after it went out
+        return (
+            recent[-tc.daily_cap] + timedelta(hours=24),
+            f"daily cap: {target} already posted {len(recent)} times in 24 hours",
+        )
+    return None
+
+
+def _human(d: timedelta) -> str:
+    s = int(d.total_seconds())
+    return f"{s // 60} min" if s >= 60 else f"{s} s"
+
+
+# -- the daemon's clock -----------------------------------------------------------------------
+# A tick returns when it next wants to run (the next due job), or None for "at the next scan".
+Tick = Callable[[threading.Event], datetime | None]
+CLOCK_JUMP = 5.0  # seconds of disagreement between wall clock and monotonic clock
 
 
 def run_daemon(
     config: Config,
-    tick: Callable[[threading.Event], None],
+    tick: Tick,
     *,
     install_signals: bool = True,
     stop: threading.Event | None = None,
 ) -> None:
-    """Call `tick` now and then every `intake.scan_interval` seconds until SIGTERM/SIGINT.
+    """Call `tick` now, then every `intake.scan_interval` seconds or when the next job is
+    due (whichever comes first), until SIGTERM/SIGINT.
 
     The first signal lets the current tick finish its current request and exit cleanly; a
-    second one exits at once.
+    second one exits at once. If the wall clock jumps (changed by hand, NTP, or a laptop
+    that slept) the tick runs at once: APScheduler keeps wall-clock fire times, which a
+    clock set back would otherwise postpone by the size of the jump.
     """
     from apscheduler.schedulers.background import BackgroundScheduler
 
     stop = stop or threading.Event()
+    interval = config.intake.scan_interval
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
@@ -56,19 +273,46 @@ def run_daemon(
     scheduler = BackgroundScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
     )
+    last_run = [time.monotonic()]
+
+    def wake_at(when: datetime) -> None:
+        try:
+            scheduler.modify_job("tick", next_run_time=when)
+        except Exception as exc:  # the scheduler is shutting down
+            log.debug("cannot reschedule the tick: %s", exc)
+
+    def run_tick() -> None:
+        last_run[0] = time.monotonic()
+        if stop.is_set():
+            return
+        nxt = tick(stop)
+        now = datetime.now().astimezone()
+        if nxt is not None and nxt < now + timedelta(seconds=interval) and not stop.is_set():
+            # wake when the next job is due rather than at the next scan
+            wake_at(max(nxt, now + timedelta(seconds=0.2)))
+
     scheduler.add_job(
-        tick,
+        run_tick,
         "interval",
-        args=[stop],
-        seconds=config.intake.scan_interval,
+        seconds=interval,
         next_run_time=datetime.now().astimezone(),
         id="tick",
     )
     scheduler.start()
     log.info("poster is running; watching %s", config.outbox)
+    skew = time.time() - time.monotonic()
     try:
         while not stop.wait(0.5):
-            pass
+            new_skew = time.time() - time.monotonic()
+            stalled = time.monotonic() - last_run[0] > 2 * interval + 5
+            if abs(new_skew - skew) > CLOCK_JUMP or stalled:
+                log.warning(
+                    "the clock jumped by %+.0f s (changed, or the machine slept): checking the queue now",
+                    new_skew - skew,
+                )
+                last_run[0] = time.monotonic()
+                wake_at(datetime.now().astimezone())
+            skew = new_skew
     finally:
         scheduler.shutdown(wait=True)
         log.info("poster stopped")

@@ -1,0 +1,227 @@
+"""Scheduling: slot syntax, planning into free slots, staggering, pacing of late jobs and the
+daemon's clock. Times are injected (`at`, `earliest`) rather than slept for."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from poster import cli, config, jobs, outbox, schedule, store
+from poster.dispatch import Dispatcher
+from poster.errors import ConfigError
+from tests.conftest import artwork, run_cli
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+def make_home(tmp_path: Path, targets: str, *, tz: str = "Asia/Tokyo") -> config.Config:
+    cfg_path = cli.init_home(tmp_path / "home")
+    text = cfg_path.read_text(encoding="utf-8")
+    head = text.split("[targets.x]")[0].replace('timezone = ""', f'timezone = "{tz}"')
+    tail = '[policies.bare]\nformat = "png"\n'
+    cfg_path.write_text(head + targets + "\n" + tail, encoding="utf-8")
+    return config.load(cfg_path)
+
+
+def png(seed: int) -> bytes:
+    buf = io.BytesIO()
+    artwork((256, 256), seed=seed).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def drop(cfg: config.Config, name: str, seed: int, sidecar: str | None = None) -> None:
+    (cfg.outbox / name).write_bytes(png(seed))
+    if sidecar:
+        (cfg.outbox / name).with_suffix(".toml").write_text(sidecar, encoding="utf-8")
+    for p in cfg.outbox.iterdir():  # old enough to count as stable at once
+        old = time.time() - 3600
+        os.utime(p, (old, old))
+
+
+# -- slot syntax -------------------------------------------------------------------------------
+def test_parse_slot_forms() -> None:
+    assert schedule.parse_slot("mon-fri 19:00,21:00") == schedule.Slot("mon-fri", ((19, 0), (21, 0)))
+    assert schedule.parse_slot("Sat,Sun 10:00") == schedule.Slot("sat,sun", ((10, 0),))
+    assert schedule.parse_slot("12:30") == schedule.Slot("*", ((12, 30),))
+    assert schedule.parse_slot("daily 7:05") == schedule.Slot("*", ((7, 5),))
+    assert schedule.parse_slot("weekdays 19:00").day_of_week == "mon-fri"
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "funday 19:00", "mon-fri 25:00", "mon 19", "mon tue 19:00", "mon-fri-sat 1:00"]
+)
+def test_parse_slot_rejects(bad: str) -> None:
+    with pytest.raises(ValueError):
+        schedule.parse_slot(bad)
+
+
+def test_bad_slot_in_config_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"targets\.x\.slots.*funday"):
+        make_home(tmp_path, '[targets.x]\nadapter = "local"\nslots = ["funday 19:00"]\n')
+
+
+def test_slot_times_in_zone_across_days() -> None:
+    start = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # Fri 20:00 in Tokyo
+    got = islice(schedule.slot_times(("mon-fri 19:00,21:00", "sat 10:00"), TOKYO, start), 4)
+    local = [t.astimezone(TOKYO).strftime("%a %H:%M") for t in got]
+    assert local == ["Fri 21:00", "Sat 10:00", "Mon 19:00", "Mon 21:00"]
+
+
+def test_slot_times_follow_dst() -> None:
+    berlin = ZoneInfo("Europe/Berlin")  # DST ends 2026-10-25
+    start = datetime(2026, 10, 24, 0, 0, tzinfo=UTC)
+    a, b = islice(schedule.slot_times(("19:00",), berlin, start), 2)
+    assert a.astimezone(berlin).hour == b.astimezone(berlin).hour == 19
+    assert b - a == timedelta(hours=25)
+
+
+# -- planning ----------------------------------------------------------------------------------
+def tc(**kw: object) -> config.TargetConfig:
+    return config.TargetConfig(adapter="local", **kw)
+
+
+def test_next_free_takes_the_next_unused_slot() -> None:
+    t = tc(slots=("mon-fri 19:00,21:00",), min_interval_minutes=0)
+    start = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # Mon 10:00 Tokyo
+    first = schedule.next_free(t, TOKYO, [], start)
+    second = schedule.next_free(t, TOKYO, [first], start)
+    third = schedule.next_free(t, TOKYO, [first, second], start)
+    assert [x.astimezone(TOKYO).strftime("%a %H:%M") for x in (first, second, third)] == [
+        "Mon 19:00",
+        "Mon 21:00",
+        "Tue 19:00",
+    ]
+
+
+def test_next_free_daily_cap_moves_to_next_day() -> None:
+    t = tc(min_interval_minutes=30, daily_cap=2)
+    start = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)  # 22:00 Tokyo
+    taken: list[datetime] = []
+    for _ in range(3):
+        taken.append(schedule.next_free(t, TOKYO, taken, start))
+    local = [x.astimezone(TOKYO).strftime("%d %H:%M") for x in taken]
+    assert local == ["23 22:00", "23 22:30", "24 00:00"]
+
+
+def test_next_free_keeps_interval_both_ways() -> None:
+    t = tc(min_interval_minutes=60)
+    start = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    taken = [start + timedelta(minutes=30)]  # a job planned just after
+    assert schedule.next_free(t, TOKYO, taken, start) == start + timedelta(minutes=90)
+
+
+def test_intake_plans_slots_and_staggers_cross_posts(tmp_path: Path) -> None:
+    cfg = make_home(
+        tmp_path,
+        '[targets.x]\nadapter = "local"\npolicy = "bare"\ndelay_minutes = 60\nslots = []\n'
+        '[targets.pixiv]\nadapter = "local"\npolicy = "bare"\nslots = ["mon-fri 19:00"]\n',
+    )
+    drop(cfg, "a.png", 1)
+    drop(cfg, "b.png", 2)
+    with store.connect(cfg.db_path) as conn:
+        results = outbox.scan(conn, cfg)
+        assert [r.outcome for r in results] == ["queued", "queued"]
+        by = {(j.name, j.target): j.scheduled_at.astimezone(TOKYO) for j in jobs.all_jobs(conn)}
+    # pixiv takes consecutive free slots; X follows each pixiv post an hour later
+    assert by[("a.png", "pixiv")].hour == 19
+    assert by[("b.png", "pixiv")] - by[("a.png", "pixiv")] >= timedelta(days=1)
+    assert by[("a.png", "x")] == by[("a.png", "pixiv")] + timedelta(hours=1)
+    assert by[("b.png", "x")] == by[("b.png", "pixiv")] + timedelta(hours=1)
+
+
+def test_sidecar_at_wins_over_slots(tmp_path: Path) -> None:
+    cfg = make_home(tmp_path, '[targets.pixiv]\nadapter = "local"\npolicy = "bare"\nslots = ["mon 19:00"]\n')
+    drop(cfg, "a.png", 1, 'at = "2026-12-24T08:15:00+09:00"\n')
+    with store.connect(cfg.db_path) as conn:
+        outbox.scan(conn, cfg)
+        (job,) = jobs.all_jobs(conn)
+    assert job.scheduled_at == datetime(2026, 12, 24, 8, 15, tzinfo=TOKYO)
+
+
+# -- pacing at dispatch ------------------------------------------------------------------------
+def test_late_jobs_go_out_paced_in_order(tmp_path: Path) -> None:
+    """The laptop slept through three slots: on wake one post goes out, the others are moved
+    one interval apart (in order), and each goes out when its new time comes."""
+    cfg = make_home(tmp_path, '[targets.x]\nadapter = "local"\npolicy = "bare"\nmin_interval_minutes = 10\n')
+    for i in range(3):
+        drop(cfg, f"{i}.png", i)
+    with store.connect(cfg.db_path) as conn:
+        outbox.scan(conn, cfg)
+        past = store.now() - timedelta(hours=5)
+        conn.execute("UPDATE jobs SET scheduled_at = ?", (store.iso(past),))  # all late
+        d = Dispatcher(cfg, conn)
+        wake = store.now()
+        out = d.run_due(wake)
+        assert [o.state for o in out] == [jobs.State.POSTED]
+        waiting = [j for j in jobs.all_jobs(conn) if j.state is jobs.State.PENDING]
+        assert [j.name for j in waiting] == ["1.png", "2.png"]
+        gaps = [(j.scheduled_at - wake).total_seconds() / 60 for j in waiting]
+        assert 9 <= gaps[0] <= 11 and 19 <= gaps[1] <= 21
+        assert all("paced" in (j.reason or "") for j in waiting)
+        assert d.next_due() == waiting[0].scheduled_at
+        # nothing goes out early; at its time the next one does
+        assert d.run_due(wake + timedelta(minutes=5)) == []
+        out = d.run_due(waiting[0].scheduled_at)
+        assert [(o.name, o.state) for o in out] == [("1.png", jobs.State.POSTED)]
+
+
+def test_daily_cap_holds_until_the_window_frees(tmp_path: Path) -> None:
+    cfg = make_home(
+        tmp_path,
+        '[targets.x]\nadapter = "local"\npolicy = "bare"\nmin_interval_minutes = 0\ndaily_cap = 2\n',
+    )
+    for i in range(3):
+        drop(cfg, f"{i}.png", i)
+    with store.connect(cfg.db_path) as conn:
+        outbox.scan(conn, cfg)
+        conn.execute("UPDATE jobs SET scheduled_at = ?", (store.iso(store.now() - timedelta(minutes=1)),))
+        d = Dispatcher(cfg, conn)
+        out = d.run_due()
+        assert [o.state for o in out] == [jobs.State.POSTED, jobs.State.POSTED]
+        (held,) = [j for j in jobs.all_jobs(conn) if j.state is jobs.State.PENDING]
+        assert "daily cap" in (held.reason or "")
+        assert held.scheduled_at >= store.now() + timedelta(hours=23, minutes=58)
+
+
+def test_run_once_now_ignores_pacing(tmp_path: Path) -> None:
+    cfg = make_home(tmp_path, '[targets.x]\nadapter = "local"\npolicy = "bare"\nmin_interval_minutes = 60\n')
+    for i in range(2):
+        drop(cfg, f"{i}.png", i)
+    code, out, err = run_cli("run", "--once", "--now", cfg=cfg)
+    assert code == 0, err
+    assert sum(line.startswith("posted") for line in out.splitlines()) == 2
+    code, out, _ = run_cli("status", cfg=cfg)
+    assert code == 0 and "SCHEDULED" in out
+
+
+# -- the daemon's clock ------------------------------------------------------------------------
+def test_daemon_wakes_for_the_next_due_job_and_stops(tmp_path: Path) -> None:
+    """The tick asks to run again in 0.3 s although the scan interval is 30 s: the daemon
+    must wake for it. A set stop event ends the loop."""
+    cfg = make_home(tmp_path, '[targets.x]\nadapter = "local"\n')
+    cfg = cfg.model_copy(update={"intake": cfg.intake.model_copy(update={"scan_interval": 30.0})})
+    calls: list[float] = []
+    stop = threading.Event()
+
+    def tick(_stop: threading.Event) -> datetime | None:
+        calls.append(time.monotonic())
+        if len(calls) >= 3:
+            stop.set()
+        return datetime.now().astimezone() + timedelta(seconds=0.3)
+
+    t = threading.Thread(
+        target=schedule.run_daemon, args=(cfg, tick), kwargs={"install_signals": False, "stop": stop}
+    )
+    t.start()
+    t.join(timeout=15)
+    assert not t.is_alive()
+    assert len(calls) >= 3
+    assert calls[2] - calls[0] < 10  # woke for the due job, not after the 30 s scan interval

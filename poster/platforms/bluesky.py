@@ -23,7 +23,7 @@ import re
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from poster.errors import ConfigError
 from poster.platforms.base import (
@@ -69,6 +69,10 @@ def make_tid(now_us: int | None = None, clock_id: int | None = None) -> str:
 class BlueskyAdapter(HttpAdapter):
     name = "bluesky"
     credential_fields = ("HANDLE", "APP_PASSWORD")
+    credential_help: ClassVar[dict[str, str]] = {
+        "HANDLE": "your handle, e.g. artist.bsky.social",
+        "APP_PASSWORD": "Bluesky → Settings → Privacy and security → App passwords → Add",
+    }
     settings_keys = HttpAdapter.common_settings | frozenset({"web_base", "langs", "link_back", "labels"})
     capabilities = Capabilities(
         max_bytes=MAX_BLOB,

@@ -36,6 +36,10 @@ LIMITS_TTL = 24 * 3600
 class MastodonAdapter(HttpAdapter):
     name = "mastodon"
     credential_fields = ("TOKEN",)
+    credential_help: ClassVar[dict[str, str]] = {
+        "TOKEN": "your server → Preferences → Development → New application (scopes "
+        "write:media write:statuses read:accounts) → Your access token",
+    }
     settings_keys = HttpAdapter.common_settings | frozenset({"instance", "visibility", "sensitive_for"})
     capabilities = Capabilities(
         max_bytes=16 * 1024 * 1024,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 from poster.errors import ConfigError
 from poster.platforms.base import (
@@ -41,6 +41,10 @@ EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif
 class MisskeyAdapter(HttpAdapter):
     name = "misskey"
     credential_fields = ("TOKEN",)
+    credential_help: ClassVar[dict[str, str]] = {
+        "TOKEN": "your server → Settings → API → Generate access token (drive write, notes "
+        "write, account read)",
+    }
     settings_keys = HttpAdapter.common_settings | frozenset(
         {"instance", "visibility", "sensitive_for", "cw_for"}
     )

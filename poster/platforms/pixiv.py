@@ -103,6 +103,10 @@ def extract_csrf_token(html: str) -> str:
 class PixivAdapter(HttpAdapter):
     name = "pixiv"
     credential_fields = ("SESSION",)
+    credential_help: ClassVar[dict[str, str]] = {
+        "SESSION": "log in at pixiv.net in a browser; developer tools → Storage/Application → "
+        "Cookies → www.pixiv.net → the value of PHPSESSID",
+    }
     settings_keys = HttpAdapter.common_settings | frozenset(
         {"restrict", "ai_generated", "original", "allow_tag_edit", "allow_comment"}
     )

@@ -41,6 +41,10 @@ log = logging.getLogger("poster.platforms.x")
 class XAdapter(HttpAdapter):
     name = "x"
     credential_fields = ("CONSUMER_KEY", "CONSUMER_SECRET", "ACCESS_TOKEN", "ACCESS_TOKEN_SECRET")
+    credential_help: ClassVar[dict[str, str]] = {
+        "CONSUMER_KEY": "developer.x.com → your app → Keys and tokens → API Key and Secret",
+        "ACCESS_TOKEN": "same page → Access Token and Secret (app permission: Read and write)",
+    }
     settings_keys = HttpAdapter.common_settings | frozenset(
         {"username", "link_back", "chunk_threshold", "chunk_size", "text_length"}
     )

@@ -46,6 +46,7 @@ log = logging.getLogger("poster.platforms.xfolio")
 class XfolioAdapter(Adapter):
     name = "xfolio"
     credential_fields = ("SESSION",)
+    login_fields: ClassVar[tuple[str, ...]] = ()  # hand-off needs no account
     settings_keys: ClassVar[frozenset[str] | None] = frozenset(
         {"api_base", "mode", "upload_url", "open_browser", "timeout", "min_interval"}
     )

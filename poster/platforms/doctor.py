@@ -1,0 +1,100 @@
+"""`poster doctor` and `poster login` logic (the CLI only parses and prints).
+
+`check_targets` builds each target's adapter (no network), then makes the adapter's one
+cheap authenticated call (`Adapter.check`) and reports, in plain words, what is wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from poster import secrets
+from poster.errors import UserError
+from poster.platforms import adapter_class
+from poster.platforms.base import CheckResult
+
+log = logging.getLogger("poster.platforms.doctor")
+
+
+@dataclass
+class TargetReport:
+    target: str
+    adapter: str
+    ok: bool
+    message: str
+    credentials: dict[str, str | None] = field(default_factory=dict)  # field → env|keyring|None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_target(name: str, adapter: str, settings: Mapping[str, Any], data_dir: Path) -> TargetReport:
+    try:
+        cls = adapter_class(adapter)
+    except UserError as exc:
+        return TargetReport(name, adapter, False, str(exc))
+    sources = secrets.credential_sources(name, cls.credential_fields)
+    try:
+        instance = cls(
+            name,
+            dict(settings),
+            secrets.credentials(name, cls.credential_fields),
+            data_dir=data_dir,
+        )
+        result = instance.check()
+    except UserError as exc:  # bad settings
+        result = CheckResult(False, str(exc))
+    except Exception as exc:  # a bug in an adapter: say so, keep checking the others
+        log.debug("doctor: %s crashed:\n%s", name, traceback.format_exc())
+        result = CheckResult(False, f"internal error in the {adapter} adapter: {type(exc).__name__}: {exc}")
+    message = secrets.mask(result.message, _known_values(name, cls.credential_fields))
+    return TargetReport(name, adapter, result.ok, message, sources)
+
+
+def _known_values(target: str, fields: Iterable[str]) -> list[str]:
+    return list(secrets.credentials(target, fields).values())
+
+
+def check_targets(
+    targets: Mapping[str, tuple[str, Mapping[str, Any]]],
+    data_dir: Path,
+    only: str | None = None,
+) -> list[TargetReport]:
+    """`targets`: name → (adapter name, settings dict). `only`: one target name."""
+    if only is not None and only not in targets:
+        raise UserError(f"no target named {only!r} in the config (known: {', '.join(targets)})")
+    names = [only] if only else list(targets)
+    return [check_target(n, targets[n][0], targets[n][1], data_dir) for n in names]
+
+
+def login(
+    target: str,
+    adapter: str,
+    ask: Callable[[secrets.LoginField], str],
+) -> list[str]:
+    """Prompt for the target's credential fields with `ask` and store them in the keyring.
+    Returns the stored field names. Raises UserError when no keyring is usable."""
+    cls = adapter_class(adapter)
+    fields = secrets.login_prompt_fields(cls)
+    if not fields:
+        return []
+    ok, why = secrets.keyring_status()
+    if not ok:
+        names = ", ".join(secrets.env_name(target, f.name) for f in fields)
+        raise UserError(f"cannot store credentials: {why}; set the environment variables {names} instead")
+    values: dict[str, str] = {}
+    for f in fields:
+        value = ask(f).strip()
+        if not value:
+            raise UserError(f"{f.name} is empty: nothing stored")
+        values[f.name] = value
+    try:
+        secrets.store(target, values)
+    except Exception as exc:
+        raise UserError(f"cannot store credentials in the keyring: {type(exc).__name__}") from None
+    return list(values)

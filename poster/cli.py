@@ -396,6 +396,56 @@ def ledger_verify(obj: Ctx) -> None:
     click.echo(f"ledger OK: {result.rows} rows, hash chain intact")
 
 
+# -- credentials and health (poster login / poster doctor) ---------------------------------
+@cli.command()
+@click.argument("target")
+@click.pass_obj
+def login(obj: Ctx, target: str) -> None:
+    """Store TARGET's credentials in the OS keyring (secrets are typed hidden)."""
+    from poster.platforms import doctor as doctor_mod
+
+    cfg = obj.config()
+    tc = cfg.targets.get(target)
+    if tc is None:
+        raise UserError(f"no target named {target!r} in {cfg.path} (known: {', '.join(cfg.targets)})")
+
+    def ask(f: Any) -> str:
+        if f.help:
+            click.echo(f.help, err=True)
+        return click.prompt(f.prompt, hide_input=f.secret, err=True)
+
+    stored = doctor_mod.login(target, tc.adapter, ask)
+    if not stored:
+        click.echo(f"{target}: the {tc.adapter} adapter needs no credentials")
+        return
+    click.echo(f"{target}: stored {', '.join(stored)} in the keyring")
+    report = doctor_mod.check_target(target, tc.adapter, tc.settings(), cfg.data_dir)
+    click.echo(f"{target}: {'ok' if report.ok else 'PROBLEM'}: {report.message}")
+
+
+@cli.command()
+@click.argument("target", required=False)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.pass_obj
+def doctor(obj: Ctx, target: str | None, as_json: bool) -> None:
+    """One cheap authenticated call per target (or just TARGET); says what is wrong."""
+    from poster.platforms import doctor as doctor_mod
+
+    cfg = obj.config()
+    targets = {name: (t.adapter, t.settings()) for name, t in cfg.targets.items()}
+    reports = doctor_mod.check_targets(targets, cfg.data_dir, only=target)
+    if as_json:
+        emit_json([r.as_dict() for r in reports])
+    else:
+        for r in reports:
+            missing = [f for f, src in r.credentials.items() if src is None]
+            extra = f" (missing: {', '.join(missing)})" if missing and not r.ok else ""
+            click.echo(f"{r.target} ({r.adapter}): {'ok' if r.ok else 'PROBLEM'}: {r.message}{extra}")
+    bad = [r.target for r in reports if not r.ok]
+    if bad:
+        raise UserError(f"{len(bad)} of {len(reports)} targets need attention: {', '.join(bad)}")
+
+
 # -- entry point -----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv

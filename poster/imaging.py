@@ -3,7 +3,8 @@
 `probe` looks at the header only (format, declared size, frames), so a decompression bomb
 or a stray document is refused before any pixel is allocated. `load` applies the EXIF
 orientation, converts colour to sRGB and normalises every mode to 8-bit RGB or RGBA.
-`encode` writes pixels only: no EXIF, GPS, XMP, ICC or text chunks survive.
+`encode` writes pixels only: no EXIF, GPS, XMP, ICC or text chunks from the original survive;
+the only metadata written is the XMP packet the caller passes (copyright, AI-training flag).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from poster.errors import InputError
 
@@ -43,8 +44,8 @@ def open_image(data: bytes, name: str) -> Image.Image:
         raise InputError(f"{name}: declared image size is too large (decompression bomb?)") from None
     except UnidentifiedImageError:
         raise InputError(f"{name}: not an image Pillow can read (wrong extension or damaged file)") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"{name}: unreadable image header ({exc})") from None
+    except Exception as exc:  # Pillow's parsers raise many types on hostile bytes
+        raise InputError(f"{name}: unreadable image header ({type(exc).__name__}: {exc})") from None
 
 
 def probe(data: bytes, name: str, *, max_pixels: int) -> Probe:
@@ -61,7 +62,10 @@ def probe(data: bytes, name: str, *, max_pixels: int) -> Probe:
             )
         if min(w, h) < MIN_EDGE:
             raise InputError(f"{name}: {w}x{h} is too small (the short side must be ≥ {MIN_EDGE} px)")
-        frames = getattr(im, "n_frames", 1)
+        try:
+            frames = getattr(im, "n_frames", 1)
+        except Exception as exc:  # counting frames parses the whole file
+            raise InputError(f"{name}: damaged image ({type(exc).__name__}: {exc})") from None
         if frames > 1 and fmt != "MPO":
             raise InputError(
                 f"{name}: animated image ({frames} frames); poster posts still images only "
@@ -114,7 +118,7 @@ def load(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
             im = im.convert("RGBA")
         elif im.mode != "RGBA":
             im = im.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as exc:
+    except Exception as exc:  # Pillow's decoders raise many types on hostile bytes
         raise InputError(f"{name}: damaged or truncated image ({exc})") from None
     if im.mode == "RGBA" and im.getchannel("A").getextrema() == (255, 255):
         im = im.convert("RGB")
@@ -131,20 +135,61 @@ def flatten(image: Image.Image, background: str) -> Image.Image:
     return base.convert("RGB")
 
 
-def encode(image: Image.Image, fmt: str, *, quality: int = 92) -> bytes:
-    """Pixels only: the copy is built without info, so no EXIF/XMP/ICC/text is written."""
+def clear_transparent(image: Image.Image, background: str) -> Image.Image:
+    """Set the colour of fully transparent pixels to the background colour.
+
+    Their colour is invisible to a viewer but not to software: tools that drop alpha (and
+    `poster trace`, which reads RGB) would see whatever the painting program left there,
+    sometimes hidden layers of the artwork. After this, dropping alpha shows the same picture
+    as compositing on the background, so the hidden ID reads the same both ways."""
+    if image.mode != "RGBA":
+        return image
+    alpha = image.getchannel("A")
+    if alpha.getextrema()[0] > 0:
+        return image
+    out = image.copy()
+    hole = alpha.point(lambda v: 255 if v == 0 else 0)  # 8-bit mask, cheap even at 64 MP
+    out.paste(Image.new("RGBA", image.size, background), (0, 0), hole)
+    out.putalpha(alpha)
+    return out
+
+
+ALPHA_FORMATS = frozenset({"PNG", "WEBP"})
+
+
+def encode(
+    image: Image.Image,
+    fmt: str,
+    *,
+    quality: int = 92,
+    xmp: bytes | None = None,
+    background: str = "#ffffff",
+) -> bytes:
+    """Pixels only: the copy is built without info, so no EXIF/ICC/text from the original is
+    written. `xmp` (a complete XMP packet) is the one piece of metadata added on purpose."""
     clean = image.copy()
     clean.info = {}
+    if clean.mode == "RGBA" and fmt not in ALPHA_FORMATS:
+        clean = flatten(clean, background)  # dropping alpha would show the hidden colours
     buf = io.BytesIO()
+    extra: dict[str, object] = {}
     if fmt == "JPEG":
+        if xmp:
+            extra["xmp"] = xmp
         # 4:4:4 above q90 keeps line art and red/blue edges crisp; 4:2:0 below saves bytes
         clean.convert("RGB").save(
-            buf, "JPEG", quality=quality, optimize=True, subsampling=0 if quality >= 90 else 2
+            buf, "JPEG", quality=quality, optimize=True, subsampling=0 if quality >= 90 else 2, **extra
         )
     elif fmt == "PNG":
-        clean.save(buf, "PNG", optimize=False, compress_level=6)
+        if xmp:
+            info = PngImagePlugin.PngInfo()
+            info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"), zip=False)
+            extra["pnginfo"] = info
+        clean.save(buf, "PNG", optimize=False, compress_level=6, **extra)
     elif fmt == "WEBP":
-        clean.save(buf, "WEBP", quality=quality, method=4)
+        if xmp:
+            extra["xmp"] = xmp
+        clean.save(buf, "WEBP", quality=quality, method=4, **extra)
     else:
         raise ValueError(f"cannot encode {fmt}")
     return buf.getvalue()

@@ -15,6 +15,7 @@ import os
 import sqlite3
 import stat
 import time
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -49,8 +50,20 @@ class IntakeResult:
     warnings: list[str] = field(default_factory=list)
 
 
+# Art formats people drop by mistake: each gets a failed job with the reason, so it shows in
+# `poster status` instead of sitting unnoticed in the outbox.
+UNPOSTED_FORMATS = {
+    ".psd": "Photoshop", ".psb": "Photoshop", ".kra": "Krita", ".clip": "CLIP STUDIO",
+    ".xcf": "GIMP", ".ora": "OpenRaster", ".sai": "PaintTool SAI", ".svg": "SVG",
+    ".ai": "Illustrator", ".pdf": "PDF", ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF",
+    ".jxl": "JPEG XL", ".mp4": "video", ".mov": "video",
+}
+
+
 def _is_image(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("._")
+    if p.name.startswith("._"):  # macOS resource-fork companions, not images
+        return False
+    return p.suffix.lower() in IMAGE_EXTENSIONS or p.suffix.lower() in UNPOSTED_FORMATS
 
 
 def find_candidates(outbox: Path) -> tuple[list[Candidate], list[IntakeResult]]:
@@ -88,7 +101,7 @@ def find_candidates(outbox: Path) -> tuple[list[Candidate], list[IntakeResult]]:
                 Candidate(entry.name, [path], path.with_name(side_name) if side_name in names else None)
             )
         elif path.suffix.lower() != ".toml" and not entry.name.startswith("."):
-            skipped.append(IntakeResult(entry.name, "skipped", "not an image poster posts; left in place"))
+            skipped.append(IntakeResult(entry.name, "skipped", "not an image; left in place"))
     return found, skipped
 
 
@@ -103,17 +116,25 @@ def _stable(c: Candidate, min_age: float, at: float) -> bool:
     return True
 
 
-def _read_stable(c: Candidate) -> dict[Path, bytes] | None:
-    """Read every file; None if one changed while reading (still being written)."""
+class TooLarge(Exception):
+    pass
+
+
+def _read_stable(c: Candidate, limits: dict[Path, int]) -> dict[Path, bytes] | None:
+    """Read every file; None if one changed while reading (still being written). Sizes are
+    checked before reading, so a huge image is refused without being loaded; of a huge
+    sidecar only one byte past its limit is read, which the parser then refuses."""
     data: dict[Path, bytes] = {}
     for p in c.paths():
         before = p.stat(follow_symlinks=False)
+        cap = limits[p]
+        if before.st_size > cap and p != c.sidecar:
+            raise TooLarge(f"{p.name}: {before.st_size} bytes, over the limit of {cap}")
         with p.open("rb") as fh:
-            data[p] = fh.read()
+            data[p] = fh.read(cap + 1)
         after = p.stat(follow_symlinks=False)
-        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(
-            data[p]
-        ) != after.st_size:
+        changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
+        if changed or (len(data[p]) <= cap and len(data[p]) != after.st_size):
             return None
     return data
 
@@ -181,9 +202,11 @@ def intake_one(
     for p in c.images:
         if problem:
             break
+        kind = UNPOSTED_FORMATS.get(p.suffix.lower())
+        if kind:
+            problem = f"{p.name}: {kind} files are not posted; export PNG or JPEG"
+            break
         try:
-            if len(data[p]) > config.intake.max_file_bytes:
-                raise InputError(f"{p.name}: {len(data[p])} bytes, over intake.max_file_bytes")
             probe(data[p], p.name, max_pixels=config.intake.max_image_pixels)
         except InputError as exc:
             problem = str(exc)
@@ -263,22 +286,40 @@ def scan(
     min_age = config.intake.stable_seconds
     deadline = time.time() + min_age + 1
     for c in candidates:
-        while True:
-            t = time.time()
-            if _stable(c, min_age, t):
-                data = _read_stable(c)
-                if data is not None:
-                    break
-            if not wait or t > deadline:
-                data = None
-                break
-            time.sleep(0.2)
-        if data is None:
-            results.append(IntakeResult(c.name, "waiting", "still changing; taken once it settles"))
-            continue
+        limits = {p: config.intake.max_file_bytes for p in c.images}
+        if c.sidecar is not None:
+            limits[c.sidecar] = config.intake.max_sidecar_bytes
         try:
-            results.append(intake_one(conn, config, c, data))
+            results.append(_take(conn, config, c, limits, wait=wait, min_age=min_age, deadline=deadline))
+        except TooLarge as exc:
+            results.append(IntakeResult(c.name, "skipped", f"{exc}; left in place"))
+            log.error("%s; left in the outbox", exc)
         except OSError as exc:
             results.append(IntakeResult(c.name, "waiting", f"cannot read or archive: {exc.strerror}"))
             log.error("%s: cannot read or archive: %s", c.name, exc.strerror)
+        except Exception as exc:  # a bug must not stop the other files from being taken
+            log.debug("intake of %s crashed:\n%s", c.name, traceback.format_exc())
+            results.append(IntakeResult(c.name, "waiting", f"internal error: {type(exc).__name__}: {exc}"))
+            log.error("%s: internal error during intake: %s", c.name, exc)
     return results
+
+
+def _take(
+    conn: sqlite3.Connection,
+    config: Config,
+    c: Candidate,
+    limits: dict[Path, int],
+    *,
+    wait: bool,
+    min_age: float,
+    deadline: float,
+) -> IntakeResult:
+    while True:
+        t = time.time()
+        if _stable(c, min_age, t):
+            data = _read_stable(c, limits)
+            if data is not None:
+                return intake_one(conn, config, c, data)
+        if not wait or t > deadline:
+            return IntakeResult(c.name, "waiting", "still changing; taken once it settles")
+        time.sleep(0.2)

@@ -273,6 +273,8 @@ def run_daemon(
     scheduler = BackgroundScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
     )
+    # a tick still busy posting when the next one is due is skipped by design: not a warning
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
     last_run = [time.monotonic()]
 
     def wake_at(when: datetime) -> None:

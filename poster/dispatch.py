@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from poster import imaging, jobs, ledger, markkey, policies, schedule
+from poster import fingerprint, imaging, jobs, ledger, markkey, policies, schedule
 from poster.config import Config
 from poster.errors import UserError
 from poster.jobs import Job, State, Variant
@@ -196,13 +196,15 @@ class Dispatcher:
         """posting → posted and the ledger rows, in one transaction."""
         adapter_name = self.config.targets[job.target].adapter if job.target in self.config.targets else "?"
         posted_at = iso(now())
+        # perceptual fingerprints for the ledger, before the write lock: decoding takes a moment
+        prints = fingerprint.for_job(self.conn, self.config.data_dir, job.id, job.artwork_id)
         try:
             with transaction(self.conn):
                 # the guard first: if the job is no longer in `from_state` (a concurrent
                 # `confirm`, a second process) no ledger row may be written for it
                 if not jobs.transition(self.conn, job.id, from_state, State.POSTED):
                     raise _Lost
-                self._ledger_rows(job, result, adapter_name, posted_at)
+                self._ledger_rows(job, result, adapter_name, posted_at, prints)
                 self.conn.execute(
                     "UPDATE jobs SET url = ?, remote_id = ? WHERE id = ?",
                     (result.url, result.remote_id, job.id),
@@ -216,7 +218,14 @@ class Dispatcher:
         log.info("posted %s to %s: %s", job.name, job.target, result.url)
         return Outcome(job.id, job.target, job.name, State.POSTED, url=result.url)
 
-    def _ledger_rows(self, job: Job, result: PostResult, adapter_name: str, posted_at: str) -> None:
+    def _ledger_rows(
+        self,
+        job: Job,
+        result: PostResult,
+        adapter_name: str,
+        posted_at: str,
+        prints: dict[int, dict[str, bytes]] | None = None,
+    ) -> None:
         originals = {o.idx: o for o in jobs.originals(self.conn, job.artwork_id)}
         for v in jobs.variants(self.conn, job.id):
             media_url = result.media_urls[v.idx] if v.idx < len(result.media_urls) else None
@@ -235,6 +244,7 @@ class Dispatcher:
                     original_sha256=originals[v.idx].sha256,
                     variant_sha256=v.sha256,
                     render=ledger.canonical(v.render),
+                    **(prints or {}).get(v.idx, {}),
                 ),
             )
 

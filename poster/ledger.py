@@ -3,6 +3,11 @@
 Each row's `row_hash` is SHA-256 over the previous row's hash and this row's canonical
 content (its sequence number included), so changing, removing or reordering any row outside
 poster breaks the chain from that row on; `verify` names the first bad row.
+
+The perceptual fingerprints (`variant_fp`, `original_fp`, `variant_thumb`; see
+poster.fingerprint) are stored as BLOBs so that trace can load 100,000 rows of them in one
+query, and enter the row hash as hex: a forged fingerprint (to point a trace elsewhere) breaks
+the chain like any other change.
 """
 
 from __future__ import annotations
@@ -30,7 +35,11 @@ HASHED_FIELDS = (
     "original_sha256",
     "variant_sha256",
     "render",
+    "variant_fp",
+    "original_fp",
+    "variant_thumb",
 )
+BLOB_FIELDS = ("variant_fp", "original_fp", "variant_thumb")
 EXPORT_FIELDS = (
     "id",
     "target",
@@ -44,6 +53,10 @@ EXPORT_FIELDS = (
     "job_id",
     "seq",
     "render",
+    "seeds",
+    "variant_fp",
+    "original_fp",
+    "variant_thumb",
     "prev_hash",
     "row_hash",
 )
@@ -62,8 +75,14 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+def _hashable(key: str, value: Any) -> Any:
+    if key in BLOB_FIELDS:
+        return bytes(value or b"").hex()
+    return value
+
+
 def _row_hash(prev_hash: str, fields: dict[str, Any]) -> str:
-    body = canonical({k: fields[k] for k in HASHED_FIELDS})
+    body = canonical({k: _hashable(k, fields[k]) for k in HASHED_FIELDS})
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
@@ -81,6 +100,10 @@ class Entry:
     original_sha256: str
     variant_sha256: str
     render: str  # canonical JSON
+    # perceptual fingerprints (poster.fingerprint.for_files); empty when a file was unreadable
+    variant_fp: bytes = b""
+    original_fp: bytes = b""
+    variant_thumb: bytes = b""
 
 
 def append(conn: sqlite3.Connection, entry: Entry) -> int:
@@ -128,24 +151,57 @@ def verify(conn: sqlite3.Connection) -> VerifyResult:
     return VerifyResult(True, count)
 
 
-def rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    out = []
-    for row in conn.execute("SELECT * FROM ledger ORDER BY seq"):
-        d = dict(row)
-        d["id"] = format_id(d.pop("mark_id"))
-        d["render"] = json.loads(d["render"])
-        out.append({k: d[k] for k in EXPORT_FIELDS})
+def seeds(render: dict[str, Any]) -> dict[str, int]:
+    """The random seeds of the visible layers, by step (`2:watermark`): the same seed redraws
+    the same watermark layout, so the layout seen in a copy identifies the post."""
+    out = {}
+    for i, step in enumerate(render.get("steps", [])):
+        if isinstance(step, dict) and "seed" in step:
+            out[f"{i}:{step.get('use', 'step')}"] = step["seed"]
     return out
+
+
+def _public(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    d["id"] = format_id(d.pop("mark_id"))
+    d["render"] = json.loads(d["render"])
+    d["seeds"] = seeds(d["render"])
+    for k in BLOB_FIELDS:
+        d[k] = bytes(d[k] or b"").hex()
+    return d
+
+
+def rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    return [
+        {k: d[k] for k in EXPORT_FIELDS}
+        for d in map(_public, conn.execute("SELECT * FROM ledger ORDER BY seq"))
+    ]
 
 
 def find(conn: sqlite3.Connection, mark_id: int) -> dict[str, Any] | None:
     row = conn.execute("SELECT * FROM ledger WHERE mark_id = ?", (mark_id,)).fetchone()
-    if row is None:
-        return None
-    d = dict(row)
-    d["id"] = format_id(d.pop("mark_id"))
-    d["render"] = json.loads(d["render"])
-    return d
+    return None if row is None else _public(row)
+
+
+def get(conn: sqlite3.Connection, seq: int) -> dict[str, Any] | None:
+    row = conn.execute("SELECT * FROM ledger WHERE seq = ?", (seq,)).fetchone()
+    return None if row is None else _public(row)
+
+
+def fingerprints(conn: sqlite3.Connection) -> tuple[list[int], list[bytes], list[bytes]]:
+    """seq, variant and original fingerprints of every row, in one query (trace's index)."""
+    seqs, variant, original = [], [], []
+    for seq, v, o in conn.execute("SELECT seq, variant_fp, original_fp FROM ledger ORDER BY seq"):
+        seqs.append(seq)
+        variant.append(v)
+        original.append(o)
+    return seqs, variant, original
+
+
+def thumbnails(conn: sqlite3.Connection, seqs: list[int]) -> dict[int, bytes]:
+    marks = ",".join("?" * len(seqs))
+    q = f"SELECT seq, variant_thumb FROM ledger WHERE seq IN ({marks})"
+    return {seq: bytes(t or b"") for seq, t in conn.execute(q, seqs)}
 
 
 def to_csv(items: list[dict[str, Any]]) -> str:
@@ -153,5 +209,11 @@ def to_csv(items: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buf, fieldnames=EXPORT_FIELDS, lineterminator="\n")
     writer.writeheader()
     for item in items:
-        writer.writerow({**item, "render": json.dumps(item["render"], sort_keys=True)})
+        writer.writerow(
+            {
+                **item,
+                "render": json.dumps(item["render"], sort_keys=True),
+                "seeds": json.dumps(item["seeds"], sort_keys=True),
+            }
+        )
     return buf.getvalue()

@@ -7,6 +7,7 @@ The file and the data folder are created readable by the user only.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS artworks (
@@ -81,6 +82,9 @@ CREATE TABLE IF NOT EXISTS ledger (
     original_sha256 TEXT NOT NULL,
     variant_sha256 TEXT NOT NULL,
     render TEXT NOT NULL,
+    variant_fp BLOB NOT NULL DEFAULT x'',   -- perceptual fingerprints (poster.fingerprint), in the chain
+    original_fp BLOB NOT NULL DEFAULT x'',
+    variant_thumb BLOB NOT NULL DEFAULT x'',
     prev_hash TEXT NOT NULL,
     row_hash TEXT NOT NULL
 );
@@ -107,7 +111,16 @@ def parse_iso(text: str) -> datetime:
 
 
 def ensure_private_dir(path: Path) -> None:
+    """Create the folder for the user only, and tighten it if it already existed more open:
+    it holds the hidden-ID key, the ledger and the posting history."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        try:
+            path.chmod(mode & 0o700)
+            logging.getLogger(__name__).info("%s: made private to the user (mode %o)", path, mode & 0o700)
+        except OSError:
+            logging.getLogger(__name__).warning("%s: readable by other users, cannot change that", path)
 
 
 def connect(db_path: Path) -> sqlite3.Connection:

@@ -396,6 +396,47 @@ def ledger_verify(obj: Ctx) -> None:
     click.echo(f"ledger OK: {result.rows} rows, hash chain intact")
 
 
+# -- preview -------------------------------------------------------------------------------
+@cli.command()
+@click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--target", "target", required=True, metavar="NAME", help="render as for this target")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False), metavar="FILE")
+@click.option(
+    "--compare",
+    "compare_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE.png",
+    help="also write original and variant side by side, with an enlarged detail crop",
+)
+@click.option("--json", "as_json", is_flag=True, help="print JSON (adds psnr, ssim, size, bytes, format)")
+@click.pass_obj
+def preview(obj: Ctx, image: Path, target: str, out: Path, compare_path: Path | None, as_json: bool) -> None:
+    """Render IMAGE exactly as it would be posted to NAME, without posting.
+
+    The preview carries the hidden ID 0, which is never given to a real post, so a preview
+    file that leaks traces to no post. PSNR/SSIM compare with the original at the variant's size.
+    """
+    from poster import render as render_mod
+    from poster.protect import quality
+
+    cfg = obj.config()
+    pv = render_mod.preview(cfg, target, image)
+    out.write_bytes(pv.rendered.data)
+    if compare_path is not None:
+        quality.compare(pv.original, pv.variant).save(compare_path, "PNG")
+    report = {"file": str(out), **pv.report()}
+    if compare_path is not None:
+        report["compare"] = str(compare_path)
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(
+        f"{out}: {report['format']} {report['width']}x{report['height']}, {report['bytes']} bytes, "
+        f"PSNR {report['psnr']} dB, SSIM {report['ssim']} (policy {report['policy']}, "
+        f"hidden-ID strength {report['mark_strength']})"
+    )
+
+
 # -- credentials and health (poster login / poster doctor) ---------------------------------
 @cli.command()
 @click.argument("target")

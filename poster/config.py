@@ -68,6 +68,9 @@ class PolicyConfig(_Strict):
     steps: tuple[StepConfig, ...] = ()
     format: Literal["auto", "jpeg", "png", "webp"] = "auto"
     jpeg_quality: int | None = Field(None, ge=50, le=100)
+    # extra (long edge, JPEG quality) re-encodings the hidden ID must survive, besides the
+    # platform's declared ones (checked by poster.policies.build)
+    verify: tuple[tuple[int, int], ...] = ()
 
 
 class TargetConfig(BaseModel):

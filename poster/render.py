@@ -13,16 +13,19 @@ import hashlib
 import io
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from poster import imaging, mark
-from poster.errors import RenderError
+from poster.config import Config
+from poster.errors import InputError, RenderError, UserError
 from poster.platforms.base import Capabilities
 from poster.policies import Policy
 from poster.protect import StepContext
 from poster.protect.fit import resize
+from poster.protect.metadata import Metadata
 
 LOSSLESS_SOURCES = frozenset({"PNG", "TIFF", "BMP", "GIF"})
 STRENGTHS = (1.0, 1.6, 2.5)
@@ -59,9 +62,10 @@ def choose_format(policy: Policy, caps: Capabilities, source_format: str) -> str
     return wanted
 
 
-def simulate(data: bytes, long_edge: int, quality: int) -> Image.Image:
-    """What a platform does to an upload: fit the long edge, re-encode as JPEG 4:2:0."""
-    im = imaging.decode(data).convert("RGB")
+def simulate(data: bytes, long_edge: int, quality: int, background: str = "#ffffff") -> Image.Image:
+    """What a platform does to an upload: fit the long edge, composite any transparency on the
+    background (as platforms do when they make a JPEG), re-encode as JPEG 4:2:0."""
+    im = imaging.flatten(imaging.decode(data), background)
     if max(im.size) > long_edge:
         r = long_edge / max(im.size)
         im = im.resize((max(1, round(im.width * r)), max(1, round(im.height * r))), Image.Resampling.BICUBIC)
@@ -71,25 +75,28 @@ def simulate(data: bytes, long_edge: int, quality: int) -> Image.Image:
 
 
 def _unreadable_after(
-    data: bytes, checks: tuple[tuple[int, int], ...], key: bytes, mark_id: int
+    data: bytes, checks: tuple[tuple[int, int], ...], key: bytes, mark_id: int, background: str
 ) -> list[str]:
-    """The simulated platform pipelines after which the hidden ID no longer reads back."""
+    """The simulated platform pipelines after which the hidden ID no longer reads back.
+
+    "as encoded" reads the file the way `poster trace` does (alpha dropped, RGB kept): that
+    is why transparent pixels are given the background colour before marking."""
     failed = []
-    if mark.extract(imaging.decode(data), key=key) != mark_id:
-        failed.append("as encoded")
+    if mark.extract(imaging.decode(data).convert("RGB"), key=key) != mark_id:
+        return ["as encoded"]  # no point simulating further: every check would fail too
     for edge, quality in checks:
-        if mark.extract(simulate(data, edge, quality), key=key) != mark_id:
+        if mark.extract(simulate(data, edge, quality, background), key=key) != mark_id:
             failed.append(f"long edge {edge} + JPEG {quality}")
     return failed
 
 
 def _encode_to_fit(
-    image: Image.Image, fmt: str, quality: int, caps: Capabilities
+    image: Image.Image, fmt: str, quality: int, caps: Capabilities, xmp: bytes | None, background: str
 ) -> tuple[bytes, str, int] | None:
     """Encode within the byte limit: PNG falls back to JPEG, JPEG lowers quality to 75.
     None when even that is too big (the caller then downscales before marking)."""
     while True:
-        data = imaging.encode(image, fmt, quality=quality)
+        data = imaging.encode(image, fmt, quality=quality, xmp=xmp, background=background)
         if len(data) <= caps.max_bytes:
             return data, fmt, quality
         if fmt != "JPEG" and "JPEG" in caps.formats:
@@ -98,6 +105,21 @@ def _encode_to_fit(
             quality -= 5
         else:
             return None
+
+
+class _Untraceable(RenderError):
+    def __init__(self, failures: list[str]) -> None:
+        super().__init__(
+            f"the hidden ID did not survive ({', '.join(failures)}) even at strength {STRENGTHS[-1]}; "
+            "not posting an untraceable copy"
+        )
+
+
+def _xmp(policy: Policy, artist: str) -> bytes | None:
+    for step in policy.steps:
+        if isinstance(step, Metadata):
+            return step.xmp(artist)
+    return None
 
 
 def render(
@@ -115,29 +137,60 @@ def render(
 ) -> Rendered:
     seed = secrets.randbits(63) if seed is None else seed
     fmt = choose_format(policy, caps, source_format)
-    # Alpha is composited first so that the signature and the hidden ID sit in the pixels a
-    # viewer actually sees (a mark under transparent pixels would vanish on any background).
-    image = imaging.flatten(source, background)
+    # Transparency is kept only where the output format and the platform keep it (PNG/WebP);
+    # if the ID cannot be made to survive in the opaque parts alone, fall back to a flattened
+    # copy, where the mark can use every pixel.
+    keep_alpha = source.mode == "RGBA" and fmt in imaging.ALPHA_FORMATS
+    args = (source, fmt, policy, caps, key, mark_id, artist, background, extra_checks, seed)
+    if keep_alpha:
+        try:
+            return _render(*args, keep_alpha=True)
+        except _Untraceable:
+            pass
+    return _render(*args, keep_alpha=False)
+
+
+def _render(
+    source: Image.Image,
+    fmt: str,
+    policy: Policy,
+    caps: Capabilities,
+    key: bytes,
+    mark_id: int,
+    artist: str,
+    background: str,
+    extra_checks: tuple[tuple[int, int], ...],
+    seed: int,
+    *,
+    keep_alpha: bool,
+) -> Rendered:
+    # Without alpha, compositing comes first so that the watermark, signature and hidden ID
+    # sit in the pixels a viewer actually sees (a mark under transparent pixels would vanish
+    # on any background).
+    image = source if keep_alpha else imaging.flatten(source, background)
     steps_info = []
     for i, step in enumerate(policy.steps):
         step_seed = _step_seed(seed, i, step.name)
-        image = step.apply(image, StepContext(seed=step_seed, capabilities=caps, artist=artist))
+        ctx = StepContext(seed=step_seed, capabilities=caps, artist=artist, extra={"background": background})
+        image = step.apply(image, ctx)
         steps_info.append({**step.describe(), "seed": step_seed})
-    image = image.convert("RGB")
+    # The hidden ID goes last among pixel steps: nothing may change the pixels after it.
+    image = imaging.clear_transparent(image, background) if image.mode == "RGBA" else image.convert("RGB")
+    xmp = _xmp(policy, artist)
 
-    checks = (*caps.reencodes, *extra_checks)
+    checks = tuple(dict.fromkeys((*caps.reencodes, *policy.verify, *extra_checks)))
     failures: list[str] = []
     for strength in STRENGTHS:
         while True:
             marked = mark.embed(image, mark_id, key=key, strength=strength)
-            fitted = _encode_to_fit(marked, fmt, policy.jpeg_quality, caps)
+            fitted = _encode_to_fit(marked, fmt, policy.jpeg_quality, caps, xmp, background)
             if fitted is not None:
                 break
             if min(image.size) <= imaging.MIN_EDGE:
                 raise RenderError(f"cannot fit the image into {caps.max_bytes} bytes")
             image = resize(image, (int(image.width * 0.85), int(image.height * 0.85)))
         data, out_fmt, quality = fitted
-        failed = _unreadable_after(data, checks, key, mark_id)
+        failed = _unreadable_after(data, checks, key, mark_id, background)
         if not failed:
             return Rendered(
                 data=data,
@@ -155,10 +208,75 @@ def render(
                     },
                     "format": out_fmt,
                     "quality": quality if out_fmt != "PNG" else None,
+                    "alpha": marked.mode == "RGBA" and out_fmt in imaging.ALPHA_FORMATS,
+                    "metadata": "xmp" if xmp else None,
                 },
             )
         failures = failed
-    raise RenderError(
-        f"the hidden ID did not survive ({', '.join(failures)}) even at strength {STRENGTHS[-1]}; "
-        "not posting an untraceable copy"
+    raise _Untraceable(failures)
+
+
+# -- preview -------------------------------------------------------------------------------
+PREVIEW_MARK_ID = 0  # never handed out to a real post (jobs.reserve_mark_id skips 0)
+
+
+@dataclass(frozen=True)
+class Preview:
+    rendered: Rendered
+    original: Image.Image  # the original at the variant's size, as a viewer would see it
+    variant: Image.Image  # the decoded variant, as a viewer would see it
+
+    def report(self) -> dict[str, Any]:
+        from poster.protect import quality
+
+        r = self.rendered
+        return {
+            "psnr": round(quality.psnr(self.original, self.variant), 2),
+            "ssim": round(quality.ssim(self.original, self.variant), 4),
+            "width": r.width,
+            "height": r.height,
+            "bytes": len(r.data),
+            "format": r.format,
+            "policy": r.info["policy"]["name"],
+            "mark_strength": r.info["mark"]["strength"],
+            "checked": r.info["mark"]["checked"],
+            "alpha": r.info["alpha"],
+            "mark_id": r.mark_id,
+        }
+
+
+def preview(config: Config, target: str, path: Path, *, seed: int | None = None) -> Preview:
+    """Render exactly what would be posted to `target` (same policy, capabilities, checks),
+    with the preview ID 0 so the file can never be mistaken for a real post."""
+    from poster import markkey, policies
+    from poster.platforms import adapter_class
+
+    tc = config.targets.get(target)
+    if tc is None:
+        raise UserError(f"no target named {target!r} in {config.path} (known: {', '.join(config.targets)})")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    max_pixels = config.intake.max_image_pixels
+    src_fmt = imaging.probe(data, str(path), max_pixels=max_pixels).format
+    source = imaging.load(data, str(path), max_pixels=max_pixels)
+    r = render(
+        source,
+        source_format=src_fmt,
+        policy=policies.build(config, tc.policy),
+        caps=adapter_class(tc.adapter).capabilities,
+        key=markkey.load(config.data_dir),
+        mark_id=PREVIEW_MARK_ID,
+        artist=config.artist,
+        background=config.render.background,
+        seed=seed,
     )
+    background = config.render.background
+    variant = imaging.decode(r.data)
+    original = resize(source, variant.size)
+    if variant.mode == "RGBA":  # compare what a viewer sees: both on the background colour
+        variant = imaging.flatten(variant, background)
+    return Preview(r, imaging.flatten(original, background), variant.convert("RGB"))

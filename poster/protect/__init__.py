@@ -42,6 +42,8 @@ class StepContext:
 class Step(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[StepParams]] = StepParams
+    # False for steps that only configure the encoder (metadata): they never change pixels.
+    pixel_step: ClassVar[bool] = True
 
     def __init__(self, params: StepParams) -> None:
         self.params = params
@@ -57,6 +59,10 @@ class Step(ABC):
 _STEPS: dict[str, str] = {
     "fit": "poster.protect.fit:Fit",
     "signature": "poster.protect.signature:Signature",
+    "watermark": "poster.protect.watermark:Watermark",
+    "noise": "poster.protect.noise:Noise",
+    "cloak": "poster.protect.cloak:Cloak",
+    "metadata": "poster.protect.metadata:Metadata",
 }
 
 

@@ -25,13 +25,13 @@ class SignatureParams(StepParams):
 
 
 @lru_cache(maxsize=16)
-def _load_font(path: str | None, size: int) -> Font:
+def load_font(path: str | None, size: int) -> Font:
     if path is None:
         return ImageFont.load_default(size=size)
     try:
         return ImageFont.truetype(path, size=size)
     except OSError:
-        raise RenderError(f"signature font {path}: cannot be opened as a TrueType/OpenType font") from None
+        raise RenderError(f"font {path}: cannot be opened as a TrueType/OpenType font") from None
 
 
 def _missing_glyphs(font: Font, text: str) -> list[str]:
@@ -46,6 +46,17 @@ def _missing_glyphs(font: Font, text: str) -> list[str]:
         if bytes(font.getmask(ch)) == notdef:
             missing.append(ch)
     return missing
+
+
+def check_glyphs(font: Font, text: str, path: str | None, step: str) -> None:
+    """A clear error instead of a row of empty boxes in the posted image."""
+    missing = _missing_glyphs(font, text)
+    if missing:
+        which = path or "the built-in font"
+        raise RenderError(
+            f"{step}: {which} cannot draw {''.join(missing)!r}; "
+            f"set the {step} step's `font` to a font with those characters (e.g. Noto Sans CJK)"
+        )
 
 
 def _content_score(image: Image.Image, box: tuple[int, int, int, int]) -> float:
@@ -75,14 +86,8 @@ class Signature(Step):
         text = (p.text if p.text is not None else ctx.artist).strip()
         if not text:
             return None
-        font = _load_font(p.font, height)
-        missing = _missing_glyphs(font, text)
-        if missing:
-            which = p.font or "the built-in font"
-            raise RenderError(
-                f"signature: {which} cannot draw {''.join(missing)!r}; "
-                "set [policies.*] signature `font` to a font with those characters (e.g. Noto Sans CJK)"
-            )
+        font = load_font(p.font, height)
+        check_glyphs(font, text, p.font, "signature")
         stroke = max(1, height // 12)
         left, top, right, bottom = font.getbbox(text, stroke_width=stroke)
         stamp = Image.new("RGBA", (right - left + 2, bottom - top + 2), (0, 0, 0, 0))

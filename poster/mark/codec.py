@@ -8,10 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from . import ecc, tile
+from . import ecc, sync, tile
 from ._filters import box, min3
 
 MIN_SIDE = 256  # shortest accepted image side, in pixels
+C_MIN = 7.0  # smallest chip size (original px): ~2.5 px after a 0.35x downscale
+N_LONG_MAX = 460  # at most this many chips along the long edge (~2.6 px at 1200 px)
 
 # --- embedding parameters -------------------------------------------------------------------
 TARGET_RMS = 1.8  # mean embedding amplitude (grey levels RMS) at strength 1 -> PSNR ~ 43 dB
@@ -20,10 +22,11 @@ MAX_AMP = 7.0  # cap on the local amplitude (grey levels) at strength 1
 MASK_SIDE = 512  # the perceptual mask is computed at this short side
 
 # --- extraction parameters ------------------------------------------------------------------
-WORK_SIDE = 384  # received image is resampled so its short side is this many pixels
+WORK_LONG = 1024  # received images are downscaled to at most this long edge
 FOLD = 96  # folded tile resolution (3 samples per chip)
 Z_MIN = 5.0  # minimum sync-peak z-score before a decode is attempted
-N_CAND = 4
+N_CAND = 6  # lattice candidates (spectral comb maxima) verified by sync + decoding
+COMB_MIN = 1.05  # minimum comb score (mean normalised power on the lattice; 1 = no mark)
 
 
 class MarkError(ValueError):
@@ -38,16 +41,22 @@ class Detection:
     rotation_deg: float
     mirrored: bool
     offset: tuple[float, float]  # tile origin (x, y) in received pixels, modulo the period
-    scale: float  # received period / nominal period for the received short side
+    chip_px: float  # chip size in received pixels (geometric mean of the two axes)
 
 
-def chip_size(short: int) -> float:
-    """Chip size in original pixels: 128 chips over the short side, >= 6 px down to ~528 px."""
-    return max(short / 128.0, min(6.0, short / 88.0))
+def chip_size(w: int, h: int) -> float:
+    """Chip size in original pixels.
+
+    As small as possible (the host image interferes less at higher frequencies) while staying
+    >= ~2.5 px after a 0.35x downscale (C_MIN) and after an X-style fit to 1200 px long edge
+    (long / N_LONG_MAX); small images use bigger chips so >= 2.5 tiles fit on the short side.
+    """
+    long, short = max(w, h), min(w, h)
+    return min(max(C_MIN, long / N_LONG_MAX), short / (2.5 * tile.T))
 
 
-def tile_period(short: int) -> int:
-    return int(round(tile.T * chip_size(short)))
+def tile_period(w: int, h: int) -> int:
+    return int(round(tile.T * chip_size(w, h)))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -99,7 +108,9 @@ def _mask(y: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- embed
-def embed(image: Image.Image, payload: int, *, key: bytes, strength: float = 1.0) -> Image.Image:
+def embed(
+    image: Image.Image, payload: int, *, key: bytes, strength: float = 1.0, informed: bool = False
+) -> Image.Image:
     if not isinstance(payload, int) or isinstance(payload, bool):
         raise MarkError("payload must be an int")
     if payload < 0 or payload >= 1 << ecc.PAYLOAD_BITS:
@@ -121,8 +132,16 @@ def embed(image: Image.Image, payload: int, *, key: bytes, strength: float = 1.0
     amp_small = np.minimum(u * gain, MAX_AMP) * float(strength)
     amp = _resize_f(amp_small, (w, h)) if ms != (w, h) else amp_small
 
-    period = tile_period(short)
-    pat = tile.pattern(bytes(key), payload, period)
+    period = tile_period(w, h)
+    key = bytes(key)
+    if informed:
+        ws = _work_size(w, h)
+        y_w = _work_luma(img)
+        amp_w = _resize_f(amp_small, ws).astype(np.float64)
+        c = _informed_chips(key, payload, y_w, amp_w, period, w, h)
+        pat = tile.pattern_from_chips(c, period)
+    else:
+        pat = tile.pattern(key, payload, period)
     reps = (-(-h // period), -(-w // period))
     delta = np.tile(pat, reps)[:h, :w]
     delta *= amp
@@ -139,13 +158,95 @@ def embed(image: Image.Image, payload: int, *, key: bytes, strength: float = 1.0
     return Image.fromarray(out, mode)
 
 
+# ----------------------------------------------------------------------------- informed embedding
+INFORMED_ITERS = 4
+INFORMED_MARGIN = 1.0
+SYNC_MARGIN = 1.0
+
+
+def _unit_scale(n: int) -> float:
+    """Factor that gives the pattern of +-1 chips unit RMS at n x n samples (cf. pattern())."""
+    p = tile.upsample(np.sign(np.cos(np.arange(tile.T * tile.T))).reshape(tile.T, tile.T), n)
+    return 1.0 / float(np.sqrt(np.mean(p * p)))
+
+
+def _pattern_at(c: np.ndarray, size: tuple[int, int], px: float, py: float, period: int) -> np.ndarray:
+    """The full-resolution pattern of chip grid ``c`` as seen after resizing to ``size``."""
+    m = FOLD
+    t = (tile.upsample(c, m) * _unit_scale(m)).astype(np.float32)
+    ww, hh = size
+    canvas = np.tile(t, (int(hh / py) + 2, int(ww / px) + 2))
+    data = (m / px, 0.0, 0.5 - 0.5 * m / period, 0.0, m / py, 0.5 - 0.5 * m / period)
+    im = Image.fromarray(canvas, "F").transform(size, Image.AFFINE, data, Image.BILINEAR)
+    return np.asarray(im, dtype=np.float64)
+
+
+def _informed_chips(
+    key: bytes, payload: int, y_w: np.ndarray, amp_w: np.ndarray, period: int, w: int, h: int
+) -> np.ndarray:
+    """Chip amplitudes that pre-cancel the host image's interference (informed embedding).
+
+    The extractor's view of the clean marked image is simulated at the working scale: the host
+    residual folded on the true lattice gives the host's projection on every chip; chips whose
+    host projection opposes the wanted sign get boosted until they clear a margin (a few
+    fixed-point iterations of the linearised extractor). Energy is renormalised afterwards, so
+    this moves embedding power to where the image fights the mark rather than adding power.
+    """
+    km = tile.key_material(key)
+    s = tile.chips(key, payload)
+    hh, ww = y_w.shape
+    px, py = period * ww / w, period * hh / h
+    v1, v2 = np.array([px, 0.0]), np.array([0.0, py])
+    params = _whitener(y_w)
+    g_h, _ = _fold(_residual(y_w, params), v1, v2)
+
+    def resp(c):
+        d = amp_w * _pattern_at(c, (ww, hh), px, py, period)
+        g, _ = _fold(_residual(d, params, clip=False), v1, v2)
+        return g
+
+    g_s = resp(s)
+    ref = tile.sync_reference_fft(key, FOLD)
+    xc = np.fft.ifft2(np.fft.fft2(g_s) * ref).real
+    oy, ox = divmod(int(np.argmax(xc)), FOLD)
+
+    def chips_of(g):
+        return tile.downsample(np.roll(g, (-oy, -ox), axis=(0, 1)))
+
+    e_s = chips_of(g_s)
+    kappa = float(np.sum(e_s * s) / np.sum(s * s))
+    if not kappa > 0:
+        return s
+    host = chips_of(g_h) / kappa
+    # per coded bit: projection of the received chips on the wanted sign must reach the margin
+    sign = s.ravel()
+    d_pos, d_bit = km.data_pos, km.data_bit
+    n_b = np.bincount(d_bit, minlength=ecc.CODED_BITS).astype(np.float64)
+    sync_pos = km.sync_pos
+    c = s.copy().ravel()
+    e = (e_s / kappa).ravel()
+    hv = host.ravel()
+    for _ in range(INFORMED_ITERS):
+        q = sign * (hv + e)
+        qb = np.bincount(d_bit, weights=q[d_pos], minlength=ecc.CODED_BITS)
+        deficit = np.clip(INFORMED_MARGIN * n_b - qb, 0.0, None) / n_b
+        c[d_pos] += sign[d_pos] * deficit[d_bit]
+        qs = float(q[sync_pos].sum())
+        c[sync_pos] += sign[sync_pos] * max(0.0, SYNC_MARGIN * len(sync_pos) - qs) / len(sync_pos)
+        c = np.where(sign * c < 0.0, 0.0, c)
+        e = chips_of(resp(c.reshape(s.shape))).ravel() / kappa
+    return c.reshape(s.shape)
+
+
 # ----------------------------------------------------------------------------- extract
+def _work_size(w: int, h: int) -> tuple[int, int]:
+    f = min(1.0, WORK_LONG / max(w, h))
+    return (max(1, round(w * f)), max(1, round(h * f)))
+
+
 def _work_luma(image: Image.Image) -> np.ndarray:
     img, _ = _split(image)
-    w, h = img.size
-    f = WORK_SIDE / min(w, h)
-    size = (max(1, round(w * f)), max(1, round(h * f)))
-    y, a = _luma_small(img, size)
+    y, a = _luma_small(img, _work_size(*img.size))
     if a is not None:
         wsum = float(a.sum())
         fill = float((y * a).sum() / wsum) if wsum > 0 else 128.0
@@ -153,123 +254,52 @@ def _work_luma(image: Image.Image) -> np.ndarray:
     return y.astype(np.float64)
 
 
-def _residual(y: np.ndarray, f_lo: float, f_hi: float) -> np.ndarray:
-    """Whitened, band-passed, locally normalised noise residual of the working luma.
+def _search_range(h: int, w: int) -> tuple[float, float]:
+    """Range of tile periods (working pixels) searched by the extractor."""
+    return tile.T * 1.7, min(0.62 * max(h, w), tile.T * 11.0)
 
-    The spectrum is divided by a smoothed estimate of its own magnitude (spectral flattening:
-    image content is ~1/f, the mark is flat), restricted to the band the mark can occupy, and
-    the result is normalised by its local RMS so strong edges and busy texture do not dominate.
-    """
+
+def _whitener(y: np.ndarray, kind: str = "hp") -> tuple[np.ndarray, np.ndarray]:
+    """Spectral gain (rfft layout) and local-RMS normaliser of the residual of ``y``."""
     h, w = y.shape
+    rmin, rmax = _search_range(h, w)
+    f_lo, f_hi = tile.BAND_LO / rmax, tile.BAND_HI / rmin * 1.1
     spec = np.fft.rfft2(y - y.mean())
-    mag = np.abs(spec)
-    full = np.concatenate([mag, mag[:, -2:0:-1] if w % 2 == 0 else mag[:, :0:-1]], axis=1)
-    full = np.fft.fftshift(full, axes=0)
-    sm = box(full, 4)
-    sm = np.fft.ifftshift(sm, axes=0)[:, : spec.shape[1]]
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.rfftfreq(w)[None, :]
     fr = np.hypot(fx, fy)
-    band = np.clip((fr - f_lo) / f_lo, 0, 1) * np.clip((f_hi - fr) / (0.25 * f_hi) , 0, 1)
-    r = np.fft.irfft2(spec * band / (sm + 1e-6), s=(h, w))
-    r = r / (np.sqrt(box(r * r, 6)) + 1e-3 * (r.std() + 1e-12))
-    np.clip(r, -2.5, 2.5, out=r)
+    band = np.clip((fr - f_lo) / f_lo, 0, 1) * np.clip((f_hi - fr) / (0.25 * f_hi), 0, 1)
+    if kind == "white":
+        mag = np.abs(spec)
+        full = np.concatenate([mag, mag[:, -2:0:-1] if w % 2 == 0 else mag[:, :0:-1]], axis=1)
+        full = np.fft.fftshift(full, axes=0)
+        sm = box(full, 4)
+        sm = np.fft.ifftshift(sm, axes=0)[:, : spec.shape[1]]
+        gain = band / (sm + 1e-6)
+    else:
+        gain = band * (1.0 - np.sinc(7 * fx) * np.sinc(7 * fy))
+    r = np.fft.irfft2(spec * gain, s=(h, w))
+    norm = 1.0 / (np.sqrt(box(r * r, 6)) + 1e-3 * (r.std() + 1e-12))
+    return gain, norm
+
+
+def _residual(y: np.ndarray, params=None, clip: bool = True, kind: str = "hp") -> np.ndarray:
+    """Band-passed, locally normalised noise residual of the working luma.
+
+    ``kind="hp"``: image minus its 7x7 local mean (a spatial high-pass; best on painted and
+    drawn art). ``kind="white"``: spectral flattening (the spectrum divided by a smoothed
+    estimate of its own magnitude; best on pixel-art sheets whose periodic tiles would swamp a
+    plain high-pass). Both are band-limited to where the mark can be and normalised by their
+    local RMS so strong edges and busy texture do not dominate. ``params`` (from
+    :func:`_whitener` of the host) freezes the normaliser: the embedder uses it to predict, in
+    linear approximation, what the extractor will see of the mark.
+    """
+    h, w = y.shape
+    gain, norm = params if params is not None else _whitener(y, kind)
+    r = np.fft.irfft2(np.fft.rfft2(y - y.mean()) * gain, s=(h, w)) * norm
+    if clip:
+        np.clip(r, -2.5, 2.5, out=r)
     return r - r.mean()
-
-
-def _fast_len(n: int) -> int:
-    m = n
-    while True:
-        k = m
-        for p in (2, 3, 5):
-            while k % p == 0:
-                k //= p
-        if k == 1:
-            return m
-        m += 1
-
-
-class _Lattice:
-    """Autocorrelation of the residual and the search for the tile lattice."""
-
-    def __init__(self, r: np.ndarray, rmin: float, rmax: float):
-        self.h, self.w = h, w = r.shape
-        self.ph, self.pw = _fast_len(2 * h), _fast_len(2 * w)
-        spec = np.fft.rfft2(r, s=(self.ph, self.pw))
-        ac = np.fft.irfft2(spec.real**2 + spec.imag**2, s=(self.ph, self.pw))
-        ac /= ac[0, 0] + 1e-12
-        self.ac = ac
-        R = int(math.ceil(rmax)) + 3
-        self.R = R
-        lag = np.arange(-R, R + 1)
-        sub = ac[np.ix_(lag % self.ph, lag % self.pw)]
-        ov = np.clip((h - np.abs(lag))[:, None] / h, 0.05, 1) * np.clip(
-            (w - np.abs(lag))[None, :] / w, 0.05, 1
-        )
-        sub = sub / ov
-        score = sub - box(sub, 5)
-        self.score = score
-        dy, dx = np.meshgrid(lag, lag, indexing="ij")
-        rad = np.hypot(dx, dy)
-        ring = (rad >= rmin) & (rad <= rmax)
-        loc = score >= _max3(score)
-        self.sector_x = ring & loc & (dx > 0) & (np.abs(dy) <= 0.2 * dx)
-        self.sector_y = ring & loc & (dy > 0) & (np.abs(dx) <= 0.2 * dy)
-        self.dx, self.dy = dx, dy
-
-    def top(self, sector: np.ndarray, n: int) -> list[tuple[float, np.ndarray]]:
-        idx = np.flatnonzero(sector)
-        if idx.size == 0:
-            return []
-        vals = self.score.ravel()[idx]
-        order = np.argsort(vals)[::-1][:n]
-        return [
-            (float(vals[o]), np.array([self.dx.ravel()[idx[o]], self.dy.ravel()[idx[o]]], float))
-            for o in order
-        ]
-
-    def _peak(self, p: np.ndarray) -> np.ndarray | None:
-        """Sub-pixel local maximum of the autocorrelation near lag p=(x, y)."""
-        x0, y0 = int(round(p[0])), int(round(p[1]))
-        best, by, bx = -np.inf, 0, 0
-        for yy in range(y0 - 2, y0 + 3):
-            for xx in range(x0 - 2, x0 + 3):
-                v = self.ac[yy % self.ph, xx % self.pw]
-                if v > best:
-                    best, by, bx = v, yy, xx
-
-        def g(yy, xx):
-            return self.ac[yy % self.ph, xx % self.pw]
-
-        c = g(by, bx)
-        ox = _parab(g(by, bx - 1), c, g(by, bx + 1))
-        oy = _parab(g(by - 1, bx), c, g(by + 1, bx))
-        return np.array([bx + ox, by + oy])
-
-    def refine(self, v: np.ndarray) -> np.ndarray:
-        num, den = np.zeros(2), 0.0
-        k = 1
-        cur = v.copy()
-        while abs(k * cur[0]) < 0.75 * self.w and abs(k * cur[1]) < 0.75 * self.h:
-            p = self._peak(k * cur)
-            if p is None:
-                break
-            num += k * p
-            den += k * k
-            cur = num / den
-            k += 1
-        return cur
-
-
-def _max3(a: np.ndarray) -> np.ndarray:
-    return -min3(-a)
-
-
-def _parab(a: float, b: float, c: float) -> float:
-    d = a - 2 * b + c
-    if d >= 0:
-        return 0.0
-    return float(np.clip(0.5 * (a - c) / d, -0.5, 0.5))
 
 
 def _fold(r: np.ndarray, v1: np.ndarray, v2: np.ndarray) -> tuple[np.ndarray, tuple]:
@@ -310,42 +340,41 @@ def _try_decode(g: np.ndarray, key: bytes, km) -> tuple[int | None, float, tuple
     return ecc.check(bits, km.salt), z, (px, py)
 
 
+def _candidates(r: np.ndarray):
+    """Lattice bases (v1 ~ x axis, v2 ~ y axis) to verify, most plausible first."""
+    h, w = r.shape
+    rmin, rmax = _search_range(h, w)
+    comb = sync.Comb(r)
+    found = comb.search(rmin, rmax, N_CAND)
+    for sc, px, py, th in found:
+        if sc < COMB_MIN:
+            continue
+        yield _basis(px, py, th)
+
+
+def _basis(px: float, py: float, th: float) -> tuple[np.ndarray, np.ndarray]:
+    c, s = math.cos(th), math.sin(th)
+    return np.array([px * c, px * s]), np.array([-py * s, py * c])
+
+
 def extract_detail(image: Image.Image, *, key: bytes) -> Detection | None:
+    """Like :func:`extract`, with the detection's confidence and recovered geometry."""
     key = bytes(key)
     km = tile.key_material(key)
     w0, h0 = image.size
-    if min(w0, h0) < 32:
+    if min(w0, h0) < 2 * _search_range(1, 1)[0]:
         return None
     y = _work_luma(image)
     h, w = y.shape
-    nominal = WORK_SIDE * tile.T / 128.0  # period for 128 chips per short side
-    rmin, rmax = 0.6 * nominal, min(2.4 * nominal, 0.62 * max(h, w))
-    r = _residual(y, tile.BAND_LO / rmax, tile.BAND_HI / rmin * 1.1)
-    lat = _Lattice(r, rmin, rmax)
-    cx = lat.top(lat.sector_x, N_CAND)
-    cy = lat.top(lat.sector_y, N_CAND)
-    combos: list[tuple[float, np.ndarray, np.ndarray]] = []
-    for sx, vx in cx:
-        for sy, vy in cy:
-            combos.append((sx + sy, vx, vy))
-    for sx, vx in cx:
-        combos.append((sx * 1.5, vx, np.array([-vx[1], vx[0]])))
-    for sy, vy in cy:
-        combos.append((sy * 1.5, np.array([vy[1], -vy[0]]), vy))
-    combos.sort(key=lambda t: -t[0])
-    seen: list[tuple[np.ndarray, np.ndarray]] = []
-    for _, a, b in combos[:20]:
-        if any(np.abs(a - p).max() < 1.5 and np.abs(b - q).max() < 1.5 for p, q in seen):
-            continue
-        seen.append((a, b))
-        v1, v2 = lat.refine(a), lat.refine(b)
-        if abs(np.cross(v1, v2)) < 1e-3 * np.dot(v1, v1):
-            continue
-        g, (B, c, f) = _fold(r, v1, v2)
-        for mirrored in (False, True):
-            gm = g[:, ::-1] if mirrored else g
-            payload, z, (px, py) = _try_decode(gm, key, km)
-            if payload is not None:
+    for kind in ("hp", "white"):
+        r = _residual(y, kind=kind)
+        for v1, v2 in _candidates(r):
+            g, _ = _fold(r, v1, v2)
+            for mirrored in (False, True):
+                gm = g[:, ::-1] if mirrored else g
+                payload, z, (px, py) = _try_decode(gm, key, km)
+                if payload is None:
+                    continue
                 s_recv = w0 / w
                 p1 = float(np.hypot(*v1)) * s_recv
                 p2 = float(np.hypot(*v2)) * s_recv
@@ -356,7 +385,7 @@ def extract_detail(image: Image.Image, *, key: bytes) -> Detection | None:
                     rotation_deg=math.degrees(math.atan2(v1[1], v1[0])),
                     mirrored=mirrored,
                     offset=(float(px) / FOLD * p1, float(py) / FOLD * p2),
-                    scale=float(np.sqrt(abs(np.cross(v1, v2)))) / nominal,
+                    chip_px=float(np.sqrt(abs(np.cross(v1, v2)))) * s_recv / tile.T,
                 )
     return None
 

@@ -22,7 +22,7 @@ from . import ecc
 
 T = 32  # chips per tile side
 SYNC_CHIPS = 256
-BAND_LO = 1.5
+BAND_LO = 6.0
 BAND_HI = 14.5
 
 
@@ -89,12 +89,17 @@ def downsample(tile: np.ndarray) -> np.ndarray:
     return np.fft.ifft2(small).real
 
 
-@lru_cache(maxsize=16)
-def pattern(key: bytes, payload: int, n: int) -> np.ndarray:
-    """One period (n x n pixels) of the embedded pattern, float32 with unit RMS."""
-    p = upsample(chips(key, payload), n)
+def pattern_from_chips(c: np.ndarray, n: int) -> np.ndarray:
+    """One period (n x n pixels) of the pattern of chip grid ``c``, float32 with unit RMS."""
+    p = upsample(c, n)
     p /= np.sqrt(np.mean(p * p)) + 1e-12
     return p.astype(np.float32)
+
+
+@lru_cache(maxsize=16)
+def pattern(key: bytes, payload: int, n: int) -> np.ndarray:
+    """One period (n x n pixels) of the plain (uninformed) pattern, float32 with unit RMS."""
+    return pattern_from_chips(chips(key, payload), n)
 
 
 @lru_cache(maxsize=16)

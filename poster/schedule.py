@@ -201,11 +201,13 @@ def initial_time(
 
 # -- pacing at dispatch -----------------------------------------------------------------------
 def posted_times(conn: sqlite3.Connection, target: str, since: datetime) -> list[datetime]:
-    """When the target's posts went out (posting started), newest last: what the platform
-    counts against its limits. An attempt that hit the platform counts even if it failed."""
+    """When the target's posts went out (or may have: `uncertain`), oldest first: what the
+    platform counts against its limits. Attempts the platform refused (retry, failure) do not
+    count, so a retry's backoff is not stretched to the minimum interval."""
     rows = conn.execute(
         "SELECT events.at FROM events JOIN jobs ON jobs.id = events.job_id"
-        " WHERE jobs.target = ? AND events.state = 'posting' AND events.at >= ? ORDER BY events.at",
+        " WHERE jobs.target = ? AND events.state IN ('posted', 'uncertain') AND events.at >= ?"
+        " ORDER BY events.at",
         (target, iso(since.replace(microsecond=0))),
     )
     return [datetime.fromisoformat(r[0]) for r in rows]

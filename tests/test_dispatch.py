@@ -1,0 +1,212 @@
+"""Dispatch: retries with backoff and the platform's reset time, giving up with a reason,
+uncertain answers, settling interrupted posts only on proof, and the ledger written in the
+transaction that marks the job posted. A scripted adapter plays the platform."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from poster import cli, config, jobs, ledger, outbox, platforms, store
+from poster.dispatch import Dispatcher, backoff
+from poster.jobs import State
+from poster.platforms.base import Adapter, Capabilities, Existence, Post, PostResult
+from tests.conftest import artwork, run_cli
+
+
+class ScriptedAdapter(Adapter):
+    """Answers from `script` (a list shared by the test), records every post."""
+
+    name = "scripted"
+    capabilities = Capabilities(max_bytes=50_000_000, formats=("PNG",), images_per_post=4)
+    settings_keys = frozenset()
+    script: ClassVar[list[Any]] = []
+    posted: ClassVar[list[str]] = []
+    existence: ClassVar[Existence] = Existence.UNKNOWN
+    settle_seconds: ClassVar[float] = 60.0
+
+    def post(self, post: Post) -> PostResult:
+        answer = self.script.pop(0) if self.script else PostResult.posted("1", "https://example/1")
+        if isinstance(answer, BaseException):
+            raise answer
+        if answer.status.value == "posted":
+            self.posted.append(post.key)
+        return answer
+
+    def find_existing(self, post: Post) -> tuple[Existence, PostResult | None]:
+        if self.existence is Existence.EXISTS:
+            return Existence.EXISTS, PostResult.posted("9", "https://example/found")
+        return self.existence, None
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> config.Config:
+    # the module as pytest imported it, so the class the test scripts is the one posting
+    monkeypatch.setitem(platforms._REGISTRY, "scripted", f"{__name__}:ScriptedAdapter")
+    monkeypatch.setattr(ScriptedAdapter, "script", [])
+    monkeypatch.setattr(ScriptedAdapter, "posted", [])
+    monkeypatch.setattr(ScriptedAdapter, "existence", Existence.UNKNOWN)
+    path = cli.init_home(tmp_path / "home")
+    head = path.read_text(encoding="utf-8").split("[targets.x]")[0]
+    path.write_text(
+        head + '[targets.s]\nadapter = "scripted"\npolicy = "light"\nmax_attempts = 3\n', encoding="utf-8"
+    )
+    c = config.load(path)
+    buf = io.BytesIO()
+    artwork((256, 256)).save(buf, "PNG")
+    (c.outbox / "a.png").write_bytes(buf.getvalue())
+    os.utime(c.outbox / "a.png", (time.time() - 3600,) * 2)
+    return c
+
+
+def one_job(conn: Any) -> jobs.Job:
+    (job,) = jobs.all_jobs(conn)
+    return job
+
+
+def test_backoff_is_exponential_with_jitter_and_capped() -> None:
+    rng = random.Random(1)
+    for n in range(1, 8):
+        d = backoff(n, rng).total_seconds() / 60
+        assert 0.75 * 2 ** (n - 1) <= d <= 1.25 * 2 ** (n - 1)
+    assert backoff(30, rng) <= timedelta(hours=6) * 1.25
+
+
+def test_retryable_backs_off_honours_reset_and_gives_up(cfg: config.Config) -> None:
+    reset = store.now() + timedelta(minutes=15)
+    ScriptedAdapter.script += [
+        PostResult.retryable("server busy (503)"),
+        PostResult.retryable("rate limited (429)", retry_at=reset),
+        PostResult.retryable("server busy (503)"),
+    ]
+    with store.connect(cfg.db_path) as conn:
+        outbox.scan(conn, cfg)
+        d = Dispatcher(cfg, conn)
+        t0 = store.now()
+        d.run_due(ignore_schedule=True)
+        job = one_job(conn)
+        assert job.state is State.RETRY_WAIT and job.reason == "server busy (503)"
+        assert t0 + timedelta(seconds=44) <= job.scheduled_at <= t0 + timedelta(seconds=76)
+        assert d.run_due(t0 + timedelta(seconds=20)) == []  # not before its time
+        d.run_due(job.scheduled_at)
+        job = one_job(conn)
+        assert job.state is State.RETRY_WAIT and job.scheduled_at == reset  # the platform's word
+        (out,) = d.run_due(reset)
+        assert out.state is State.FAILED
+        assert "gave up after 3 tries" in (out.reason or "") and "max_attempts" in (out.reason or "")
+        assert ScriptedAdapter.posted == []
+
+
+def test_uncertain_answer_is_never_failed_or_retried(cfg: config.Config) -> None:
+    ScriptedAdapter.script.append(PostResult.uncertain("timed out after sending"))
+    with store.connect(cfg.db_path) as conn:
+        outbox.scan(conn, cfg)
+        Dispatcher(cfg, conn).run_due(ignore_schedule=True)
+        job = one_job(conn)
+    assert job.state is State.UNCERTAIN
+    code, _, err = run_cli("retry", str(job.id), cfg=cfg)
+    assert code != 0 and "confirm" in err
+    code, out, _ = run_cli("status", cfg=cfg)
+    assert "may or may not have been posted" in out
+    code, _, err = run_cli("confirm", str(job.id), "--posted", "https://example/42", cfg=cfg)
+    assert code == 0, err
+    with store.connect(cfg.db_path) as conn:
+        assert one_job(conn).state is State.POSTED
+        assert [r["url"] for r in ledger.rows(conn)] == ["https://example/42"]
+
+
+def test_adapter_crash_makes_the_job_uncertain(cfg: config.Config) -> None:
+    ScriptedAdapter.script.append(RuntimeError("socket closed"))
+    with store.connect(cfg.db_path) as conn:
+        outbox.scan(conn, cfg)
+        (out,) = Dispatcher(cfg, conn).run_due(ignore_schedule=True)
+    assert out.state is State.UNCERTAIN and "may or may not exist" in (out.reason or "")
+
+
+def _interrupted(cfg: config.Config, conn: Any) -> tuple[Dispatcher, jobs.Job]:
+    """A job caught `posting` by a crash, then recovered as `uncertain`."""
+    outbox.scan(conn, cfg)
+    d = Dispatcher(cfg, conn)
+    job = one_job(conn)
+    assert d.render_job(job) is None
+    with store.transaction(conn):
+        assert jobs.transition(conn, job.id, State.READY, State.POSTING)
+    (u,) = jobs.recover(conn)
+    assert u.state is State.UNCERTAIN
+    return d, u
+
+
+def test_absent_settles_only_after_the_request_can_no_longer_land(cfg: config.Config) -> None:
+    ScriptedAdapter.existence = Existence.ABSENT
+    with store.connect(cfg.db_path) as conn:
+        d, job = _interrupted(cfg, conn)
+        d.resolve_uncertain(store.now() + timedelta(seconds=10))  # still in flight, maybe
+        assert one_job(conn).state is State.UNCERTAIN
+        d.resolve_uncertain(store.now() + timedelta(seconds=61))
+        assert one_job(conn).state is State.READY
+        d.run_due(ignore_schedule=True)
+        assert one_job(conn).state is State.POSTED
+    assert ScriptedAdapter.posted == [job.post_key]
+
+
+def test_exists_is_recorded_with_its_ledger_rows(cfg: config.Config) -> None:
+    ScriptedAdapter.existence = Existence.EXISTS
+    with store.connect(cfg.db_path) as conn:
+        d, _ = _interrupted(cfg, conn)
+        (out,) = d.resolve_uncertain()
+        assert out.state is State.POSTED
+        assert [r["url"] for r in ledger.rows(conn)] == ["https://example/found"]
+    assert ScriptedAdapter.posted == []  # found, not posted again
+
+
+def test_unknown_stays_uncertain_for_the_user(cfg: config.Config) -> None:
+    with store.connect(cfg.db_path) as conn:
+        d, _ = _interrupted(cfg, conn)
+        assert d.resolve_uncertain(store.now() + timedelta(days=1)) == []
+        assert one_job(conn).state is State.UNCERTAIN
+
+
+def test_ledger_row_and_posted_state_commit_together(
+    cfg: config.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_append(*a: Any, **k: Any) -> None:
+        raise OSError("disk full")
+
+    with store.connect(cfg.db_path) as conn:
+        outbox.scan(conn, cfg)
+        monkeypatch.setattr(ledger, "append", broken_append)
+        with pytest.raises(OSError):
+            Dispatcher(cfg, conn).run_due(ignore_schedule=True)
+        # neither happened: the job is still `posting` (→ uncertain at the next start)
+        assert one_job(conn).state is State.POSTING
+        assert ledger.rows(conn) == []
+
+
+def test_record_posted_writes_nothing_for_a_job_that_moved_on(cfg: config.Config) -> None:
+    with store.connect(cfg.db_path) as conn:
+        d, job = _interrupted(cfg, conn)
+        with store.transaction(conn):
+            jobs.transition(conn, job.id, State.UNCERTAIN, State.CANCELLED)
+        out = d.record_posted(job, PostResult.posted("1", "https://example/1"), State.UNCERTAIN)
+        assert out.state is State.CANCELLED
+        assert ledger.rows(conn) == []
+
+
+def test_status_json_and_cancel(cfg: config.Config) -> None:
+    code, _, err = run_cli("run", "--once", cfg=cfg)
+    assert code == 0, err
+    code, out, _ = run_cli("status", "--json", cfg=cfg)
+    import json
+
+    (item,) = json.loads(out)
+    assert {"target", "state", "file", "scheduled_at", "reason"} <= set(item)
+    assert item["state"] == "posted"  # min interval: the first post of a target goes at once
+    code, _, err = run_cli("cancel", str(item["id"]), cfg=cfg)
+    assert code != 0 and "cannot be cancelled" in err

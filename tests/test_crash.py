@@ -5,9 +5,13 @@ end every promise is checked (the long version is benchmarks/crash.py)."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
-from tests.servers.slow import campaign
+from poster import cli, config, jobs, ledger, store
+from tests.servers.slow import SlowServer, _daemon, _png, campaign, register
 
 KILLS = int(os.environ.get("POSTER_CRASH_KILLS", "15"))
 
@@ -25,3 +29,56 @@ def test_sigkill_at_random_moments_loses_nothing_and_posts_nothing_twice(tmp_pat
     assert fig.ledger_ok and fig.clean_exit
     # the server holds every ledgered post, plus at most one per job left uncertain
     assert fig.posted <= fig.accepted <= fig.posted + fig.uncertain
+
+
+# -- signals: the first finishes the request in flight, the second exits at once -------------
+def _home_with_slow_server(tmp_path: Path, server: SlowServer) -> Path:
+    cfg_path = cli.init_home(tmp_path / "home")
+    head = cfg_path.read_text(encoding="utf-8").split("[intake]")[0]
+    cfg_path.write_text(
+        head + "[intake]\nstable_seconds = 0.0\nscan_interval = 1.0\n\n"
+        f'[targets.a]\nadapter = "slow"\npolicy = "light"\napi_base = "{server.url}"\ntimeout = 10\n',
+        encoding="utf-8",
+    )
+    register()
+    cfg = config.load(cfg_path)
+    (cfg.outbox / "a.png").write_bytes(_png(1))
+    return cfg_path
+
+
+def _wait_for_post_request(server: SlowServer, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while not server.calls("POST", "/posts"):
+        assert proc.poll() is None, "the daemon died"
+        assert time.monotonic() < deadline, "the daemon never posted"
+        time.sleep(0.05)
+
+
+def test_sigterm_finishes_the_request_in_flight_then_exits(tmp_path: Path) -> None:
+    with SlowServer(delay=(3.0, 3.0)) as server:
+        cfg_path = _home_with_slow_server(tmp_path, server)
+        proc = _daemon(cfg_path, tmp_path / "log")
+        _wait_for_post_request(server, proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert len(server.posts) == 1
+    with store.connect(config.load(cfg_path).db_path) as conn:
+        (job,) = jobs.all_jobs(conn)
+        assert job.state is jobs.State.POSTED  # the answer was waited for and recorded
+        assert len(ledger.rows(conn)) == 1
+
+
+def test_second_signal_exits_at_once_and_the_post_becomes_uncertain(tmp_path: Path) -> None:
+    with SlowServer(delay=(4.0, 4.0)) as server:
+        cfg_path = _home_with_slow_server(tmp_path, server)
+        proc = _daemon(cfg_path, tmp_path / "log")
+        _wait_for_post_request(server, proc)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 128 + signal.SIGTERM
+        assert time.monotonic() - t < 2  # did not wait for the 4 s answer
+        cfg = config.load(cfg_path)
+        with store.connect(cfg.db_path) as conn:
+            assert jobs.recover(conn)[0].state is jobs.State.UNCERTAIN

@@ -337,31 +337,51 @@ def confirm(obj: Ctx, job_id: int, posted_url: str | None, not_posted: bool) -> 
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="write an evidence report (HTML + images) into this folder",
+)
 @click.pass_obj
-def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool) -> None:
-    """Which post did each IMAGE come from?"""
+def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | None) -> None:
+    """Which post did each IMAGE come from? (hidden ID first, then perceptual similarity)"""
+    from poster import report as report_mod
     from poster import trace as trace_mod
 
     cfg = obj.config()
     key = markkey.load(cfg.data_dir)
     results = []
     with open_db(cfg) as conn:
-        for path in images:
-            results.append(
-                {"file": str(path), "matches": [m.to_json() for m in trace_mod.trace(conn, path, key)]}
-            )
+        tracer = trace_mod.Tracer(conn, key, cfg.data_dir)
+        for n, path in enumerate(images, 1):
+            image = trace_mod.load_suspect(path)
+            found = tracer.trace_image(image)
+            item: dict[str, Any] = {"file": str(path), "matches": [m.to_json() for m in found.matches]}
+            if report_dir is not None:
+                sub = report_dir if len(images) == 1 else report_dir / f"{n:02d}-{path.stem}"
+                item["report"] = str(report_mod.write(sub, path, image, found, conn, cfg.data_dir).page)
+            item["notes"] = found.notes
+            results.append(item)
     if as_json:
+        for r in results:
+            r.pop("notes")
         emit_json(results[0] if len(results) == 1 else results)
         return
     for r in results:
         if not r["matches"]:
-            click.echo(f"{r['file']}: no match (no hidden ID from this ledger found)")
+            click.echo(f"{r['file']}: no match (no hidden ID from this ledger, nothing similar enough)")
         for m in r["matches"]:
             flip = ", mirrored" if m["mirrored"] else ""
+            which = f", {m['post']} post" if m.get("post") else ""
             click.echo(
                 f"{r['file']}: {m['method']} {m['id']} → {m['target']} post of {m['posted_at']} "
-                f"{m['url'] or ''} (score {m['score']:.2f}{flip})"
+                f"{m['url'] or ''} (score {m['score']:.2f}{flip}{which})"
             )
+        for note in r["notes"]:
+            click.echo(f"{r['file']}: note: {note}")
+        if "report" in r:
+            click.echo(f"{r['file']}: evidence report: {r['report']}")
 
 
 @cli.group(name="ledger")

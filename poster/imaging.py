@@ -128,6 +128,8 @@ def load(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
 
 def flatten(image: Image.Image, background: str) -> Image.Image:
     """Composite alpha on the background colour (for formats and platforms without alpha)."""
+    if image.mode == "RGB":
+        return image  # images are never modified in place, so sharing is safe (and saves a copy)
     if image.mode != "RGBA":
         return image.convert("RGB")
     base = Image.new("RGBA", image.size, background)
@@ -167,8 +169,10 @@ def encode(
 ) -> bytes:
     """Pixels only: the copy is built without info, so no EXIF/ICC/text from the original is
     written. `xmp` (a complete XMP packet) is the one piece of metadata added on purpose."""
-    clean = image.copy()
-    clean.info = {}
+    clean = image
+    if image.info:  # PNG would fall back to info's ICC profile; normalised images have none
+        clean = image.copy()
+        clean.info = {}
     if clean.mode == "RGBA" and fmt not in ALPHA_FORMATS:
         clean = flatten(clean, background)  # dropping alpha would show the hidden colours
     buf = io.BytesIO()
@@ -177,7 +181,7 @@ def encode(
         if xmp:
             extra["xmp"] = xmp
         # 4:4:4 above q90 keeps line art and red/blue edges crisp; 4:2:0 below saves bytes
-        clean.convert("RGB").save(
+        (clean if clean.mode == "RGB" else clean.convert("RGB")).save(
             buf, "JPEG", quality=quality, optimize=True, subsampling=0 if quality >= 90 else 2, **extra
         )
     elif fmt == "PNG":

@@ -74,6 +74,10 @@ def simulate(data: bytes, long_edge: int, quality: int, background: str = "#ffff
     return Image.open(io.BytesIO(buf.getvalue()))
 
 
+def _as_traced(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
 def _unreadable_after(
     data: bytes, checks: tuple[tuple[int, int], ...], key: bytes, mark_id: int, background: str
 ) -> list[str]:
@@ -82,7 +86,7 @@ def _unreadable_after(
     "as encoded" reads the file the way `poster trace` does (alpha dropped, RGB kept): that
     is why transparent pixels are given the background colour before marking."""
     failed = []
-    if mark.extract(imaging.decode(data).convert("RGB"), key=key) != mark_id:
+    if mark.extract(_as_traced(imaging.decode(data)), key=key) != mark_id:
         return ["as encoded"]  # no point simulating further: every check would fail too
     for edge, quality in checks:
         if mark.extract(simulate(data, edge, quality, background), key=key) != mark_id:
@@ -175,7 +179,11 @@ def _render(
         image = step.apply(image, ctx)
         steps_info.append({**step.describe(), "seed": step_seed})
     # The hidden ID goes last among pixel steps: nothing may change the pixels after it.
-    image = imaging.clear_transparent(image, background) if image.mode == "RGBA" else image.convert("RGB")
+    image = (
+        imaging.clear_transparent(image, background)
+        if image.mode == "RGBA"
+        else imaging.flatten(image, background)
+    )
     xmp = _xmp(policy, artist)
 
     checks = tuple(dict.fromkeys((*caps.reencodes, *policy.verify, *extra_checks)))

@@ -59,6 +59,24 @@ def check_glyphs(font: Font, text: str, path: str | None, step: str) -> None:
         )
 
 
+def content_box(image: Image.Image) -> tuple[int, int, int, int]:
+    """Bounding box of the art: pixels that are opaque and differ from the border colour
+    (measured on a small copy, so it costs nothing on big images). Whole image if unsure."""
+    w, h = image.size
+    f = max(1, max(w, h) // 512)
+    small = image.reduce(f) if f > 1 else image
+    arr = np.asarray(small.convert("RGBA"), dtype=np.int16)
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    bg = np.median(border[:, :3], axis=0)
+    art = (np.abs(arr[..., :3] - bg).max(axis=-1) > 24) & (arr[..., 3] > 128)
+    ys, xs = np.nonzero(art)
+    if ys.size < 0.02 * art.size:
+        return 0, 0, w, h
+    x0, x1 = np.percentile(xs, [1, 99])
+    y0, y1 = np.percentile(ys, [1, 99])
+    return int(x0 * f), int(y0 * f), min(w, int((x1 + 1) * f)), min(h, int((y1 + 1) * f))
+
+
 def _content_score(image: Image.Image, box: tuple[int, int, int, int]) -> float:
     """How much of the box is art (opaque and not flat background)."""
     region = image.crop(box)
@@ -111,18 +129,26 @@ class Signature(Step):
             r = w * 0.8 / stamp.width
             stamp = stamp.resize((max(1, int(stamp.width * r)), max(1, int(stamp.height * r))))
         rng = ctx.rng()
-        # Candidates inside the picture (10-90 % of each axis), biased to the lower part where
-        # signatures usually sit; pick the one covering the most art so a crop must cut into it.
+        # Candidates inside the art's bounding box (10-90 % of each axis, so a margin of plain
+        # background or transparency never counts), biased to the lower part where signatures
+        # usually sit; pick the one covering the most art so a crop must cut into it.
+        bx0, by0, bx1, by1 = content_box(image)
+        bw, bh = bx1 - bx0, by1 - by0
         best, best_score = None, -1.0
-        for _ in range(24):
-            x = int(rng.uniform(0.10 * w, max(0.10 * w + 1, 0.90 * w - stamp.width)))
-            y = int(rng.uniform(0.45 * h, max(0.45 * h + 1, 0.90 * h - stamp.height)))
+        for _ in range(32):
+            x = int(rng.uniform(bx0 + 0.10 * bw, max(bx0 + 0.10 * bw + 1, bx0 + 0.90 * bw - stamp.width)))
+            y = int(rng.uniform(by0 + 0.45 * bh, max(by0 + 0.45 * bh + 1, by0 + 0.90 * bh - stamp.height)))
+            x, y = max(0, min(x, w - stamp.width)), max(0, min(y, h - stamp.height))
             score = _content_score(image, (x, y, x + stamp.width, y + stamp.height))
             if score > best_score:
                 best, best_score = (x, y), score
         assert best is not None
         alpha = stamp.getchannel("A").point(lambda v: int(v * self.params.opacity))
         stamp.putalpha(alpha)
-        out = image.convert("RGBA") if image.mode != "RGBA" else image.copy()
-        out.alpha_composite(stamp, best)
-        return out if image.mode == "RGBA" else out.convert(image.mode)
+        # Composite only the stamp's box: a full-size RGBA copy of an 8000² image is 256 MB.
+        box = (best[0], best[1], best[0] + stamp.width, best[1] + stamp.height)
+        region = image.crop(box).convert("RGBA")
+        region.alpha_composite(stamp)
+        out = image.copy()
+        out.paste(region if image.mode == "RGBA" else region.convert(image.mode), box[:2])
+        return out

@@ -1,0 +1,187 @@
+"""Protection steps as pure units: real images, fixed seeds, measured effects."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from poster.errors import ConfigError, RenderError
+from poster.platforms.local import LocalAdapter
+from poster.protect import StepContext, build_step, quality
+from poster.protect.metadata import DATA_MINING
+from poster.protect.watermark import Watermark
+from tests.conftest import CORPUS, artwork
+
+CAPS = LocalAdapter.capabilities
+CJK_FONTS = [
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/System/Library/Fonts/Hiragino Sans GB.ttc",
+]
+
+
+def ctx(seed: int = 1, artist: str = "Taro Yamada") -> StepContext:
+    return StepContext(seed=seed, capabilities=CAPS, artist=artist)
+
+
+def painting(side: int = 512) -> Image.Image:
+    with Image.open(CORPUS / "kodim23.png") as im:
+        return im.convert("RGB").resize((side, side))
+
+
+# -- noise -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("target", [36.0, 46.0])
+@pytest.mark.parametrize("share", [0.0, 0.6, 1.0])
+def test_noise_hits_the_target_psnr(target: float, share: float) -> None:
+    im = painting()
+    out = build_step("noise", {"psnr": target, "texture_share": share}, "t").apply(im, ctx())
+    assert out.size == im.size and out.mode == "RGB"
+    # clipping at 0/255 and rounding only ever move the result slightly above the target
+    assert target - 0.5 <= quality.psnr(im, out) <= target + 1.5
+
+
+def test_noise_is_reproducible_from_its_seed() -> None:
+    im = painting(300)
+    step = build_step("noise", {"psnr": 40}, "t")
+    a, b, c = step.apply(im, ctx(5)), step.apply(im, ctx(5)), step.apply(im, ctx(6))
+    assert a.tobytes() == b.tobytes()
+    assert a.tobytes() != c.tobytes()
+
+
+def _residual(im: Image.Image, out: Image.Image) -> np.ndarray:
+    return np.asarray(out, np.float32)[..., 0] - np.asarray(im, np.float32)[..., 0]
+
+
+def test_texture_is_mid_frequency_and_gaussian_is_not() -> None:
+    im = Image.new("RGB", (400, 400), (128, 128, 128))  # no clipping, residual = noise
+
+    def smoothness(share: float) -> float:
+        r = _residual(im, build_step("noise", {"psnr": 34, "texture_share": share}, "t").apply(im, ctx()))
+        # neighbour correlation: ~0 for white noise, high for a band-passed texture
+        return float(np.corrcoef(r[:, :-1].ravel(), r[:, 1:].ravel())[0, 1])
+
+    assert smoothness(0.0) < 0.1
+    assert smoothness(1.0) > 0.5
+
+
+def test_texture_bands_join_without_seams() -> None:
+    # taller than one band (512 rows): the texture must be continuous across band edges
+    im = Image.new("RGB", (64, 1100), (128, 128, 128))
+    r = _residual(im, build_step("noise", {"psnr": 30, "texture_share": 1.0}, "t").apply(im, ctx()))
+    steps = np.abs(np.diff(r, axis=0)).mean(axis=1)
+    assert steps[511] < 3 * np.median(steps)
+    assert steps[1023] < 3 * np.median(steps)
+
+
+# -- watermark -------------------------------------------------------------------------------
+def test_watermark_layout_is_reproducible_and_differs_per_seed() -> None:
+    im = painting()
+    step = build_step("watermark", {"density": 0.25}, "t")
+    a, b, c = step.apply(im, ctx(11)), step.apply(im, ctx(11)), step.apply(im, ctx(12))
+    assert a.tobytes() == b.tobytes()
+    assert isinstance(step, Watermark)
+    la, lc = step.layout(im.size, ctx(11), 5.0), step.layout(im.size, ctx(12), 5.0)
+    assert len(la) >= 3
+    assert [(p["x"], p["y"]) for p in la] != [(p["x"], p["y"]) for p in lc]
+    # the marked pixels of two posts overlap little: nothing to average out
+    ma = np.any(np.asarray(a) != np.asarray(im), axis=-1)
+    mc = np.any(np.asarray(c) != np.asarray(im), axis=-1)
+    assert (ma & mc).sum() < 0.6 * min(ma.sum(), mc.sum())
+
+
+def test_watermark_covers_the_whole_picture() -> None:
+    im = painting()
+    out = build_step("watermark", {"density": 0.3}, "t").apply(im, ctx(3))
+    changed = np.any(np.asarray(out) != np.asarray(im), axis=-1)
+    h, w = changed.shape
+    quads = [changed[: h // 2, : w // 2], changed[: h // 2, w // 2 :], changed[h // 2 :, : w // 2]]
+    quads.append(changed[h // 2 :, w // 2 :])
+    assert all(q.mean() > 0.01 for q in quads)
+    assert 25 < quality.psnr(im, out) < 45  # visible, not destructive
+
+
+def test_watermark_warp_bends_the_marks() -> None:
+    im = Image.new("RGB", (512, 512), (128, 128, 128))
+    flat = build_step("watermark", {"warp": 0.0}, "t").apply(im, ctx(4))
+    bent = build_step("watermark", {"warp": 0.03}, "t").apply(im, ctx(4))
+    assert flat.tobytes() != bent.tobytes()  # same layout, different geometry
+
+
+def test_watermark_off_and_logo_and_alpha() -> None:
+    im = painting(300)
+    assert build_step("watermark", {"density": 0}, "t").apply(im, ctx()).tobytes() == im.tobytes()
+    logo = CORPUS / "peppercarrot_logo_alpha.png"
+    out = build_step("watermark", {"image": str(logo), "density": 0.3}, "t").apply(im, ctx())
+    assert out.tobytes() != im.tobytes()
+    rgba = artwork((300, 300), mode="RGBA", seed=2)
+    out = build_step("watermark", {}, "t").apply(rgba, ctx())
+    assert out.mode == "RGBA" and out.getchannel("A").tobytes() == rgba.getchannel("A").tobytes()
+
+
+def test_watermark_bad_ranges_fail_at_build_time() -> None:
+    with pytest.raises(ConfigError, match="opacity"):
+        build_step("watermark", {"opacity": [0.5, 0.2]}, "policies.heavy.steps[2]")
+
+
+# -- signature -------------------------------------------------------------------------------
+def test_signature_font_that_cannot_draw_the_name_is_a_clear_error() -> None:
+    step = build_step("signature", {}, "t")
+    with pytest.raises(RenderError, match="built-in font cannot draw '山田太郎'; set the signature step's"):
+        step.apply(painting(300), ctx(artist="山田 太郎"))
+
+
+@pytest.mark.skipif(not any(Path(f).exists() for f in CJK_FONTS), reason="no CJK font installed")
+def test_signature_draws_cjk_with_a_cjk_font() -> None:
+    font = next(f for f in CJK_FONTS if Path(f).exists())
+    im = painting(400)
+    out = build_step("signature", {"font": font}, "t").apply(im, ctx(artist="山田 太郎"))
+    assert out.tobytes() != im.tobytes()
+
+
+def test_signature_sits_inside_the_art_not_in_the_margin() -> None:
+    # art in the middle, wide white margins: the signature must land on the art
+    canvas = Image.new("RGB", (800, 800), (255, 255, 255))
+    canvas.paste(painting(400), (200, 200))
+    out = build_step("signature", {"size": 0.03}, "t").apply(canvas, ctx(9))
+    diff = np.any(np.asarray(out) != np.asarray(canvas), axis=-1)
+    ys, xs = np.nonzero(diff)
+    assert ys.size > 0
+    inside = (xs >= 200) & (xs < 600) & (ys >= 200) & (ys < 600)
+    assert inside.mean() > 0.9
+
+
+def test_signature_size_is_relative_to_the_image() -> None:
+    heights = []
+    for side in (400, 1200):
+        im = Image.new("RGB", (side, side), (120, 90, 60))
+        out = build_step("signature", {}, "t").apply(im, ctx())
+        ys = np.nonzero(np.any(np.asarray(out) != np.asarray(im), axis=-1))[0]
+        heights.append(ys.max() - ys.min())
+    assert 2.4 < heights[1] / heights[0] < 3.6
+
+
+# -- metadata and the cloak slot ---------------------------------------------------------------
+def test_metadata_xmp_is_valid_and_says_no_ai_training() -> None:
+    step = build_step("metadata", {}, "t")
+    assert step.apply(painting(64), ctx()).tobytes() == painting(64).tobytes()  # no pixel change
+    packet = step.xmp("Taro & <Yamada>")  # type: ignore[attr-defined]
+    root = ET.fromstring(packet.decode("utf-8").split("?>", 1)[1].rsplit("<?xpacket", 1)[0])
+    ns = {
+        "plus": "http://ns.useplus.org/ldf/xmp/1.0/",
+        "dc": "http://purl.org/dc/elements/1.1/",
+        "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    }
+    assert root.find(".//plus:DataMining", ns).text == DATA_MINING["prohibited-ai"]  # type: ignore[union-attr]
+    assert DATA_MINING["prohibited-ai"].endswith("DMI-PROHIBITED-AIMLTRAINING")
+    rights = root.find(".//dc:rights/rdf:Alt/rdf:li", ns)
+    assert rights is not None and rights.text == "© Taro & <Yamada>. All rights reserved."
+
+
+def test_cloak_without_a_provider_fails_when_the_policy_is_built() -> None:
+    with pytest.raises(ConfigError, match="cloak provider 'glaze' is not installed"):
+        build_step("cloak", {"provider": "glaze"}, "policies.heavy.steps[1]")

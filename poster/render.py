@@ -191,6 +191,9 @@ def _render(
     for strength in STRENGTHS:
         while True:
             marked = mark.embed(image, mark_id, key=key, strength=strength)
+            # The codec's mask is smooth, so it touches a few fully transparent pixels at the
+            # outline; keep them exactly the background colour (what a viewer cannot see).
+            marked = imaging.clear_transparent(marked, background)
             fitted = _encode_to_fit(marked, fmt, policy.jpeg_quality, caps, xmp, background)
             if fitted is not None:
                 break

@@ -251,6 +251,20 @@ class Dispatcher:
     def post_job(self, job: Job) -> Outcome:
         job = jobs.get(self.conn, job.id)
         target = self.config.targets.get(job.target)
+        if job.state not in (State.READY, State.RETRY_WAIT):
+            return Outcome(job.id, job.target, job.name, job.state)
+        try:
+            # everything that can fail before a byte is sent, done before `posting`: a target
+            # removed from the config or a missing variant fails the job instead of leaving
+            # it `uncertain` although nothing was sent
+            adapter = self.adapter(job.target)
+            post = self.build_post(job)
+        except UserError as exc:
+            return self._fail(job, (State.READY, State.RETRY_WAIT), str(exc))
+        except OSError as exc:
+            return self._fail(
+                job, (State.READY, State.RETRY_WAIT), f"cannot read the rendered image: {exc.strerror}"
+            )
         with transaction(self.conn):
             if not jobs.transition(
                 self.conn,
@@ -262,8 +276,7 @@ class Dispatcher:
             ):
                 return Outcome(job.id, job.target, job.name, jobs.get(self.conn, job.id).state)
         try:
-            adapter = self.adapter(job.target)
-            result = adapter.post(self.build_post(job))
+            result = adapter.post(post)
         except Exception as exc:  # unknown whether anything reached the platform
             log.debug("adapter crashed on job %d:\n%s", job.id, traceback.format_exc())
             reason = f"adapter error, the post may or may not exist: {type(exc).__name__}: {exc}"

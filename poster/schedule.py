@@ -302,9 +302,9 @@ def run_daemon(
         next_run_time=datetime.now().astimezone(),
         id="tick",
     )
+    skew = time.time() - time.monotonic()  # before the first tick can run
     scheduler.start()
     log.info("poster is running; watching %s", config.outbox)
-    skew = time.time() - time.monotonic()
     try:
         while not stop.wait(0.5):
             new_skew = time.time() - time.monotonic()

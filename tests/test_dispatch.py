@@ -210,3 +210,15 @@ def test_status_json_and_cancel(cfg: config.Config) -> None:
     assert item["state"] == "posted"  # min interval: the first post of a target goes at once
     code, _, err = run_cli("cancel", str(item["id"]), cfg=cfg)
     assert code != 0 and "cannot be cancelled" in err
+
+
+def test_target_removed_from_config_fails_instead_of_uncertain(cfg: config.Config) -> None:
+    with store.connect(cfg.db_path) as conn:
+        outbox.scan(conn, cfg)
+        d = Dispatcher(cfg, conn)
+        assert d.render_job(one_job(conn)) is None
+        text = cfg.path.read_text(encoding="utf-8").replace("[targets.s]", "[targets.other]")
+        cfg.path.write_text(text, encoding="utf-8")
+        (out,) = Dispatcher(config.load(cfg.path), conn).run_due(ignore_schedule=True)
+    assert out.state is State.FAILED and "no longer in" in (out.reason or "")
+    assert ScriptedAdapter.posted == []

@@ -225,3 +225,41 @@ def test_daemon_wakes_for_the_next_due_job_and_stops(tmp_path: Path) -> None:
     assert not t.is_alive()
     assert len(calls) >= 3
     assert calls[2] - calls[0] < 10  # woke for the due job, not after the 30 s scan interval
+
+
+def test_daemon_checks_the_queue_at_once_when_the_clock_jumps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """APScheduler keeps wall-clock fire times: after the clock is set back an hour the next
+    scan would come an hour late. The watchdog sees wall and monotonic clocks disagree and
+    runs the tick at once."""
+    cfg = make_home(tmp_path, '[targets.x]\nadapter = "local"\n')
+    cfg = cfg.model_copy(update={"intake": cfg.intake.model_copy(update={"scan_interval": 30.0})})
+    offset = [0.0]
+
+    class Clock:  # the daemon's view of `time`: wall clock with a settable jump
+        monotonic = staticmethod(time.monotonic)
+
+        @staticmethod
+        def time() -> float:
+            return time.time() + offset[0]
+
+    monkeypatch.setattr(schedule, "time", Clock)
+    calls: list[float] = []
+    stop = threading.Event()
+
+    def tick(_stop: threading.Event) -> datetime | None:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            offset[0] = -3600.0  # someone set the clock back an hour
+        else:
+            stop.set()
+        return None  # nothing due: next scan in 30 s
+
+    t = threading.Thread(
+        target=schedule.run_daemon, args=(cfg, tick), kwargs={"install_signals": False, "stop": stop}
+    )
+    t.start()
+    t.join(timeout=20)
+    assert not t.is_alive() and len(calls) == 2
+    assert calls[1] - calls[0] < 10  # not after the 30 s interval

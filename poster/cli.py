@@ -194,17 +194,23 @@ def _print_outcomes(outcomes: list[Any]) -> None:
 
 
 def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
-    from poster import outbox
+    import threading
+
+    from poster import outbox, schedule
     from poster.dispatch import Dispatcher
 
-    with run_lock(cfg), open_db(cfg) as conn:
+    stop = threading.Event()  # Ctrl-C lets the post in flight finish and be recorded
+    with schedule.stop_signals(stop), run_lock(cfg), open_db(cfg) as conn:
         for job in jobs.recover(conn):
             click.echo(f"uncertain job {job.id} ({job.name} → {job.target}): {job.reason}", err=True)
-        dispatcher = Dispatcher(cfg, conn)
+        dispatcher = Dispatcher(cfg, conn, stop=stop)
         _print_outcomes(dispatcher.resolve_uncertain())
         _print_intake(outbox.scan(conn, cfg, wait=True))
         outcomes = dispatcher.run_due(ignore_schedule=now)
         _print_outcomes(outcomes)
+        if stop.is_set():
+            click.echo("poster: interrupted; the remaining jobs wait for the next run", err=True)
+            return 130
         return 1 if any(o.state == jobs.State.FAILED for o in outcomes) else 0
 
 

@@ -30,6 +30,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from types import FrameType
@@ -241,6 +242,37 @@ Tick = Callable[[threading.Event], datetime | None]
 CLOCK_JUMP = 5.0  # seconds of disagreement between wall clock and monotonic clock
 
 
+def install_stop_signals(stop: threading.Event) -> None:
+    """SIGTERM/SIGINT set `stop`: the request in flight finishes and is recorded, nothing new
+    starts. A second signal exits at once (the post in flight then becomes `uncertain`)."""
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting now")
+            os._exit(128 + signum)
+        log.warning("signal %d: finishing the current step, then stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+@contextmanager
+def stop_signals(stop: threading.Event) -> Iterator[None]:
+    """`install_stop_signals` for a block (in the main thread only), then the old handlers
+    back: in-process callers (tests, `poster demo`) keep their own Ctrl-C behaviour."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    install_stop_signals(stop)
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
 def run_daemon(
     config: Config,
     tick: Tick,
@@ -260,17 +292,8 @@ def run_daemon(
 
     stop = stop or threading.Event()
     interval = config.intake.scan_interval
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            log.warning("second signal: exiting now")
-            os._exit(128 + signum)
-        log.warning("signal %d: finishing the current step, then stopping", signum)
-        stop.set()
-
     if install_signals:
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        install_stop_signals(stop)
 
     scheduler = BackgroundScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}

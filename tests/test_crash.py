@@ -82,3 +82,17 @@ def test_second_signal_exits_at_once_and_the_post_becomes_uncertain(tmp_path: Pa
         cfg = config.load(cfg_path)
         with store.connect(cfg.db_path) as conn:
             assert jobs.recover(conn)[0].state is jobs.State.UNCERTAIN
+
+
+def test_ctrl_c_in_run_once_records_the_post_in_flight(tmp_path: Path) -> None:
+    with SlowServer(delay=(3.0, 3.0)) as server:
+        cfg_path = _home_with_slow_server(tmp_path, server)
+        (config.load(cfg_path).outbox / "b.png").write_bytes(_png(2))
+        proc = _daemon(cfg_path, tmp_path / "log", "run", "--once", "--now")
+        _wait_for_post_request(server, proc)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+        assert len(server.posts) == 1  # the second job was not started
+    with store.connect(config.load(cfg_path).db_path) as conn:
+        states = sorted(j.state.value for j in jobs.all_jobs(conn))
+    assert states == ["posted", "ready"] or states == ["pending", "posted"]

@@ -178,11 +178,13 @@ def _png(seed: int) -> bytes:
     return buf.getvalue()
 
 
-def _daemon(cfg_path: Path, log: Path) -> subprocess.Popen[bytes]:
+def _daemon(cfg_path: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`poster --config CFG run` (or `ARGS`) as a subprocess with the slow adapter."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "tests.servers.slow", "poster", "--config", str(cfg_path)]
     with log.open("ab") as fh:
         return subprocess.Popen(
-            [sys.executable, "-m", "tests.servers.slow", "poster", "--config", str(cfg_path), "run"],
+            [*cmd, *(args or ("run",))],
             cwd=REPO,
             env=env,
             stdout=fh,

@@ -39,6 +39,7 @@ MATCH_SCORE = 0.5
 MAX_MATCHES = 10
 SHORTLIST_HASH = 4  # rows by stage-one distance that get the crop search
 SHORTLIST_HIST = 8  # rows by histogram distance that get the crop search
+CROP_SEARCH_ABOVE = 32  # also search crops when the best stage-one distance is only this good
 REGION_NAMES = ("whole", "centre 80%", "top-left 80%", "top-right 80%", "bottom-left 80%", "bottom-right 80%")
 
 
@@ -172,7 +173,8 @@ class Tracer:
         via: dict[int, str] = {}
         boxes: dict[int, tuple[float, float, float, float]] = {}
         hits = np.nonzero(dist <= MATCH_DISTANCE)[0]
-        if len(hits) == 0:
+        if len(hits) == 0 or dist.min() > CROP_SEARCH_ABOVE:
+            # nothing close on the whole-image and fixed-window prints: probably a crop
             dist, via, boxes = self._crop_search(q, image, dist)
             hits = np.nonzero(dist <= MATCH_DISTANCE)[0]
         hits = hits[np.lexsort((-idx.seqs[hits], dist[hits]))][: MAX_MATCHES * 3]
@@ -188,6 +190,8 @@ class Tracer:
             if how is None:
                 which = "variant" if r < fingerprint.REGIONS else "original"
                 how = f"{which}, {REGION_NAMES[r % fingerprint.REGIONS]}"
+                if r % fingerprint.REGIONS:
+                    boxes[int(i)] = fingerprint.REGION_BOXES[r % fingerprint.REGIONS]
             elif how.endswith("(mirrored)"):
                 mirrored = True
             d = int(dist[i])
@@ -247,7 +251,7 @@ class Tracer:
             (best_print, best_px), (second_print, second_px) = keyed[0][0], keyed[1][0]
             # told apart when the variant prints differ clearly (a watermark layout, a crop of
             # one variant only) or the pixels of one variant file are clearly closer
-            clear = best_print < second_print or best_px < 0.8 * second_px
+            clear = best_print < second_print or best_px < 0.9 * second_px
             label = "distinguished" if clear else "ambiguous"
             out.extend(_with_post(m, label if j == 0 else "ambiguous") for j, (_, m) in enumerate(keyed))
         return out
@@ -274,27 +278,60 @@ class Tracer:
     def _pixel_difference(
         self, image: Image.Image, m: Match, box: tuple[float, float, float, float] | None = None
     ) -> float:
+        """Mean normalised luminance difference between the suspect and the variant file (inf
+        when the file is gone or the shapes do not fit). For a crop, the window is refined on
+        the pixels first, so each variant is compared at its own best alignment."""
         path = variant_path(self.conn, self.data_dir, m.row)
-        if path is None:
-            return float("inf")
-        other = fingerprint.load_file(path)
+        other = fingerprint.load_file(path) if path is not None else None
         if other is None:
             return float("inf")
-        a = image.convert("L")
+        a = ImageOps.mirror(image.convert("L")) if m.mirrored else image.convert("L")
         b = other.convert("L")
-        if box is not None:
-            w, h = b.size
-            b = b.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
-        if m.mirrored:
-            a = ImageOps.mirror(a)
-        if abs(np.log(a.width / a.height) - np.log(b.width / b.height)) > 0.03:
-            return float("inf")  # a crop: the prints already ranked it
-        size = (128, max(1, round(128 * b.height / b.width)))  # coarse: blur and misalignment matter less
-        x = np.asarray(a.resize(size, Image.Resampling.BOX), dtype=np.float32)
-        y = np.asarray(b.resize(size, Image.Resampling.BOX), dtype=np.float32)
-        x = (x - x.mean()) / (x.std() + 1e-6)
-        y = (y - y.mean()) / (y.std() + 1e-6)
-        return float(np.abs(x - y).mean())
+        b = b.resize((512, max(1, round(512 * b.height / b.width))), Image.Resampling.BOX)
+        size = (160, max(1, round(160 * a.height / a.width)))  # coarse: blur matters less
+        x = _normalised(np.asarray(a.resize(size, Image.Resampling.BOX), dtype=np.float32))
+        if box is None:
+            if abs(np.log(a.width / a.height) - np.log(b.width / b.height)) > 0.03:
+                return float("inf")
+            return _difference(x, b, (0.0, 0.0, 1.0, 1.0), size)
+        # coordinate descent on the four edges, coarse to fine: the thumbnail search is only
+        # accurate to about ±1.5 %, and a misaligned window hides the watermark difference
+        cur = list(box)
+        best = _difference(x, b, tuple(cur), size)  # type: ignore[arg-type]
+        for step in (0.01, 0.004, 0.0015):
+            cur, best = _refine(x, b, cur, best, size, step)
+        return best
+
+
+def _refine(
+    x: np.ndarray, b: Image.Image, cur: list[float], best: float, size: tuple[int, int], step: float
+) -> tuple[list[float], float]:
+    for _ in range(20):
+        improved = False
+        for edge in range(4):
+            for delta in (-step, step):
+                trial = list(cur)
+                trial[edge] = min(1.0, max(0.0, trial[edge] + delta))
+                if trial[2] - trial[0] < 0.3 or trial[3] - trial[1] < 0.3:
+                    continue
+                d = _difference(x, b, tuple(trial), size)  # type: ignore[arg-type]
+                if d < best:
+                    best, cur, improved = d, trial, True
+        if not improved:
+            break
+    return cur, best
+
+
+def _normalised(a: np.ndarray) -> np.ndarray:
+    return (a - a.mean()) / (a.std() + 1e-6)
+
+
+def _difference(
+    x: np.ndarray, b: Image.Image, box: tuple[float, float, float, float], size: tuple[int, int]
+) -> float:
+    w, h = b.size
+    y = b.resize(size, Image.Resampling.BOX, box=(box[0] * w, box[1] * h, box[2] * w, box[3] * h))
+    return float(np.abs(x - _normalised(np.asarray(y, dtype=np.float32))).mean())
 
 
 def _with_post(m: Match, post: str) -> Match:

@@ -1,0 +1,183 @@
+"""`poster trace` end to end: real art goes through `run --once --now` (local adapter, three
+targets), then attacked copies of the *published* files are traced back."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+from poster import cli, config, fingerprint, ledger, markkey, store, trace
+from tests.conftest import CORPUS, artwork, run_cli
+
+POSTED = ("revoy_forest_painting.jpg", "kodim23.png")
+UNRELATED = (
+    "revoy_chaosah_family.jpg",
+    "kodim05.png",
+    "kenney_flat_castles_bg.png",
+    "revoy_pencil_sketch.jpeg",
+)
+
+
+@pytest.fixture(scope="module")
+def posted(tmp_path_factory: pytest.TempPathFactory) -> tuple[config.Config, list[dict[str, Any]]]:
+    """One poster home with two corpus artworks posted to x (heavy), pixiv and xfolio (light)."""
+    home = config.load(cli.init_home(tmp_path_factory.mktemp("trace") / "home"))
+    for name in POSTED:
+        dest = home.outbox / name
+        dest.write_bytes((CORPUS / name).read_bytes())
+        old = time.time() - 3600
+        os.utime(dest, (old, old))
+    code, out, err = run_cli("run", "--once", "--now", cfg=home)
+    assert code == 0, out + err
+    rows = json.loads(run_cli("ledger", "export", cfg=home)[1])
+    assert len(rows) == 6
+    return home, rows
+
+
+def published(row: dict[str, Any]) -> Image.Image:
+    with Image.open(Path(row["url"].removeprefix("file://"))) as im:
+        return im.convert("RGB")
+
+
+def save(tmp_path: Path, name: str, im: Image.Image, quality: int = 85) -> Path:
+    path = tmp_path / name
+    im.save(path, "JPEG", quality=quality)
+    return path
+
+
+def rework(im: Image.Image) -> Image.Image:
+    """img2img-like: composition and colours kept, detail regenerated — approximated by a
+    strong downscale, blur, colour shift, noise and recompression (destroys the hidden ID)."""
+    w, h = im.size
+    small = im.resize((max(1, w // 6), max(1, h // 6)), Image.Resampling.BILINEAR)
+    small = small.filter(ImageFilter.GaussianBlur(1.5))
+    small = ImageEnhance.Color(small).enhance(1.5)
+    small = ImageEnhance.Brightness(small).enhance(1.08)
+    out = small.resize((w // 2, h // 2), Image.Resampling.BICUBIC)
+    a = np.asarray(out, dtype=np.float32) + np.random.default_rng(1).normal(0, 10, (out.height, out.width, 3))
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=55)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def test_published_copy_is_traced_by_hidden_id(posted: Any, tmp_path: Path) -> None:
+    home, rows = posted
+    row = rows[0]
+    path = save(tmp_path, "found.jpg", published(row), quality=80)
+    code, out, err = run_cli("trace", str(path), "--json", cfg=home)
+    assert code == 0, err
+    matches = json.loads(out)["matches"]
+    assert matches[0]["method"] == "hidden-id"
+    assert str(matches[0]["id"]) == str(row["id"])
+    assert (matches[0]["target"], matches[0]["url"], matches[0]["posted_at"]) == (
+        row["target"],
+        row["url"],
+        row["posted_at"],
+    )
+    assert matches[0]["score"] == 1.0
+
+
+def test_rework_is_traced_perceptually_to_its_source(posted: Any, tmp_path: Path) -> None:
+    home, rows = posted
+    x_rows = [r for r in rows if r["target"] == "x"]
+    files = [save(tmp_path, f"rework-{i}.jpg", rework(published(r))) for i, r in enumerate(x_rows)]
+    code, out, err = run_cli("trace", *map(str, files), "--json", cfg=home)
+    assert code == 0, err
+    results = json.loads(out)
+    assert [r["file"] for r in results] == [str(f) for f in files]
+    for r, row in zip(results, x_rows, strict=True):
+        m = r["matches"]
+        assert m, r
+        assert m[0]["method"] == "perceptual"
+        assert 0.5 <= m[0]["score"] < 1.0
+        # rank 1 is a post of the right artwork; all its posts come before anything else
+        same = {x["id"] for x in rows if x["original_sha256"] == row["original_sha256"]}
+        assert m[0]["id"] in same
+        assert {x["id"] for x in m} <= same
+
+
+def test_mirrored_crop_is_traced_and_the_heavy_post_told_apart(posted: Any, tmp_path: Path) -> None:
+    """A mirrored, cropped, recompressed copy of the X variant (random watermark): perceptual
+    match found by the crop search, and X's post wins over the light variants."""
+    home, rows = posted
+    conn = store.connect(home.db_path)
+    try:
+        for row in (r for r in rows if r["target"] == "x"):
+            im = published(row)
+            w, h = im.size
+            crop = im.crop((int(w * 0.11), int(h * 0.07), int(w * 0.93), int(h * 0.96)))
+            crop = ImageOps.mirror(crop).resize((crop.width // 2, crop.height // 2))
+            # call the perceptual stage directly: the hidden ID would (rightly) win otherwise
+            tracer = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir)
+            result = tracer.perceptual(crop)
+            best = result.matches[0]
+            assert best.id == row["id"], [(m.target, m.distance, m.via, m.post) for m in result.matches]
+            assert best.mirrored and best.box is not None and best.distance is not None
+            assert best.post == "distinguished", [
+                (
+                    m.target,
+                    m.distance,
+                    m.box,
+                    tracer._variant_closeness(crop, fingerprint.query(crop), m, best.box),
+                )
+                for m in result.matches
+            ]
+    finally:
+        conn.close()
+
+
+def test_unrelated_art_does_not_match(posted: Any, tmp_path: Path) -> None:
+    home, _ = posted
+    files = []
+    for name in UNRELATED:
+        with Image.open(CORPUS / name) as im:
+            files.append(save(tmp_path, f"u-{Path(name).stem}.jpg", im.convert("RGB")))
+    files.append(save(tmp_path, "synthetic.jpg", artwork((800, 600), seed=7)))
+    files.append(save(tmp_path, "flat.jpg", Image.new("RGB", (500, 400), (200, 190, 180))))
+    code, out, err = run_cli("trace", *map(str, files), "--json", cfg=home)
+    assert code == 0, err
+    assert all(r["matches"] == [] for r in json.loads(out)), out
+    code, out, _ = run_cli("trace", str(files[0]), cfg=home)
+    assert code == 0 and "no match" in out
+
+
+def test_trace_errors_are_one_line(posted: Any, tmp_path: Path) -> None:
+    home, _ = posted
+    code, _, err = run_cli("trace", str(tmp_path / "nope.png"), cfg=home)
+    assert code != 0 and "no such file" in err and len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    code, _, err = run_cli("trace", str(bad), cfg=home)
+    assert code != 0 and len(err.strip().splitlines()) == 1
+
+
+def test_empty_ledger_has_no_matches(home: config.Config, tmp_path: Path) -> None:
+    path = save(tmp_path, "a.jpg", artwork())
+    code, out, _ = run_cli("trace", str(path), "--json", cfg=home)
+    assert code == 0 and json.loads(out)["matches"] == []
+
+
+def test_lookup_uses_the_ledger_not_the_files(posted: Any, tmp_path: Path) -> None:
+    """Perceptual trace needs only the ledger: with the variant files gone it still matches
+    (only the per-post pixel tie-break is lost)."""
+    home, rows = posted
+    conn = store.connect(home.db_path)
+    try:
+        tracer = trace.Tracer(conn, markkey.load(home.data_dir), data_dir=None)
+        res = tracer.perceptual(rework(published(rows[-1])))
+        assert res.matches
+        same = {x["id"] for x in rows if x["original_sha256"] == rows[-1]["original_sha256"]}
+        assert res.matches[0].id in same
+        assert ledger.verify(conn).ok
+        assert len(tracer.index) == 6 and tracer.index.valid.all()
+        assert tracer.index.matrix.shape == (6, 2 * fingerprint.REGIONS, 4)
+    finally:
+        conn.close()

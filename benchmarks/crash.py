@@ -80,6 +80,11 @@ def main() -> int:
     ap.add_argument("--kills", type=int, default=25, help="SIGKILLs per round")
     ap.add_argument("--files", type=int, default=12, help="artworks per round (two jobs each)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--no-lookup",
+        action="store_true",
+        help="the platform cannot look posts up: interrupted posts stay uncertain for the user",
+    )
     ap.add_argument("--keep", type=Path, help="keep each round's data folder under this directory")
     args = ap.parse_args()
 
@@ -90,7 +95,7 @@ def main() -> int:
         base = args.keep or Path(tempfile.mkdtemp(prefix="poster-crash-"))
         work = base / f"round{r}"
         work.mkdir(parents=True, exist_ok=True)
-        f = campaign(work, kills=args.kills, files=args.files, seed=args.seed + r)
+        f = campaign(work, kills=args.kills, files=args.files, seed=args.seed + r, lookup=not args.no_lookup)
         print(line(cells(str(r + 1), f)), flush=True)
         problems += [f"round {r + 1}: {p}" for p in f.problems]
         for key in (

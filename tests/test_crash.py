@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from poster import cli, config, jobs, ledger, store
+from tests.conftest import run_cli
 from tests.servers.slow import SlowServer, _daemon, _png, campaign, register
 
 KILLS = int(os.environ.get("POSTER_CRASH_KILLS", "15"))
@@ -29,6 +30,18 @@ def test_sigkill_at_random_moments_loses_nothing_and_posts_nothing_twice(tmp_pat
     assert fig.ledger_ok and fig.clean_exit
     # the server holds every ledgered post, plus at most one per job left uncertain
     assert fig.posted <= fig.accepted <= fig.posted + fig.uncertain
+
+
+def test_without_lookup_interrupted_posts_wait_for_the_user(tmp_path: Path) -> None:
+    """A platform that cannot look posts up: an interrupted post is never re-posted; it
+    stays `uncertain` and `poster status` asks the user to confirm it."""
+    fig = campaign(tmp_path, kills=8, files=4, seed=3, lookup=False)
+    print(fig.row())
+    assert fig.problems == [] and fig.duplicates == 0 and fig.lost == 0 and fig.resolved == 0
+    assert fig.posted <= fig.accepted <= fig.posted + fig.uncertain
+    if fig.uncertain:
+        code, out, _ = run_cli("status", cfg=config.load(tmp_path / "home" / "config.toml"))
+        assert code == 0 and "poster confirm JOB" in out
 
 
 # -- signals: the first finishes the request in flight, the second exits at once -------------

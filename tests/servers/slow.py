@@ -87,7 +87,7 @@ def _adapter_class() -> type:
     class SlowAdapter(Adapter):
         name = "slow"
         capabilities = Capabilities(max_bytes=50_000_000, formats=("PNG", "JPEG"), images_per_post=4)
-        settings_keys = frozenset({"api_base", "timeout"})
+        settings_keys = frozenset({"api_base", "timeout", "lookup"})
         settle_seconds: ClassVar[float] = 0.0  # set per instance from the timeout
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -114,6 +114,8 @@ def _adapter_class() -> type:
             return PostResult.posted(remote_id=data["id"], url=data["url"])
 
         def find_existing(self, post: Post) -> tuple[Existence, PostResult | None]:
+            if self.settings.get("lookup") is False:  # a platform with no way to look up
+                return Existence.UNKNOWN, None
             try:
                 r = requests.get(f"{self.base}/posts", params={"key": post.key}, timeout=self.timeout)
                 r.raise_for_status()
@@ -214,6 +216,7 @@ def campaign(
     seed: int = 0,
     kill_window: tuple[float, float] = (0.8, 3.0),
     settle_timeout: float = 60.0,
+    lookup: bool = True,
 ) -> Figures:
     """Drop `files` artworks for two targets, SIGKILL the daemon `kills` times at random
     moments, then let it finish and check every promise. Returns the figures."""
@@ -231,7 +234,7 @@ def campaign(
             + "[intake]\nstable_seconds = 0.0\nscan_interval = 1.0\n\n"
             + "".join(
                 f'[targets.{t}]\nadapter = "slow"\npolicy = "light"\napi_base = "{server.url}"\n'
-                f"timeout = 3\nmin_interval_minutes = 0\n\n"
+                f"timeout = 3\nmin_interval_minutes = 0\nlookup = {str(lookup).lower()}\n\n"
                 for t in ("a", "b")
             ),
             encoding="utf-8",
@@ -277,7 +280,9 @@ def campaign(
             outbox_left = [p for p in cfg.outbox.iterdir() if p.suffix == ".png"]
             done = not outbox_left and sum(st.values()) == 2 * files and not any(st[s] for s in _OPEN)
             # uncertain jobs may still be settled by a lookup once the settle time has passed
-            if done and (not st["uncertain"] or time.monotonic() > deadline - settle_timeout / 2):
+            if done and (
+                not st["uncertain"] or not lookup or time.monotonic() > deadline - settle_timeout / 2
+            ):
                 break
         proc.send_signal(signal.SIGTERM)
         try:

@@ -207,7 +207,7 @@ def posted_times(conn: sqlite3.Connection, target: str, since: datetime) -> list
     count, so a retry's backoff is not stretched to the minimum interval."""
     rows = conn.execute(
         "SELECT events.at FROM events JOIN jobs ON jobs.id = events.job_id"
-        " WHERE jobs.target = ? AND events.state IN ('posted', 'uncertain') AND events.at >= ?"
+        " WHERE jobs.target = ? AND events.state IN ('posted', 'uncertain') AND events.at > ?"
         " ORDER BY events.at",
         (target, iso(since.replace(microsecond=0))),
     )
@@ -316,7 +316,7 @@ def run_daemon(
         now = datetime.now().astimezone()
         if nxt is not None and nxt < now + timedelta(seconds=interval) and not stop.is_set():
             # wake when the next job is due rather than at the next scan
-            wake_at(max(nxt, now + timedelta(seconds=0.2)))
+            wake_at(max(nxt, now + timedelta(seconds=1)))  # never a busy loop
 
     scheduler.add_job(
         run_tick,

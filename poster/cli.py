@@ -359,7 +359,7 @@ def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | 
     key = markkey.load(cfg.data_dir)
     results = []
     with open_db(cfg) as conn:
-        tracer = trace_mod.Tracer(conn, key, cfg.data_dir)
+        tracer = trace_mod.Tracer(conn, key, cfg.data_dir, cache=cfg.data_dir / "trace-index.npz")
         for n, path in enumerate(images, 1):
             image = trace_mod.load_suspect(path)
             found = tracer.trace_image(image)

@@ -43,7 +43,10 @@ Both are kept inside the ledger's hash chain (as hex).
 from __future__ import annotations
 
 import io
+import logging
+import sqlite3
 import struct
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -52,6 +55,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+log = logging.getLogger(__name__)
 HASH_BYTES = 32
 SIZE = 64
 # (left, top, right, bottom) as fractions of width/height; index 0 is the whole image.
@@ -211,6 +215,28 @@ def for_files(variant: Path, original: Path) -> dict[str, bytes]:
     }
 
 
+def for_job(
+    conn: sqlite3.Connection, data_dir: Path, job_id: int, artwork_id: int
+) -> dict[int, dict[str, bytes]]:
+    """Ledger fingerprint fields for each posted image of a job, by image index.
+
+    Called by dispatch right before the ledger rows are written (outside the write
+    transaction: decoding takes a moment). The post already happened, so nothing here may
+    stop the ledger row from being written: any failure leaves that row without prints."""
+    from poster import jobs
+
+    out: dict[int, dict[str, bytes]] = {}
+    try:
+        originals = {o.idx: o for o in jobs.originals(conn, artwork_id)}
+        for v in jobs.variants(conn, job_id):
+            o = originals.get(v.idx)
+            original = data_dir / o.archive_path if o is not None else data_dir / "missing"
+            out[v.idx] = for_files(data_dir / v.path, original)
+    except Exception:  # a bug here must not cost the ledger row
+        log.warning("job %d: fingerprints not computed:\n%s", job_id, traceback.format_exc())
+    return out
+
+
 def distance(a: bytes, b: bytes) -> int:
     """Hamming distance of two 256-bit hashes."""
     x = np.frombuffer(a, dtype=np.uint64) ^ np.frombuffer(b, dtype=np.uint64)
@@ -220,35 +246,44 @@ def distance(a: bytes, b: bytes) -> int:
 class Index:
     """Every ledger row's fingerprints as packed matrices, for a vectorised nearest search.
 
-    `matrix`: rows × (variant REGIONS + original REGIONS) × 4 uint64 (256-bit hashes);
-    `hist`: rows × 2 × HIST_BINS. Rows without a fingerprint are masked out (`valid`)."""
+    `raw`: rows × 2 (variant, original) × FP_BYTES; `matrix` views its hashes as
+    rows × (variant REGIONS + original REGIONS) × 4 uint64; `hist` its histograms. Rows
+    without a fingerprint are masked out (`valid`)."""
 
-    def __init__(self, seqs: Sequence[int], variant: Sequence[bytes], original: Sequence[bytes]) -> None:
+    def __init__(self, seqs: np.ndarray, raw: np.ndarray, valid: np.ndarray) -> None:
         n = len(seqs)
         self.seqs = np.asarray(seqs, dtype=np.int64)
-        self.valid = np.zeros((n, 2), dtype=bool)
-        buf = bytearray(n * 2 * FP_BYTES)
-        for i, (v, o) in enumerate(zip(variant, original, strict=True)):
-            base = i * 2 * FP_BYTES
-            if v is not None and len(v) == FP_BYTES:
-                buf[base : base + FP_BYTES] = v
-                self.valid[i, 0] = True
-            if o is not None and len(o) == FP_BYTES:
-                buf[base + FP_BYTES : base + 2 * FP_BYTES] = o
-                self.valid[i, 1] = True
-        raw = np.frombuffer(bytes(buf), dtype=np.uint8).reshape(n, 2, FP_BYTES)
-        hashes = np.ascontiguousarray(raw[:, :, : REGIONS * HASH_BYTES])
+        self.raw = raw.reshape(n, 2, FP_BYTES)
+        self.valid = valid.reshape(n, 2)
+        hashes = np.ascontiguousarray(self.raw[:, :, : REGIONS * HASH_BYTES])
         self.matrix = hashes.view(np.uint64).reshape(n, 2 * REGIONS, 4)
-        self.hist = raw[:, :, REGIONS * HASH_BYTES :].astype(np.int16)
+        self.hist = self.raw[:, :, REGIONS * HASH_BYTES :].astype(np.int16)
         self.region_valid = np.repeat(self.valid, REGIONS, axis=1)
+
+    @classmethod
+    def from_rows(cls, seqs: Sequence[int], variant: Sequence[bytes], original: Sequence[bytes]) -> Index:
+        empty = bytes(FP_BYTES)
+        ok_v = [v is not None and len(v) == FP_BYTES for v in variant]
+        ok_o = [o is not None and len(o) == FP_BYTES for o in original]
+        parts = [
+            part
+            for v, o, gv, go in zip(variant, original, ok_v, ok_o, strict=True)
+            for part in (v if gv else empty, o if go else empty)
+        ]
+        raw = np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(len(seqs), 2, FP_BYTES)
+        valid = np.stack([np.asarray(ok_v, dtype=bool), np.asarray(ok_o, dtype=bool)], axis=1)
+        return cls(np.asarray(seqs, dtype=np.int64), raw, valid.reshape(len(seqs), 2))
 
     def __len__(self) -> int:
         return len(self.seqs)
 
-    def distances(self, q: Query, *, transforms: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For every row: the smallest Hamming distance over its regions (variant regions
-        first, then the original's) and the query's first `transforms` dihedral hashes; plus
-        which transform and which region gave it."""
+    def distances(self, q: Query) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For every row: the smallest Hamming distance between the query and the row's
+        prints, plus which query transform (0-7, 1 = mirror) and which region gave it.
+
+        Identity and mirror are compared with every region (crops of flipped copies are
+        common); the six rotations/flips only with the two whole-image prints, since rotated
+        reposts are rare and every extra comparison adds chances for a false match."""
         n = len(self.seqs)
         best = np.full(n, NO_MATCH, dtype=np.int32)
         best_t = np.zeros(n, dtype=np.int8)
@@ -256,16 +291,24 @@ class Index:
         if n == 0:
             return best, best_t, best_r
         qm = q.matrix()
-        rows = np.arange(n)
-        for t in range(min(transforms, len(qm))):
-            d = np.bitwise_count(self.matrix ^ qm[t]).sum(axis=2, dtype=np.int32)
-            d[~self.region_valid] = NO_MATCH
-            r = d.argmin(axis=1)
-            dmin = d[rows, r]
-            better = dmin < best
-            best = np.where(better, dmin, best)
-            best_t = np.where(better, t, best_t).astype(np.int8)
-            best_r = np.where(better, r, best_r).astype(np.int8)
+        whole = [0, REGIONS]
+        # (transform, region) of each candidate column, in the order they are concatenated
+        cols_t = np.array([0] * (2 * REGIONS) + [1] * (2 * REGIONS) + [t for t in range(2, 8) for _ in whole])
+        cols_r = np.array(list(range(2 * REGIONS)) * 2 + whole * 6)
+        chunk = 8192  # keeps the temporaries in cache
+        for a in range(0, n, chunk):
+            m = self.matrix[a : a + chunk]
+            c = len(m)
+            flips = _popcount256(m[:, None] ^ qm[:2, None, :])
+            rots = _popcount256(m[:, None, whole] ^ qm[2:, None, :])
+            d = np.concatenate([flips.reshape(c, -1), rots.reshape(c, -1)], axis=1)
+            valid = self.region_valid[a : a + chunk]
+            mask = np.concatenate([valid, valid, np.tile(valid[:, whole], 6)], axis=1)
+            d[~mask] = NO_MATCH
+            k = d.argmin(axis=1)
+            best[a : a + c] = d[np.arange(c), k]
+            best_t[a : a + c] = cols_t[k]
+            best_r[a : a + c] = cols_r[k]
         return best, best_t, best_r
 
     def histogram_distances(self, hist: bytes) -> np.ndarray:
@@ -276,29 +319,41 @@ class Index:
         return d.min(axis=1)
 
 
+def _popcount256(x: np.ndarray) -> np.ndarray:
+    """Bit count over the last axis of 4 uint64 words (explicit adds: a numpy reduction over
+    an axis of length 4 is several times slower)."""
+    b = np.bitwise_count(x)
+    return b[..., 0].astype(np.uint16) + b[..., 1] + b[..., 2] + b[..., 3]
+
+
 NO_MATCH = 257
 
 # -- stage two: crop search on the thumbnail -------------------------------------------------
 MIN_KEEP = 0.6  # each side of a crop keeps at least this fraction
-STEP = 0.025
-ASPECT_TOLERANCE = 0.05  # |log| of the aspect mismatch a window may have
+FINE = 0.0125  # window grid step (fraction of the side)
+COARSE = 4  # the coarse pass uses every 4th grid step (5 %)
+ASPECT_TOLERANCE = 0.04  # |log| of the aspect mismatch a window may have
+REFINE_TOP = 3  # coarse windows refined on the fine grid
 
 
 @cache
-def _windows() -> tuple[np.ndarray, np.ndarray]:
-    """All 1-D windows (start, size) on the STEP grid, and for each the 16 × THUMB matrix that
-    resamples that window of a THUMB-pixel axis to SIZE samples (linear interpolation) and
-    applies PDQ's DCT rows. Precomputed once: the same for every candidate."""
-    spans = []
-    for size in np.arange(MIN_KEEP, 1.0 + 1e-9, STEP):
-        for start in np.arange(0.0, 1.0 - size + 1e-9, STEP):
-            spans.append((start, size))
-    span = np.asarray(spans)
-    bases = np.empty((len(spans), 16, THUMB))
+def _windows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All 1-D windows on the FINE grid as (start, size) fractions and in grid units, and for
+    each the 16 × THUMB matrix that resamples that window of a THUMB-pixel axis to SIZE
+    samples (linear interpolation) and applies PDQ's DCT rows. Built once; the same for
+    every candidate."""
+    steps = round(1 / FINE)
+    units = [
+        (start, size)
+        for size in range(round(MIN_KEEP * steps), steps + 1)
+        for start in range(0, steps - size + 1)
+    ]
+    unit = np.asarray(units, dtype=np.int32)
+    span = unit.astype(np.float64) / steps
+    bases = np.empty((len(units), 16, THUMB), dtype=np.float32)
     j = (np.arange(SIZE) + 0.5) / SIZE
-    for w, (start, size) in enumerate(spans):
-        x = (start + j * size) * THUMB - 0.5  # sample positions in pixel-centre coordinates
-        x = np.clip(x, 0, THUMB - 1)
+    for w, (start, size) in enumerate(span):
+        x = np.clip((start + j * size) * THUMB - 0.5, 0, THUMB - 1)  # pixel-centre coordinates
         lo = np.floor(x).astype(int)
         hi = np.minimum(lo + 1, THUMB - 1)
         frac = x - lo
@@ -306,7 +361,7 @@ def _windows() -> tuple[np.ndarray, np.ndarray]:
         interp[np.arange(SIZE), lo] += 1 - frac
         interp[np.arange(SIZE), hi] += frac
         bases[w] = _DCT @ interp
-    return span, bases
+    return span, unit, bases
 
 
 @dataclass(frozen=True)
@@ -318,33 +373,49 @@ class Alignment:
 
 def align(q: Query, suspect_size: tuple[int, int], thumb: bytes) -> Alignment | None:
     """Best crop window of a posted variant (its thumbnail) for the suspect: the smallest
-    Hamming distance between the suspect's hash (or its mirror's) and the window's hash."""
+    Hamming distance between the suspect's hash (or its mirror's) and the window's hash.
+    Coarse pass on a 5 % grid, then the best few refined on the 1.25 % grid."""
     if len(thumb) != THUMB_BYTES:
         return None
     pw, ph = struct.unpack("<HH", thumb[:4])
-    grid = np.frombuffer(thumb[4:], dtype=np.uint8).reshape(THUMB, THUMB).astype(np.float64)
-    span, bases = _windows()
-    sw, sh = suspect_size
-    # window aspect (wx·pw)/(wy·ph) must equal the suspect's sw/sh
-    want = np.log(sw / sh) - np.log(pw / ph)
-    mismatch = np.log(span[:, 1])[:, None] - np.log(span[:, 1])[None, :] - want  # [x, y]
-    ix, iy = np.nonzero(np.abs(mismatch) < ASPECT_TOLERANCE)
-    if len(ix) == 0:
+    if not (pw and ph):
         return None
-    rows = np.einsum("wkp,pq->wkq", bases, grid)  # each y-window applied to the rows
-    coeffs = np.einsum("nkq,nlq->nkl", rows[iy], bases[ix])  # (pairs, 16 y-freq, 16 x-freq)
-    flat = coeffs.reshape(len(ix), 256)
-    med = np.median(flat, axis=1, keepdims=True)
-    bits = np.packbits(flat > med, axis=1)  # (pairs, 32)
-    words = np.ascontiguousarray(bits).view(np.uint64)
-    qm = q.matrix()
-    d0 = np.bitwise_count(words ^ qm[0]).sum(axis=1)
-    d1 = np.bitwise_count(words ^ qm[1]).sum(axis=1)
-    i0, i1 = int(d0.argmin()), int(d1.argmin())
-    mirrored = bool(d1[i1] < d0[i0])
-    i = i1 if mirrored else i0
-    x0, xs = span[ix[i]]
-    y0, ys = span[iy[i]]
-    return Alignment(
-        int(min(d0[i0], d1[i1])), mirrored, (float(x0), float(y0), float(x0 + xs), float(y0 + ys))
-    )
+    grid = np.frombuffer(thumb[4:], dtype=np.uint8).reshape(THUMB, THUMB).astype(np.float32)
+    span, unit, bases = _windows()
+    sw, sh = suspect_size
+    want = np.log(sw / sh) - np.log(pw / ph)  # window aspect (wx·pw)/(wy·ph) must be sw/sh
+    logsize = np.log(span[:, 1])
+    rows = bases @ grid  # every window applied to the rows: (windows, 16, THUMB)
+    qm = q.matrix()[:2]
+
+    def score(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        mismatch = logsize[xs][:, None] - logsize[ys][None, :] - want
+        a, b = np.nonzero(np.abs(mismatch) < ASPECT_TOLERANCE)
+        ix, iy = xs[a], ys[b]
+        if len(ix) == 0:
+            return ix, iy, np.empty(0, dtype=np.int32), np.empty(0, dtype=bool)
+        coeffs = (rows[iy] @ bases[ix].transpose(0, 2, 1)).reshape(len(ix), 256)
+        bits = np.packbits(coeffs > np.median(coeffs, axis=1, keepdims=True), axis=1)
+        words = np.ascontiguousarray(bits).view(np.uint64)
+        d = _popcount256(words[:, None, :] ^ qm[None, :, :]).astype(np.int32)  # (pairs, 2)
+        return ix, iy, d.min(axis=1), d.argmin(axis=1).astype(bool)
+
+    coarse = np.nonzero((unit[:, 0] % COARSE == 0) & (unit[:, 1] % COARSE == 0))[0]
+    ix, iy, d, mirrored = score(coarse, coarse)
+    if len(d) == 0:
+        return None
+    results = [(int(d[i]), bool(mirrored[i]), int(ix[i]), int(iy[i])) for i in np.argsort(d)[:REFINE_TOP]]
+    ends = unit[:, 0] + unit[:, 1]
+    for _, _, cx, cy in list(results):
+        # neighbours: both edges within half a coarse step
+        half = COARSE // 2
+        nx = np.nonzero((np.abs(unit[:, 0] - unit[cx, 0]) <= half) & (np.abs(ends - ends[cx]) <= half))[0]
+        ny = np.nonzero((np.abs(unit[:, 0] - unit[cy, 0]) <= half) & (np.abs(ends - ends[cy]) <= half))[0]
+        fx, fy, fd, fm = score(nx, ny)
+        if len(fd):
+            k = int(fd.argmin())
+            results.append((int(fd[k]), bool(fm[k]), int(fx[k]), int(fy[k])))
+    dist, mirror, bx, by = min(results)
+    x0, xs = span[bx]
+    y0, ys = span[by]
+    return Alignment(dist, mirror, (float(x0), float(y0), float(x0 + xs), float(y0 + ys)))

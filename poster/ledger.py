@@ -188,10 +188,12 @@ def get(conn: sqlite3.Connection, seq: int) -> dict[str, Any] | None:
     return None if row is None else _public(row)
 
 
-def fingerprints(conn: sqlite3.Connection) -> tuple[list[int], list[bytes], list[bytes]]:
-    """seq, variant and original fingerprints of every row, in one query (trace's index)."""
+def fingerprints(conn: sqlite3.Connection, after: int = 0) -> tuple[list[int], list[bytes], list[bytes]]:
+    """seq, variant and original fingerprints of every row after seq `after`, in one query
+    (trace's index)."""
     seqs, variant, original = [], [], []
-    for seq, v, o in conn.execute("SELECT seq, variant_fp, original_fp FROM ledger ORDER BY seq"):
+    q = "SELECT seq, variant_fp, original_fp FROM ledger WHERE seq > ? ORDER BY seq"
+    for seq, v, o in conn.execute(q, (after,)):
         seqs.append(seq)
         variant.append(v)
         original.append(o)

@@ -19,6 +19,7 @@ between unrelated images. Only scores ≥ 0.5 are reported.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,16 +132,19 @@ def by_hidden_id(conn: sqlite3.Connection, image: Image.Image, key: bytes) -> li
 class Tracer:
     """Traces any number of images against one ledger; the fingerprint matrix is loaded once."""
 
-    def __init__(self, conn: sqlite3.Connection, key: bytes, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, key: bytes, data_dir: Path | None = None, *, cache: Path | None = None
+    ) -> None:
         self.conn = conn
         self.key = key
         self.data_dir = data_dir
+        self.cache = cache
         self._index: fingerprint.Index | None = None
 
     @property
     def index(self) -> fingerprint.Index:
         if self._index is None:
-            self._index = fingerprint.Index(*ledger.fingerprints(self.conn))
+            self._index = load_index(self.conn, self.cache)
         return self._index
 
     def trace_path(self, path: Path) -> Result:
@@ -332,6 +336,50 @@ def _difference(
     w, h = b.size
     y = b.resize(size, Image.Resampling.BOX, box=(box[0] * w, box[1] * h, box[2] * w, box[3] * h))
     return float(np.abs(x - _normalised(np.asarray(y, dtype=np.float32))).mean())
+
+
+def load_index(conn: sqlite3.Connection, cache: Path | None = None) -> fingerprint.Index:
+    """The fingerprint index of every ledger row. With `cache` (a file in the data folder),
+    rows already seen are read from it and only newer rows from SQLite: reading 100,000 rows
+    of prints out of SQLite takes longer than the search itself. The ledger is append-only,
+    so the cache stays valid while the row it ends with still has the same chain hash;
+    anything else (a rewritten ledger, a damaged file) rebuilds it."""
+    seqs = np.empty(0, dtype=np.int64)
+    raw = np.empty((0, 2, fingerprint.FP_BYTES), dtype=np.uint8)
+    valid = np.empty((0, 2), dtype=bool)
+    if cache is not None and cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as data:
+                last_seq, last_hash = int(data["last_seq"]), str(data["last_hash"])
+                row = conn.execute("SELECT row_hash FROM ledger WHERE seq = ?", (last_seq,)).fetchone()
+                if row is not None and row[0] == last_hash and data["raw"].shape[1:] == raw.shape[1:]:
+                    seqs, raw, valid = data["seqs"], data["raw"], data["valid"]
+        except (OSError, ValueError, KeyError):
+            pass  # rebuilt below
+    after = int(seqs[-1]) if len(seqs) else 0
+    new = fingerprint.Index.from_rows(*ledger.fingerprints(conn, after))
+    if len(new):
+        seqs = np.concatenate([seqs, new.seqs])
+        raw = np.concatenate([raw, new.raw])
+        valid = np.concatenate([valid, new.valid])
+        if cache is not None:
+            _save_cache(conn, cache, seqs, raw, valid)
+    return fingerprint.Index(seqs, raw, valid)
+
+
+def _save_cache(
+    conn: sqlite3.Connection, cache: Path, seqs: np.ndarray, raw: np.ndarray, valid: np.ndarray
+) -> None:
+    last = conn.execute("SELECT row_hash FROM ledger WHERE seq = ?", (int(seqs[-1]),)).fetchone()
+    if last is None:
+        return
+    tmp = cache.with_name(cache.name + ".tmp")
+    try:
+        with open(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "wb") as f:
+            np.savez(f, seqs=seqs, raw=raw, valid=valid, last_seq=int(seqs[-1]), last_hash=str(last[0]))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only data folder: trace still works, just without the cache
 
 
 def _with_post(m: Match, post: str) -> Match:

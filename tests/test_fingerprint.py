@@ -92,7 +92,7 @@ def test_dihedral_hashes_equal_hashes_of_transformed_images(corpus: dict[str, Im
 def test_index_finds_the_source_among_many(corpus: dict[str, Image.Image]) -> None:
     names = list(corpus)
     prints = [fp.of_image(corpus[n]) for n in names] + [fp.of_image(artwork(seed=s)) for s in range(6)]
-    idx = fp.Index(list(range(1, len(prints) + 1)), prints, [b""] * len(prints))
+    idx = fp.Index.from_rows(list(range(1, len(prints) + 1)), prints, [b""] * len(prints))
     for k, name in enumerate(names):
         suspect = ImageOps.mirror(ATTACKS["blur r4"](corpus[name]))
         d, t, _ = idx.distances(fp.query(suspect))
@@ -102,7 +102,7 @@ def test_index_finds_the_source_among_many(corpus: dict[str, Image.Image]) -> No
 
 
 def test_missing_prints_never_match() -> None:
-    idx = fp.Index([1, 2], [b"", b"\x00" * 3], [b"", b""])
+    idx = fp.Index.from_rows([1, 2], [b"", b"\x00" * 3], [b"", b""])
     d, _, _ = idx.distances(fp.query(artwork()))
     assert (d > 256).all()
 

@@ -113,7 +113,7 @@ def test_fingerprints_load_in_seq_order(db: sqlite3.Connection) -> None:
     seqs, variant, original = ledger.fingerprints(db)
     assert seqs == [1, 2, 3, 4, 5]
     assert variant[0] == fingerprint.of_image(artwork(seed=1))
-    idx = fingerprint.Index(seqs, variant, original)
+    idx = fingerprint.Index.from_rows(seqs, variant, original)
     d, _, _ = idx.distances(fingerprint.query(artwork(seed=4)))
     assert int(idx.seqs[d.argmin()]) == 4 and d.min() == 0
 

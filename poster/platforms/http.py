@@ -470,7 +470,12 @@ class HttpAdapter(Adapter):
         if existence is Existence.EXISTS and found is not None:
             return found
         if existence is Existence.ABSENT:
-            return PostResult.retryable(self.mask(exc.message.split("; the post may")[0]))
+            # "Not found" a moment after a timed-out create proves nothing: the request may
+            # still land. The dispatcher looks again once it no longer can (timeout + margin).
+            return PostResult.uncertain(
+                self.mask(exc.message.split("; the post may")[0])
+                + "; not visible yet, poster will look again before posting anything"
+            )
         return PostResult.uncertain(
             self.mask(exc.message)
             + f"; check the {self.name} account, then run `poster confirm` for this job"

@@ -90,3 +90,18 @@ def test_ambiguous_create_is_resolved_by_lookup(mk, tmp_path):
 def test_check(mk, tmp_path):
     assert adapter(mk, tmp_path).check().ok
     assert not adapter(mk, tmp_path, token="nope-nope").check().ok
+
+
+def test_ambiguous_create_not_yet_visible_stays_uncertain(mk, tmp_path):
+    # the server fails before creating anything, but the client cannot know that: a lookup
+    # that finds nothing right away must not lead to an immediate second create
+    from tests.servers.base import HttpError
+
+    def fail(req, m):
+        raise HttpError(500, {"error": "boom"})
+
+    mk.routes = [(meth, rx, fail if h == mk.create_note else h) for meth, rx, h in mk.routes]
+    result = adapter(mk, tmp_path).post(make_post(key="job-amb2"))
+    assert result.status is PostStatus.UNCERTAIN
+    assert "look again" in (result.reason or "")
+    assert len(mk.notes) == 0

@@ -181,3 +181,32 @@ def test_lookup_uses_the_ledger_not_the_files(posted: Any, tmp_path: Path) -> No
         assert tracer.index.matrix.shape == (6, 2 * fingerprint.REGIONS, 4)
     finally:
         conn.close()
+
+
+def test_index_cache_follows_the_ledger(tmp_path: Path) -> None:
+    """The cache is reused while the ledger only grows, and rebuilt when it was rewritten."""
+    from tests.test_ledger import _entry
+
+    conn = store.connect(tmp_path / "poster.db")
+    cache = tmp_path / "trace-index.npz"
+    with store.transaction(conn):
+        for n in range(1, 4):
+            ledger.append(conn, _entry(n))
+    first = trace.load_index(conn, cache)
+    assert cache.is_file() and list(first.seqs) == [1, 2, 3]
+    with store.transaction(conn):
+        ledger.append(conn, _entry(4))
+    grown = trace.load_index(conn, cache)
+    assert list(grown.seqs) == [1, 2, 3, 4]
+    assert (grown.raw[3, 0] == np.frombuffer(fingerprint.of_image(artwork(seed=4)), np.uint8)).all()
+    # a rewritten ledger (here: the last row replaced) must not be served from the cache
+    conn.execute("DELETE FROM ledger WHERE seq = 4")
+    with store.transaction(conn):
+        ledger.append(conn, _entry(9))
+    rebuilt = trace.load_index(conn, cache)
+    d, _, _ = rebuilt.distances(fingerprint.query(artwork(seed=9)))
+    assert list(rebuilt.seqs) == [1, 2, 3, 4] and d[3] == 0
+    # a damaged cache file is ignored
+    cache.write_bytes(b"garbage")
+    assert list(trace.load_index(conn, cache).seqs) == [1, 2, 3, 4]
+    conn.close()

@@ -181,7 +181,10 @@ class Dispatcher:
                     mark_id=ledger.format_id(v.mark_id),
                 )
             )
-        options = {k: meta[k] for k in ("ai_generated",) if meta.get(k) is not None}
+        options: dict[str, object] = {k: meta[k] for k in ("ai_generated",) if meta.get(k) is not None}
+        link = meta.get("link") or self._sibling_link(job)
+        if link:  # used only by targets with `link_back = true` (a link can cost more)
+            options["link"] = link
         return Post(
             key=job.post_key,
             title=meta.get("title") or Path(job.name.rstrip("/")).stem,
@@ -191,6 +194,17 @@ class Dispatcher:
             media=tuple(items),
             options=options,
         )
+
+    def _sibling_link(self, job: Job) -> str | None:
+        """The web URL of this artwork's post on another target, pixiv first: what "link to
+        the pixiv post" means when the sidecar names no `link` of its own."""
+        rows = self.conn.execute(
+            "SELECT target, url FROM jobs WHERE artwork_id = ? AND id != ? AND state = ? AND url LIKE 'http%'",
+            (job.artwork_id, job.id, State.POSTED.value),
+        ).fetchall()
+        adapters = {r["target"]: getattr(self.config.targets.get(r["target"]), "adapter", "") for r in rows}
+        rows = sorted(rows, key=lambda r: adapters[r["target"]] != "pixiv")
+        return rows[0]["url"] if rows else None
 
     def record_posted(self, job: Job, result: PostResult, from_state: State) -> Outcome:
         """posting → posted and the ledger rows, in one transaction."""

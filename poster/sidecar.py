@@ -24,6 +24,7 @@ class Sidecar(BaseModel):
     targets: tuple[str, ...] | None = None
     at: datetime | None = None
     ai_generated: bool | None = None  # None: not stated (pixiv's AI flag is only set when told)
+    link: str | None = Field(None, pattern=r"^https?://\S+$", max_length=2000)  # for link_back targets
 
     @field_validator("at")
     @classmethod

@@ -222,3 +222,44 @@ def test_target_removed_from_config_fails_instead_of_uncertain(cfg: config.Confi
         (out,) = Dispatcher(config.load(cfg.path), conn).run_due(ignore_schedule=True)
     assert out.state is State.FAILED and "no longer in" in (out.reason or "")
     assert ScriptedAdapter.posted == []
+
+
+def test_link_back_carries_the_pixiv_url_to_x(tmp_path, monkeypatch):
+    """pixiv first, X an hour later with `link_back = true`: the tweet links the pixiv post."""
+    import json as _json
+    import os as _os
+    import time as _time
+
+    from poster import config as config_mod
+    from poster.platforms.pixiv import PixivAdapter
+    from tests.conftest import artwork as make_art
+    from tests.conftest import run_cli
+    from tests.servers import x as x_srv
+    from tests.servers.pixiv import SESSION, PixivServer
+
+    monkeypatch.setattr(PixivAdapter, "progress_poll_interval", 0.0)
+    with x_srv.XServer() as xs, PixivServer() as px:
+        for field, value in x_srv.CREDS.items():
+            monkeypatch.setenv(f"POSTER_X_{field}", value)
+        monkeypatch.setenv("POSTER_PIXIV_SESSION", SESSION)
+        home = tmp_path / "home"
+        (home / "queue" / "outbox").mkdir(parents=True)
+        (home / "config.toml").write_text(
+            f'data_dir = "queue"\n[targets.pixiv]\nadapter = "pixiv"\napi_base = "{px.url}"\n'
+            f'[targets.x]\nadapter = "x"\npolicy = "heavy"\napi_base = "{xs.url}"\n'
+            'username = "artist"\nlink_back = true\ndelay_minutes = 60\n',
+            encoding="utf-8",
+        )
+        cfg = config_mod.load(home / "config.toml")
+        make_art((700, 500), seed=21).save(cfg.outbox / "owl.png")
+        (cfg.outbox / "owl.toml").write_text('caption = "An owl"\nai_generated = false\n', encoding="utf-8")
+        for p in cfg.outbox.iterdir():
+            _os.utime(p, (_time.time() - 3600,) * 2)
+        code, out, err = run_cli("run", "--once", "--now", cfg=cfg)
+        assert code == 0, err + out
+        (work,) = px.works.values()
+        (tweet,) = xs.tweets.values()
+        pixiv_url = next(
+            r["url"] for r in _json.loads(run_cli("ledger", "export", cfg=cfg)[1]) if r["target"] == "pixiv"
+        )
+        assert pixiv_url.endswith(str(work["id"])) and pixiv_url in tweet["text"]

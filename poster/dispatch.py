@@ -199,7 +199,8 @@ class Dispatcher:
         """The web URL of this artwork's post on another target, pixiv first: what "link to
         the pixiv post" means when the sidecar names no `link` of its own."""
         rows = self.conn.execute(
-            "SELECT target, url FROM jobs WHERE artwork_id = ? AND id != ? AND state = ? AND url LIKE 'http%'",
+            "SELECT target, url FROM jobs"
+            " WHERE artwork_id = ? AND id != ? AND state = ? AND url LIKE 'http%'",
             (job.artwork_id, job.id, State.POSTED.value),
         ).fetchall()
         adapters = {r["target"]: getattr(self.config.targets.get(r["target"]), "adapter", "") for r in rows}

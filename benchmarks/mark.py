@@ -426,7 +426,7 @@ def robustness(codecs, images, attacks, seed=7):
     results = {c.name: {a: [0, 0] for a in attacks} for c in codecs}
     quality = {c.name: [] for c in codecs}
     failures = {c.name: [] for c in codecs}
-    for ci, c in enumerate(codecs):
+    for c in codecs:
         for ii, (name, im) in enumerate(images):
             rng0 = np.random.default_rng(seed + ii)
             payload = int(rng0.integers(0, 1 << c.bits))
@@ -466,10 +466,7 @@ def timings(codecs, sizes=(2048, 4096), reps=2):
     for n in sizes:
         im = photo_like(n, n, 5)
         for c in codecs:
-            if n > 2048 and c.name.startswith("blind"):
-                reps_c = 1
-            else:
-                reps_c = reps
+            reps_c = 1 if n > 2048 and c.name.startswith("blind") else reps
             payload = 12345
             te, tx = [], []
             for _ in range(reps_c):
@@ -487,14 +484,14 @@ def false_ids(n: int, images, seed=11) -> tuple[int, int]:
     """Extract with the benchmark key from n unmarked (or other-key) images/crops/attacks."""
     rng = np.random.default_rng(seed)
     keys = list(ATTACKS)
-    wrong = found = 0
+    wrong = 0
     t0 = time.time()
     for i in range(n):
         kind = i % 4
         if kind == 3:
             im = photo_like(int(rng.integers(256, 700)), int(rng.integers(256, 700)), 10_000 + i)
         else:
-            name, im = images[int(rng.integers(len(images)))]
+            _, im = images[int(rng.integers(len(images)))]
             im = flat(im).convert("RGB")
             s = rng.uniform(0.12, 0.5)
             w, h = max(256, round(im.width * s)), max(256, round(im.height * s))
@@ -578,11 +575,18 @@ def main(argv=None) -> int:
         if q:
             p = [x[1] for x in q]
             s = [x[2] for x in q]
-            print(f"| {n} | {np.mean(p):.2f} dB | {np.min(p):.2f} dB | {np.mean(s):.4f} | {np.min(s):.4f} |")
+            print(f"| {n} | {np.mean(p):.2f} dB | {np.min(p):.2f} dB "
+                  f"| {np.mean(s):.4f} | {np.min(s):.4f} |")
     print("\nPer image (poster.mark): " + ", ".join(f"{n} {p:.1f} dB / {s:.4f}" for n, p, s in qual[mark.name]))
 
     if fails[mark.name]:
-        print("\nposter.mark misses: " + "; ".join(f"{a} @ {n} ({k})" for a, n, k in fails[mark.name]))
+        per: dict[str, list[str]] = {}
+        for a, n, k in fails[mark.name]:
+            per.setdefault(n, []).append(a + (" (WRONG ID)" if k == "wrong" else ""))
+        print("\nposter.mark misses per image (attack count): " + "; ".join(
+            f"{n}: {len(v)}" + (f" ({', '.join(v)})" if len(v) <= 6 else "") for n, v in per.items()))
+        wrong = sum(k == "wrong" for _, _, k in fails[mark.name])
+        print(f"\nWrong IDs returned by poster.mark on marked images: {wrong}")
 
     if not args.no_timing:
         print("\n## Timing (seconds, best of 2; this 2-core machine, shared)\n")

@@ -1,6 +1,54 @@
-"""poster.mark: the hidden-ID codec (see DESIGN notes below)."""
+"""poster.mark — the hidden-ID codec: a 48-bit payload hidden in the pixels of an image.
+
+    from poster.mark import embed, extract
+    marked = embed(image, payload, key=key)          # same size and mode (P -> RGB/RGBA)
+    extract(suspicious, key=key)  -> payload | None   # None: no mark, wrong key, too damaged
+
+Design (numpy + Pillow only, no model weights)
+----------------------------------------------
+* **Tile.** A key-derived 32 x 32 grid of +-1 *chips*: 256 sync chips (fixed per key) and 768
+  data chips carrying the 258 coded bits (each on ~3 key-permuted chips, XOR-scrambled).
+  The grid is turned into a smooth periodic pattern by band-limited (FFT zero-padding)
+  interpolation keeping only chip frequencies 6..14.5 cycles/tile: no blotchy low frequencies,
+  nothing in the corners that downscaling or JPEG remove first (``tile.py``).
+* **Embedding.** The pattern is tiled over the whole image from the top-left corner and added
+  equally to R, G and B (pure luminance; alpha untouched). Chip size is relative to the image:
+  >= 7 px (so chips are still ~2.5 px after a 0.35x downscale), at most 460 chips on the long
+  edge (~2.6 px after an X-style fit to 1200 px), and at least 2.5 tiles on the short side.
+  Amplitude follows a perceptual mask: local texture (3x3 high-pass RMS, eroded so edges do
+  not bleed into flat neighbours) x a luminance factor (fades to 0 at black and near white) x
+  alpha^2; it is scaled to an RMS of 2.3 grey levels (PSNR ~42 dB) with caps, times
+  ``strength``. Dithered rounding keeps sub-grey-level amplitudes in flat areas.
+* **Sync (extraction).** The received image is reduced to <= 1024 px long edge and its
+  high-pass, locally-normalised residual is taken. Scale, aspect and rotation come from the
+  *power spectrum*: the periodic mark puts all its energy on the reciprocal lattice of the
+  tile, so the mean of the locally normalised power over a candidate lattice (~270 lines) is a
+  very sensitive detector; a 1-D period scan + local refinement of (px, py, angle) gives the
+  candidates (``sync.py``). Each candidate is resampled so one period is 96 x 96 samples and
+  all periods are summed (folding). FFT cross-correlation with the key's sync pattern gives
+  the cyclic offset (and, tried both ways, a horizontal mirror). Crops at any offset only
+  change that cyclic offset.
+* **Bits.** Soft chip values are the band-limited chip estimates of the aligned folded tile;
+  soft coded bits are sums over each bit's chips.
+* **Error correction and check.** 48-bit payload + CRC-32 (salted with the key) -> K=7 rate-1/3
+  convolutional code (133, 171, 165 octal) -> soft-decision Viterbi (``ecc.py``). A result is
+  returned only if the CRC matches, so a wrong key, an unmarked or a too-damaged image give
+  ``None``; with at most ~24 decode attempts per image the chance of a false ID is ~6e-9.
+  Wrong key: different sync chips, permutation, scrambling and CRC salt.
+
+Limits: images smaller than ``MIN_SIDE`` (256 px) on their short side are refused
+(:class:`MarkError`); extraction needs ~1.6 tile periods in the received image.
+"""
 
 from .codec import MIN_SIDE, Detection, MarkError, embed, extract, extract_detail
 from .ecc import PAYLOAD_BITS
 
-__all__ = ["MIN_SIDE", "PAYLOAD_BITS", "Detection", "MarkError", "embed", "extract", "extract_detail"]
+__all__ = [
+    "MIN_SIDE",
+    "PAYLOAD_BITS",
+    "Detection",
+    "MarkError",
+    "embed",
+    "extract",
+    "extract_detail",
+]

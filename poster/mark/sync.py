@@ -21,7 +21,7 @@ from ._filters import box
 
 
 def _lattice_points() -> np.ndarray:
-    kmax = int(math.ceil(tile.BAND_HI))
+    kmax = math.ceil(tile.BAND_HI)
     k, m = np.meshgrid(np.arange(0, kmax + 1), np.arange(-kmax, kmax + 1), indexing="ij")
     k, m = k.ravel(), m.ravel()
     r = np.hypot(k, m)
@@ -34,7 +34,7 @@ _PTS = _lattice_points()
 
 class Comb:
     def __init__(self, r: np.ndarray):
-        self.h, self.w = h, w = r.shape
+        self.h, self.w = r.shape
         spec = np.fft.rfft2(r)
         p = spec.real**2 + spec.imag**2
         p[0, 0] = 0.0

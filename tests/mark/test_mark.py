@@ -1,0 +1,160 @@
+"""Properties of the hidden-ID codec ``poster.mark`` on small images (fast)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from poster.mark import PAYLOAD_BITS, MarkError, embed, extract, extract_detail
+
+from .images import photo_like, with_alpha
+
+KEY = b"test-key-1"
+PAYLOAD = 0xA5C3_1234_9F0E
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+
+
+def jpeg(im: Image.Image, q: int) -> Image.Image:
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, "JPEG", quality=q)
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    x = np.asarray(a.convert("RGB"), np.float64)
+    y = np.asarray(b.convert("RGB"), np.float64)
+    return float(10 * np.log10(255.0**2 / np.mean((x - y) ** 2)))
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    return photo_like(480, 400, seed=1)
+
+
+@pytest.fixture(scope="module")
+def marked(photo) -> Image.Image:
+    return embed(photo, PAYLOAD, key=KEY)
+
+
+def test_clean_round_trip_rgb(photo, marked):
+    assert marked.size == photo.size and marked.mode == "RGB"
+    assert extract(marked, key=KEY) == PAYLOAD
+    assert psnr(photo, marked) > 38
+
+
+def test_rgba_round_trip_keeps_alpha():
+    im = with_alpha(photo_like(400, 400, seed=2))
+    m = embed(im, PAYLOAD, key=KEY)
+    assert m.mode == "RGBA" and m.size == im.size
+    assert np.array_equal(np.asarray(m.getchannel("A")), np.asarray(im.getchannel("A")))
+    # fully transparent pixels are not touched at all
+    a = np.asarray(im.getchannel("A")) == 0
+    assert np.array_equal(np.asarray(m)[a], np.asarray(im)[a])
+    assert extract(m, key=KEY) == PAYLOAD
+
+
+def test_l_round_trip():
+    im = photo_like(400, 360, seed=3).convert("L")
+    m = embed(im, PAYLOAD, key=KEY)
+    assert m.mode == "L" and m.size == im.size
+    assert extract(m, key=KEY) == PAYLOAD
+
+
+def test_palette_input_comes_back_rgb():
+    im = photo_like(400, 360, seed=4).quantize(256)
+    m = embed(im, PAYLOAD, key=KEY)
+    assert m.mode == "RGB" and m.size == im.size
+    assert extract(m, key=KEY) == PAYLOAD
+
+
+def test_jpeg70(marked):
+    assert extract(jpeg(marked, 70), key=KEY) == PAYLOAD
+
+
+def test_half_size_resize():
+    m = embed(photo_like(640, 512, seed=5), PAYLOAD, key=KEY)
+    small = m.resize((320, 256), Image.BICUBIC)
+    assert extract(small, key=KEY) == PAYLOAD
+
+
+def test_crop_80_percent_odd_offset():
+    m = embed(photo_like(512, 448, seed=6), PAYLOAD, key=KEY)
+    w, h = m.size
+    cw, ch = round(w * 0.894), round(h * 0.894)
+    assert extract(m.crop((37, 23, 37 + cw, 23 + ch)), key=KEY) == PAYLOAD
+
+
+def test_mirror_is_detected(marked):
+    d = extract_detail(ImageOps.mirror(marked), key=KEY)
+    assert d is not None and d.payload == PAYLOAD and d.mirrored
+
+
+def test_detail_reports_geometry(photo, marked):
+    d = extract_detail(marked, key=KEY)
+    assert d is not None and d.payload == PAYLOAD and not d.mirrored
+    assert d.confidence > 5
+    assert abs(d.rotation_deg) < 0.5
+
+
+def test_unmarked_images_and_crops_give_none():
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        im = photo_like(int(rng.integers(300, 520)), int(rng.integers(300, 520)), seed=100 + i)
+        if i % 3 == 1:
+            im = jpeg(im, 75)
+        if i % 3 == 2:
+            im = im.crop((11, 7, im.width - 20, im.height - 13))
+        assert extract(im, key=KEY) is None
+    flat = Image.new("RGB", (400, 300), (250, 250, 250))
+    assert extract(flat, key=KEY) is None
+
+
+def test_wrong_key_gives_none(marked):
+    for k in (b"test-key-2", b"", b"TEST-KEY-1", KEY + b"\0"):
+        assert extract(marked, key=k) is None
+        assert extract(jpeg(marked, 85), key=k) is None
+
+
+def test_payload_bounds(photo):
+    for bad in (-1, 1 << PAYLOAD_BITS):
+        with pytest.raises(ValueError):
+            embed(photo, bad, key=KEY)
+    with pytest.raises(MarkError):
+        embed(photo, 1.5, key=KEY)  # type: ignore[arg-type]
+    top = (1 << PAYLOAD_BITS) - 1
+    assert extract(embed(photo, top, key=KEY), key=KEY) == top
+    assert extract(embed(photo, 0, key=KEY), key=KEY) == 0
+
+
+def test_too_small_raises():
+    with pytest.raises(MarkError):
+        embed(photo_like(300, 255), 1, key=KEY)
+    assert extract(photo_like(120, 90), key=KEY) is None
+
+
+def test_strength_scales_the_mark(photo, marked):
+    strong = embed(photo, PAYLOAD, key=KEY, strength=2.0)
+    assert psnr(photo, strong) < psnr(photo, marked) - 4
+    with pytest.raises(ValueError):
+        embed(photo, PAYLOAD, key=KEY, strength=0)
+
+
+@pytest.mark.skipif(not (CORPUS / "kodim23.png").exists(), reason="shared corpus not present")
+def test_corpus_photo_jpeg80():
+    im = Image.open(CORPUS / "kodim23.png")
+    m = embed(im, PAYLOAD, key=KEY)
+    assert extract(jpeg(m, 80), key=KEY) == PAYLOAD
+
+
+@pytest.mark.skipif(not (CORPUS / "sachi_standing_alpha.png").exists(), reason="no corpus")
+def test_corpus_transparent_art_flattened_jpeg():
+    im = Image.open(CORPUS / "sachi_standing_alpha.png")  # full size: transparent art is sparse
+    m = embed(im, PAYLOAD, key=KEY)
+    assert m.mode == "RGBA"
+    flat = Image.new("RGB", m.size, (255, 255, 255))
+    flat.paste(m, mask=m.getchannel("A"))
+    assert extract(jpeg(flat, 85), key=KEY) == PAYLOAD

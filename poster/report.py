@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageOps
 
 from poster import __version__, fingerprint, ledger
-from poster.trace import Match, Result, original_path, variant_path
+from poster.trace import MATCH_DISTANCE, Match, Result, original_path, variant_path
 
 PREVIEW_EDGE = 1200  # longest edge of the comparison images
 
@@ -77,12 +77,33 @@ def comparison(
         w, h = v.size
         v = v.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
     v = _fit(v)
+    if s.width < v.width:
+        # bring the variant down to the suspect's resolution and back, so that the difference
+        # shows what was changed rather than the detail lost to downscaling
+        v = v.resize((s.width, max(1, round(s.width * v.height / v.width))), Image.Resampling.LANCZOS).resize(
+            v.size, Image.Resampling.LANCZOS
+        )
     s = s.convert("RGB").resize(v.size, Image.Resampling.LANCZOS)
     diff = ImageChops.difference(s, v)
     mean = float(np.asarray(diff, dtype=np.float32).mean())
     amplified = Image.fromarray(np.clip(np.asarray(diff, dtype=np.float32) * 4, 0, 255).astype(np.uint8))
     overlay = Image.blend(v, s, 0.5)
     return amplified, overlay, mean
+
+
+def geometry(
+    suspect: Image.Image, variant: Image.Image, best: Match
+) -> tuple[tuple[float, float, float, float] | None, bool]:
+    """Where the suspect sits on the posted variant (crop window, mirrored?). A perceptual
+    match already knows; for a hidden-ID match (the codec finds its mark at any offset and
+    does not say where the crop is) the thumbnail crop search finds it."""
+    if best.method == "perceptual":
+        return best.box, best.mirrored
+    a = fingerprint.align(fingerprint.query(suspect), suspect.size, fingerprint.thumbnail(variant))
+    if a is not None and a.distance <= MATCH_DISTANCE:
+        whole = a.box == (0.0, 0.0, 1.0, 1.0)
+        return (None if whole else a.box), a.mirrored
+    return None, best.mirrored
 
 
 def _esc(value: Any) -> str:
@@ -152,17 +173,8 @@ def write(
             files.append((f"posted variant ({best.target})", vcopy, sha256_file(vpath)))
             variant = fingerprint.load_file(vpath)
             if variant is not None:
-                box = best.box
-                if (
-                    box is None
-                    and abs(np.log(suspect.width / suspect.height) - np.log(variant.width / variant.height))
-                    > 0.03
-                ):
-                    a = fingerprint.align(
-                        fingerprint.query(suspect), suspect.size, fingerprint.thumbnail(variant)
-                    )
-                    box = a.box if a is not None else None
-                diff, overlay, diff_mean = comparison(suspect, variant, mirrored=best.mirrored, box=box)
+                box, mirrored = geometry(suspect, variant, best)
+                diff, overlay, diff_mean = comparison(suspect, variant, mirrored=mirrored, box=box)
                 for name, im in (("difference", diff), ("overlay", overlay)):
                     p = out_dir / f"{name}.png"
                     im.save(p)

@@ -379,7 +379,9 @@ def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | 
             click.echo(f"{r['file']}: no match (no hidden ID from this ledger, nothing similar enough)")
         for m in r["matches"]:
             flip = ", mirrored" if m["mirrored"] else ""
-            which = f", {m['post']} post" if m.get("post") else ""
+            which = {"distinguished": ", this post told apart", "ambiguous": ", variants look alike"}.get(
+                m.get("post") or "", ""
+            )
             click.echo(
                 f"{r['file']}: {m['method']} {m['id']} → {m['target']} post of {m['posted_at']} "
                 f"{m['url'] or ''} (score {m['score']:.2f}{flip}{which})"

@@ -112,13 +112,22 @@ def load_suspect(path: Path) -> Image.Image:
 
 
 def read_hidden_id(image: Image.Image, key: bytes) -> tuple[int | None, bool]:
-    for mirrored, candidate in ((False, image), (True, ImageOps.mirror(image))):
+    """The hidden ID, and whether the copy was mirrored. The codec may find a mirrored mark
+    by itself (`extract_detail` then says so); otherwise the mirrored image is tried."""
+    detail = getattr(mark, "extract_detail", None)
+    for flipped, candidate in ((False, image), (True, ImageOps.mirror(image))):
         try:
-            found = mark.extract(candidate, key=key)
+            if detail is not None:
+                d = detail(candidate, key=key)
+                found, mirrored = (
+                    (None, False) if d is None else (d.payload, bool(getattr(d, "mirrored", False)))
+                )
+            else:
+                found, mirrored = mark.extract(candidate, key=key), False
         except mark.MarkError:
             return None, False
         if found is not None:
-            return found, mirrored
+            return found, mirrored != flipped
     return None, False
 
 

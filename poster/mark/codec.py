@@ -255,12 +255,12 @@ def _try_decode(g: np.ndarray, key: bytes, km) -> tuple[int | None, float, tuple
     return ecc.check(bits, km.salt), z, (px, py)
 
 
-def _candidates(r: np.ndarray):
+def _candidates(r: np.ndarray, wide: bool = False):
     """Lattice bases (v1 ~ x axis, v2 ~ y axis) to verify, most plausible first."""
     h, w = r.shape
     rmin, rmax = _search_range(h, w)
     comb = sync.Comb(r)
-    found = comb.search(rmin, rmax, N_CAND)
+    found = comb.wide_search(rmin, rmax) if wide else comb.search(rmin, rmax, N_CAND)
     for sc, px, py, th in found:
         if sc < COMB_MIN:
             continue
@@ -281,9 +281,9 @@ def extract_detail(image: Image.Image, *, key: bytes) -> Detection | None:
         return None
     y = _work_luma(image)
     w = y.shape[1]
-    for kind in ("hp", "white"):
+    for kind, wide in (("hp", False), ("white", False), ("hp", True)):
         r = _residual(y, kind=kind)
-        for v1, v2 in _candidates(r):
+        for v1, v2 in _candidates(r, wide):
             g, _ = _fold(r, v1, v2)
             for mirrored in (False, True):
                 gm = g[:, ::-1] if mirrored else g

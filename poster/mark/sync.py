@@ -39,8 +39,8 @@ class Comb:
         p = spec.real**2 + spec.imag**2
         p[0, 0] = 0.0
         # local normalisation: each bin relative to its neighbourhood (host spectrum ~ 1)
-        norm = box(np.fft.fftshift(p, axes=0), 4)
-        self.p = p / (np.fft.ifftshift(norm, axes=0) + 1e-12)
+        norm = np.fft.ifftshift(box(np.fft.fftshift(p, axes=0), 4), axes=0)
+        self.p = p / (norm + 1e-12)
         self.hw = p.shape[1]
 
     def score(self, px, py, theta=0.0, pts: np.ndarray = _PTS) -> np.ndarray:
@@ -92,9 +92,9 @@ class Comb:
         out.sort(key=lambda t: -t[0])
         return out
 
-    def refine(self, p: float) -> tuple[float, float, float, float]:
-        px = py = p
-        th = 0.0
+    def refine(self, p: float, py0: float | None = None, th0: float = 0.0):
+        """Local maximisation of the score over (px, py, theta) from (p, py0 or p, th0)."""
+        px, py, th = p, (p if py0 is None else py0), th0
         best = float(self.score(px, py, th)[0])
         top = tile.BAND_HI * max(self.w, self.h)
         dp = 0.35 * p * p / top
@@ -115,21 +115,46 @@ class Comb:
                 px, py, th = (float(v) for v in cands[j])
         return best, px, py, th
 
-    def rotation_scan(self, pmin: float, pmax: float, max_deg: float = 4.0, n: int = 3):
-        """Coarse (period, angle) scan using only low harmonics; for rotated copies."""
-        low = _PTS[np.hypot(_PTS[:, 0], _PTS[:, 1]) <= tile.BAND_LO + 3]
-        top = (tile.BAND_LO + 3) * max(self.w, self.h)
-        periods = [pmin]
-        while periods[-1] < pmax:
-            p = periods[-1]
-            periods.append(p * (1 + 0.35 * p / top))
-        periods = np.array(periods)
-        angles = np.deg2rad(np.arange(-max_deg, max_deg + 1e-9, 0.5))
-        pp, aa = np.meshgrid(periods, angles, indexing="ij")
-        sc = self.score(pp.ravel(), pp.ravel(), aa.ravel(), low).reshape(pp.shape)
-        flat = np.argsort(sc.ravel())[::-1][: n * 4]
+    def wide_search(self, pmin: float, pmax: float, n: int = 3):
+        """Lattices at any small rotation / aspect change (for rotated or stretched copies).
+
+        The inverse FFT of the normalised power spectrum is a *whitened* autocorrelation: all
+        the mark's spectral lines add up in its peaks at the lattice vectors, whatever their
+        orientation, so the basis is read off its peaks and then refined on the spectrum.
+        """
+        h, w = self.h, self.w
+        fy = np.fft.fftfreq(h)[:, None]
+        fx = np.fft.rfftfreq(w)[None, :]
+        fr = np.hypot(fx, fy)
+        band = (fr >= tile.BAND_LO / pmax) & (fr <= tile.BAND_HI / pmin)
+        ac = np.fft.irfft2(np.where(band, self.p - 1.0, 0.0), s=(h, w))
+        ac = np.fft.fftshift(ac)
+        cy, cx = h // 2, w // 2
+        yy, xx = np.mgrid[0:h, 0:w]
+        dy, dx = yy - cy, xx - cx
+        rad = np.hypot(dx, dy)
+        ring = (rad >= pmin * 0.9) & (rad <= min(pmax * 1.1, 0.45 * min(h, w)))
+        mx = ac.copy()
+        for sy in (-1, 0, 1):
+            for sx in (-1, 0, 1):
+                mx = np.maximum(mx, np.roll(ac, (sy, sx), axis=(0, 1)))
+        peak = (ac >= mx) & ring & (dx > 0) & (np.abs(dy) <= 0.16 * dx)
+        idx = np.flatnonzero(peak)
+        idx = idx[np.argsort(ac.ravel()[idx])[::-1]][:n]
         out = []
-        for f in flat:
-            i, j = divmod(int(f), sc.shape[1])
-            out.append((float(periods[i]), float(angles[j])))
+        for i in idx:
+            vx, vy = float(dx.ravel()[i]), float(dy.ravel()[i])
+            p1 = math.hypot(vx, vy)
+            th = math.atan2(vy, vx)
+            # partner near the 90-degree rotation (aspect change: different length)
+            ux, uy = -vy / p1, vx / p1
+            proj = dx * ux + dy * uy
+            perp = np.abs(dx * (vx / p1) + dy * (vy / p1))
+            near = (proj > 0.85 * p1) & (proj < 1.18 * p1) & (perp <= 0.08 * p1 + 1) & ring
+            p2 = p1
+            if near.any():
+                j = np.flatnonzero(near.ravel())[np.argmax(ac[near])]
+                p2 = float(proj.ravel()[j])
+            out.append(self.refine(p1, p2, th))
+        out.sort(key=lambda t: -t[0])
         return out

@@ -60,6 +60,7 @@ from PIL import Image, ImageOps
 
 log = logging.getLogger(__name__)
 HASH_BYTES = 32
+WORK_EDGE = 1024  # images are box-reduced to at most this long edge before hashing
 SIZE = 64
 # (left, top, right, bottom) as fractions of width/height; index 0 is the whole image.
 REGION_BOXES: tuple[tuple[float, float, float, float], ...] = (
@@ -95,10 +96,15 @@ _FLIP = np.where(np.arange(1, 17) % 2 == 1, -1.0, 1.0)
 def luminance(image: Image.Image) -> Image.Image:
     """Greyscale as PDQ defines it, with transparency composited over white (the way the
     image is shown, and the way render flattens it before posting)."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(bg, rgba)
+    alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    image = image.convert("RGBA" if alpha else "RGB")
+    if max(image.size) > WORK_EDGE:
+        # box-reduce first: every print is a box average of at most 128 × 128 cells anyway,
+        # and a float copy of a 100-megapixel suspect would cost gigabytes
+        image = image.reduce(-(-max(image.size) // WORK_EDGE))
+    if alpha:
+        bg = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(bg, image)
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
     y = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
     return Image.fromarray(y, "F")

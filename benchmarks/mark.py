@@ -538,7 +538,8 @@ def main(argv=None) -> int:
 
     if args.false_ids:
         t = time.time()
-        w, n = false_ids(args.false_ids, images)
+        small = [(n, fit(1600)(flat(im).convert("RGB"), None)) for n, im in images]
+        w, n = false_ids(args.false_ids, small)
         print(f"False IDs: {w} / {n} unmarked, wrong-key, cropped or attacked samples "
               f"({time.time() - t:.0f} s)\n")
         if not args.attacks:

@@ -20,14 +20,18 @@ Design (numpy + Pillow only, no model weights)
   alpha^2; it is scaled to an RMS of 2.3 grey levels (PSNR ~42 dB) with caps, times
   ``strength``. Dithered rounding keeps sub-grey-level amplitudes in flat areas.
 * **Sync (extraction).** The received image is reduced to <= 1024 px long edge and its
-  high-pass, locally-normalised residual is taken. Scale, aspect and rotation come from the
-  *power spectrum*: the periodic mark puts all its energy on the reciprocal lattice of the
-  tile, so the mean of the locally normalised power over a candidate lattice (~270 lines) is a
-  very sensitive detector; a 1-D period scan + local refinement of (px, py, angle) gives the
-  candidates (``sync.py``). Each candidate is resampled so one period is 96 x 96 samples and
-  all periods are summed (folding). FFT cross-correlation with the key's sync pattern gives
-  the cyclic offset (and, tried both ways, a horizontal mirror). Crops at any offset only
-  change that cyclic offset.
+  high-pass, locally-normalised residual is taken (a spectrally whitened residual is the
+  second try; it wins on pixel-art sheets). Scale, aspect and rotation come from the *power
+  spectrum*: the periodic mark puts all its energy on the reciprocal lattice of the tile, so
+  the mean of the locally normalised power over a candidate lattice (~270 lines) is a very
+  sensitive detector (one or two raw autocorrelation peaks were not: image content swamped
+  them). A 1-D period scan + local refinement of (px, py, angle) gives the candidates; a
+  last try reads rotated / stretched lattices off the peaks of the whitened autocorrelation
+  (inverse FFT of the normalised power spectrum) (``sync.py``). Each candidate is resampled
+  so one period is 96 x 96 samples and all periods are summed (folding). FFT
+  cross-correlation with the key's sync pattern gives the cyclic offset (tried on the folded
+  tile and its mirror image: horizontally flipped copies). Crops at any offset only change
+  that cyclic offset; the tile origin never needs to be in the received image.
 * **Bits.** Soft chip values are the band-limited chip estimates of the aligned folded tile;
   soft coded bits are sums over each bit's chips.
 * **Error correction and check.** 48-bit payload + CRC-32 (salted with the key) -> K=7 rate-1/3

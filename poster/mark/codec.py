@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,8 +112,12 @@ def _mask(y: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
 def embed(
     image: Image.Image, payload: int, *, key: bytes, strength: float = 1.0
 ) -> Image.Image:
-    if not isinstance(payload, int) or isinstance(payload, bool):
+    if isinstance(payload, bool):
         raise MarkError("payload must be an int")
+    try:
+        payload = operator.index(payload)  # int, numpy integers
+    except TypeError:
+        raise MarkError("payload must be an int") from None
     if payload < 0 or payload >= 1 << ecc.PAYLOAD_BITS:
         raise MarkError(f"payload must be an unsigned integer < 2**{ecc.PAYLOAD_BITS}")
     if not (strength > 0 and math.isfinite(strength)):

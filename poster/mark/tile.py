@@ -6,8 +6,9 @@ Chips 0/1 layout (all derived from sha256(key)):
   positions and XOR-scrambled with a key-derived sequence.
 The chip grid is turned into a smooth periodic pattern by band-limited (FFT zero-padding)
 interpolation, keeping only chip frequencies with radius in [BAND_LO, BAND_HI] (cycles per tile):
-no DC / very low frequencies (hidden by image content anyway, visible as blotches) and no
-corner frequencies (lost first by downscaling and JPEG).
+no DC / low frequencies (swamped by image content, visible as blotches; measured: moving the
+lower edge from 1.5 to 6 raised the per-chip SNR 10-15 %) and no corner frequencies (lost
+first by downscaling and JPEG).
 """
 
 from __future__ import annotations

@@ -158,3 +158,15 @@ def test_corpus_transparent_art_flattened_jpeg():
     flat = Image.new("RGB", m.size, (255, 255, 255))
     flat.paste(m, mask=m.getchannel("A"))
     assert extract(jpeg(flat, 85), key=KEY) == PAYLOAD
+
+
+def test_numpy_integer_payload(photo):
+    m = embed(photo, np.uint64(12345), key=KEY)
+    assert extract(m, key=KEY) == 12345
+
+
+def test_stretch_rotation_and_aspect():
+    m = embed(photo_like(640, 512, seed=7), PAYLOAD, key=KEY)
+    d = extract_detail(m.rotate(-3, Image.BICUBIC), key=KEY)
+    assert d is not None and d.payload == PAYLOAD and abs(d.rotation_deg - 3) < 0.3
+    assert extract(m.resize((704, 512), Image.BICUBIC), key=KEY) == PAYLOAD

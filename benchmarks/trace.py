@@ -199,6 +199,7 @@ def calibrate(distractors: int) -> None:
     related: list[int] = []
     print(f"\n{'attack':34} {'rank-1':>7} {'found':>6} {'max dist':>9} {'mean score':>11}")
     total_ok = total = 0
+    misses: list[str] = []
     for attack, fn in ATTACKS.items():
         ok = found = 0
         dists, scores = [], []
@@ -212,6 +213,8 @@ def calibrate(distractors: int) -> None:
             if top is not None and top.row["seq"] == k + 1:
                 ok += 1
                 dists.append(top.distance or 0)
+            else:
+                misses.append(f"{attack}: {n} → {top.target if top else 'no match'}")
         total_ok += ok
         related += dists
         print(
@@ -219,6 +222,8 @@ def calibrate(distractors: int) -> None:
             f"{statistics.mean(scores) if scores else 0:>11.3f}"
         )
     print(f"rank-1 overall: {total_ok}/{total} = {total_ok / total:.1%}")
+    for miss in misses:
+        print(f"  missed: {miss}")
 
     # unrelated: leave-one-out
     false = queries = 0

@@ -424,6 +424,23 @@ def ledger_verify(obj: Ctx) -> None:
     click.echo(f"ledger OK: {result.rows} rows, hash chain intact")
 
 
+@ledger_group.command(name="head")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.pass_obj
+def ledger_head(obj: Ctx, as_json: bool) -> None:
+    """The chain head (last row hash): publish or timestamp it to pin the ledger as of now."""
+    cfg = obj.config()
+    with open_db(cfg) as conn:
+        result = ledger.verify(conn)
+        if not result.ok:
+            raise UserError(f"ledger check failed: {result.problem}")
+        head = ledger.head(conn)
+    if as_json:
+        emit_json(head)
+        return
+    click.echo(f"{head['row_hash']}  ({head['rows']} rows, last {head['seq']}, {head['at']})")
+
+
 # -- preview -------------------------------------------------------------------------------
 @cli.command()
 @click.argument("image", type=click.Path(path_type=Path, dir_okay=False))

@@ -206,6 +206,22 @@ def thumbnails(conn: sqlite3.Connection, seqs: list[int]) -> dict[int, bytes]:
     return {seq: bytes(t or b"") for seq, t in conn.execute(q, seqs)}
 
 
+def head(conn: sqlite3.Connection) -> dict[str, Any]:
+    """The chain head. Every row hash covers all rows before it, so publishing or timestamping
+    this one hash (a post, an e-mail, OpenTimestamps) later proves that every row up to it
+    existed then, unchanged."""
+    from datetime import UTC, datetime
+
+    last = conn.execute("SELECT seq, row_hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+    count = conn.execute("SELECT count(*) FROM ledger").fetchone()[0]
+    return {
+        "rows": count,
+        "seq": last["seq"] if last else 0,
+        "row_hash": last["row_hash"] if last else GENESIS,
+        "at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+    }
+
+
 def to_csv(items: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=EXPORT_FIELDS, lineterminator="\n")

@@ -266,7 +266,16 @@ def write(
         else f"FAILED: {check.problem} (first bad row {check.first_bad})"
     )
     parts.append("<h2>Ledger verification</h2>")
-    parts.append(_table([("hash chain", chain), ("verified at", now)]))
+    head = ledger.head(conn)
+    parts.append(
+        _table(
+            [
+                ("hash chain", chain),
+                ("chain head (row hash of the last row)", f"{head['row_hash']} (row {head['seq']})"),
+                ("verified at", now),
+            ]
+        )
+    )
     parts.append("<h2>Files</h2>")
     parts.append(_table([(label, f"{p.name}  SHA-256 {digest}") for label, p, digest in files]))
     parts.append("<h2>Times</h2>")

@@ -130,3 +130,18 @@ def test_cli_verify_fails_naming_the_row(home: config.Config) -> None:
     assert code != 0 and "row 2" in err and out == ""
     code, out, _ = run_cli("ledger", "export", "--csv", cfg=home)
     assert code == 0 and len(list(csv.DictReader(io.StringIO(out)))) == 3
+
+
+def test_cli_head_pins_the_chain(home: config.Config) -> None:
+    conn = store.connect(home.db_path)
+    with store.transaction(conn):
+        for n in range(1, 3):
+            ledger.append(conn, _entry(n))
+    last = ledger.rows(conn)[-1]["row_hash"]
+    code, out, _ = run_cli("ledger", "head", "--json", cfg=home)
+    head = json.loads(out)
+    assert code == 0 and head["row_hash"] == last and head["rows"] == 2 and head["seq"] == 2
+    conn.execute("UPDATE ledger SET target = 'pixiv' WHERE seq = 1")
+    conn.close()
+    code, out, err = run_cli("ledger", "head", cfg=home)
+    assert code != 0 and "row 1" in err

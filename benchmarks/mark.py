@@ -495,7 +495,7 @@ def false_ids(n: int, images, seed=11) -> tuple[int, int]:
             im = flat(im).convert("RGB")
             s = rng.uniform(0.12, 0.5)
             w, h = max(256, round(im.width * s)), max(256, round(im.height * s))
-            im = im.resize((min(w, im.width), min(h, im.height)), Image.BILINEAR)
+            im = fit(900)(im.resize((min(w, im.width), min(h, im.height)), Image.BILINEAR), rng)
             if kind == 1 and min(im.size) > 300:
                 im = crop(rng.uniform(0.7, 1), rng.uniform(0.7, 1))(im, rng)
             if kind == 2:  # marked with a *different* key: must not read with ours
@@ -519,6 +519,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=["mark", "all"], default="all")
     ap.add_argument("--false-ids", type=int, default=0, metavar="N")
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--seed", type=int, default=11, help="seed of the --false-ids run")
     ap.add_argument("--max-side", type=int, default=None, help="downscale test images first")
     ap.add_argument("--baseline-max-side", type=int, default=2048)
     ap.add_argument("--attacks", nargs="*")
@@ -539,7 +540,7 @@ def main(argv=None) -> int:
     if args.false_ids:
         t = time.time()
         small = [(n, fit(1600)(flat(im).convert("RGB"), None)) for n, im in images]
-        w, n = false_ids(args.false_ids, small)
+        w, n = false_ids(args.false_ids, small, seed=args.seed)
         print(f"False IDs: {w} / {n} unmarked, wrong-key, cropped or attacked samples "
               f"({time.time() - t:.0f} s)\n")
         if not args.attacks:

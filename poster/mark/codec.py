@@ -18,14 +18,18 @@ N_LONG_MAX = 460  # at most this many chips along the long edge (~2.6 px at 1200
 
 # --- embedding parameters -------------------------------------------------------------------
 TARGET_RMS = 2.3  # mean embedding amplitude (grey levels RMS) at strength 1
-MAX_GAIN = 8.0  # cap on the content-adaptive gain (flat images are not pushed harder)
-MAX_AMP = 8.0  # cap on the local amplitude (grey levels) at strength 1
-MASK_SIDE = 512  # the perceptual mask is computed at this short side
+MAX_GAIN = 14.0  # cap on the content-adaptive gain (flat images are not pushed harder)
+MAX_AMP = 12.0  # cap on the local amplitude (grey levels) at strength 1
+FLAT_AMP = 0.35  # amplitude allowed in perfectly flat areas (grey levels; dithered)
+TEX_AMP = 1.0  # extra amplitude per grey level of local texture RMS
+MASK_PX = 2.8  # the perceptual mask is computed with pixels of about chip_size / MASK_PX
 
 # --- extraction parameters ------------------------------------------------------------------
 WORK_LONG = 1024  # received images are downscaled to at most this long edge
 FOLD = 96  # folded tile resolution (3 samples per chip)
 Z_MIN = 4.0  # minimum sync-peak z-score before a decode is attempted
+PASSES = (("hp", False), ("white", False), ("hp", True))  # residual kind, wide search
+HALF_MIN = 256  # smallest long edge of the half-resolution view
 N_CAND = 6  # lattice candidates (spectral comb maxima) verified by sync + decoding
 COMB_MIN = 1.05  # minimum comb score (mean normalised power on the lattice; 1 = no mark)
 
@@ -95,17 +99,23 @@ def _luma_small(image: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, 
     return y.astype(np.float32), alpha
 
 
-def _mask(y: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
-    """Perceptual amplitude in [0, 1]: texture masking x luminance x opacity."""
+def _mask(y: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Perceptual shape ``u`` in [0, 1] (texture x luminance x opacity) and a hard cap.
+
+    The cap (grey levels) is a contrast-masking bound: the mark may never be stronger than a
+    fraction of the local texture, so flat colour stays (nearly) untouched however little
+    texture the image has elsewhere.
+    """
     hp = y - box(y, 1)
-    act = np.sqrt(box(hp * hp, 2))
+    act = np.sqrt(box(hp * hp, 1))
     act = min3(act)  # do not bleed strength from edges into neighbouring flat areas
     tex = np.clip(act / 8.0, 0.06, 1.0)
     lum = np.clip(y / 30.0, 0.0, 1.0) * np.clip((255.0 - y) / 45.0, 0.0, 1.0)
     u = tex * np.maximum(lum, 0.02)
     if alpha is not None:
         u = u * np.clip(alpha, 0.0, 1.0) ** 2
-    return u.astype(np.float32)
+    cap = FLAT_AMP + TEX_AMP * act
+    return u.astype(np.float32), cap.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- embed
@@ -128,13 +138,13 @@ def embed(
     if short < MIN_SIDE:
         raise MarkError(f"image too small for the hidden ID: short side {short} < {MIN_SIDE} px")
 
-    f = min(1.0, MASK_SIDE / short)
+    f = min(1.0, MASK_PX / chip_size(w, h))
     ms = (max(1, round(w * f)), max(1, round(h * f)))
     y_small, a_small = _luma_small(img, ms)
-    u = _mask(y_small, a_small)
+    u, cap = _mask(y_small, a_small)
     rms = float(np.sqrt(np.mean(u.astype(np.float64) ** 2)))
     gain = min(MAX_GAIN, TARGET_RMS / max(rms, 1e-6))
-    amp_small = np.minimum(u * gain, MAX_AMP) * float(strength)
+    amp_small = np.minimum(np.minimum(u * gain, cap), MAX_AMP) * float(strength)
     amp = _resize_f(amp_small, (w, h)) if ms != (w, h) else amp_small
 
     period = tile_period(w, h)
@@ -148,6 +158,8 @@ def embed(
     d16 = np.floor(delta).astype(np.int16)
 
     arr = np.asarray(img)
+    if mode in ("LA", "RGBA"):
+        d16[arr[..., -1] == 0] = 0  # fully transparent pixels stay bit-identical
     if arr.ndim == 2:
         out = np.clip(arr.astype(np.int16) + d16, 0, 255).astype(np.uint8)
     else:
@@ -285,9 +297,15 @@ def extract_detail(image: Image.Image, *, key: bytes) -> Detection | None:
     if min(w0, h0) < 2 * _search_range(1, 1)[0]:
         return None
     y = _work_luma(image)
-    w = y.shape[1]
-    for kind, wide in (("hp", False), ("white", False), ("hp", True)):
-        r = _residual(y, kind=kind)
+    # A second, half-resolution view: the residual filter is tuned for chips of ~2-4 working
+    # pixels, and copies that were never downscaled (small originals) have bigger chips.
+    views = [y]
+    if max(y.shape) >= 2 * HALF_MIN:
+        views.append(_resize_f(y, (y.shape[1] // 2, y.shape[0] // 2)).astype(np.float64))
+    passes = [(v, kind, wide) for kind, wide in PASSES for v in views]
+    for yv, kind, wide in passes:
+        w = yv.shape[1]
+        r = _residual(yv, kind=kind)
         for v1, v2 in _candidates(r, wide):
             g, _ = _fold(r, v1, v2)
             for mirrored in (False, True):

@@ -281,12 +281,26 @@ ATTACKS: dict[str, Callable] = {
     "(stretch) aspect x1.1": aspect(1.1),
 }
 QUICK = [
-    "clean PNG", "JPEG 50", "X 1200 + JPEG 85", "resize 0.35", "resize random 0.35-1",
-    "crop 70% (84x84%) random", "screenshot + UI border", "noise sigma 4", "X 1200 + crop 80%",
-    "resize 0.5 + JPEG 70", "(stretch) mirror", "(stretch) rotate -3°",
+    "clean PNG",
+    "JPEG 50",
+    "X 1200 + JPEG 85",
+    "resize 0.35",
+    "resize random 0.35-1",
+    "crop 70% (84x84%) random",
+    "screenshot + UI border",
+    "noise sigma 4",
+    "X 1200 + crop 80%",
+    "resize 0.5 + JPEG 70",
+    "(stretch) mirror",
+    "(stretch) rotate -3°",
 ]
 BASELINE_ATTACKS = [
-    "clean PNG", "JPEG 70", "JPEG 50", "X 1200 + JPEG 85", "resize 0.5", "crop 90% centre",
+    "clean PNG",
+    "JPEG 70",
+    "JPEG 50",
+    "X 1200 + JPEG 85",
+    "resize 0.5",
+    "crop 90% centre",
     "screenshot 0.75 + PNG",
 ]
 
@@ -529,7 +543,7 @@ def main(argv=None) -> int:
     images = load_images(dirs, args.synthetic, args.max_side)
     attacks = args.attacks or (QUICK if args.quick else list(ATTACKS))
     if args.quick and not args.images:
-        images = images[:: 2] if len(images) > 10 else images
+        images = images[::2] if len(images) > 10 else images
     print(f"# poster.mark benchmark: {len(images)} images, {len(attacks)} attacks\n")
     print("Images: " + ", ".join(f"{n} {im.width}x{im.height} {im.mode}" for n, im in images) + "\n")
 
@@ -541,8 +555,10 @@ def main(argv=None) -> int:
         t = time.time()
         small = [(n, fit(1600)(flat(im).convert("RGB"), None)) for n, im in images]
         w, n = false_ids(args.false_ids, small, seed=args.seed)
-        print(f"False IDs: {w} / {n} unmarked, wrong-key, cropped or attacked samples "
-              f"({time.time() - t:.0f} s)\n")
+        print(
+            f"False IDs: {w} / {n} unmarked, wrong-key, cropped or attacked samples "
+            f"({time.time() - t:.0f} s)\n"
+        )
         if not args.attacks:
             return 0
 
@@ -566,8 +582,10 @@ def main(argv=None) -> int:
             cells.append(f"{ok}/{tot}" if tot else "–")
         print(f"| {a} | " + " | ".join(cells) + " |")
     if base:
-        print(f"\nBaselines: images fitted to {args.baseline_max_side} px long edge and flattened "
-              "to RGB (their libraries take 3-channel arrays); '–' = not run for that library.")
+        print(
+            f"\nBaselines: images fitted to {args.baseline_max_side} px long edge and flattened "
+            "to RGB (their libraries take 3-channel arrays); '–' = not run for that library."
+        )
 
     print("\n## Quality (marked vs original)\n")
     print("| codec | PSNR mean | PSNR min | SSIM mean | SSIM min |")
@@ -577,16 +595,20 @@ def main(argv=None) -> int:
         if q:
             p = [x[1] for x in q]
             s = [x[2] for x in q]
-            print(f"| {n} | {np.mean(p):.2f} dB | {np.min(p):.2f} dB "
-                  f"| {np.mean(s):.4f} | {np.min(s):.4f} |")
-    print("\nPer image (poster.mark): " + ", ".join(f"{n} {p:.1f} dB / {s:.4f}" for n, p, s in qual[mark.name]))
+            print(f"| {n} | {np.mean(p):.2f} dB | {np.min(p):.2f} dB | {np.mean(s):.4f} | {np.min(s):.4f} |")
+    per_image = ", ".join(f"{n} {p:.1f} dB / {s:.4f}" for n, p, s in qual[mark.name])
+    print("\nPer image (poster.mark): " + per_image)
 
     if fails[mark.name]:
         per: dict[str, list[str]] = {}
         for a, n, k in fails[mark.name]:
             per.setdefault(n, []).append(a + (" (WRONG ID)" if k == "wrong" else ""))
-        print("\nposter.mark misses per image (attack count): " + "; ".join(
-            f"{n}: {len(v)}" + (f" ({', '.join(v)})" if len(v) <= 6 else "") for n, v in per.items()))
+        print(
+            "\nposter.mark misses per image (attack count): "
+            + "; ".join(
+                f"{n}: {len(v)}" + (f" ({', '.join(v)})" if len(v) <= 6 else "") for n, v in per.items()
+            )
+        )
         wrong = sum(k == "wrong" for _, _, k in fails[mark.name])
         print(f"\nWrong IDs returned by poster.mark on marked images: {wrong}")
 

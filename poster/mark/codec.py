@@ -119,9 +119,7 @@ def _mask(y: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarr
 
 
 # ----------------------------------------------------------------------------- embed
-def embed(
-    image: Image.Image, payload: int, *, key: bytes, strength: float = 1.0
-) -> Image.Image:
+def embed(image: Image.Image, payload: int, *, key: bytes, strength: float = 1.0) -> Image.Image:
     if isinstance(payload, bool):
         raise MarkError("payload must be an int")
     try:

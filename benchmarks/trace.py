@@ -281,7 +281,7 @@ def speed(rows: int) -> None:
             hashes = rng.integers(
                 0, 256, fingerprint.REGIONS * fingerprint.HASH_BYTES, dtype=np.uint8
             ).tobytes()
-            hist = np.sort(rng.integers(0, 256, fingerprint.HIST_BINS, dtype=np.uint8)).tobytes()
+            hist = np.sort(rng.integers(0, 256, (2, fingerprint.HIST_BINS), dtype=np.uint8), axis=1).tobytes()
             fields = {
                 "seq": seq,
                 "mark_id": seq,

@@ -36,10 +36,10 @@ ratio consistent with the suspect), computes the PDQ hash of each window directl
 thumbnail (resample + DCT folded into one precomputed linear map per window), and keeps the
 closest. A 32 × 32 thumbnail reproduces the hash of the real crop to within ~10-20 bits, so the
 distance stays far below that of unrelated art. The short list comes from the stage-one
-distance plus a crop-tolerant luminance-histogram distance.
+distance plus crop-tolerant luminance histograms (whole image, and centre 60 %).
 
-Stored per image (`of_image`): REGIONS × 32 bytes of hashes then HIST_BINS bytes of cumulative
-luminance histogram; the thumbnail (`thumbnail`) is 4 bytes of width/height then 32 × 32 bytes.
+Stored per image (`of_image`): REGIONS × 32 bytes of hashes then HIST_BYTES of cumulative
+luminance histograms; the thumbnail (`thumbnail`) is 4 bytes of width/height then 32 × 32 bytes.
 Both are kept inside the ledger's hash chain (as hex).
 """
 
@@ -73,7 +73,8 @@ REGION_BOXES: tuple[tuple[float, float, float, float], ...] = (
 )
 REGIONS = len(REGION_BOXES)
 HIST_BINS = 16
-FP_BYTES = REGIONS * HASH_BYTES + HIST_BINS
+HIST_BYTES = 2 * HIST_BINS  # whole image, then centre 60 %
+FP_BYTES = REGIONS * HASH_BYTES + HIST_BYTES
 THUMB = 32
 THUMB_BYTES = 4 + THUMB * THUMB
 # Below this gradient quality (0-100, PDQ's measure) the image is nearly flat: its hash bits
@@ -184,12 +185,19 @@ def of_image(image: Image.Image) -> bytes:
 
 
 def histogram(luma: Image.Image) -> bytes:
-    """Cumulative 16-bin luminance histogram (0-255 per bin). A crop changes it little, so it
-    shortlists candidates for `align` when no whole-image or window hash is close. Cumulative,
-    so that a brightness shift moves the curve a little instead of emptying bins."""
+    """Cumulative 16-bin luminance histograms (0-255 per bin) of the whole image and of its
+    centre 60 %. They shortlist candidates for `align` when no whole-image or window hash is
+    close. The centre one suits crops from all sides (a crop of up to 20 % a side keeps that
+    region, and the suspect's own centre covers nearly the same pixels: the source's rank
+    among 166 rows went from ~25-75 to 0-12 for such crops); the whole-image one suits crops
+    from one side. Cumulative, so that a brightness shift moves the curve a little instead
+    of emptying bins."""
     small = np.asarray(luma.resize((128, 128), Image.Resampling.BOX), dtype=np.float64)
-    counts, _ = np.histogram(small, bins=HIST_BINS, range=(0, 256))
-    return bytes(np.round(np.cumsum(counts) / counts.sum() * 255).astype(np.uint8))
+    out = b""
+    for part in (small, small[26:102, 26:102]):
+        counts, _ = np.histogram(part, bins=HIST_BINS, range=(0, 256))
+        out += bytes(np.round(np.cumsum(counts) / counts.sum() * 255).astype(np.uint8))
+    return out
 
 
 def thumbnail(image: Image.Image) -> bytes:
@@ -320,12 +328,16 @@ class Index:
             best_r[a : a + c] = cols_r[k]
         return best, best_t, best_r
 
-    def histogram_distances(self, hist: bytes) -> np.ndarray:
-        """L1 distance between cumulative histograms (the closer of variant and original)."""
+    def histogram_distances(self, hist: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """L1 distances between cumulative histograms, whole image and centre (each the
+        closer of variant and original)."""
         h = np.frombuffer(hist, dtype=np.uint8).astype(np.int16)
-        d = np.abs(self.hist - h).sum(axis=2, dtype=np.int32)
-        d[~self.valid] = 1 << 20
-        return d.min(axis=1)
+        out = []
+        for part in (slice(0, HIST_BINS), slice(HIST_BINS, HIST_BYTES)):
+            d = np.abs(self.hist[:, :, part] - h[part]).sum(axis=2, dtype=np.int32)
+            d[~self.valid] = 1 << 20
+            out.append(d.min(axis=1))
+        return out[0], out[1]
 
 
 def _popcount256(x: np.ndarray) -> np.ndarray:

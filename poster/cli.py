@@ -371,7 +371,8 @@ def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | 
             results.append(item)
     if as_json:
         for r in results:
-            r.pop("notes")
+            if not r["notes"]:
+                del r["notes"]  # only when there is something to say (e.g. an ID from elsewhere)
         emit_json(results[0] if len(results) == 1 else results)
         return
     for r in results:

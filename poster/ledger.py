@@ -191,13 +191,12 @@ def get(conn: sqlite3.Connection, seq: int) -> dict[str, Any] | None:
 def fingerprints(conn: sqlite3.Connection, after: int = 0) -> tuple[list[int], list[bytes], list[bytes]]:
     """seq, variant and original fingerprints of every row after seq `after`, in one query
     (trace's index)."""
-    seqs, variant, original = [], [], []
     q = "SELECT seq, variant_fp, original_fp FROM ledger WHERE seq > ? ORDER BY seq"
-    for seq, v, o in conn.execute(q, (after,)):
-        seqs.append(seq)
-        variant.append(v)
-        original.append(o)
-    return seqs, variant, original
+    found = conn.execute(q, (after,)).fetchall()
+    if not found:
+        return [], [], []
+    seqs, variant, original = zip(*found, strict=True)
+    return list(seqs), list(variant), list(original)
 
 
 def thumbnails(conn: sqlite3.Connection, seqs: list[int]) -> dict[int, bytes]:

@@ -210,3 +210,24 @@ def test_index_cache_follows_the_ledger(tmp_path: Path) -> None:
     cache.write_bytes(b"garbage")
     assert list(trace.load_index(conn, cache).seqs) == [1, 2, 3, 4]
     conn.close()
+
+
+def test_an_id_from_elsewhere_is_reported_not_matched(posted: Any, tmp_path: Path) -> None:
+    """A copy carrying a hidden ID this ledger never issued (another install's ledger, or a
+    row removed): no hidden-id match is invented, and the note says what was read."""
+    from poster import mark
+
+    home, _ = posted
+    key = markkey.load(home.data_dir)
+    with Image.open(CORPUS / "kodim04.png") as im:  # never posted here
+        marked = mark.embed(im.convert("RGB"), 0xABCDEF123456, key=key, strength=2.0)
+    if mark.extract(marked, key=key) != 0xABCDEF123456:
+        pytest.skip("the codec cannot read its own mark on this image (codec under work)")
+    path = tmp_path / "elsewhere.png"
+    marked.save(path)
+    code, out, err = run_cli("trace", str(path), "--json", cfg=home)
+    assert code == 0, err
+    result = json.loads(out)
+    assert all(m["method"] != "hidden-id" for m in result["matches"])
+    assert result["matches"] == []  # and kodim04 was never posted
+    assert "abcdef123456" in " ".join(result.get("notes", []))

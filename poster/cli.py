@@ -193,6 +193,17 @@ def _print_outcomes(outcomes: list[Any]) -> None:
         click.echo(f"{o.state.value:<9} job {o.job_id} {o.name} → {o.target}  {detail}".rstrip())
 
 
+def _refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcomes: list[Any]) -> None:
+    if not any(o.state == jobs.State.POSTED for o in outcomes):
+        return
+    from poster import trace as trace_mod
+
+    try:
+        trace_mod.refresh_index(conn, cfg.data_dir)
+    except Exception as exc:  # only a speed-up: trace rebuilds the index itself if needed
+        log.warning("could not update the trace index: %s", exc)
+
+
 def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
     import threading
 
@@ -208,6 +219,7 @@ def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
         _print_intake(outbox.scan(conn, cfg, wait=True))
         outcomes = dispatcher.run_due(ignore_schedule=now)
         _print_outcomes(outcomes)
+        _refresh_trace_index(cfg, conn, outcomes)
         if stop.is_set():
             click.echo("poster: interrupted; the remaining jobs wait for the next run", err=True)
             return 130
@@ -242,7 +254,7 @@ def run(obj: Ctx, once: bool, now: bool) -> None:
                     for r in outbox.scan(tconn, cfg):
                         if r.outcome in ("queued", "failed"):
                             log.info("%s %s%s", r.outcome, r.name, f": {r.reason}" if r.reason else "")
-                    d.run_due()
+                    _refresh_trace_index(cfg, tconn, d.run_due())
                     return d.next_due()
                 except Exception:  # keep the daemon alive; the next tick tries again
                     log.error("tick failed:\n%s", traceback.format_exc())
@@ -359,7 +371,7 @@ def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | 
     key = markkey.load(cfg.data_dir)
     results = []
     with open_db(cfg) as conn:
-        tracer = trace_mod.Tracer(conn, key, cfg.data_dir, cache=cfg.data_dir / "trace-index.npz")
+        tracer = trace_mod.Tracer(conn, key, cfg.data_dir, cache=trace_mod.index_cache(cfg.data_dir))
         for n, path in enumerate(images, 1):
             image = trace_mod.load_suspect(path)
             found = tracer.trace_image(image)

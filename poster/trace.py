@@ -349,6 +349,19 @@ def _difference(
     return float(np.abs(x - _normalised(np.asarray(y, dtype=np.float32))).mean())
 
 
+INDEX_NAME = "trace-index.npz"
+
+
+def index_cache(data_dir: Path) -> Path:
+    return data_dir / INDEX_NAME
+
+
+def refresh_index(conn: sqlite3.Connection, data_dir: Path) -> None:
+    """Add newly posted rows to the on-disk index right after posting, so even the first
+    trace afterwards only reads the cache (the cold read of a large ledger is the slow part)."""
+    load_index(conn, index_cache(data_dir))
+
+
 def load_index(conn: sqlite3.Connection, cache: Path | None = None) -> fingerprint.Index:
     """The fingerprint index of every ledger row. With `cache` (a file in the data folder),
     rows already seen are read from it and only newer rows from SQLite: reading 100,000 rows

@@ -33,6 +33,11 @@ def test_two_images_are_protected_posted_ledgered_and_traced(
     assert code == 0, err
     assert sum(line.startswith("posted ") for line in out.splitlines()) == 6
     assert not any(p.is_file() for p in home.outbox.rglob("*"))
+    # posting keeps the trace index current, so the first trace reads no ledger rows cold
+    import numpy as np
+
+    with np.load(home.data_dir / "trace-index.npz") as index:
+        assert len(index["seqs"]) == 6
 
     # originals unchanged in the archive
     archived = {p.name.split(".")[0]: p for p in home.archive.rglob("*") if p.is_file()}

@@ -27,9 +27,7 @@ def adapter_class(name: str) -> type[Adapter]:
     try:
         spec = _REGISTRY[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown adapter {name!r} (known: {', '.join(names())})"
-        ) from None
+        raise ConfigError(f"unknown adapter {name!r} (known: {', '.join(names())})") from None
     module_name, _, class_name = spec.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):

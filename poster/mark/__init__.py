@@ -46,8 +46,13 @@ Design (numpy + Pillow only, no model weights)
   (measured: 0 in 10,000, see benchmarks/mark.py --false-ids).
   Wrong key: different sync chips, permutation, scrambling and CRC salt.
 
-Limits: images smaller than ``MIN_SIDE`` (256 px) on their short side are refused
-(:class:`MarkError`); extraction needs ~1.6 tile periods in the received image.
+Limits (measured, see benchmarks/mark_baselines/RESULTS.md): images smaller than
+``MIN_SIDE`` (256 px) on their short side are refused (:class:`MarkError`); extraction needs
+~1.6 tile periods in the received image; small busy photos (768x512), sparse pixel-art sheets
+on black/transparent backgrounds and small logos do not carry enough mark at ~41 dB PSNR and
+are usually not recovered; very elongated images (e.g. 4096x256) are not recovered (their
+chips become sub-pixel in the 1024 px working view). Other modes than L/LA/RGB/RGBA/P/PA come
+back as L or RGB.
 """
 
 from .codec import MIN_SIDE, Detection, MarkError, embed, extract, extract_detail

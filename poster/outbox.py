@@ -53,10 +53,22 @@ class IntakeResult:
 # Art formats people drop by mistake: each gets a failed job with the reason, so it shows in
 # `poster status` instead of sitting unnoticed in the outbox.
 UNPOSTED_FORMATS = {
-    ".psd": "Photoshop", ".psb": "Photoshop", ".kra": "Krita", ".clip": "CLIP STUDIO",
-    ".xcf": "GIMP", ".ora": "OpenRaster", ".sai": "PaintTool SAI", ".svg": "SVG",
-    ".ai": "Illustrator", ".pdf": "PDF", ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF",
-    ".jxl": "JPEG XL", ".mp4": "video", ".mov": "video",
+    ".psd": "Photoshop",
+    ".psb": "Photoshop",
+    ".kra": "Krita",
+    ".clip": "CLIP STUDIO",
+    ".xcf": "GIMP",
+    ".ora": "OpenRaster",
+    ".sai": "PaintTool SAI",
+    ".svg": "SVG",
+    ".ai": "Illustrator",
+    ".pdf": "PDF",
+    ".heic": "HEIC",
+    ".heif": "HEIF",
+    ".avif": "AVIF",
+    ".jxl": "JPEG XL",
+    ".mp4": "video",
+    ".mov": "video",
 }
 
 
@@ -248,9 +260,7 @@ def intake_one(
             )
             at = side.at if side else None
             for target in schedule.stagger_order(config, targets):
-                when = schedule.initial_time(
-                    config, target, at, created_at, conn=conn, artwork_id=artwork_id
-                )
+                when = schedule.initial_time(config, target, at, created_at, conn=conn, artwork_id=artwork_id)
                 state = jobs.State.FAILED if problem else jobs.State.PENDING
                 cur = conn.execute(
                     "INSERT INTO jobs (artwork_id, target, state, scheduled_at, reason, post_key,"

@@ -63,10 +63,18 @@ def png():
     return image_bytes("PNG")
 
 
-def make_post(n_images: int = 1, *, key: str = "job-0001", caption: str = "A rabbit at dusk",
-              tags=("oc", "rabbit"), alt: str = "A white rabbit under an orange sky",
-              rating: str = "general", fmt: str = "PNG", data: bytes | None = None,
-              options=None) -> Post:
+def make_post(
+    n_images: int = 1,
+    *,
+    key: str = "job-0001",
+    caption: str = "A rabbit at dusk",
+    tags=("oc", "rabbit"),
+    alt: str = "A white rabbit under an orange sky",
+    rating: str = "general",
+    fmt: str = "PNG",
+    data: bytes | None = None,
+    options=None,
+) -> Post:
     mime = {"PNG": "image/png", "JPEG": "image/jpeg"}[fmt]
     ext = {"PNG": "png", "JPEG": "jpg"}[fmt]
     media = tuple(
@@ -80,8 +88,15 @@ def make_post(n_images: int = 1, *, key: str = "job-0001", caption: str = "A rab
         )
         for i in range(n_images)
     )
-    return Post(key=key, title="Rabbit", caption=caption, tags=tuple(tags), rating=rating,
-                media=media, options=options or {})
+    return Post(
+        key=key,
+        title="Rabbit",
+        caption=caption,
+        tags=tuple(tags),
+        rating=rating,
+        media=media,
+        options=options or {},
+    )
 
 
 @pytest.fixture
@@ -127,14 +142,21 @@ def pds():
         _pds_unavailable("node and npm are needed (Node 20)")
     if not (PDS_DIR / "node_modules" / "@atproto" / "dev-env").is_dir():
         done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=PDS_DIR, capture_output=True,
-            text=True, timeout=900,
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=PDS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         if done.returncode != 0:
             _pds_unavailable(f"`npm ci` in tests/pds failed: {done.stderr[-2000:]}")
     proc = subprocess.Popen(
-        [node, "start.js"], cwd=PDS_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        [node, "start.js"],
+        cwd=PDS_DIR,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     line: list[str] = []
     reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)

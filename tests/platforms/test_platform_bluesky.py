@@ -19,22 +19,29 @@ from tests.platforms.conftest import image_bytes, make_post
 
 def adapter(pds, tmp_path, **settings):
     cls = adapter_class("bluesky")
-    return cls("sky", {"adapter": "bluesky", "policy": "light", "api_base": pds["url"],
-                       **settings},
-               {"HANDLE": pds["handle"], "APP_PASSWORD": pds["password"]}, data_dir=tmp_path)
+    return cls(
+        "sky",
+        {"adapter": "bluesky", "policy": "light", "api_base": pds["url"], **settings},
+        {"HANDLE": pds["handle"], "APP_PASSWORD": pds["password"]},
+        data_dir=tmp_path,
+    )
 
 
 def get_record(pds, uri):
     did, collection, rkey = uri.removeprefix("at://").split("/")
-    r = requests.get(f"{pds['url']}/xrpc/com.atproto.repo.getRecord",
-                     params={"repo": did, "collection": collection, "rkey": rkey}, timeout=10)
+    r = requests.get(
+        f"{pds['url']}/xrpc/com.atproto.repo.getRecord",
+        params={"repo": did, "collection": collection, "rkey": rkey},
+        timeout=10,
+    )
     r.raise_for_status()
     return r.json()["value"]
 
 
 def get_blob(pds, did, cid):
-    r = requests.get(f"{pds['url']}/xrpc/com.atproto.sync.getBlob",
-                     params={"did": did, "cid": cid}, timeout=10)
+    r = requests.get(
+        f"{pds['url']}/xrpc/com.atproto.sync.getBlob", params={"did": did, "cid": cid}, timeout=10
+    )
     r.raise_for_status()
     return r.content
 
@@ -43,8 +50,7 @@ def get_blob(pds, did, cid):
 def test_posts_image_with_alt_aspect_ratio_and_facets(pds, tmp_path):
     data = image_bytes("JPEG", size=(120, 80), exif=True)
     assert b"SecretCam" in data
-    post = make_post(2, data=data, fmt="JPEG", caption="Evening rabbit #oc",
-                     tags=("rabbit", "oc"))
+    post = make_post(2, data=data, fmt="JPEG", caption="Evening rabbit #oc", tags=("rabbit", "oc"))
     a = adapter(pds, tmp_path)
     result = a.post(post)
     assert result.status is PostStatus.POSTED, result.reason
@@ -118,8 +124,12 @@ def test_find_existing_and_no_duplicate(pds, tmp_path):
 @pytest.mark.pds
 def test_wrong_password_is_fatal_and_masked(pds, tmp_path):
     cls = adapter_class("bluesky")
-    a = cls("sky", {"adapter": "bluesky", "policy": "light", "api_base": pds["url"]},
-            {"HANDLE": pds["handle"], "APP_PASSWORD": "wrong-password-xyz"}, data_dir=tmp_path)
+    a = cls(
+        "sky",
+        {"adapter": "bluesky", "policy": "light", "api_base": pds["url"]},
+        {"HANDLE": pds["handle"], "APP_PASSWORD": "wrong-password-xyz"},
+        data_dir=tmp_path,
+    )
     result = a.post(make_post())
     assert result.status is PostStatus.FATAL
     assert "app password" in result.reason and "wrong-password-xyz" not in result.reason

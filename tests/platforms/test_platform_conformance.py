@@ -56,8 +56,12 @@ def test_capabilities_declared(name):
 def test_construction_needs_no_network_nor_credentials(name, tmp_path, no_network):
     cls = adapter_class(name)
     a = cls("t1", settings_for(name, "http://127.0.0.1:9"), {}, data_dir=tmp_path)
-    b = cls("t2", settings_for(name, "http://127.0.0.1:9"),
-            {f: SECRET for f in cls.credential_fields}, data_dir=tmp_path)
+    b = cls(
+        "t2",
+        settings_for(name, "http://127.0.0.1:9"),
+        {f: SECRET for f in cls.credential_fields},
+        data_dir=tmp_path,
+    )
     assert SECRET not in repr(b) and SECRET not in str(vars(b).get("settings"))
     assert a.target == "t1"
 
@@ -85,14 +89,17 @@ def test_secrets_masked_everywhere(name, tmp_path, caplog):
     class Echo(StandInServer):
         def _route(self, req: Request) -> Response:
             echoed = f"{req.headers} {req.path} {req.body[:300]!r}"
-            return Response(500 if req.method == "POST" else 401, {"error": echoed,
-                                                                    "message": echoed})
+            return Response(500 if req.method == "POST" else 401, {"error": echoed, "message": echoed})
 
     cls = adapter_class(name)
     caplog.set_level(logging.DEBUG)
     with Echo() as server:
-        a = cls("t", settings_for(name, server.url),
-                {f: SECRET + f for f in cls.credential_fields}, data_dir=tmp_path)
+        a = cls(
+            "t",
+            settings_for(name, server.url),
+            {f: SECRET + f for f in cls.credential_fields},
+            data_dir=tmp_path,
+        )
         result = a.post(make_post())
         check = a.check()
     assert isinstance(result, PostResult)

@@ -51,14 +51,21 @@ def ledger(cfg):
 def test_run_once_posts_through_every_http_adapter(tmp_path, monkeypatch):
     monkeypatch.setattr(PixivAdapter, "progress_poll_interval", 0.0)
     monkeypatch.setattr(XfolioAdapter, "opener", staticmethod(lambda url: False))
-    with (x_srv.XServer() as xs, PixivServer() as px, MastodonServer() as ms,
-          MisskeyServer() as mk, XfolioServer() as xf):
+    with (
+        x_srv.XServer() as xs,
+        PixivServer() as px,
+        MastodonServer() as ms,
+        MisskeyServer() as mk,
+        XfolioServer() as xf,
+    ):
         for field, value in x_srv.CREDS.items():
             monkeypatch.setenv(f"POSTER_X_{field}", value)
         monkeypatch.setenv("POSTER_PIXIV_SESSION", SESSION)
         monkeypatch.setenv("POSTER_MASTO_TOKEN", ms.token)
         monkeypatch.setenv("POSTER_MK_TOKEN", mk.token)
-        cfg = write_home(tmp_path, f"""
+        cfg = write_home(
+            tmp_path,
+            f"""
 [targets.x]
 adapter = "x"
 policy = "heavy"
@@ -85,7 +92,8 @@ instance = "{ms.url}"
 adapter = "misskey"
 policy = "light"
 instance = "{mk.url}"
-""")
+""",
+        )
         drop_art(cfg)
         code, out, err = run_cli("run", "--once", "--now", cfg=cfg)
         assert code == 0, err + out
@@ -128,20 +136,22 @@ instance = "{mk.url}"
         code, out, err = run_cli("confirm", str(job["id"]), "--posted", work_url, cfg=cfg)
         assert code == 0, err
         assert ledger(cfg)["xfolio"]["url"] == work_url
-        assert hashlib.sha256(images[0].read_bytes()).hexdigest() == ledger(cfg)["xfolio"][
-            "variant_sha256"]
+        assert hashlib.sha256(images[0].read_bytes()).hexdigest() == ledger(cfg)["xfolio"]["variant_sha256"]
 
 
 @pytest.mark.pds
 def test_run_once_posts_to_a_real_pds(tmp_path, monkeypatch, pds):
     monkeypatch.setenv("POSTER_SKY_HANDLE", pds["handle"])
     monkeypatch.setenv("POSTER_SKY_APP_PASSWORD", pds["password"])
-    cfg = write_home(tmp_path, f"""
+    cfg = write_home(
+        tmp_path,
+        f"""
 [targets.sky]
 adapter = "bluesky"
 policy = "light"
-api_base = "{pds['url']}"
-""")
+api_base = "{pds["url"]}"
+""",
+    )
     drop_art(cfg)
     code, out, err = run_cli("run", "--once", "--now", cfg=cfg)
     assert code == 0, err + out
@@ -150,8 +160,11 @@ api_base = "{pds['url']}"
     import requests
 
     rkey = row["url"].rsplit("/", 1)[1]
-    r = requests.get(f"{pds['url']}/xrpc/com.atproto.repo.getRecord", timeout=10, params={
-        "repo": pds["did"], "collection": "app.bsky.feed.post", "rkey": rkey})
+    r = requests.get(
+        f"{pds['url']}/xrpc/com.atproto.repo.getRecord",
+        timeout=10,
+        params={"repo": pds["did"], "collection": "app.bsky.feed.post", "rkey": rkey},
+    )
     record = r.json()["value"]
     assert record["embed"]["images"][0]["alt"] == "A white rabbit under an orange sky"
     assert record["text"].startswith("A rabbit at dusk")

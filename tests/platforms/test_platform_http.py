@@ -33,8 +33,11 @@ def server():
     s = StandInServer()
     s.route("GET", r"/ok", lambda r, m: {"ok": True})
     s.route("POST", r"/create", lambda r, m: {"created": True})
-    s.route("GET", r"/private", lambda r, m: Response(
-        200 if r.header("authorization") == "Bearer fresh-token" else 401, {}))
+    s.route(
+        "GET",
+        r"/private",
+        lambda r, m: Response(200 if r.header("authorization") == "Bearer fresh-token" else 401, {}),
+    )
     with s:
         yield s
 
@@ -47,15 +50,20 @@ def client(server, **kw):
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("headers,expected", [
-    ({"Retry-After": "120"}, NOW + timedelta(seconds=120)),
-    ({"Retry-After": "Sun, 22 Nov 2026 13:00:00 GMT"}, NOW + timedelta(hours=1)),
-    ({"x-rate-limit-reset": str(int((NOW + timedelta(minutes=15)).timestamp()))},
-     NOW + timedelta(minutes=15)),
-    ({"X-RateLimit-Reset": "2026-11-22T12:05:00.000Z"}, NOW + timedelta(minutes=5)),
-    ({"ratelimit-reset": "30"}, NOW + timedelta(seconds=30)),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "headers,expected",
+    [
+        ({"Retry-After": "120"}, NOW + timedelta(seconds=120)),
+        ({"Retry-After": "Sun, 22 Nov 2026 13:00:00 GMT"}, NOW + timedelta(hours=1)),
+        (
+            {"x-rate-limit-reset": str(int((NOW + timedelta(minutes=15)).timestamp()))},
+            NOW + timedelta(minutes=15),
+        ),
+        ({"X-RateLimit-Reset": "2026-11-22T12:05:00.000Z"}, NOW + timedelta(minutes=5)),
+        ({"ratelimit-reset": "30"}, NOW + timedelta(seconds=30)),
+        ({}, None),
+    ],
+)
 def test_parse_retry_at(headers, expected):
     assert parse_retry_at(headers, now=NOW) == expected
 
@@ -93,8 +101,9 @@ def test_connection_refused_is_retried_even_for_post():
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there
     sleep = SleepRecorder()
-    c = HttpClient(f"http://127.0.0.1:{port}", sleep=sleep, max_retries=2, backoff=0.01,
-                   secrets=["tok-secret-123"])
+    c = HttpClient(
+        f"http://127.0.0.1:{port}", sleep=sleep, max_retries=2, backoff=0.01, secrets=["tok-secret-123"]
+    )
     with pytest.raises(NetworkFailure) as err:
         c.post("/create?token=tok-secret-123", json={})
     assert len(sleep.calls) == 2 and "tok-secret-123" not in str(err.value)
@@ -154,9 +163,9 @@ def test_bluesky_facets_use_utf8_byte_offsets():
     raw = text.encode()
     tag = next(f for f in facets if f["features"][0]["$type"].endswith("#tag"))
     link = next(f for f in facets if f["features"][0]["$type"].endswith("#link"))
-    assert raw[tag["index"]["byteStart"]:tag["index"]["byteEnd"]].decode() == "#兎"
+    assert raw[tag["index"]["byteStart"] : tag["index"]["byteEnd"]].decode() == "#兎"
     assert tag["features"][0]["tag"] == "兎"
-    assert raw[link["index"]["byteStart"]:link["index"]["byteEnd"]] == b"https://example.com"
+    assert raw[link["index"]["byteStart"] : link["index"]["byteEnd"]] == b"https://example.com"
 
 
 # ----------------------------------------------------------------------------- media

@@ -48,7 +48,8 @@ def home(tmp_path):
         (tmp_path / "config.toml").write_text(
             f'data_dir = "queue"\n[targets.masto]\nadapter = "mastodon"\npolicy = "light"\n'
             f'instance = "{server.url}"\n[targets.xf]\nadapter = "xfolio"\npolicy = "light"\n',
-            encoding="utf-8")
+            encoding="utf-8",
+        )
         yield tmp_path / "config.toml", server
 
 

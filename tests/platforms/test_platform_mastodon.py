@@ -9,9 +9,12 @@ TOKEN = "mastodon-token-123"
 
 def adapter(server, tmp_path, token=TOKEN, **settings):
     cls = adapter_class("mastodon")
-    return cls("masto", {"adapter": "mastodon", "policy": "light", "instance": server.url,
-                         **settings},
-               {"TOKEN": token} if token else {}, data_dir=tmp_path)
+    return cls(
+        "masto",
+        {"adapter": "mastodon", "policy": "light", "instance": server.url, **settings},
+        {"TOKEN": token} if token else {},
+        data_dir=tmp_path,
+    )
 
 
 def test_posts_image_with_alt_and_idempotency_key(mastodon_server, tmp_path, post):
@@ -43,9 +46,14 @@ def test_401_is_fatal_with_plain_words(mastodon_server, tmp_path, post):
 
 
 def test_429_long_reset_is_retryable_with_retry_at(mastodon_server, tmp_path, post):
-    mastodon_server.fail("POST", "/api/v2/media", 429, times=10,
-                         headers={"X-RateLimit-Reset": "2099-01-01T00:00:00.000Z"},
-                         body={"error": "Too many requests"})
+    mastodon_server.fail(
+        "POST",
+        "/api/v2/media",
+        429,
+        times=10,
+        headers={"X-RateLimit-Reset": "2099-01-01T00:00:00.000Z"},
+        body={"error": "Too many requests"},
+    )
     result = adapter(mastodon_server, tmp_path).post(post)
     assert result.status is PostStatus.RETRYABLE
     assert result.retry_at is not None and result.retry_at.year == 2099

@@ -18,8 +18,11 @@ def mk():
 
 def adapter(server, tmp_path, token=TOKEN, **settings):
     return adapter_class("misskey")(
-        "mk", {"adapter": "misskey", "policy": "light", "instance": server.url, **settings},
-        {"TOKEN": token}, data_dir=tmp_path)
+        "mk",
+        {"adapter": "misskey", "policy": "light", "instance": server.url, **settings},
+        {"TOKEN": token},
+        data_dir=tmp_path,
+    )
 
 
 def test_posts_note_with_files_and_alt(mk, tmp_path):
@@ -55,8 +58,14 @@ def test_401(mk, tmp_path):
 
 
 def test_429_then_retry_at(mk, tmp_path):
-    mk.fail("POST", "/api/notes/create", 429, times=9, headers={"Retry-After": "7200"},
-            body={"error": {"code": "RATE_LIMIT_EXCEEDED", "message": "Rate limit exceeded."}})
+    mk.fail(
+        "POST",
+        "/api/notes/create",
+        429,
+        times=9,
+        headers={"Retry-After": "7200"},
+        body={"error": {"code": "RATE_LIMIT_EXCEEDED", "message": "Rate limit exceeded."}},
+    )
     result = adapter(mk, tmp_path).post(make_post())
     assert result.status is PostStatus.RETRYABLE and result.retry_at is not None
 

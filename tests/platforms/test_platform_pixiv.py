@@ -17,8 +17,13 @@ def px(monkeypatch):
 
 
 def adapter(server, tmp_path, session=SESSION, **settings):
-    settings = {"adapter": "pixiv", "policy": "light", "api_base": server.url,
-                "ai_generated": False, **settings}
+    settings = {
+        "adapter": "pixiv",
+        "policy": "light",
+        "api_base": server.url,
+        "ai_generated": False,
+        **settings,
+    }
     return adapter_class("pixiv")("pixiv", settings, {"SESSION": session}, data_dir=tmp_path)
 
 
@@ -38,9 +43,12 @@ def test_posts_work_with_all_fields(px, tmp_path):
 
 
 def test_ai_flag_never_guessed(px, tmp_path):
-    a = adapter_class("pixiv")("pixiv", {"adapter": "pixiv", "policy": "light",
-                                         "api_base": px.url}, {"SESSION": SESSION},
-                               data_dir=tmp_path)
+    a = adapter_class("pixiv")(
+        "pixiv",
+        {"adapter": "pixiv", "policy": "light", "api_base": px.url},
+        {"SESSION": SESSION},
+        data_dir=tmp_path,
+    )
     result = a.post(make_post())
     assert result.status is PostStatus.FATAL and "ai_generated" in result.reason
     assert not px.requests  # no network call at all
@@ -81,8 +89,12 @@ def test_5xx_then_success(px, tmp_path):
 
 
 def test_captcha_cooldown_is_retryable(px, tmp_path):
-    px.fail("POST", "/ajax/work/create/illustration", 400, body={
-        "error": True, "message": "", "body": {"errors": {"gRecaptchaResponse": "required"}}})
+    px.fail(
+        "POST",
+        "/ajax/work/create/illustration",
+        400,
+        body={"error": True, "message": "", "body": {"errors": {"gRecaptchaResponse": "required"}}},
+    )
     result = adapter(px, tmp_path).post(make_post())
     assert result.status is PostStatus.RETRYABLE and "captcha" in result.reason
 

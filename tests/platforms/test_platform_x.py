@@ -17,8 +17,9 @@ def x_server():
 
 
 def adapter(server, tmp_path, creds=CREDS, **settings):
-    return adapter_class("x")("x", {"adapter": "x", "policy": "heavy", "api_base": server.url,
-                                    **settings}, creds, data_dir=tmp_path)
+    return adapter_class("x")(
+        "x", {"adapter": "x", "policy": "heavy", "api_base": server.url, **settings}, creds, data_dir=tmp_path
+    )
 
 
 def test_posts_images_with_alt_text(x_server, tmp_path):
@@ -76,8 +77,14 @@ def test_401_bad_keys(x_server, tmp_path):
 
 def test_429_with_reset(x_server, tmp_path):
     reset = int(time.time()) + 3600
-    x_server.fail("POST", "/2/tweets", 429, times=5, headers={"x-rate-limit-reset": str(reset)},
-                  body={"title": "Too Many Requests", "detail": "Too Many Requests"})
+    x_server.fail(
+        "POST",
+        "/2/tweets",
+        429,
+        times=5,
+        headers={"x-rate-limit-reset": str(reset)},
+        body={"title": "Too Many Requests", "detail": "Too Many Requests"},
+    )
     result = adapter(x_server, tmp_path).post(make_post())
     assert result.status is PostStatus.RETRYABLE
     assert int(result.retry_at.timestamp()) == reset
@@ -93,12 +100,22 @@ def test_429_short_reset_is_waited_in_place(x_server, tmp_path, fast_http):
 
 def test_usage_capped_and_24h_limit(x_server, tmp_path):
     reset = int(time.time()) + 80000
-    x_server.fail("POST", "/2/tweets", 429, times=5, body={
-        "title": "UsageCapExceeded", "detail": "Usage cap exceeded: Monthly product cap",
-        "type": "https://api.twitter.com/2/problems/usage-capped"},
-        headers={"x-rate-limit-reset": str(int(time.time()) + 900),
-                 "x-user-limit-24hour-remaining": "0",
-                 "x-user-limit-24hour-reset": str(reset)})
+    x_server.fail(
+        "POST",
+        "/2/tweets",
+        429,
+        times=5,
+        body={
+            "title": "UsageCapExceeded",
+            "detail": "Usage cap exceeded: Monthly product cap",
+            "type": "https://api.twitter.com/2/problems/usage-capped",
+        },
+        headers={
+            "x-rate-limit-reset": str(int(time.time()) + 900),
+            "x-user-limit-24hour-remaining": "0",
+            "x-user-limit-24hour-reset": str(reset),
+        },
+    )
     result = adapter(x_server, tmp_path).post(make_post())
     assert result.status is PostStatus.RETRYABLE
     assert "usage cap" in result.reason

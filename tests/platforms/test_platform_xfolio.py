@@ -28,9 +28,16 @@ def test_handoff_prepares_files_and_opens_upload_page(xf, tmp_path, monkeypatch)
 
     monkeypatch.setattr(XfolioAdapter, "opener", staticmethod(browser))
     a = adapter_class("xfolio")(
-        "xfolio", {"adapter": "xfolio", "policy": "light", "api_base": xf.url,
-                   "upload_url": f"{xf.url}/portfolio/artist/works/new"}, {},
-        data_dir=tmp_path)
+        "xfolio",
+        {
+            "adapter": "xfolio",
+            "policy": "light",
+            "api_base": xf.url,
+            "upload_url": f"{xf.url}/portfolio/artist/works/new",
+        },
+        {},
+        data_dir=tmp_path,
+    )
     post = make_post(options={"ai_generated": False})
     result = a.post(post)
     assert result.status is PostStatus.UNCERTAIN
@@ -47,13 +54,13 @@ def test_handoff_prepares_files_and_opens_upload_page(xf, tmp_path, monkeypatch)
 
 def test_no_browser_still_hands_off(tmp_path, monkeypatch):
     monkeypatch.setattr(XfolioAdapter, "opener", staticmethod(lambda url: False))
-    a = adapter_class("xfolio")("xf", {"adapter": "xfolio", "policy": "light"}, {},
-                                data_dir=tmp_path)
+    a = adapter_class("xfolio")("xf", {"adapter": "xfolio", "policy": "light"}, {}, data_dir=tmp_path)
     result = a.post(make_post())
     assert result.status is PostStatus.UNCERTAIN and "open https://xfolio.jp/" in result.reason
 
 
 def test_web_mode_is_refused_with_reason(tmp_path):
     with pytest.raises(ConfigError, match=r"mode.*handoff"):
-        adapter_class("xfolio")("xf", {"adapter": "xfolio", "policy": "light", "mode": "web"},
-                                {}, data_dir=tmp_path)
+        adapter_class("xfolio")(
+            "xf", {"adapter": "xfolio", "policy": "light", "mode": "web"}, {}, data_dir=tmp_path
+        )

@@ -68,9 +68,7 @@ def parse_multipart(content_type: str, body: bytes) -> tuple[dict, dict]:
         filename = part.get_filename()
         payload = part.get_payload(decode=True) or b""
         if filename is not None:
-            files.setdefault(name, []).append(
-                FilePart(filename, part.get_content_type(), payload)
-            )
+            files.setdefault(name, []).append(FilePart(filename, part.get_content_type(), payload))
         else:
             form.setdefault(name, []).append(payload.decode("utf-8"))
     return form, files

@@ -10,8 +10,13 @@ from tests.servers.base import HttpError, Request, Response, StandInServer
 
 
 class MastodonServer(StandInServer):
-    def __init__(self, token: str = "mastodon-token-123", *, process_async: bool = False,
-                 image_size_limit: int = 16 * 1024 * 1024):
+    def __init__(
+        self,
+        token: str = "mastodon-token-123",
+        *,
+        process_async: bool = False,
+        image_size_limit: int = 16 * 1024 * 1024,
+    ):
         super().__init__()
         self.token = token
         self.process_async = process_async
@@ -57,12 +62,17 @@ class MastodonServer(StandInServer):
         if len(f.data) > self.image_size_limit:
             raise HttpError(422, {"error": "Validation failed: File file size must be less than 16 MB"})
         if f.content_type not in ("image/jpeg", "image/png", "image/webp"):
-            raise HttpError(422, {"error": "Validation failed: File has contents that are not what they are reported to be"})
+            raise HttpError(
+                422,
+                {"error": "Validation failed: File has contents that are not what they are reported to be"},
+            )
         mid = str(next(self._ids))
         media = {
             "id": mid,
             "type": "image",
-            "url": None if self.process_async else f"{self.url}/system/media/{mid}.{f.filename.rsplit('.', 1)[-1]}",
+            "url": None
+            if self.process_async
+            else f"{self.url}/system/media/{mid}.{f.filename.rsplit('.', 1)[-1]}",
             "description": req.field("description"),
             "data": f.data,
         }
@@ -93,7 +103,12 @@ class MastodonServer(StandInServer):
             raise HttpError(422, {"error": "Validation failed: Too many attachments"})
         for mid in ids:
             if mid not in self.media or self.media[mid]["url"] is None:
-                raise HttpError(422, {"error": "Cannot attach files that have not finished processing. Try again in a moment!"})
+                raise HttpError(
+                    422,
+                    {
+                        "error": "Cannot attach files that have not finished processing. Try again in a moment!"
+                    },
+                )
         sid = str(next(self._ids))
         public = {
             "id": sid,
@@ -102,9 +117,7 @@ class MastodonServer(StandInServer):
             "content": body.get("status"),
             "visibility": body.get("visibility", "public"),
             "sensitive": bool(body.get("sensitive")),
-            "media_attachments": [
-                {k: v for k, v in self.media[i].items() if k != "data"} for i in ids
-            ],
+            "media_attachments": [{k: v for k, v in self.media[i].items() if k != "data"} for i in ids],
         }
         self.statuses[sid] = {"public": public, "request": body, "key": key}
         if key:

@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """Stand-in Misskey: /api/meta, /api/i, drive/files/create|find|attached-notes,
 notes/create — the documented shapes, token in the `i` field."""
 
@@ -47,14 +46,24 @@ class MisskeyServer(StandInServer):
         if len(f.data) > self.max_file_mb * 1024 * 1024:
             error(413, "FILE_TOO_LARGE", "Cannot upload the file because it exceeds the maximum file size.")
         fid = f"f{next(self._ids)}"
-        self.files[fid] = {"id": fid, "name": req.field("name") or f.filename, "comment": req.field("comment"),
-                           "isSensitive": req.field("isSensitive") == "true", "data": f.data, "type": f.content_type}
+        self.files[fid] = {
+            "id": fid,
+            "name": req.field("name") or f.filename,
+            "comment": req.field("comment"),
+            "isSensitive": req.field("isSensitive") == "true",
+            "data": f.data,
+            "type": f.content_type,
+        }
         return {k: v for k, v in self.files[fid].items() if k != "data"}
 
     def find_file(self, req, m):
         body = req.json or {}
         self._auth(body.get("i"))
-        return [{k: v for k, v in f.items() if k != "data"} for f in self.files.values() if f["name"] == body.get("name")]
+        return [
+            {k: v for k, v in f.items() if k != "data"}
+            for f in self.files.values()
+            if f["name"] == body.get("name")
+        ]
 
     def attached(self, req, m):
         body = req.json or {}
@@ -73,6 +82,11 @@ class MisskeyServer(StandInServer):
         if body.get("visibility") not in (None, "public", "home", "followers", "specified"):
             error(400, "INVALID_PARAM", "Invalid param: visibility")
         nid = f"n{next(self._ids)}"
-        self.notes[nid] = {"id": nid, "text": body.get("text"), "fileIds": ids, "cw": body.get("cw"),
-                           "visibility": body.get("visibility", "public")}
+        self.notes[nid] = {
+            "id": nid,
+            "text": body.get("text"),
+            "fileIds": ids,
+            "cw": body.get("cw"),
+            "visibility": body.get("visibility", "public"),
+        }
         return {"createdNote": self.notes[nid]}

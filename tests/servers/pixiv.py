@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """Stand-in pixiv web: the upload page with its __NEXT_DATA__ token, the multipart create
 request and the progress poll, as observed from the web app (see PLATFORMS.md)."""
 
@@ -13,8 +12,18 @@ from tests.servers.base import HttpError, Response, StandInServer
 SESSION = "12345678_AbCdEfGhSessionValue"
 TOKEN = "csrf-token-0123456789abcdef"
 
-REQUIRED = ["title", "caption", "allowTagEdit", "xRestrict", "restrict", "original", "allowComment",
-            "responseAutoAccept", "aiType", "tweet"]
+REQUIRED = [
+    "title",
+    "caption",
+    "allowTagEdit",
+    "xRestrict",
+    "restrict",
+    "original",
+    "allowComment",
+    "responseAutoAccept",
+    "aiType",
+    "tweet",
+]
 
 
 class PixivServer(StandInServer):
@@ -38,14 +47,24 @@ class PixivServer(StandInServer):
 
     def page(self, req, m):
         if not self._logged_in(req):
-            return Response(302, "", {"Location": "https://accounts.pixiv.net/login?return_to=%2Fillustration%2Fcreate"})
+            return Response(
+                302, "", {"Location": "https://accounts.pixiv.net/login?return_to=%2Fillustration%2Fcreate"}
+            )
         if self.layout == "changed":
-            return Response(200, "<html><body><div id='root'></div><script src='/app.js'></script></body></html>")
+            return Response(
+                200, "<html><body><div id='root'></div><script src='/app.js'></script></body></html>"
+            )
         state = {"api": {"token": self.token if self.layout != "no-token" else None}, "user": {"id": "1"}}
-        next_data = {"props": {"pageProps": {"serverSerializedPreloadedState": json.dumps(state)}},
-                     "page": "/illustration/create"}
-        return Response(200, "<html><head></head><body><script id=\"__NEXT_DATA__\" type=\"application/json\">"
-                        + html.escape(json.dumps(next_data), quote=False) + "</script></body></html>")
+        next_data = {
+            "props": {"pageProps": {"serverSerializedPreloadedState": json.dumps(state)}},
+            "page": "/illustration/create",
+        }
+        return Response(
+            200,
+            '<html><head></head><body><script id="__NEXT_DATA__" type="application/json">'
+            + html.escape(json.dumps(next_data), quote=False)
+            + "</script></body></html>",
+        )
 
     def create(self, req, m):
         if not self._logged_in(req):
@@ -55,19 +74,30 @@ class PixivServer(StandInServer):
         missing = [f for f in REQUIRED if req.field(f) is None]
         files = req.files.get("files[]") or []
         if missing or not files:
-            return Response(400, {"error": True, "message": f"missing {missing or 'files'}", "body": {"errors": {}}})
+            return Response(
+                400, {"error": True, "message": f"missing {missing or 'files'}", "body": {"errors": {}}}
+            )
         if len(req.field("title")) > 32:
-            return Response(400, {"error": True, "message": "title too long", "body": {"errors": {"title": "too long"}}})
+            return Response(
+                400, {"error": True, "message": "title too long", "body": {"errors": {"title": "too long"}}}
+            )
         if req.field("aiType") not in ("notAiGenerated", "aiGenerated"):
-            return Response(400, {"error": True, "message": "aiType", "body": {"errors": {"aiType": "required"}}})
+            return Response(
+                400, {"error": True, "message": "aiType", "body": {"errors": {"aiType": "required"}}}
+            )
         if req.field("xRestrict") not in ("general", "r18", "r18g"):
             return Response(400, {"error": True, "message": "xRestrict", "body": {"errors": {}}})
         for i in range(len(files)):
-            if req.field(f"imageOrder[{i}][type]") != "newFile" or req.field(f"imageOrder[{i}][fileKey]") != str(i):
+            if req.field(f"imageOrder[{i}][type]") != "newFile" or req.field(
+                f"imageOrder[{i}][fileKey]"
+            ) != str(i):
                 return Response(400, {"error": True, "message": "imageOrder", "body": {"errors": {}}})
         key = f"ck{next(self._ids)}"
-        work = {"form": {k: v if len(v) > 1 else v[0] for k, v in req.form.items()},
-                "files": [f.data for f in files], "id": None}
+        work = {
+            "form": {k: v if len(v) > 1 else v[0] for k, v in req.form.items()},
+            "files": [f.data for f in files],
+            "id": None,
+        }
         self.pending[key] = json.dumps(len(self.works))
         self.works[key] = work
         return {"error": False, "message": "", "body": {"convertKey": key}}

@@ -24,8 +24,7 @@ MAX_IMAGE = 5 * 1000 * 1000
 
 
 def problem(status, title, detail, kind="about:blank", headers=None):
-    raise HttpError(status, {"title": title, "detail": detail, "type": kind, "status": status},
-                    headers)
+    raise HttpError(status, {"title": title, "detail": detail, "type": kind, "status": status}, headers)
 
 
 class XServer(StandInServer):
@@ -49,17 +48,21 @@ class XServer(StandInServer):
         header = req.header("authorization") or ""
         if not header.startswith("OAuth "):
             problem(401, "Unauthorized", "Unauthorized", "about:blank")
-        params = dict(oauth_sig.collect_parameters(headers={"Authorization": header},
-                                                   exclude_oauth_signature=False))
-        if (params.get("oauth_consumer_key") != self.creds["CONSUMER_KEY"]
-                or params.get("oauth_token") != self.creds["ACCESS_TOKEN"]):
+        params = dict(
+            oauth_sig.collect_parameters(headers={"Authorization": header}, exclude_oauth_signature=False)
+        )
+        if (
+            params.get("oauth_consumer_key") != self.creds["CONSUMER_KEY"]
+            or params.get("oauth_token") != self.creds["ACCESS_TOKEN"]
+        ):
             problem(401, "Unauthorized", "Unauthorized")
         query = "&".join(f"{k}={v}" for k, vs in req.query.items() for v in vs)
         body = None
         if (req.header("content-type") or "").startswith("application/x-www-form-urlencoded"):
             body = req.body.decode()
         collected = oauth_sig.collect_parameters(
-            uri_query=query, body=body, headers={"Authorization": header})
+            uri_query=query, body=body, headers={"Authorization": header}
+        )
         normalized = oauth_sig.normalize_parameters(collected)
         uri = oauth_sig.base_string_uri(f"http://{req.header('host')}{req.path}")
         base = oauth_sig.signature_base_string(req.method, uri, normalized)
@@ -70,12 +73,23 @@ class XServer(StandInServer):
 
     def _new_media(self, data: bytes, mime: str, category: str) -> dict:
         if len(data) > MAX_IMAGE:
-            problem(400, "Invalid Request", f"File size exceeds {MAX_IMAGE} bytes", "https://api.x.com/2/problems/invalid-request")
+            problem(
+                400,
+                "Invalid Request",
+                f"File size exceeds {MAX_IMAGE} bytes",
+                "https://api.x.com/2/problems/invalid-request",
+            )
         if mime not in ("image/jpeg", "image/png", "image/gif", "image/webp"):
             problem(400, "Invalid Request", f"media_type {mime} is not supported")
         mid = str(next(self._ids))
-        self.media[mid] = {"id": mid, "data": data, "media_type": mime, "category": category,
-                           "alt": None, "chunks": {}}
+        self.media[mid] = {
+            "id": mid,
+            "data": data,
+            "media_type": mime,
+            "category": category,
+            "alt": None,
+            "chunks": {},
+        }
         return self.media[mid]
 
     def simple_upload(self, req, m):
@@ -83,10 +97,17 @@ class XServer(StandInServer):
         files = req.files.get("media")
         if not files:
             problem(400, "Invalid Request", "The `media` field is required")
-        media = self._new_media(files[0].data, req.field("media_type") or files[0].content_type,
-                                req.field("media_category") or "")
-        return {"data": {"id": media["id"], "media_key": f"3_{media['id']}",
-                         "size": len(media["data"]), "expires_after_secs": 86400}}
+        media = self._new_media(
+            files[0].data, req.field("media_type") or files[0].content_type, req.field("media_category") or ""
+        )
+        return {
+            "data": {
+                "id": media["id"],
+                "media_key": f"3_{media['id']}",
+                "size": len(media["data"]),
+                "expires_after_secs": 86400,
+            }
+        }
 
     def initialize(self, req, m):
         self._auth(req)
@@ -117,8 +138,14 @@ class XServer(StandInServer):
             problem(400, "Invalid Request", "total_bytes does not match the appended segments")
         media["data"] = data
         media["finalized"] = True
-        return {"data": {"id": media["id"], "media_key": f"3_{media['id']}", "size": len(data),
-                         "processing_info": {"state": "pending", "check_after_secs": 1}}}
+        return {
+            "data": {
+                "id": media["id"],
+                "media_key": f"3_{media['id']}",
+                "size": len(data),
+                "processing_info": {"state": "pending", "check_after_secs": 1},
+            }
+        }
 
     def status(self, req, m):
         self._auth(req)

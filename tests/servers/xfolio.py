@@ -11,7 +11,13 @@ class XfolioServer(StandInServer):
     def __init__(self):
         super().__init__()
         self.route("GET", r"/", lambda r, m: Response(200, "<html>xfolio top</html>"))
-        self.route("GET", r"/portfolio/artist/works/new",
-                   lambda r, m: Response(200, "<html><form>upload a work</form></html>"))
-        self.route("GET", r"/portfolio/artist/works/(\d+)",
-                   lambda r, m: Response(200, f"<html>work {m.group(1)}</html>"))
+        self.route(
+            "GET",
+            r"/portfolio/artist/works/new",
+            lambda r, m: Response(200, "<html><form>upload a work</form></html>"),
+        )
+        self.route(
+            "GET",
+            r"/portfolio/artist/works/(\d+)",
+            lambda r, m: Response(200, f"<html>work {m.group(1)}</html>"),
+        )

@@ -271,12 +271,49 @@ def test_huge_sidecar_fails_the_artwork_with_the_reason(home: config.Config) -> 
     assert "over the 65536-byte limit" in str(jobs[0]["reason"])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def _as_unprivileged() -> list[str]:
+    """Root reads any file whatever its mode; drop the capabilities that allow that, so the
+    permission error is real even in CI (which runs as root)."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
+
+
 def test_unreadable_file_is_reported_and_others_continue(home: config.Config) -> None:
+    import subprocess
+    import sys
+
     artwork().save(home.outbox / "locked.png")
     artwork(seed=3).save(home.outbox / "fine.png")
     (home.outbox / "locked.png").chmod(0)
     for p in home.outbox.iterdir():
         os.utime(p, (1_000_000_000, 1_000_000_000))
-    _code, out, _ = run_cli("run", "--once", "--now", cfg=home)
-    assert "cannot read" in out and "fine.png" in out
+    proc = subprocess.run(
+        [
+            *_as_unprivileged(),
+            sys.executable,
+            "-m",
+            "poster",
+            "--config",
+            str(home.path),
+            "run",
+            "--once",
+            "--now",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert "locked.png: cannot read or archive: Permission denied" in out, out
+    assert "Traceback" not in out
+    (home.outbox / "locked.png").chmod(0o600)
+    jobs = status_by_file(home)
+    assert {j["state"] for j in jobs["fine.png"]} == {"posted"}
+    assert "locked.png" not in jobs  # left untouched in the outbox, taken once readable
+    assert (home.outbox / "locked.png").exists()

@@ -319,8 +319,10 @@ class PosterMark(Codec):
     name = "poster.mark"
     bits = 48
 
+    strength = 1.0
+
     def embed(self, im, payload):
-        return embed(im, payload, key=KEY)
+        return embed(im, payload, key=KEY, strength=self.strength)
 
     def extract(self, im):
         return extract(im, key=KEY)
@@ -537,6 +539,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-side", type=int, default=None, help="downscale test images first")
     ap.add_argument("--baseline-max-side", type=int, default=2048)
     ap.add_argument("--attacks", nargs="*")
+    ap.add_argument("--strength", type=float, default=1.0, help="poster.mark embedding strength")
     args = ap.parse_args(argv)
 
     dirs = args.images or [CORPUS]
@@ -548,6 +551,7 @@ def main(argv=None) -> int:
     print("Images: " + ", ".join(f"{n} {im.width}x{im.height} {im.mode}" for n, im in images) + "\n")
 
     mark = PosterMark()
+    mark.strength = args.strength
     codecs: list[Codec] = [mark]
     base = [] if (args.only == "mark" or args.quick) else baselines()
 

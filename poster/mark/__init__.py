@@ -21,7 +21,9 @@ Design (numpy + Pillow only, no model weights)
   (PSNR ~41-43 dB), and hard-capped by contrast masking at 0.35 + 1.0 x local texture RMS grey
   levels, so flat colour and white paper stay (nearly) untouched whatever the image; all
   times ``strength``. Dithered rounding keeps sub-grey-level amplitudes; fully transparent
-  pixels are never changed.
+  pixels are never changed. Embedding runs in bands of 256 rows (the amplitude map is
+  upscaled per band with Pillow's own bilinear taps, bit-identical to one full-size resize), so
+  its memory beyond the output image is ~2 narrow float maps (8000² RGB: ~370 MB, was ~1.27 GB).
 * **Sync (extraction).** The received image is reduced to <= 1024 px long edge (and also
   looked at at half that resolution, for copies whose chips are still big) and its
   high-pass, locally-normalised residual is taken (a spectrally whitened residual is the

@@ -88,15 +88,83 @@ def _resize_f(a: np.ndarray, size: tuple[int, int], resample=Image.BILINEAR) -> 
     return np.asarray(Image.fromarray(a.astype(np.float32, copy=False), "F").resize(size, resample))
 
 
+BAND_ROWS = 256  # embed and the luma downscale work in horizontal bands of this many rows
+
+
+def _bands(h: int):
+    for r0 in range(0, h, BAND_ROWS):
+        yield r0, min(h, r0 + BAND_ROWS)
+
+
 def _luma_small(image: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Luma (float32, 0..255) and alpha (0..1 or None) resampled to ``size``."""
+    """Luma (float32, 0..255) and alpha (0..1 or None) resampled (bilinear) to ``size``.
+
+    Bit-identical to ``image.convert("L").convert("F").resize(size, BILINEAR)`` (Pillow
+    resamples horizontally, then vertically), but the full-size float copies are never made:
+    the horizontal pass runs per band of rows, the vertical pass on the narrow result.
+    """
+    w, h = image.size
+    sw = size[0]
+    has_alpha = image.mode in ("LA", "RGBA")
+    yh = np.empty((h, sw), np.float32)
+    ah = np.empty((h, sw), np.float32) if has_alpha else None
+    for r0, r1 in _bands(h):
+        band = image.crop((0, r0, w, r1))
+        if ah is not None:
+            ah[r0:r1] = np.asarray(band.getchannel("A").convert("F").resize((sw, r1 - r0), Image.BILINEAR))
+        yb = band.convert("L") if band.mode != "L" else band
+        yh[r0:r1] = np.asarray(yb.convert("F").resize((sw, r1 - r0), Image.BILINEAR))
+    y = np.asarray(Image.fromarray(yh, "F").resize(size, Image.BILINEAR))
     alpha = None
-    if image.mode in ("LA", "RGBA"):
-        a = image.getchannel("A")
-        alpha = np.asarray(a.convert("F").resize(size, Image.BILINEAR)) / 255.0
-    y = image.convert("L") if image.mode != "L" else image
-    y = np.asarray(y.convert("F").resize(size, Image.BILINEAR))
+    if ah is not None:
+        alpha = np.asarray(Image.fromarray(ah, "F").resize(size, Image.BILINEAR)) / 255.0
     return y.astype(np.float32), alpha
+
+
+def _pil_coeffs(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pillow's bilinear resampling taps (start index, 3 weights) for ``in_size -> out_size``.
+
+    A transcription of Pillow's ``precompute_coeffs`` (Resample.c) for the upscaling case,
+    so one band of a bilinear resize can be computed alone, bit-identical to the whole.
+    """
+    scale = in_size / out_size
+    fs = max(scale, 1.0)
+    support = fs
+    ksize = math.ceil(support) * 2 + 1
+    center = (np.arange(out_size, dtype=np.float64) + 0.5) * scale
+    xmin = np.maximum((center - support + 0.5).astype(np.int64), 0)
+    xmax = np.minimum((center + support + 0.5).astype(np.int64), in_size) - xmin
+    k = np.zeros((out_size, ksize))
+    for j in range(ksize):
+        x = np.abs((j + xmin - center + 0.5) * (1.0 / fs))
+        k[:, j] = np.where((j < xmax) & (x < 1.0), 1.0 - x, 0.0)
+    ww = np.zeros(out_size)
+    for j in range(ksize):
+        ww += k[:, j]
+    k = np.where(ww[:, None] != 0.0, k / np.where(ww == 0.0, 1.0, ww)[:, None], k)
+    return xmin, k
+
+
+class _AmpRows:
+    """Rows of the bilinear upscale of a small float map to (w, h), one band at a time."""
+
+    def __init__(self, small: np.ndarray, w: int, h: int):
+        sh = small.shape[0]
+        self.same = small.shape == (h, w)
+        self.hor = small if small.shape[1] == w else _resize_f(small, (w, sh))
+        self.vert = None if sh == h else _pil_coeffs(sh, h)
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        if self.vert is None:
+            return self.hor[r0:r1].astype(np.float32)
+        xmin, k = self.vert
+        xmin, k = xmin[r0:r1], k[r0:r1]
+        n_in = self.hor.shape[0]
+        acc = np.zeros((r1 - r0, self.hor.shape[1]), np.float64)
+        for j in range(k.shape[1]):
+            idx = np.minimum(xmin + j, n_in - 1)
+            acc += self.hor[idx].astype(np.float64) * k[:, j : j + 1]
+        return acc.astype(np.float32)
 
 
 def _mask(y: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -143,29 +211,31 @@ def embed(image: Image.Image, payload: int, *, key: bytes, strength: float = 1.0
     rms = float(np.sqrt(np.mean(u.astype(np.float64) ** 2)))
     gain = min(MAX_GAIN, TARGET_RMS / max(rms, 1e-6))
     amp_small = np.minimum(np.minimum(u * gain, cap), MAX_AMP) * float(strength)
-    amp = _resize_f(amp_small, (w, h)) if ms != (w, h) else amp_small
+    amps = _AmpRows(amp_small, w, h)
 
     period = tile_period(w, h)
     pat = tile.pattern(bytes(key), payload, period)
-    reps = (-(-h // period), -(-w // period))
-    delta = np.tile(pat, reps)[:h, :w]
-    delta *= amp
-    # dithered rounding: sub-grey-level amplitudes (flat areas) survive on average
+    reps_w = -(-w // period)
+    # dithered rounding: sub-grey-level amplitudes (flat areas) survive on average; the
+    # generator is drawn band after band, which gives the same stream as one full-size draw
     rng = np.random.default_rng(payload ^ 0x5EED)
-    delta += rng.random(delta.shape, dtype=np.float32)
-    d16 = np.floor(delta).astype(np.int16)
-
-    arr = np.asarray(img)
-    if mode in ("LA", "RGBA"):
-        d16[arr[..., -1] == 0] = 0  # fully transparent pixels stay bit-identical
-    if arr.ndim == 2:
-        out = np.clip(arr.astype(np.int16) + d16, 0, 255).astype(np.uint8)
-    else:
-        out = arr.copy()
-        nc = 1 if mode in ("L", "LA") else 3
-        for c in range(nc):
-            out[..., c] = np.clip(arr[..., c].astype(np.int16) + d16, 0, 255).astype(np.uint8)
-    return Image.fromarray(out, mode)
+    nc = 1 if mode in ("L", "LA") else 3
+    out = Image.new(mode, (w, h))
+    for r0, r1 in _bands(h):
+        delta = np.tile(pat[np.arange(r0, r1) % period], (1, reps_w))[:, :w]
+        delta *= amps.rows(r0, r1)
+        delta += rng.random(delta.shape, dtype=np.float32)
+        d16 = np.floor(delta).astype(np.int16)
+        arr = np.array(img.crop((0, r0, w, r1)))
+        if mode in ("LA", "RGBA"):
+            d16[arr[..., -1] == 0] = 0  # fully transparent pixels stay bit-identical
+        if arr.ndim == 2:
+            arr = np.clip(arr.astype(np.int16) + d16, 0, 255).astype(np.uint8)
+        else:
+            for c in range(nc):
+                arr[..., c] = np.clip(arr[..., c].astype(np.int16) + d16, 0, 255).astype(np.uint8)
+        out.paste(Image.fromarray(arr, mode), (0, r0))
+    return out
 
 
 # ----------------------------------------------------------------------------- extract

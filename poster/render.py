@@ -20,7 +20,7 @@ from PIL import Image
 
 from poster import imaging, mark
 from poster.config import Config
-from poster.errors import InputError, RenderError, UserError
+from poster.errors import RenderError, UserError
 from poster.platforms.base import Capabilities
 from poster.policies import Policy
 from poster.protect import StepContext
@@ -273,12 +273,7 @@ def preview(config: Config, target: str, path: Path, *, seed: int | None = None)
     tc = config.targets.get(target)
     if tc is None:
         raise UserError(f"no target named {target!r} in {config.path} (known: {', '.join(config.targets)})")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    data = imaging.read_file(path)
     max_pixels = config.intake.max_image_pixels
     src_fmt = imaging.probe(data, str(path), max_pixels=max_pixels).format
     source = imaging.load(data, str(path), max_pixels=max_pixels)

@@ -93,12 +93,7 @@ class Result:
 
 
 def load_suspect(path: Path) -> Image.Image:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    data = imaging.read_file(path)
     im = imaging.open_image(data, str(path))
     if im.size[0] * im.size[1] > MAX_TRACE_PIXELS:
         raise InputError(f"{path}: image too large to trace")

@@ -15,7 +15,6 @@ import time
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from poster.errors import ConfigError
 from poster.platforms.base import Capabilities, CheckResult, Post, PostResult
 from poster.platforms.http import (
     AuthFailure,
@@ -25,6 +24,7 @@ from poster.platforms.http import (
     http_status_error,
     json_body,
 )
+from poster.platforms.instance import InstanceAdapter
 from poster.platforms.text import compose
 
 log = logging.getLogger("poster.platforms.mastodon")
@@ -33,7 +33,7 @@ VISIBILITIES = ("public", "unlisted", "private", "direct")
 LIMITS_TTL = 24 * 3600
 
 
-class MastodonAdapter(HttpAdapter):
+class MastodonAdapter(InstanceAdapter):
     name = "mastodon"
     credential_fields = ("TOKEN",)
     credential_help: ClassVar[dict[str, str]] = {
@@ -54,32 +54,10 @@ class MastodonAdapter(HttpAdapter):
         reencodes=((3840, 90),),
     )
     default_api_base = ""
+    visibilities = VISIBILITIES
+    example_instance = "https://mastodon.social"
     media_poll_interval: ClassVar[float] = 1.0
     media_poll_limit: ClassVar[int] = 30
-
-    def __init__(self, target, settings, credentials, *, data_dir):
-        settings = dict(settings)
-        instance = settings.get("instance")
-        if instance and not settings.get("api_base"):
-            if not isinstance(instance, str):
-                raise ConfigError(f"targets.{target}.instance: must be a URL like https://mastodon.social")
-            settings["api_base"] = instance if "://" in instance else f"https://{instance}"
-        if not settings.get("api_base"):
-            raise ConfigError(
-                f"targets.{target}.instance: required for a mastodon target "
-                '(e.g. instance = "https://mastodon.social")'
-            )
-        super().__init__(target, settings, credentials, data_dir=data_dir)
-        vis = self.settings.get("visibility", "public")
-        if vis not in VISIBILITIES:
-            raise ConfigError(
-                f"targets.{target}.visibility: must be one of {', '.join(VISIBILITIES)}, not {vis!r}"
-            )
-        self.visibility = vis
-        sens = self.settings.get("sensitive_for", ["r18", "r18g"])
-        if not isinstance(sens, list) or not all(isinstance(s, str) for s in sens):
-            raise ConfigError(f"targets.{target}.sensitive_for: must be a list of ratings")
-        self.sensitive_for = set(sens)
 
     def make_client(self, **overrides: Any):
         token = self._credentials.get("TOKEN", "")
@@ -184,9 +162,9 @@ class MastodonAdapter(HttpAdapter):
             "status": text,
             "media_ids": ids,
             "visibility": self.visibility,
-            "sensitive": post.rating in self.sensitive_for,
+            "sensitive": post.rating in self.rating_sets["sensitive_for"],
         }
-        if post.rating in self.sensitive_for:
+        if post.rating in self.rating_sets["sensitive_for"]:
             body["spoiler_text"] = post.rating.upper()
         r = self.client.post(
             "/api/v1/statuses",

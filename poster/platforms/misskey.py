@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from poster.errors import ConfigError
 from poster.platforms.base import (
     Capabilities,
     CheckResult,
@@ -29,6 +29,7 @@ from poster.platforms.base import (
     PostResult,
 )
 from poster.platforms.http import AuthFailure, Fatal, HttpAdapter, Retryable, json_body
+from poster.platforms.instance import InstanceAdapter
 from poster.platforms.text import compose
 
 log = logging.getLogger("poster.platforms.misskey")
@@ -38,7 +39,7 @@ LIMITS_TTL = 24 * 3600
 EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 
-class MisskeyAdapter(HttpAdapter):
+class MisskeyAdapter(InstanceAdapter):
     name = "misskey"
     credential_fields = ("TOKEN",)
     credential_help: ClassVar[dict[str, str]] = {
@@ -60,31 +61,12 @@ class MisskeyAdapter(HttpAdapter):
         reencodes=((2048, 90),),  # web-public thumbnails; the original file is kept
     )
     default_api_base = ""
-
-    def __init__(self, target, settings, credentials, *, data_dir):
-        settings = dict(settings)
-        instance = settings.get("instance")
-        if instance and not settings.get("api_base"):
-            if not isinstance(instance, str):
-                raise ConfigError(f"targets.{target}.instance: must be a URL like https://misskey.io")
-            settings["api_base"] = instance if "://" in instance else f"https://{instance}"
-        if not settings.get("api_base"):
-            raise ConfigError(
-                f"targets.{target}.instance: required for a misskey target "
-                '(e.g. instance = "https://misskey.io")'
-            )
-        super().__init__(target, settings, credentials, data_dir=data_dir)
-        vis = self.settings.get("visibility", "public")
-        if vis not in VISIBILITIES:
-            raise ConfigError(
-                f"targets.{target}.visibility: must be one of {', '.join(VISIBILITIES)}, not {vis!r}"
-            )
-        self.visibility = vis
-        for key, default in (("sensitive_for", ["r18", "r18g"]), ("cw_for", ["r18g"])):
-            value = self.settings.get(key, default)
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"targets.{target}.{key}: must be a list of ratings")
-            setattr(self, key, set(value))
+    visibilities = VISIBILITIES
+    example_instance = "https://misskey.io"
+    rating_lists: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "sensitive_for": ("r18", "r18g"),
+        "cw_for": ("r18g",),
+    }
 
     @property
     def token(self) -> str:
@@ -171,7 +153,7 @@ class MisskeyAdapter(HttpAdapter):
                 "i": self.token,
                 "name": self.file_name(post, index, item),
                 "comment": (item.alt or "")[: self.capabilities.alt_text_length],
-                "isSensitive": "true" if post.rating in self.sensitive_for else "false",
+                "isSensitive": "true" if post.rating in self.rating_sets["sensitive_for"] else "false",
                 "force": "true",
             },
             files={"file": (item.filename, item.data, item.mime)},
@@ -198,7 +180,7 @@ class MisskeyAdapter(HttpAdapter):
                 )
         ids = [self._upload(post, i, item) for i, item in enumerate(media)]
         body: dict[str, Any] = {"text": text, "fileIds": ids, "visibility": self.visibility}
-        if post.rating in self.cw_for:
+        if post.rating in self.rating_sets["cw_for"]:
             body["cw"] = post.rating.upper()
         note = (self._api("notes/create", body, action="create the note", idempotent=False) or {}).get(
             "createdNote"

@@ -1,0 +1,46 @@
+"""What Mastodon and Misskey targets share: a server of the user's choosing (`instance`), a
+post visibility, and lists of age ratings that get a sensitive flag or a content warning."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from poster.errors import ConfigError
+from poster.platforms.http import HttpAdapter
+
+
+class InstanceAdapter(HttpAdapter):
+    visibilities: ClassVar[tuple[str, ...]]
+    example_instance: ClassVar[str]
+    # setting name → default list of ratings (general | r18 | r18g)
+    rating_lists: ClassVar[Mapping[str, tuple[str, ...]]] = {"sensitive_for": ("r18", "r18g")}
+
+    def __init__(
+        self, target: str, settings: Mapping[str, Any], credentials: Mapping[str, str], *, data_dir: Path
+    ) -> None:
+        settings = dict(settings)
+        instance = settings.get("instance")
+        if instance and not settings.get("api_base"):
+            if not isinstance(instance, str):
+                raise ConfigError(f"targets.{target}.instance: must be a URL like {self.example_instance}")
+            settings["api_base"] = instance if "://" in instance else f"https://{instance}"
+        if not settings.get("api_base"):
+            raise ConfigError(
+                f"targets.{target}.instance: required for a {self.name} target "
+                f'(e.g. instance = "{self.example_instance}")'
+            )
+        super().__init__(target, settings, credentials, data_dir=data_dir)
+        vis = self.settings.get("visibility", "public")
+        if vis not in self.visibilities:
+            raise ConfigError(
+                f"targets.{target}.visibility: must be one of {', '.join(self.visibilities)}, not {vis!r}"
+            )
+        self.visibility = vis
+        self.rating_sets: dict[str, set[str]] = {}
+        for key, default in self.rating_lists.items():
+            value = self.settings.get(key, list(default))
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"targets.{target}.{key}: must be a list of ratings")
+            self.rating_sets[key] = set(value)

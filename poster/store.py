@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from poster.errors import UserError
+
 SCHEMA_VERSION = 2
 
 SCHEMA = """
@@ -129,11 +131,25 @@ def connect(db_path: Path) -> sqlite3.Connection:
         os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
     conn = sqlite3.connect(db_path, timeout=30, isolation_level=None)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.executescript(SCHEMA)
-    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            conn.close()
+            raise UserError(
+                f"{db_path}: made by a different version of poster (database schema {version}, "
+                f"this version uses {SCHEMA_VERSION}); use the matching poster version"
+            )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise UserError(
+            f"{db_path}: cannot use the database ({exc}); if it is damaged, restore it from your "
+            "backup of the data folder (it holds the jobs and the ledger)"
+        ) from None
     return conn
 
 

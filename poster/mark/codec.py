@@ -99,8 +99,9 @@ def _bands(h: int):
 def _luma_small(image: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
     """Luma (float32, 0..255) and alpha (0..1 or None) resampled (bilinear) to ``size``.
 
-    Bit-identical to ``image.convert("L").convert("F").resize(size, BILINEAR)`` (Pillow
-    resamples horizontally, then vertically), but the full-size float copies are never made:
+    Equal to ``image.convert("L").convert("F").resize(size, BILINEAR)`` up to float32
+    rounding (bit-identical when Pillow runs its horizontal pass first, as it does for the
+    corpus; some tall shapes differ by 1 ulp), but the full-size float copies are never made:
     the horizontal pass runs per band of rows, the vertical pass on the narrow result.
     """
     w, h = image.size

@@ -178,3 +178,39 @@ def test_stretch_rotation_and_aspect_often_recovered():
         assert got in (None, PAYLOAD)
         asp += got == PAYLOAD
     assert rot >= 2 and asp >= 2
+
+
+UPSCALES = [((37, 23), (600, 531)), ((120, 90), (330, 257)), ((64, 40), (64, 700)), ((50, 40), (50, 40))]
+
+
+@pytest.mark.parametrize(("small", "size"), UPSCALES)
+def test_banded_amplitude_upscale_is_bit_identical(small, size):
+    """embed upscales the amplitude map band by band; it must equal one full-size resize."""
+    from poster.mark import codec
+
+    rng = np.random.default_rng(5)
+    a = rng.random((small[1], small[0]), dtype=np.float32) * 12
+    full = np.asarray(Image.fromarray(a, "F").resize(size, Image.BILINEAR))
+    rows = codec._AmpRows(a, *size)
+    got = np.vstack([rows.rows(r0, r1) for r0, r1 in codec._bands(size[1])])
+    assert got.shape == full.shape
+    assert np.array_equal(got, full)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_banded_luma_downscale_matches_full_size(mode):
+    from poster.mark import codec
+
+    rng = np.random.default_rng(6)
+    shape = (700, 333) if len(mode) == 1 else (700, 333, len(mode))
+    im = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode)
+    size = (131, 275)
+    y, a = codec._luma_small(im, size)
+    ref = np.asarray((im.convert("L") if mode != "L" else im).convert("F").resize(size, Image.BILINEAR))
+    # equal up to float32 rounding: Pillow may run its two passes in the other order
+    np.testing.assert_allclose(y, ref, rtol=0, atol=1e-3)
+    if "A" in mode:
+        ref_a = np.asarray(im.getchannel("A").convert("F").resize(size, Image.BILINEAR)) / 255.0
+        np.testing.assert_allclose(a, ref_a, rtol=0, atol=1e-5)
+    else:
+        assert a is None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,21 +86,25 @@ def _unreadable_after(
 
     "as encoded" reads the file the way `poster trace` does (alpha dropped, RGB kept): that
     is why transparent pixels are given the background colour before marking."""
-    failed = []
-    decoded = _as_traced(imaging.decode(data))
-    if mark.extract(decoded, key=key) != mark_id:
-        return ["as encoded"]  # no point simulating further: every check would fail too
-    long_edge = max(decoded.size)
-    del decoded
-    done: dict[tuple[int, int], bool] = {}
-    for edge, quality in checks:
-        # X's 4096 and 2048 pipelines are the same JPEG 85 for a 2048 px image: simulate once
-        same = (min(edge, long_edge), quality)
-        if same not in done:
-            done[same] = mark.extract(simulate(data, edge, quality, background), key=key) == mark_id
-        if not done[same]:
-            failed.append(f"long edge {edge} + JPEG {quality}")
-    return failed
+    long_edge = max(imaging.decode(data).size)
+    # X's 4096 and 2048 pipelines are the same JPEG 85 for a 2048 px image: simulate once
+    distinct = list(dict.fromkeys((min(edge, long_edge), quality) for edge, quality in checks))
+
+    def reads_back(check: tuple[int, int] | None) -> bool:
+        image = _as_traced(imaging.decode(data)) if check is None else simulate(data, *check, background)
+        return mark.extract(image, key=key) == mark_id
+
+    # The checks are independent and spend their time in Pillow's codecs and numpy, which
+    # release the GIL: two threads make the pre-post check about twice as fast on 2 cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip([None, *distinct], pool.map(reads_back, [None, *distinct]), strict=True))
+    if not results[None]:
+        return ["as encoded"]  # every simulated pipeline starts from these bytes
+    return [
+        f"long edge {edge} + JPEG {quality}"
+        for edge, quality in checks
+        if not results[(min(edge, long_edge), quality)]
+    ]
 
 
 def _encode_to_fit(

@@ -34,7 +34,6 @@ class State(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-FINAL = frozenset({State.POSTED, State.CANCELLED})
 DUE_STATES = (State.PENDING, State.READY, State.RETRY_WAIT)
 
 

@@ -12,6 +12,8 @@ import os
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
+from poster.secrets import mask
+
 _SECRETS: set[str] = set()
 
 
@@ -26,9 +28,8 @@ def known_secrets() -> set[str]:
 
 
 def mask_text(text: str) -> str:
-    for secret in sorted(known_secrets(), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    """`text` with every credential poster knows of replaced by ***."""
+    return mask(text, known_secrets())
 
 
 class MaskSecrets(logging.Filter):

@@ -125,14 +125,6 @@ def read_hidden_id(image: Image.Image, key: bytes) -> tuple[int | None, bool]:
     return None, False
 
 
-def by_hidden_id(conn: sqlite3.Connection, image: Image.Image, key: bytes) -> list[Match]:
-    found, mirrored = read_hidden_id(image, key)
-    row = ledger.find(conn, found) if found is not None else None
-    if row is None:
-        return []
-    return [Match(row["id"], row["target"], row["url"], row["posted_at"], "hidden-id", 1.0, row, mirrored)]
-
-
 class Tracer:
     """Traces any number of images against one ledger; the fingerprint matrix is loaded once."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import logging
 import struct
-import zlib
 
 log = logging.getLogger("poster.platforms.media")
 
@@ -131,15 +130,3 @@ def shrink_to(data: bytes, max_bytes: int) -> tuple[bytes, str]:
                 )
                 return buf.getvalue(), "image/jpeg"
     raise ValueError(f"cannot fit the image into {max_bytes} bytes")
-
-
-def png_crc_ok(data: bytes) -> bool:  # used by tests
-    i = 8
-    while i + 8 <= len(data):
-        length = struct.unpack(">I", data[i : i + 4])[0]
-        body = data[i + 4 : i + 8 + length]
-        crc = struct.unpack(">I", data[i + 8 + length : i + 12 + length])[0]
-        if zlib.crc32(body) != crc:
-            return False
-        i += 12 + length
-    return True

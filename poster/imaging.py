@@ -10,6 +10,7 @@ the only metadata written is the XMP packet the caller passes (copyright, AI-tra
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from poster.errors import InputError
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".tif", ".tiff", ".bmp"})
 ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "GIF", "TIFF", "BMP"})
@@ -51,7 +54,7 @@ def open_image(data: bytes, name: str) -> Image.Image:
         raise InputError(f"{name}: empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # bombs are checked by size below; the rest is noise
             return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
         raise InputError(f"{name}: declared image size is too large (decompression bomb?)") from None
@@ -124,8 +127,13 @@ def load(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
     probe(data, name, max_pixels=max_pixels)
     im = open_image(data, name)
     try:
-        im.load()
-        im = ImageOps.exif_transpose(im) or im
+        with warnings.catch_warnings(record=True) as caught:
+            # Pillow warns (on stderr) about damaged EXIF and the like: keep it in the log
+            warnings.simplefilter("always")
+            im.load()
+            im = ImageOps.exif_transpose(im) or im
+        for w in caught:
+            log.debug("%s: %s", name, w.message)
         im = _to_srgb(_to_8bit(im))
         if (im.mode == "P" and "transparency" in im.info) or im.mode in ("LA", "PA", "La", "RGBa"):
             im = im.convert("RGBA")

@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from poster.mark import embed, extract  # noqa: E402
+from tests.synthetic import photo_like  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 KEY = b"benchmark-key"
@@ -38,38 +39,6 @@ IMG_EXT = {".png", ".jpg", ".jpeg", ".webp"}
 
 
 # ------------------------------------------------------------------------------ images
-def photo_like(w: int, h: int, seed: int) -> Image.Image:
-    """Procedural photo-like image: sky gradient, 1/f textured ground, soft objects, edges."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    f = np.sqrt(fx**2 + fy**2)
-    f[0, 0] = 1.0
-    chans = []
-    horizon = h * rng.uniform(0.35, 0.6)
-    sky = np.array([rng.uniform(90, 160), rng.uniform(140, 200), rng.uniform(200, 250)])
-    ground = np.array([rng.uniform(60, 140), rng.uniform(70, 150), rng.uniform(30, 90)])
-    tex_spec = (rng.normal(size=f.shape) + 1j * rng.normal(size=f.shape)) / f**1.7
-    tex = np.fft.irfft2(tex_spec, s=(h, w)).astype(np.float32)
-    tex = (tex - tex.mean()) / tex.std()
-    fine = rng.normal(0, 1, (h, w)).astype(np.float32)
-    for c in range(3):
-        top = sky[c] * (0.75 + 0.25 * yy / horizon)
-        bot = ground[c] + 35 * tex + 6 * fine
-        chans.append(np.where(yy < horizon, top + 2 * fine, bot))
-    img = np.stack(chans, -1)
-    for _ in range(6):
-        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-        r = rng.uniform(0.04, 0.15) * min(w, h)
-        col = rng.uniform(20, 235, 3)
-        d = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
-        a = np.clip((r - d) / 3.0, 0, 1)[..., None]
-        shade = (1 - 0.4 * np.clip(d / r, 0, 1))[..., None]
-        img = img * (1 - a) + col * shade * a
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
-
-
 def load_images(dirs: list[Path], n_synth: int, max_side: int | None) -> list[tuple[str, Image.Image]]:
     out = []
     for d in dirs:

@@ -32,33 +32,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from poster import fingerprint, ledger, store
-from poster.trace import MATCH_SCORE, Tracer
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # the shared synthetic images live in tests/
+    sys.path.insert(0, str(REPO))
+
+from poster import fingerprint, ledger, store  # noqa: E402
+from poster.trace import MATCH_SCORE, Tracer  # noqa: E402
+from tests.synthetic import painting  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 if not CORPUS.is_dir():
     CORPUS = Path("/work/shared/corpus")
-
-
-def painting(size: tuple[int, int], seed: int) -> Image.Image:
-    """Synthetic distractor art (same generator as tests/conftest.artwork)."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = np.stack(
-        [
-            128 + 90 * np.sin(x / (w / 3.1) + rng.uniform(0, 6)),
-            128 + 90 * np.cos(y / (h / 2.3) + rng.uniform(0, 6)),
-            128 + 60 * np.sin((x + y) / (w / 4.7)),
-        ],
-        axis=-1,
-    )
-    for _ in range(12):
-        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(20, min(w, h) / 3)
-        inside = (x - cx) ** 2 + (y - cy) ** 2 < r * r
-        base[inside] = base[inside] * 0.4 + rng.uniform(0, 255, 3) * 0.6
-    base += rng.normal(0, 6, base.shape)
-    return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB")
 
 
 def jpeg(im: Image.Image, q: int) -> Image.Image:

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from poster import cli, config
+from tests.synthetic import painting
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -28,23 +29,9 @@ def home(tmp_path: Path) -> config.Config:
 
 def artwork(size: tuple[int, int] = (640, 480), *, mode: str = "RGB", seed: int = 0) -> Image.Image:
     """A synthetic painting-like image: smooth gradients, shapes and texture."""
-    rng = np.random.default_rng(seed)
     w, h = size
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = np.stack(
-        [
-            128 + 90 * np.sin(x / (w / 3.1) + rng.uniform(0, 6)),
-            128 + 90 * np.cos(y / (h / 2.3) + rng.uniform(0, 6)),
-            128 + 60 * np.sin((x + y) / (w / 4.7)),
-        ],
-        axis=-1,
-    )
-    for _ in range(12):
-        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(20, min(w, h) / 3)
-        inside = (x - cx) ** 2 + (y - cy) ** 2 < r * r
-        base[inside] = base[inside] * 0.4 + rng.uniform(0, 255, 3) * 0.6
-    base += rng.normal(0, 6, base.shape)
-    rgb = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB")
+    rgb = painting(size, seed)
     if mode == "RGBA":
         alpha = np.where((x - w / 2) ** 2 / (w / 2.2) ** 2 + (y - h / 2) ** 2 / (h / 2.2) ** 2 < 1, 255, 0)
         rgba = rgb.convert("RGBA")

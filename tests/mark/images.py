@@ -5,37 +5,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from tests.synthetic import photo_like
 
-def photo_like(w: int, h: int, seed: int = 0) -> Image.Image:
-    """Sky gradient over a 1/f-textured ground with a few soft-edged objects."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    f = np.sqrt(fx**2 + fy**2)
-    f[0, 0] = 1.0
-    horizon = h * rng.uniform(0.35, 0.6)
-    sky = np.array([rng.uniform(90, 160), rng.uniform(140, 200), rng.uniform(200, 250)])
-    ground = np.array([rng.uniform(60, 140), rng.uniform(70, 150), rng.uniform(30, 90)])
-    tex_spec = (rng.normal(size=f.shape) + 1j * rng.normal(size=f.shape)) / f**1.7
-    tex = np.fft.irfft2(tex_spec, s=(h, w)).astype(np.float32)
-    tex = (tex - tex.mean()) / tex.std()
-    fine = rng.normal(0, 1, (h, w)).astype(np.float32)
-    chans = []
-    for c in range(3):
-        top = sky[c] * (0.75 + 0.25 * yy / horizon)
-        bot = ground[c] + 35 * tex + 6 * fine
-        chans.append(np.where(yy < horizon, top + 2 * fine, bot))
-    img = np.stack(chans, -1)
-    for _ in range(6):
-        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-        r = rng.uniform(0.04, 0.15) * min(w, h)
-        col = rng.uniform(20, 235, 3)
-        d = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
-        a = np.clip((r - d) / 3.0, 0, 1)[..., None]
-        shade = (1 - 0.4 * np.clip(d / r, 0, 1))[..., None]
-        img = img * (1 - a) + col * shade * a
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+__all__ = ["photo_like", "with_alpha"]
 
 
 def with_alpha(im: Image.Image, seed: int = 0) -> Image.Image:

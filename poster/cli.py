@@ -545,6 +545,32 @@ def doctor(obj: Ctx, target: str | None, as_json: bool) -> None:
         raise UserError(f"{len(bad)} of {len(reports)} targets need attention: {', '.join(bad)}")
 
 
+def _set_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.find_object(Ctx).config_path = value  # type: ignore[union-attr]
+
+
+def _accept_config_everywhere(group: click.Group) -> None:
+    """CONTRACT: every command takes `--config PATH`, so it works after the command name too
+    (`poster status --config x.toml`), not only before it."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _accept_config_everywhere(command)
+        elif command.name != "init":
+            command.params.append(
+                click.Option(
+                    ["--config", "sub_config"],
+                    type=click.Path(path_type=Path, dir_okay=False),
+                    expose_value=False,
+                    callback=_set_config,
+                    help="config file (as the global --config)",
+                )
+            )
+
+
+_accept_config_everywhere(cli)
+
+
 # -- entry point -----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv

@@ -90,3 +90,11 @@ def test_two_configs_in_one_process_do_not_leak(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     b = config.load(write(tmp_path / "b", BASE))
     assert a.artist == "A" and b.artist == ""
+
+
+def test_config_option_works_after_the_command_name_too(home: config.Config) -> None:
+    for args in (("status", "--json"), ("ledger", "verify"), ("ledger", "export", "--csv")):
+        code, _, err = run_cli(*args, "--config", str(home.path))
+        assert code == 0, (args, err)
+    code, _, err = run_cli("status", "--config", str(home.path.parent / "missing.toml"))
+    assert code == 2 and "missing.toml: no such config file" in err

@@ -3,12 +3,20 @@ post visibility, and lists of age ratings that get a sensitive flag or a content
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from poster.errors import ConfigError
+from poster.platforms.base import Capabilities
 from poster.platforms.http import HttpAdapter
+
+log = logging.getLogger(__name__)
+LIMITS_TTL = 24 * 3600  # servers change their limits rarely; one cheap call a day
+_CAPABILITY_FIELDS = frozenset(f.name for f in dataclasses.fields(Capabilities))
 
 
 class InstanceAdapter(HttpAdapter):
@@ -44,3 +52,27 @@ class InstanceAdapter(HttpAdapter):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"targets.{target}.{key}: must be a list of ratings")
             self.rating_sets[key] = set(value)
+
+    def _fetch_limits(self) -> dict[str, Any]:
+        """The server's real limits as Capabilities field values (missing or None: keep the
+        declared default)."""
+        raise NotImplementedError
+
+    def effective_capabilities(self) -> Capabilities:
+        caps = self.capabilities
+        cached = self.read_state("limits")
+        if not cached or time.time() - cached.get("fetched", 0) > LIMITS_TTL:
+            try:
+                cached = {**self._fetch_limits(), "fetched": time.time()}
+                self.write_state("limits", cached)
+            except Exception as exc:  # limits are an optimisation: fall back to the defaults
+                log.warning(
+                    "%s: cannot read server limits (%s); using defaults", self.target, self.mask(str(exc))
+                )
+                cached = None
+        if cached:
+            changes = {
+                k: v for k, v in cached.items() if k in _CAPABILITY_FIELDS and isinstance(v, int) and v > 0
+            }
+            caps = dataclasses.replace(caps, **changes)
+        return dataclasses.replace(caps, min_interval=self._min_interval(caps.min_interval))

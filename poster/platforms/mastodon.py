@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from typing import Any, ClassVar
 
 from poster.platforms.base import Capabilities, CheckResult, Post, PostResult
@@ -30,7 +29,6 @@ from poster.platforms.text import compose
 log = logging.getLogger("poster.platforms.mastodon")
 
 VISIBILITIES = ("public", "unlisted", "private", "direct")
-LIMITS_TTL = 24 * 3600
 
 
 class MastodonAdapter(InstanceAdapter):
@@ -63,27 +61,7 @@ class MastodonAdapter(InstanceAdapter):
         token = self._credentials.get("TOKEN", "")
         return super().make_client(headers={"Authorization": f"Bearer {token}"}, **overrides)
 
-    # -- limits
-    def effective_capabilities(self) -> Capabilities:
-        caps = self.capabilities
-        cached = self.read_state("limits")
-        if not cached or time.time() - cached.get("fetched", 0) > LIMITS_TTL:
-            try:
-                cached = self._fetch_limits()
-            except Exception as exc:  # limits are an optimisation: fall back to defaults
-                log.warning(
-                    "%s: cannot read server limits (%s); using defaults", self.target, self.mask(str(exc))
-                )
-                cached = None
-        if cached:
-            changes: dict[str, Any] = {}
-            for key in ("max_bytes", "max_pixels", "images_per_post", "text_length", "alt_text_length"):
-                value = cached.get(key)
-                if isinstance(value, int) and value > 0:
-                    changes[key] = value
-            caps = replace(caps, **changes)
-        return replace(caps, min_interval=self._min_interval(caps.min_interval))
-
+    # -- limits (cached by InstanceAdapter.effective_capabilities)
     def _fetch_limits(self) -> dict[str, Any]:
         r = self.client.get("/api/v2/instance")
         if r.status_code != 200:
@@ -92,14 +70,12 @@ class MastodonAdapter(InstanceAdapter):
         media = conf.get("media_attachments") or {}
         statuses = conf.get("statuses") or {}
         limits = {
-            "fetched": time.time(),
             "max_bytes": media.get("image_size_limit"),
             "max_pixels": media.get("image_matrix_limit"),
             "images_per_post": statuses.get("max_media_attachments"),
             "text_length": statuses.get("max_characters"),
             "alt_text_length": media.get("description_limit"),
         }
-        self.write_state("limits", limits)
         return limits
 
     # -- posting

@@ -15,9 +15,7 @@ with drive and note write permission). Limits: `policies.maxFileSizeMb` from `/a
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any, ClassVar
 
 from poster.platforms.base import (
@@ -35,7 +33,6 @@ from poster.platforms.text import compose
 log = logging.getLogger("poster.platforms.misskey")
 
 VISIBILITIES = ("public", "home", "followers", "specified")
-LIMITS_TTL = 24 * 3600
 EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 
@@ -108,29 +105,9 @@ class MisskeyAdapter(InstanceAdapter):
             raise self._classify(r, action)
         return json_body(r, self.name)
 
-    # -- limits
-    def effective_capabilities(self) -> Capabilities:
-        caps = self.capabilities
-        cached = self.read_state("limits")
-        if not cached or time.time() - cached.get("fetched", 0) > LIMITS_TTL:
-            try:
-                cached = self._fetch_limits()
-            except Exception as exc:
-                log.warning(
-                    "%s: cannot read server limits (%s); using defaults", self.target, self.mask(str(exc))
-                )
-                cached = None
-        if cached:
-            changes = {
-                k: cached[k]
-                for k in ("max_bytes", "text_length")
-                if isinstance(cached.get(k), int) and cached[k] > 0
-            }
-            caps = replace(caps, **changes)
-        return replace(caps, min_interval=self._min_interval(caps.min_interval))
-
+    # -- limits (cached by InstanceAdapter.effective_capabilities)
     def _fetch_limits(self) -> dict[str, Any]:
-        limits: dict[str, Any] = {"fetched": time.time()}
+        limits: dict[str, Any] = {}
         meta = self.client.post("/api/meta", json={"detail": False})
         if meta.status_code == 200:
             limits["text_length"] = json_body(meta, self.name).get("maxNoteTextLength")
@@ -139,7 +116,6 @@ class MisskeyAdapter(InstanceAdapter):
             mb = (me.get("policies") or {}).get("maxFileSizeMb")
             if isinstance(mb, int | float) and mb > 0:
                 limits["max_bytes"] = int(mb * 1024 * 1024)
-        self.write_state("limits", limits)
         return limits
 
     # -- posting

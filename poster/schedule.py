@@ -9,11 +9,16 @@ Planning (at intake) gives each job a time:
 - a sidecar `at` wins (targets with `delay_minutes` go out that much later);
 - otherwise the target's next free slot at or after the earliest allowed time (intake, or
   the artwork's first post + `delay_minutes`), keeping `min_interval_minutes` to every other
-  job of the target and at most `daily_cap` jobs on one local calendar day.
+  job of the target and at most `daily_cap` jobs in any 24 hours.
 
 Pacing (at dispatch, `pacing_delay`) checks what actually went out: a job is held back while
 the target posted less than `min_interval_minutes` ago or `daily_cap` times in the last 24
 hours. That is what spreads out late jobs after a sleep instead of posting them at once.
+
+`daily_cap` is one rule for both: at most that many posts in any 24 hours (a rolling window,
+the way X counts its free tier's 17 posts), not per calendar day. A plan by calendar day
+would put a job at 09:00 after posts at 18:00 and 21:00 the day before, only for pacing to
+hold it back, and could allow twice the cap within 24 hours around midnight.
 
 Slot syntax (one string per rule): `[DAYS] HH:MM[,HH:MM...]`, DAYS being `daily` (default),
 a day (`mon`), a range (`mon-fri`) or a list (`sat,sun`). Examples: `"mon-fri 19:00,21:00"`,
@@ -29,6 +34,7 @@ import signal
 import sqlite3
 import threading
 import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +58,7 @@ _TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _PLAN_LIMIT = 5000
 # Jobs in these states still occupy (or occupied) their time; failed/cancelled ones free it.
 _OCCUPYING = ("pending", "rendering", "ready", "posting", "posted", "retry_wait", "uncertain")
+_DAY = timedelta(hours=24)  # the window of `daily_cap`, in planning and in pacing alike
 
 
 @dataclass(frozen=True)
@@ -132,15 +139,29 @@ def _taken(conn: sqlite3.Connection, target: str) -> list[datetime]:
 
 def next_free(tc: TargetConfig, tz: tzinfo, taken: list[datetime], earliest: datetime) -> datetime:
     """The first time at or after `earliest` that is a slot of the target (any time if it has
-    none), at least `min_interval_minutes` from every time in `taken`, on a local day with
-    fewer than `daily_cap` taken times. Pure: the caller supplies what is taken."""
+    none), at least `min_interval_minutes` from every time in `taken`, and that leaves at most
+    `daily_cap` times in any 24 hours (what `pacing_delay` enforces when the job is due).
+    Pure: the caller supplies what is taken."""
     gap = timedelta(minutes=tc.min_interval_minutes)
+    times = sorted(taken)
 
-    def day_full(t: datetime) -> bool:
-        if tc.daily_cap is None:
-            return False
-        day = t.astimezone(tz).date()
-        return sum(1 for s in taken if s.astimezone(tz).date() == day) >= tc.daily_cap
+    def cap_wait(t: datetime) -> datetime | None:
+        """None if a job at `t` keeps every 24 hours within the cap; else a later time before
+        which no job can be (every bound found is a necessary one, so none skips a free time)."""
+        cap = tc.daily_cap
+        if cap is None:
+            return None
+        need = []
+        # the 24 hours up to t (what pacing counts when t comes): at most cap - 1 before it
+        lo, hi = bisect_right(times, t - _DAY), bisect_right(times, t)
+        if hi - lo >= cap:
+            need.append(times[hi - cap] + _DAY)  # when the oldest of the last `cap` leaves
+        # the 24 hours up to each later job that t would fall into: t must not be its cap + 1st
+        for j in range(hi, bisect_left(times, t + _DAY)):
+            s = times[j]
+            if bisect_right(times, s) - bisect_right(times, s - _DAY) >= cap:
+                need.append(s)  # only a time after that job leaves its window free
+        return max(need) if need else None
 
     def clash(t: datetime) -> list[datetime]:
         # one job per slot even without an interval; otherwise keep the gap both ways
@@ -150,7 +171,7 @@ def next_free(tc: TargetConfig, tz: tzinfo, taken: list[datetime], earliest: dat
         for i, t in enumerate(slot_times(tc.slots, tz, earliest)):
             if i >= _PLAN_LIMIT:
                 break
-            if not clash(t) and not day_full(t):
+            if not clash(t) and cap_wait(t) is None:
                 return t
         log.warning("no free slot found for a job; it goes out as soon as pacing allows")
         return earliest
@@ -160,10 +181,9 @@ def next_free(tc: TargetConfig, tz: tzinfo, taken: list[datetime], earliest: dat
         if near:
             t = max(near) + max(gap, timedelta(seconds=1))
             continue
-        if day_full(t):
-            local = t.astimezone(tz)
-            midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tz)
-            t = max(t, midnight)
+        wait = cap_wait(t)
+        if wait is not None:
+            t = max(wait, t + timedelta(seconds=1))
             continue
         return t
     return earliest
@@ -219,13 +239,13 @@ def pacing_delay(
 ) -> tuple[datetime, str] | None:
     """None if the target may post at `at`; else (earliest allowed time, why)."""
     gap = timedelta(seconds=max(tc.min_interval_minutes * 60, floor_seconds))
-    recent = posted_times(conn, target, at - timedelta(hours=24))
+    recent = posted_times(conn, target, at - _DAY)
     if recent and gap and recent[-1] + gap > at:
         return recent[-1] + gap, f"paced: {target} posted less than {_human(gap)} ago"
     if tc.daily_cap is not None and len(recent) >= tc.daily_cap:
         # the oldest post in the window leaves it 24 h after it went out
         return (
-            recent[-tc.daily_cap] + timedelta(hours=24),
+            recent[-tc.daily_cap] + _DAY,
             f"daily cap: {target} already posted {len(recent)} times in 24 hours",
         )
     return None

@@ -101,14 +101,41 @@ def test_next_free_takes_the_next_unused_slot() -> None:
     ]
 
 
-def test_next_free_daily_cap_moves_to_next_day() -> None:
+def test_next_free_daily_cap_counts_any_24_hours() -> None:
+    """Not the calendar day: after 22:00 and 22:30 the third job waits until 22:00 the next
+    day, when the first leaves the 24 hours (as pacing counts them), not until midnight."""
     t = tc(min_interval_minutes=30, daily_cap=2)
     start = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)  # 22:00 Tokyo
     taken: list[datetime] = []
-    for _ in range(3):
+    for _ in range(4):
         taken.append(schedule.next_free(t, TOKYO, taken, start))
     local = [x.astimezone(TOKYO).strftime("%d %H:%M") for x in taken]
-    assert local == ["23 22:00", "23 22:30", "24 00:00"]
+    assert local == ["23 22:00", "23 22:30", "24 22:00", "24 22:30"]
+
+
+def test_next_free_daily_cap_skips_slots_inside_the_24_hours() -> None:
+    """Posts at 18:00 and 21:00 with a cap of 2: the 09:00 slot the next day is within 24
+    hours of both, so the next job takes 18:00 (09:00 would only be held back by pacing)."""
+    t = tc(slots=("daily 09:00,18:00,21:00",), min_interval_minutes=0, daily_cap=2)
+    start = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # Mon 17:00 Tokyo
+    taken: list[datetime] = []
+    for _ in range(4):
+        taken.append(schedule.next_free(t, TOKYO, taken, start))
+    local = [x.astimezone(TOKYO).strftime("%a %H:%M") for x in taken]
+    assert local == ["Mon 18:00", "Mon 21:00", "Tue 18:00", "Tue 21:00"]
+
+
+def test_next_free_daily_cap_respects_jobs_planned_later() -> None:
+    """Jobs planned later count too: with two at 10:00 and 11:00 tomorrow, a job at noon
+    today would be the third in the 24 hours up to 11:00 tomorrow, and any time after those
+    two is within 24 hours of both until 10:00 the day after."""
+    t = tc(min_interval_minutes=0, daily_cap=2)
+    start = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)  # Mon 12:00 Tokyo
+    later = [start + timedelta(hours=22), start + timedelta(hours=23)]  # Tue 10:00, 11:00
+    got = schedule.next_free(t, TOKYO, later, start)
+    assert got.astimezone(TOKYO).strftime("%a %H:%M") == "Wed 10:00"
+    # one job planned later leaves room: the cap is not full anywhere
+    assert schedule.next_free(t, TOKYO, later[:1], start) == start
 
 
 def test_next_free_keeps_interval_both_ways() -> None:
@@ -189,6 +216,42 @@ def test_daily_cap_holds_until_the_window_frees(tmp_path: Path) -> None:
         (held,) = [j for j in jobs.all_jobs(conn) if j.state is jobs.State.PENDING]
         assert "daily cap" in (held.reason or "")
         assert held.scheduled_at >= store.now() + timedelta(hours=23, minutes=58)
+
+
+def test_planned_jobs_are_never_held_back_by_the_daily_cap(tmp_path: Path) -> None:
+    """Planning and pacing count `daily_cap` the same way: every job posted at the time
+    intake planned for it finds the cap free (no slot planned only to be postponed). The
+    zone is picked so that intake happens around noon there: then the first two jobs take
+    18:00 and 21:00, and a plan by calendar day would give the third 09:00 the next day."""
+    offset = 12 - store.now().hour  # hours east of UTC that make it about 12:00 local
+    cfg = make_home(
+        tmp_path,
+        '[targets.x]\nadapter = "local"\npolicy = "bare"\nmin_interval_minutes = 0\ndaily_cap = 2\n'
+        'slots = ["daily 09:00,18:00,21:00"]\n',
+        tz=f"Etc/GMT{-offset:+d}",  # POSIX sign: Etc/GMT-3 is three hours east of UTC
+    )
+    local = ZoneInfo(cfg.timezone or "")
+    assert 12 <= store.now().astimezone(local).hour < 18
+    for i in range(7):
+        drop(cfg, f"{i}.png", i)
+    tc_x = cfg.targets["x"]
+    with store.connect(cfg.db_path) as conn:
+        outbox.scan(conn, cfg)
+        planned = jobs.all_jobs(conn)
+        assert len(planned) == 7
+        for job in planned:  # post each at its planned time, as the daemon would
+            assert schedule.pacing_delay(conn, tc_x, "x", job.scheduled_at) is None, (
+                job.name,
+                job.scheduled_at.astimezone(local),
+            )
+            with store.transaction(conn):
+                conn.execute("UPDATE jobs SET state = 'posted' WHERE id = ?", (job.id,))
+                conn.execute(
+                    "INSERT INTO events (job_id, at, state) VALUES (?, ?, 'posted')",
+                    (job.id, store.iso(job.scheduled_at)),
+                )
+        times = [j.scheduled_at for j in planned]
+        assert all(b - a >= timedelta(hours=24) for a, b in zip(times, times[2:], strict=False))
 
 
 def test_run_once_now_ignores_pacing(tmp_path: Path) -> None:

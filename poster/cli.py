@@ -238,11 +238,12 @@ def run(obj: Ctx, once: bool, now: bool) -> None:
     if once:
         sys.exit(_run_once(cfg, now=now))
     from poster import outbox, schedule
-    from poster.dispatch import Dispatcher
+    from poster.dispatch import Dispatcher, LookupThrottle
 
     with run_lock(cfg), open_db(cfg) as conn:
         for job in jobs.recover(conn):
             log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
+        lookups = LookupThrottle()  # for the daemon's life: an undecided job is not asked every tick
 
         def tick(stop: Any) -> Any:
             # APScheduler runs this in a worker thread: give it its own connection. The
@@ -250,7 +251,7 @@ def run(obj: Ctx, once: bool, now: bool) -> None:
             with open_db(cfg) as tconn:
                 d = Dispatcher(cfg, tconn, stop=stop)
                 try:
-                    d.resolve_uncertain()
+                    d.resolve_uncertain(throttle=lookups)
                     for r in outbox.scan(tconn, cfg):
                         if r.outcome in ("queued", "failed"):
                             log.info("%s %s%s", r.outcome, r.name, f": {r.reason}" if r.reason else "")

@@ -33,6 +33,7 @@ from poster.store import iso, now, parse_iso, transaction
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=6)
+MAX_LOOKUP_BACKOFF = timedelta(minutes=30)  # between look-ups of a still undecided `uncertain` job
 
 
 class _Lost(Exception):
@@ -49,10 +50,49 @@ class Outcome:
     url: str | None = None
 
 
+def doubling(attempts: int, cap: timedelta) -> timedelta:
+    """1, 2, 4 … minutes for attempts 1, 2, 3 …, at most `cap`."""
+    return min(timedelta(minutes=2 ** min(max(0, attempts - 1), 30)), cap)
+
+
 def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
     """Exponential with ±25 % jitter: 1, 2, 4 … minutes, at most six hours."""
-    base = min(timedelta(minutes=2 ** max(0, attempts - 1)), MAX_BACKOFF)
-    return base * (0.75 + 0.5 * (rng or random).random())
+    return doubling(attempts, MAX_BACKOFF) * (0.75 + 0.5 * (rng or random).random())
+
+
+class LookupThrottle:
+    """When each `uncertain` job may be looked up on its platform again. The daemon keeps one
+    for its life: a job that was looked up and is still undecided (not found yet, cannot
+    tell, lookup failed) waits 1, 2, 4 … minutes, at most 30, before the next look-up,
+    instead of costing a request on every tick. A job becomes uncertain again only after a
+    new post attempt, which starts it afresh."""
+
+    def __init__(self) -> None:
+        # (job id, attempts) → (next look-up, look-ups so far)
+        self._next: dict[tuple[int, int], tuple[datetime, int]] = {}
+
+    def due(self, job: Job, at: datetime) -> bool:
+        entry = self._next.get((job.id, job.attempts))
+        return entry is None or at >= entry[0]
+
+    def undecided(self, job: Job, at: datetime, *, decisive_at: datetime | None = None) -> datetime:
+        """Record a look-up at `at` that settled nothing; returns when the next may be.
+        `decisive_at`: when the same answer would settle the job ("not found" counts once
+        the interrupted request can no longer land): if that comes before the backoff ends,
+        the next look-up is then."""
+        key = (job.id, job.attempts)
+        count = self._next.get(key, (at, 0))[1] + 1
+        when = at + doubling(count, MAX_LOOKUP_BACKOFF)
+        if decisive_at is not None:
+            when = min(when, decisive_at)
+        self._next[key] = (when, count)
+        return when
+
+    def keep_only(self, current: list[Job]) -> None:
+        """Forget jobs that are no longer uncertain (settled, confirmed, cancelled)."""
+        keys = {(j.id, j.attempts) for j in current}
+        for key in [k for k in self._next if k not in keys]:
+            del self._next[key]
 
 
 class Dispatcher:
@@ -356,11 +396,19 @@ class Dispatcher:
         ).fetchone()
         return parse_iso(row[0]) if row and row[0] else None
 
-    def resolve_uncertain(self, at: datetime | None = None) -> list[Outcome]:
-        """Ask each adapter whether an interrupted post exists; settle only on proof."""
+    def resolve_uncertain(
+        self, at: datetime | None = None, *, throttle: LookupThrottle | None = None
+    ) -> list[Outcome]:
+        """Ask each adapter whether an interrupted post exists; settle only on proof.
+        Without `throttle` every uncertain job is looked up (`poster run --once`); with it
+        (the daemon, every tick) only those whose next look-up is due."""
         out = []
         at = at or now()
-        for job in [j for j in jobs.all_jobs(self.conn) if j.state is State.UNCERTAIN]:
+        uncertain = [j for j in jobs.all_jobs(self.conn) if j.state is State.UNCERTAIN]
+        if throttle is not None:
+            throttle.keep_only(uncertain)
+            uncertain = [j for j in uncertain if throttle.due(j, at)]
+        for job in uncertain:
             if self.stop.is_set():
                 break
             try:
@@ -368,13 +416,18 @@ class Dispatcher:
                 existence, result = adapter.find_existing(self.build_post(job))
             except Exception as exc:
                 log.warning("job %d: cannot check whether it was posted: %s", job.id, exc)
+                if throttle is not None:
+                    throttle.undecided(job, at)
                 continue
             if existence is Existence.EXISTS and result is not None:
                 out.append(self.record_posted(job, result, State.UNCERTAIN))
             elif existence is Existence.ABSENT:
                 began = self._last_attempt(job.id)
                 if began is not None and at < began + self.settle_time(adapter):
-                    continue  # ask again on a later tick, once the old request cannot land
+                    # ask again once the old request cannot land any more
+                    if throttle is not None:
+                        throttle.undecided(job, at, decisive_at=began + self.settle_time(adapter))
+                    continue
                 with transaction(self.conn):
                     jobs.transition(
                         self.conn,
@@ -383,6 +436,8 @@ class Dispatcher:
                         State.READY,
                         reason="interrupted post was not published; posting again",
                     )
+            elif throttle is not None:
+                throttle.undecided(job, at)
         return out
 
     def pace(self, job: Job, at: datetime, held: dict[str, datetime]) -> bool:

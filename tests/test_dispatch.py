@@ -5,6 +5,7 @@ transaction that marks the job posted. A scripted adapter plays the platform."""
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import random
 import time
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 import pytest
 
 from poster import cli, config, jobs, ledger, outbox, platforms, store
-from poster.dispatch import Dispatcher, backoff
+from poster.dispatch import Dispatcher, LookupThrottle, backoff
 from poster.jobs import State
 from poster.platforms.base import Adapter, Capabilities, Existence, Post, PostResult
 from tests.conftest import artwork, run_cli
@@ -30,6 +31,8 @@ class ScriptedAdapter(Adapter):
     script: ClassVar[list[Any]] = []
     posted: ClassVar[list[str]] = []
     existence: ClassVar[Existence] = Existence.UNKNOWN
+    lookup_error: ClassVar[Exception | None] = None
+    lookups: ClassVar[list[str]] = []  # every find_existing call, by post key
     settle_seconds: ClassVar[float] = 60.0
 
     def post(self, post: Post) -> PostResult:
@@ -41,6 +44,9 @@ class ScriptedAdapter(Adapter):
         return answer
 
     def find_existing(self, post: Post) -> tuple[Existence, PostResult | None]:
+        self.lookups.append(post.key)
+        if self.lookup_error is not None:
+            raise self.lookup_error
         if self.existence is Existence.EXISTS:
             return Existence.EXISTS, PostResult.posted("9", "https://example/found")
         return self.existence, None
@@ -53,6 +59,8 @@ def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> config.Config:
     monkeypatch.setattr(ScriptedAdapter, "script", [])
     monkeypatch.setattr(ScriptedAdapter, "posted", [])
     monkeypatch.setattr(ScriptedAdapter, "existence", Existence.UNKNOWN)
+    monkeypatch.setattr(ScriptedAdapter, "lookup_error", None)
+    monkeypatch.setattr(ScriptedAdapter, "lookups", [])
     path = cli.init_home(tmp_path / "home")
     head = path.read_text(encoding="utf-8").split("[targets.x]")[0]
     path.write_text(
@@ -77,6 +85,7 @@ def test_backoff_is_exponential_with_jitter_and_capped() -> None:
         d = backoff(n, rng).total_seconds() / 60
         assert 0.75 * 2 ** (n - 1) <= d <= 1.25 * 2 ** (n - 1)
     assert backoff(30, rng) <= timedelta(hours=6) * 1.25
+    assert backoff(100, rng) <= timedelta(hours=6) * 1.25  # max_attempts allows 100: no overflow
 
 
 def test_retryable_backs_off_honours_reset_and_gives_up(cfg: config.Config) -> None:
@@ -171,6 +180,106 @@ def test_unknown_stays_uncertain_for_the_user(cfg: config.Config) -> None:
         d, _ = _interrupted(cfg, conn)
         assert d.resolve_uncertain(store.now() + timedelta(days=1)) == []
         assert one_job(conn).state is State.UNCERTAIN
+
+
+def _lookup_times(d: Dispatcher, throttle: LookupThrottle | None, hours: float) -> list[int]:
+    """Resolve every 10 s (as daemon ticks would) for `hours`; the seconds of each look-up."""
+    t0 = store.now()
+    times = []
+    for s in range(0, int(hours * 3600), 10):
+        before = len(ScriptedAdapter.lookups)
+        d.resolve_uncertain(t0 + timedelta(seconds=s), throttle=throttle)
+        times += [s] * (len(ScriptedAdapter.lookups) - before)
+    return times
+
+
+@pytest.mark.parametrize("answer", ["unknown", "error"])
+def test_undecided_lookups_back_off_in_the_daemon(cfg: config.Config, answer: str) -> None:
+    """An uncertain job the platform cannot settle (it cannot tell, or the look-up fails) is
+    looked up again after 1, 2, 4 … minutes, at most every 30, not on every tick."""
+    if answer == "error":
+        ScriptedAdapter.lookup_error = ConnectionError("platform down")
+    with store.connect(cfg.db_path) as conn:
+        d, job = _interrupted(cfg, conn)
+        times = _lookup_times(d, LookupThrottle(), hours=3)
+        assert one_job(conn).state is State.UNCERTAIN
+    gaps = [(b - a) // 60 for a, b in itertools.pairwise(times)]
+    assert times[0] == 0
+    assert gaps == [1, 2, 4, 8, 16, 30, 30, 30, 30]  # 3 hours
+    assert set(ScriptedAdapter.lookups) == {job.post_key}
+
+
+def test_without_a_throttle_every_call_looks_up(cfg: config.Config) -> None:
+    """`poster run --once` asks about every uncertain job: the user asked for it now."""
+    with store.connect(cfg.db_path) as conn:
+        d, _ = _interrupted(cfg, conn)
+        assert len(_lookup_times(d, None, hours=0.01)) == 4  # 0, 10, 20, 30 s
+
+
+def test_not_found_is_asked_again_when_it_becomes_proof(
+    cfg: config.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A "not found" while the interrupted request could still land settles nothing; the
+    next look-up is when it can no longer land (45 s here, before the 1 minute backoff ends),
+    and that one settles the job."""
+    ScriptedAdapter.existence = Existence.ABSENT
+    monkeypatch.setattr(ScriptedAdapter, "settle_seconds", 45.0)
+    with store.connect(cfg.db_path) as conn:
+        d, _ = _interrupted(cfg, conn)
+        t0 = store.now()
+        throttle = LookupThrottle()
+        for s in range(0, 120, 5):
+            d.resolve_uncertain(t0 + timedelta(seconds=s), throttle=throttle)
+        assert one_job(conn).state is State.READY
+    assert len(ScriptedAdapter.lookups) == 2
+
+
+def test_daemon_does_not_look_up_an_undecided_job_on_every_tick(tmp_path: Path) -> None:
+    """A real `poster run` ticking every second, an interrupted post, and a platform whose
+    look-up answers 503 (so it cannot tell): one look-up, not one per tick. Each marker file
+    is taken by a later tick, which proves the daemon went on ticking meanwhile."""
+    import signal
+
+    from tests.servers.slow import SlowServer, _daemon, _png, register
+
+    with SlowServer() as server:
+        server.fail("GET", "/posts", 503, times=1000)
+        cfg_path = cli.init_home(tmp_path / "home")
+        head = cfg_path.read_text(encoding="utf-8").split("[intake]")[0]
+        cfg_path.write_text(
+            head + "[intake]\nstable_seconds = 0.0\nscan_interval = 1.0\n\n"
+            f'[targets.a]\nadapter = "slow"\npolicy = "light"\napi_base = "{server.url}"\ntimeout = 5\n',
+            encoding="utf-8",
+        )
+        register()
+        c = config.load(cfg_path)
+        (c.outbox / "a.png").write_bytes(_png(1))
+        with store.connect(c.db_path) as conn:
+            _, job = _interrupted(c, conn)
+        proc = _daemon(cfg_path, tmp_path / "daemon.log")
+
+        def wait_for(done: Any) -> None:
+            deadline = time.monotonic() + 60
+            while not done():
+                assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
+                assert time.monotonic() < deadline, "the daemon did not get there in 60 s"
+                time.sleep(0.05)
+
+        try:
+            wait_for(lambda: server.calls("GET", "/posts"))
+            for i in range(3):
+                # planned for 2099, so the markers are taken in but never posted
+                (c.outbox / f"m{i}.toml").write_text('at = "2099-01-01T00:00:00+00:00"\n', encoding="utf-8")
+                (c.outbox / f".m{i}.part").write_bytes(_png(10 + i))
+                os.replace(c.outbox / f".m{i}.part", c.outbox / f"m{i}.png")
+                wait_for(lambda i=i: not (c.outbox / f"m{i}.png").exists())
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        assert len(server.calls("GET", "/posts")) == 1
+        assert server.posts == []
+    with store.connect(c.db_path) as conn:
+        assert jobs.get(conn, job.id).state is State.UNCERTAIN
 
 
 def test_ledger_row_and_posted_state_commit_together(

@@ -244,6 +244,7 @@ def run(obj: Ctx, once: bool, now: bool) -> None:
         for job in jobs.recover(conn):
             log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
         lookups = LookupThrottle()  # for the daemon's life: an undecided job is not asked every tick
+        reported = outbox.Reported()  # and a file it cannot take is reported once, not every scan
 
         def tick(stop: Any) -> Any:
             # APScheduler runs this in a worker thread: give it its own connection. The
@@ -252,7 +253,7 @@ def run(obj: Ctx, once: bool, now: bool) -> None:
                 d = Dispatcher(cfg, tconn, stop=stop)
                 try:
                     d.resolve_uncertain(throttle=lookups)
-                    for r in outbox.scan(tconn, cfg):
+                    for r in outbox.scan(tconn, cfg, reported=reported):
                         if r.outcome in ("queued", "failed"):
                             log.info("%s %s%s", r.outcome, r.name, f": {r.reason}" if r.reason else "")
                     _refresh_trace_index(cfg, tconn, d.run_due())

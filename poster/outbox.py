@@ -117,6 +117,36 @@ def find_candidates(outbox: Path) -> tuple[list[Candidate], list[IntakeResult]]:
     return found, skipped
 
 
+class Reported:
+    """Problems already reported for artworks left in the outbox. The daemon scans every few
+    seconds; a file it cannot take (unreadable, too large) is reported once for as long as it
+    stays the same (path, size, mtime), and again once it changes — not on every scan."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[object, ...]] = {}
+
+    def first_time(self, c: Candidate, problem: str) -> bool:
+        """True (and remembered) unless this very problem with these very files was reported."""
+        key = (problem, *(_signature(p) for p in c.paths()))
+        if self._seen.get(c.name) == key:
+            return False
+        self._seen[c.name] = key
+        return True
+
+    def keep_only(self, names: set[str]) -> None:
+        """Forget artworks no longer in the outbox (taken, or removed by the user)."""
+        for name in [n for n in self._seen if n not in names]:
+            del self._seen[name]
+
+
+def _signature(p: Path) -> tuple[str, int | None, int | None]:
+    try:
+        st = p.stat(follow_symlinks=False)
+    except OSError:
+        return str(p), None, None
+    return str(p), st.st_size, st.st_mtime_ns
+
+
 def _stable(c: Candidate, min_age: float, at: float) -> bool:
     for p in c.paths():
         try:
@@ -288,11 +318,24 @@ def intake_one(
 
 
 def scan(
-    conn: sqlite3.Connection, config: Config, *, wait: bool = False, clock: datetime | None = None
+    conn: sqlite3.Connection,
+    config: Config,
+    *,
+    wait: bool = False,
+    clock: datetime | None = None,
+    reported: Reported | None = None,
 ) -> list[IntakeResult]:
     """Take every stable artwork in the outbox. With `wait`, files that are too fresh are
-    waited for (up to the stability interval) instead of being left for the next scan."""
+    waited for (up to the stability interval) instead of being left for the next scan.
+    A file left in the outbox with a problem is in the results of every scan; with
+    `reported` (the daemon's, for its life) it is logged only the first time."""
     candidates, results = find_candidates(config.outbox)
+    if reported is not None:
+        reported.keep_only({c.name for c in candidates})
+
+    def first_time(c: Candidate, problem: str) -> bool:
+        return reported is None or reported.first_time(c, problem)
+
     min_age = config.intake.stable_seconds
     deadline = time.time() + min_age + 1
     for c in candidates:
@@ -303,14 +346,17 @@ def scan(
             results.append(_take(conn, config, c, limits, wait=wait, min_age=min_age, deadline=deadline))
         except TooLarge as exc:
             results.append(IntakeResult(c.name, "skipped", f"{exc}; left in place"))
-            log.error("%s; left in the outbox", exc)
+            if first_time(c, str(exc)):
+                log.error("%s; left in the outbox", exc)
         except OSError as exc:
             results.append(IntakeResult(c.name, "waiting", f"cannot read or archive: {exc.strerror}"))
-            log.error("%s: cannot read or archive: %s", c.name, exc.strerror)
+            if first_time(c, f"OSError: {exc}"):
+                log.error("%s: cannot read or archive: %s", c.name, exc.strerror)
         except Exception as exc:  # a bug must not stop the other files from being taken
-            log.debug("intake of %s crashed:\n%s", c.name, traceback.format_exc())
             results.append(IntakeResult(c.name, "waiting", f"internal error: {type(exc).__name__}: {exc}"))
-            log.error("%s: internal error during intake: %s", c.name, exc)
+            if first_time(c, f"{type(exc).__name__}: {exc}"):
+                log.debug("intake of %s crashed:\n%s", c.name, traceback.format_exc())
+                log.error("%s: internal error during intake: %s", c.name, exc)
     return results
 
 

@@ -66,3 +66,17 @@ def run_cli(*args: str, cfg: config.Config | None = None) -> tuple[int, str, str
     argv = ["--config", str(cfg.path), *args] if cfg else list(args)
     result = runner.invoke(cli.cli, argv, catch_exceptions=False, standalone_mode=True)
     return result.exit_code, result.stdout, result.stderr
+
+
+def unprivileged() -> list[str]:
+    """A command prefix that makes a permission error real: root reads any file whatever its
+    mode, so drop the capabilities that allow that (CI runs as root). Skips the test if it
+    cannot."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from poster import config
-from tests.conftest import artwork, run_cli
+from tests.conftest import artwork, run_cli, unprivileged
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -271,19 +271,6 @@ def test_huge_sidecar_fails_the_artwork_with_the_reason(home: config.Config) -> 
     assert "over the 65536-byte limit" in str(jobs[0]["reason"])
 
 
-def _as_unprivileged() -> list[str]:
-    """Root reads any file whatever its mode; drop the capabilities that allow that, so the
-    permission error is real even in CI (which runs as root)."""
-    if os.geteuid() != 0:
-        return []
-    import shutil
-
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv: cannot make a file unreadable")
-    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
-
-
 def test_unreadable_file_is_reported_and_others_continue(home: config.Config) -> None:
     import subprocess
     import sys
@@ -295,7 +282,7 @@ def test_unreadable_file_is_reported_and_others_continue(home: config.Config) ->
         os.utime(p, (1_000_000_000, 1_000_000_000))
     proc = subprocess.run(
         [
-            *_as_unprivileged(),
+            *unprivileged(),
             sys.executable,
             "-m",
             "poster",

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from poster import config, jobs, outbox, store
-from tests.conftest import artwork
+from tests.conftest import artwork, unprivileged
 
 
 def scan(cfg: config.Config, **kw: object) -> list[outbox.IntakeResult]:
@@ -154,3 +158,97 @@ def test_palette_and_grayscale_are_accepted(home: config.Config, drop: Callable[
     drop("p.png", artwork().convert("P"))
     drop("g.png", artwork().convert("L"))
     assert [r.outcome for r in scan(home)] == ["queued", "queued"]
+
+
+class Records(logging.Handler):
+    """The log records of one logger, whatever the rest of the logging setup (poster's own
+    setup stops propagation to the root logger, where pytest's caplog listens)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.logger = logging.getLogger(name)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> Records:
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self)
+
+
+def test_a_file_left_in_the_outbox_is_reported_once_until_it_changes(home: config.Config) -> None:
+    """The daemon scans every few seconds: a file it cannot take is kept and shows in every
+    scan's results, but is logged once per (path, size, mtime), and again once it changes."""
+    text = home.path.read_text().replace("max_file_bytes = 200000000", "max_file_bytes = 1000000")
+    home.path.write_text(text)
+    cfg = config.load(home.path)
+    big = cfg.outbox / "big.png"
+    big.write_bytes(b"\x89PNG" + b"\0" * 1_000_000)
+    os.utime(big, (1_000_000_000, 1_000_000_000))
+    reported = outbox.Reported()
+    with Records("poster.outbox") as log:
+        for _ in range(3):
+            [result] = scan(cfg, reported=reported)
+            assert result.outcome == "skipped" and "over the limit" in (result.reason or "")
+        assert len(log.messages) == 1 and "big.png" in log.messages[0]
+        with big.open("ab") as fh:  # the file changed (size and mtime): a new report
+            fh.write(b"\0")
+        os.utime(big, (1_000_000_100, 1_000_000_100))
+        scan(cfg, reported=reported)
+        scan(cfg, reported=reported)
+        assert len(log.messages) == 2
+        scan(cfg)  # without the daemon's memory (`run --once`): reported as before
+        assert len(log.messages) == 3
+    assert big.exists() and all_jobs(cfg) == []
+
+
+def test_daemon_reports_an_unreadable_file_once_per_version(home: config.Config, tmp_path: Path) -> None:
+    """A real `poster run` scanning every second, with a file it may not read: the warning
+    comes once, not once per scan, and once more after the file changed. Each marker file
+    is taken by a later scan, which proves the daemon went on scanning meanwhile."""
+    text = home.path.read_text()
+    text = text.replace("stable_seconds = 5.0", "stable_seconds = 0.0")
+    home.path.write_text(text.replace("scan_interval = 30.0", "scan_interval = 1.0"))
+    locked = home.outbox / "locked.png"
+    artwork().save(locked)
+    locked.chmod(0)
+    log = tmp_path / "daemon.log"
+    message = "locked.png: cannot read or archive: Permission denied"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*unprivileged(), sys.executable, "-m", "poster", "--config", str(home.path), "run"],
+            stdout=out,
+            stderr=out,
+        )
+
+    def wait_for(done: Callable[[], object]) -> None:
+        deadline = time.monotonic() + 60
+        while not done():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"the daemon did not get there in 60 s:\n{log.read_text()}"
+            time.sleep(0.05)
+
+    def marker(i: int) -> None:
+        # planned for 2099, so the markers are taken in but never posted
+        (home.outbox / f"m{i}.toml").write_text('at = "2099-01-01T00:00:00+00:00"\n', encoding="utf-8")
+        artwork((256, 256), seed=10 + i).save(home.outbox / f".m{i}.part", "PNG")
+        os.replace(home.outbox / f".m{i}.part", home.outbox / f"m{i}.png")
+        wait_for(lambda: not (home.outbox / f"m{i}.png").exists())
+
+    try:
+        wait_for(lambda: message in log.read_text())
+        marker(0)
+        marker(1)
+        with locked.open("ab") as fh:  # still unreadable, but another version of the file
+            fh.write(b"\0")
+        marker(2)
+        marker(3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert log.read_text().count(message) == 2, log.read_text()
+    assert locked.exists()  # kept in the outbox, taken once readable

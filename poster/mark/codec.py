@@ -187,6 +187,22 @@ def _mask(y: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarr
     return u.astype(np.float32), cap.astype(np.float32)
 
 
+def amplitude_small(img: Image.Image) -> np.ndarray:
+    """The embedding amplitude (grey levels at strength 1) on a grid of ~chip/MASK_PX pixels.
+
+    ``img`` is in L, LA, RGB or RGBA. Upscaled bilinearly to the image size, this is the local
+    amplitude of the pattern: the informed extractor uses it to weight what it reads.
+    """
+    w, h = img.size
+    f = min(1.0, MASK_PX / chip_size(w, h))
+    ms = (max(1, round(w * f)), max(1, round(h * f)))
+    y_small, a_small = _luma_small(img, ms)
+    u, cap = _mask(y_small, a_small)
+    rms = float(np.sqrt(np.mean(u.astype(np.float64) ** 2)))
+    gain = min(MAX_GAIN, TARGET_RMS / max(rms, 1e-6))
+    return np.minimum(np.minimum(u * gain, cap), MAX_AMP)
+
+
 # ----------------------------------------------------------------------------- embed
 def embed(image: Image.Image, payload: int, *, key: bytes, strength: float = 1.0) -> Image.Image:
     if isinstance(payload, bool):
@@ -205,14 +221,7 @@ def embed(image: Image.Image, payload: int, *, key: bytes, strength: float = 1.0
     if short < MIN_SIDE:
         raise MarkError(f"image too small for the hidden ID: short side {short} < {MIN_SIDE} px")
 
-    f = min(1.0, MASK_PX / chip_size(w, h))
-    ms = (max(1, round(w * f)), max(1, round(h * f)))
-    y_small, a_small = _luma_small(img, ms)
-    u, cap = _mask(y_small, a_small)
-    rms = float(np.sqrt(np.mean(u.astype(np.float64) ** 2)))
-    gain = min(MAX_GAIN, TARGET_RMS / max(rms, 1e-6))
-    amp_small = np.minimum(np.minimum(u * gain, cap), MAX_AMP) * float(strength)
-    amps = _AmpRows(amp_small, w, h)
+    amps = _AmpRows(amplitude_small(img) * float(strength), w, h)
 
     period = tile_period(w, h)
     pat = tile.pattern(bytes(key), payload, period)

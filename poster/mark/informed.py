@@ -1,0 +1,427 @@
+"""Informed extraction: reading the hidden ID of a copy with the unmarked image at hand.
+
+Blind extraction (:func:`poster.mark.extract`) has to tell the mark from the image it is hidden
+in; on small busy photos, sparse pixel art and sketches on white paper the image's own
+texture in the mark's band is several times stronger than the mark, and the ID is lost. The
+artist, though, has the original. With it, the image can be *subtracted*:
+
+1. **Registration.** The copy is located in the original: a coarse search over mirror and
+   scale (the copy's size ratio, then a grid for crops and added borders) by phase
+   correlation of locally normalised high-pass images, then a Gauss-Newton refinement of a
+   full affine map (scale, aspect, rotation, shear, offset) over a pyramid up to the working
+   resolution (<= 1024 px long edge of the original).
+2. **Prediction.** The copy is resampled onto the original's working grid; the original is
+   mapped through a tone curve fitted on the overlap (brightness, contrast, gamma,
+   saturation changes) and a small least-squares mix of blurred copies of itself (blur,
+   resampling and compression softness), and subtracted.
+3. **Decoding.** What remains is the mark plus what the attacks added. It is weighted by
+   the amplitude the embedder gave each place (known from the original) over the local
+   residual power, folded on the tile lattice, whose period and origin are known in the
+   original's frame, and decoded exactly like a blind read: sync peak, Viterbi, CRC. The CRC
+   check guards this path as it guards the blind one: a wrong original, a wrong key or an
+   unmarked copy give ``None``.
+
+The reference must be the image *as it was before marking* (for a posted variant, see
+:func:`unmark`), at its own size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from . import tile
+from ._filters import box
+from .codec import (
+    WORK_LONG,
+    Detection,
+    _fold,
+    _luma_small,
+    _resize_f,
+    _split,
+    _try_decode,
+    amplitude_small,
+    chip_size,
+    tile_period,
+)
+
+COARSE_LONG = 192  # long edge of the coarse registration level (original's frame)
+COARSE_R = 3  # radius of the high-pass used at the coarse level (robust to small turns)
+MIN_NCC = 0.25  # overlap correlation of the registered high-pass images to attempt a decode
+MIN_OVERLAP = 0.3  # fraction of the original that must be covered by the copy
+OCCLUDED_MIN = 6.0  # local mean difference (grey levels) above which a place is not the original
+INFORMED_LONG = 1536  # most working pixels on the long edge (1024 at least)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Affine map from the original's working frame to the (pre-scaled) copy."""
+
+    a: np.ndarray  # 2 x 3: (u, v) = a @ (x, y, 1), continuous pixel coordinates
+    mirrored: bool  # ``a`` applies to the horizontally flipped copy
+    ncc: float  # correlation of the registered high-pass images
+
+
+def _features(y: np.ndarray, r: int = 2) -> np.ndarray:
+    """Locally normalised high-pass: insensitive to brightness, contrast and gamma changes."""
+    hp = y - box(y, r)
+    return hp / (np.sqrt(box(hp * hp, 3 * r)) + 2.0)
+
+
+def _resize_to(y: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if (y.shape[1], y.shape[0]) == size:
+        return y
+    resample = Image.BILINEAR if size[0] > y.shape[1] else Image.BOX
+    return _resize_f(y, size, resample).astype(np.float64)
+
+
+def _luma(
+    image: Image.Image,
+    long_max: int | None = None,
+    background: int = 255,
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Luma (float64) composited on ``background`` where transparent, optionally downscaled.
+
+    Composited at full size first, as a platform flattens the image: the colour under
+    transparent pixels is arbitrary and must not leak into the edges of opaque shapes.
+    """
+    img, _ = _split(image)
+    if img.mode in ("LA", "RGBA"):
+        base = Image.new("RGBA", img.size, (background, background, background, 255))
+        img = Image.alpha_composite(base, img.convert("RGBA")).convert("RGB")
+    w, h = img.size
+    if size is None:
+        f = 1.0 if long_max is None else min(1.0, long_max / max(w, h))
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+    y, _ = _luma_small(img, size)
+    return y.astype(np.float64)
+
+
+def _warp(y: np.ndarray, a: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``y`` sampled at a @ (x, y, 1) for every pixel of an output of ``size``; and validity."""
+    data = (a[0, 0], a[0, 1], a[0, 2], a[1, 0], a[1, 1], a[1, 2])
+    im = Image.fromarray(y.astype(np.float32), "F")
+    out = np.asarray(im.transform(size, Image.AFFINE, data, Image.BILINEAR), dtype=np.float64)
+    w, h = size
+    xx = np.arange(w) + 0.5
+    yy = (np.arange(h) + 0.5)[:, None]
+    u = a[0, 0] * xx + a[0, 1] * yy + a[0, 2]
+    v = a[1, 0] * xx + a[1, 1] * yy + a[1, 2]
+    hh, ww = y.shape
+    valid = (u >= 1.0) & (u <= ww - 1.0) & (v >= 1.0) & (v <= hh - 1.0)
+    return out, valid
+
+
+def _phase_offset(ref: np.ndarray, mov: np.ndarray) -> tuple[float, float, float]:
+    """Translation (dx, dy) with mov(x) ~ ref(x + (dx, dy)) and the overlap correlation."""
+    hh = max(ref.shape[0], mov.shape[0]) * 2
+    ww = max(ref.shape[1], mov.shape[1]) * 2
+    fa = np.fft.rfft2(ref, s=(hh, ww))
+    fb = np.fft.rfft2(mov, s=(hh, ww))
+    cross = fa * np.conj(fb)
+    cross /= np.abs(cross) + 1e-9
+    pc = np.fft.irfft2(cross, s=(hh, ww))
+    best = (-2.0, 0.0, 0.0)
+    for idx in np.argsort(pc.ravel())[::-1][:4]:
+        dy, dx = divmod(int(idx), ww)
+        dy = dy - hh if dy > hh // 2 else dy
+        dx = dx - ww if dx > ww // 2 else dx
+        c = _overlap_ncc(ref, mov, dx, dy)
+        if c > best[0]:
+            best = (c, float(dx), float(dy))
+    return best[1], best[2], best[0]
+
+
+def _overlap_ncc(ref: np.ndarray, mov: np.ndarray, dx: int, dy: int) -> float:
+    y0, x0 = max(0, dy), max(0, dx)
+    y1 = min(ref.shape[0], dy + mov.shape[0])
+    x1 = min(ref.shape[1], dx + mov.shape[1])
+    if y1 - y0 < 8 or x1 - x0 < 8:
+        return -1.0
+    if (y1 - y0) * (x1 - x0) < MIN_OVERLAP * ref.size:
+        return -1.0
+    p = ref[y0:y1, x0:x1]
+    q = mov[y0 - dy : y1 - dy, x0 - dx : x1 - dx]
+    p = p - p.mean()
+    q = q - q.mean()
+    return float((p * q).sum() / (np.sqrt((p * p).sum() * (q * q).sum()) + 1e-9))
+
+
+def _refine(f_ref: np.ndarray, f_mov: np.ndarray, a: np.ndarray, iters: int) -> tuple[np.ndarray, float]:
+    """Gauss-Newton on the 6 affine parameters (forward compositional, symmetric gradients)."""
+    h, w = f_ref.shape
+    size = (w, h)
+    s = float(max(w, h))
+    xx = ((np.arange(w) + 0.5) / s)[None, :].repeat(h, 0)
+    yy = ((np.arange(h) + 0.5) / s)[:, None].repeat(w, 1)
+    gry, grx = np.gradient(f_ref)
+    ncc = -1.0
+    for _ in range(iters):
+        warped, valid = _warp(f_mov, a, size)
+        m = valid.ravel()
+        if m.sum() < MIN_OVERLAP * m.size:
+            return a, -1.0
+        wy, wx = np.gradient(warped)
+        gx = (0.5 * (wx + grx)).ravel()[m]
+        gy = (0.5 * (wy + gry)).ravel()[m]
+        e = (warped - f_ref).ravel()[m]
+        # places that do not look like the original at all (an added border, a caption) must
+        # not pull: weight by the local correlation of the two images
+        num = box(warped * f_ref, 4)
+        den = np.sqrt(box(warped * warped, 4) * box(f_ref * f_ref, 4)) + 1e-6
+        wt = np.clip(num / den, 0.0, 1.0).ravel()[m]
+        x, y = xx.ravel()[m], yy.ravel()[m]
+        jac = np.stack([gx * x, gx * y, gx, gy * x, gy * y, gy], 1) * s
+        jw = jac * wt[:, None]
+        hess = jw.T @ jac + 1e-6 * np.eye(6) * len(e)
+        d = -np.linalg.solve(hess, jw.T @ e)
+        # compose: x -> x + D x, in normalised coordinates
+        dm = np.array([[d[0], d[1], d[2] * s], [d[3], d[4], d[5] * s], [0.0, 0.0, 0.0]])
+        full = np.vstack([a, [0.0, 0.0, 1.0]])
+        a = (full @ (np.eye(3) + dm))[:2]
+        p, q = f_ref.ravel()[m], warped.ravel()[m]
+        p, q = p - p.mean(), q - q.mean()
+        ncc = float((p * q).sum() / (np.sqrt((p * p).sum() * (q * q).sum()) + 1e-9))
+        if np.abs(d[[0, 1, 3, 4]]).max() < 1e-4 and np.abs(d[[2, 5]]).max() * s < 0.01:
+            break
+    return a, ncc
+
+
+def register(host: np.ndarray, copy: np.ndarray) -> Registration | None:
+    """Locate ``copy`` (luma) in ``host`` (luma, the original's working frame)."""
+    hh, hw = host.shape
+    ch, cw = copy.shape
+    cs = COARSE_LONG / max(hh, hw)
+    csize = (max(8, round(hw * cs)), max(8, round(hh * cs)))
+    f_host = _features(_resize_to(host, csize), COARSE_R)
+    ratio_w, ratio_h = cw / hw, ch / hh  # copy pixels per host pixel, if not cropped
+    hyps: list[tuple[float, float]] = [(ratio_w, ratio_h)]
+    # a crop of the original: scale >= the larger size ratio; added borders: a bit below it
+    base = max(ratio_w, ratio_h)
+    ks = [1.03**i for i in range(-12, 13)]
+    hyps += [(base * k, base * k) for k in sorted(ks, key=lambda k: abs(math.log(k)))]
+    best: tuple[float, bool, np.ndarray, tuple[float, float]] | None = None
+    flipped = copy[:, ::-1]
+
+    def trial(sx: float, sy: float, mirrored: bool, deg: float) -> None:
+        nonlocal best
+        src = flipped if mirrored else copy
+        # the copy at the coarse scale of the host, turned back by ``deg``
+        size = (max(8, round(cw / sx * cs)), max(8, round(ch / sy * cs)))
+        if size[0] > 4 * csize[0] or size[1] > 4 * csize[1]:
+            return
+        small = _resize_to(src, size)
+        rot = np.eye(3)
+        if deg:
+            t = math.radians(deg)
+            c, s = math.cos(t), math.sin(t)
+            cx, cy = size[0] / 2, size[1] / 2
+            rot = np.array([[c, -s, cx - c * cx + s * cy], [s, c, cy - s * cx - c * cy], [0, 0, 1]])
+            small, valid = _warp(small, rot[:2], size)
+            small = np.where(valid, small, small[valid].mean() if valid.any() else 0.0)
+        dx, dy, score = _phase_offset(f_host, _features(small, COARSE_R))
+        shift = np.array([[1.0, 0.0, -dx], [0.0, 1.0, -dy], [0.0, 0.0, 1.0]])
+        to_copy = np.diag([cw / size[0], ch / size[1], 1.0])
+        if best is None or score > best[0]:
+            best = (score, mirrored, (to_copy @ rot @ shift)[:2], (sx, sy))
+
+    for sx, sy in hyps:
+        for mirrored in (False, True):
+            trial(sx, sy, mirrored, 0.0)
+        if best is not None and best[0] > 0.5:
+            break  # a clear match (the first hypothesis: the whole copy is the whole original)
+    if best is None or best[0] < 0.5:
+        # a turned copy: small rotations at the size ratio
+        scales = [hyps[0]] if best is None or best[3] == hyps[0] else [hyps[0], best[3]]
+        for deg in (1.5, -1.5, 3.0, -3.0, 4.5, -4.5):
+            for sx, sy in scales:
+                for mirrored in (False, True):
+                    trial(sx, sy, mirrored, deg)
+    if best is None or best[0] < 0.1:
+        return None
+    _, mirrored, a_coarse, _ = best
+    src = flipped if mirrored else copy
+    # pyramid refinement; the copy is pre-scaled to about each level's resolution
+    a = a_coarse.copy()  # coarse host frame -> copy pixels
+    ncc = -1.0
+    levels = sorted({COARSE_LONG, 384, 768, max(hh, hw)})
+    prev_long = COARSE_LONG
+    for long in levels:
+        if long > max(hh, hw):
+            continue
+        f = long / max(hh, hw)
+        size = (max(8, round(hw * f)), max(8, round(hh * f)))
+        a = a.copy()
+        a[:, :2] *= prev_long / long
+        prev_long = long
+        scale = math.sqrt(abs(np.linalg.det(a[:, :2])))  # copy pixels per level pixel
+        pre = min(1.0, 1.0 / scale)
+        src_l = _resize_to(src, (max(8, round(cw * pre)), max(8, round(ch * pre)))) if pre < 1.0 else src
+        pre_x = src_l.shape[1] / cw
+        pre_y = src_l.shape[0] / ch
+        a_l = a * np.array([[pre_x], [pre_y]])
+        r = 1 if long <= 384 else 2
+        a_l, ncc = _refine(
+            _features(_resize_to(host, size), r), _features(src_l, r), a_l, 25 if long < 768 else 8
+        )
+        a = a_l / np.array([[pre_x], [pre_y]])
+    if ncc < MIN_NCC:
+        return None
+    return Registration(a, mirrored, ncc)
+
+
+def _tone_curve(x: np.ndarray, y: np.ndarray, bins: int = 48) -> np.ndarray:
+    """Piecewise-linear fit of y against x (both 1-D): the copy's tone curve."""
+    edges = np.linspace(0.0, 255.0, bins + 1)
+    idx = np.clip(np.digitize(x, edges) - 1, 0, bins - 1)
+    cnt = np.bincount(idx, minlength=bins)
+    sx = np.bincount(idx, weights=x, minlength=bins)
+    sy = np.bincount(idx, weights=y, minlength=bins)
+    ok = cnt >= 20
+    if ok.sum() < 2:
+        c = np.polyfit(x, y, 1) if len(x) > 2 else np.array([1.0, 0.0])
+        return np.polyval(c, x)
+    return np.interp(x, sx[ok] / cnt[ok], sy[ok] / cnt[ok])
+
+
+def _gauss(a: np.ndarray, sigma: float) -> np.ndarray:
+    r = max(1, int(3 * sigma + 0.5))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    p = np.pad(a, r, mode="edge")
+    t = sum(k[i] * p[i : i + a.shape[0], :] for i in range(2 * r + 1))
+    return sum(k[i] * t[:, i : i + a.shape[1]] for i in range(2 * r + 1))
+
+
+def _predict(host: np.ndarray, seen: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The copy as the original would look through the same tone and blur changes."""
+    m = valid.ravel()
+    tone = host.copy()
+    tone.ravel()[m] = _tone_curve(host.ravel()[m], seen.ravel()[m])
+    tone.ravel()[~m] = tone.ravel()[m].mean() if m.any() else 128.0
+    basis = [tone, _gauss(tone, 0.6), _gauss(tone, 1.2), _gauss(tone, 2.4), np.ones_like(tone)]
+    mat = np.stack([b.ravel()[m] for b in basis], 1)
+    coef, *_ = np.linalg.lstsq(mat, seen.ravel()[m], rcond=None)
+    return sum(c * b for c, b in zip(coef, basis, strict=True))
+
+
+def _band(d: np.ndarray, px: float, py: float) -> np.ndarray:
+    """``d`` limited to the mark's band (chip frequencies BAND_LO..BAND_HI per tile period)."""
+    h, w = d.shape
+    fy = np.fft.fftfreq(h)[:, None] * py
+    fx = np.fft.rfftfreq(w)[None, :] * px
+    r = np.hypot(fx, fy)
+    gain = np.clip((r - tile.BAND_LO + 1.5) / 1.5, 0, 1) * np.clip((tile.BAND_HI + 1.5 - r) / 1.5, 0, 1)
+    return np.fft.irfft2(np.fft.rfft2(d) * gain, s=(h, w))
+
+
+def extract_informed(image: Image.Image, reference: Image.Image, *, key: bytes) -> Detection | None:
+    """The payload of ``image``, a copy of ``reference`` (the unmarked original) after any
+    edits; ``None`` when it cannot be read (not a copy, wrong key, unmarked, too damaged)."""
+    key = bytes(key)
+    ref, _ = _split(reference)
+    if min(ref.size) < 64 or min(image.size) < 32:
+        return None
+    amp_small = amplitude_small(ref)
+    # transparent art: flattened on white by most platforms, on black by some
+    transparent = ref.mode in ("LA", "RGBA") and ref.getchannel("A").getextrema()[0] < 255
+    for background in (255, 0) if transparent else (255,):
+        found = _extract_on(image, ref, amp_small, key, background)
+        if found is not None:
+            return found
+    return None
+
+
+def _extract_on(
+    image: Image.Image, ref: Image.Image, amp_small: np.ndarray, key: bytes, background: int
+) -> Detection | None:
+    km = tile.key_material(key)
+    rw, rh = ref.size
+    # work at about the copy's own resolution (sharp pixel art needs it), 1024-1536 px
+    ratio = max(image.width / rw, image.height / rh)
+    host = _luma(ref, round(min(max(WORK_LONG, max(rw, rh) * ratio), INFORMED_LONG)), background)
+    copy = _luma(image, 2048, background)
+    reg = register(host, copy)
+    if reg is None:
+        return None
+    hh, hw = host.shape
+    # resample the copy onto the original's working grid: if it is bigger, first downscaled
+    # from its own pixels in one step, the way the original's working image was made (two
+    # different resampling chains would differ at every sharp edge of pixel art)
+    a = reg.a
+    src = copy
+    scale = math.sqrt(abs(np.linalg.det(a[:, :2])))
+    if scale > 1.2 or copy.shape != (image.height, image.width):
+        pre = min(1.0, 1.0 / scale * copy.shape[1] / image.width)
+        size = (max(8, round(image.width * pre)), max(8, round(image.height * pre)))
+        src = _luma(image, size=size, background=background)
+        a = a * np.array([[size[0] / copy.shape[1]], [size[1] / copy.shape[0]]])
+    if reg.mirrored:
+        src = src[:, ::-1]
+    seen, valid = _warp(src, a, (hw, hh))
+    if valid.mean() < MIN_OVERLAP:
+        return None
+    pred = _predict(host, seen, valid)
+    # what does not follow the original at all (an added border, a caption, a sticker) is
+    # left out, and the prediction fitted again without it
+    for _ in range(4):
+        loc = box(np.abs(seen - pred), 4)
+        bad = loc > max(OCCLUDED_MIN, 4.0 * float(np.median(loc[valid])))
+        if not (bad & valid).any():
+            break
+        valid = valid & (box(bad.astype(np.float64), 4) < 1e-6)
+        if valid.mean() < MIN_OVERLAP * 0.5:
+            return None
+        pred = _predict(host, seen, valid)
+    period = tile_period(rw, rh)
+    v1 = np.array([period * hw / rw, 0.0])
+    v2 = np.array([0.0, period * hh / rh])
+    d = _band(np.where(valid, seen - pred, 0.0), v1[0], v2[1])
+    # weight: the amplitude the embedder used here over the local power of what is left
+    amp = _resize_to(amp_small.astype(np.float64), (hw, hh))
+    cpx = chip_size(rw, rh) * hw / rw  # chip size in working pixels
+    power = box(d * d, max(2, round(1.5 * cpx)))
+    wgt = np.where(valid, amp / (power + 1e-3 + 0.05 * float(power[valid].mean())), 0.0)
+    r = d * wgt
+    g, _ = _fold(r, v1, v2)
+    payload, z, _ = _try_decode(g, key, km)
+    if payload is None:
+        return None
+    # geometry in the copy's pixels (reg.a maps the original's working frame to the copy)
+    p1 = float(np.hypot(*reg.a[:, 0])) * v1[0]
+    p2 = float(np.hypot(*reg.a[:, 1])) * v2[1]
+    return Detection(
+        payload=payload,
+        confidence=z,
+        period=(p1, p2),
+        rotation_deg=math.degrees(math.atan2(reg.a[1, 0], reg.a[0, 0])),
+        mirrored=reg.mirrored,
+        offset=(float(reg.a[0, 2]) % p1, float(reg.a[1, 2]) % p2),
+        chip_px=float(np.sqrt(abs(np.linalg.det(reg.a[:, :2])))) * cpx,
+    )
+
+
+def unmark(marked: Image.Image, payload: int, *, key: bytes, strength: float = 1.0) -> Image.Image:
+    """Best estimate of the image before :func:`poster.mark.embed` added ``payload``.
+
+    The pattern is regenerated from the marked image itself (its mask differs from the
+    original's by the mark only) and subtracted; good enough as the reference of
+    :func:`extract_informed` when only the posted variant was kept.
+    """
+    from .codec import embed
+
+    img, mode = _split(marked)
+    again = embed(img, payload, key=key, strength=strength)
+    a = np.asarray(img, dtype=np.int16)
+    b = np.asarray(again, dtype=np.int16)
+    out = a - (b - a)
+    if mode in ("LA", "RGBA"):
+        out[..., -1] = a[..., -1]
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), mode)
+
+
+__all__ = ["Registration", "extract_informed", "register", "unmark"]

@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from poster.mark import embed, extract  # noqa: E402
+from poster.mark.informed import extract_informed  # noqa: E402
 from tests.synthetic import photo_like  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -297,6 +298,17 @@ class PosterMark(Codec):
         return extract(im, key=KEY)
 
 
+class PosterMarkInformed(PosterMark):
+    """The same marks, read with the unmarked original at hand (what ``poster trace`` has)."""
+
+    name = "poster.mark with original"
+    informed = True
+
+    def extract(self, im, original=None):
+        d = extract_informed(im, original, key=KEY)
+        return None if d is None else d.payload
+
+
 def _bgr(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(flat(im).convert("RGB"))[..., ::-1])
 
@@ -427,7 +439,8 @@ def robustness(codecs, images, attacks, seed=7):
             for ai, a in enumerate(attacks):
                 rng = np.random.default_rng(1000 * ii + ai + seed)
                 try:
-                    got = c.extract(ATTACKS[a](m, rng))
+                    attacked = ATTACKS[a](m, rng)
+                    got = c.extract(attacked, im) if getattr(c, "informed", False) else c.extract(attacked)
                 except Exception as e:  # an attack/extract crash counts as a miss
                     print(f"  {c.name} {a} {name}: {e!r}", file=sys.stderr)
                     got = None
@@ -459,7 +472,7 @@ def timings(codecs, sizes=(2048, 4096), reps=2):
                 m = c.embed(im, payload)
                 te.append(time.perf_counter() - t)
                 t = time.perf_counter()
-                c.extract(m)
+                c.extract(m, im) if getattr(c, "informed", False) else c.extract(m)
                 tx.append(time.perf_counter() - t)
             rows.append((c.name, n, min(te), min(tx)))
     return rows
@@ -496,6 +509,33 @@ def false_ids(n: int, images, seed=11) -> tuple[int, int]:
     return wrong, n
 
 
+def false_ids_informed(n: int, images, seed=13) -> tuple[int, int]:
+    """Informed reads of unmarked copies (reference: the same image) and of copies marked with
+    another key (reference: their original), each through a random attack of the table."""
+    rng = np.random.default_rng(seed)
+    keys = list(ATTACKS)
+    wrong = 0
+    t0 = time.time()
+    for i in range(n):
+        if i % 3 == 2:
+            ref = photo_like(int(rng.integers(256, 900)), int(rng.integers(256, 900)), 20_000 + i)
+        else:
+            _, ref = images[int(rng.integers(len(images)))]
+            s = rng.uniform(0.2, 0.6)
+            ref = flat(ref).convert("RGB")
+            size = (max(256, round(ref.width * s)), max(256, round(ref.height * s)))
+            ref = ref.resize(size, Image.BILINEAR)
+        im = ref if i % 3 != 1 else embed(ref, int(rng.integers(1 << 48)), key=b"someone-else")
+        a = keys[int(rng.integers(len(keys)))]
+        got = extract_informed(ATTACKS[a](im, rng), ref, key=KEY)
+        if got is not None:
+            wrong += 1
+            print(f"  FALSE ID (informed) {got.payload:#x} on sample {i} ({a})", file=sys.stderr)
+        if (i + 1) % 250 == 0:
+            print(f"  informed false-id run {i + 1}/{n}, {time.time() - t0:.0f}s", file=sys.stderr)
+    return wrong, n
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -509,6 +549,8 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline-max-side", type=int, default=2048)
     ap.add_argument("--attacks", nargs="*")
     ap.add_argument("--strength", type=float, default=1.0, help="poster.mark embedding strength")
+    ap.add_argument("--no-informed", action="store_true", help="skip the reads with the original")
+    ap.add_argument("--false-ids-informed", type=int, default=0, metavar="N")
     args = ap.parse_args(argv)
 
     dirs = args.images or [CORPUS]
@@ -522,6 +564,10 @@ def main(argv=None) -> int:
     mark = PosterMark()
     mark.strength = args.strength
     codecs: list[Codec] = [mark]
+    if not args.no_informed:
+        informed = PosterMarkInformed()
+        informed.strength = args.strength
+        codecs.append(informed)
     base = [] if (args.only == "mark" or args.quick) else baselines()
 
     if args.false_ids:
@@ -531,6 +577,17 @@ def main(argv=None) -> int:
         print(
             f"False IDs: {w} / {n} unmarked, wrong-key, cropped or attacked samples "
             f"({time.time() - t:.0f} s)\n"
+        )
+        if not args.attacks and not args.false_ids_informed:
+            return 0
+
+    if args.false_ids_informed:
+        t = time.time()
+        small = [(n, fit(1600)(flat(im).convert("RGB"), None)) for n, im in images]
+        w, n = false_ids_informed(args.false_ids_informed, small, seed=args.seed)
+        print(
+            f"False IDs (informed): {w} / {n} unmarked or other-key copies read with their "
+            f"original ({time.time() - t:.0f} s)\n"
         )
         if not args.attacks:
             return 0
@@ -564,7 +621,7 @@ def main(argv=None) -> int:
     print("| codec | PSNR mean | PSNR min | SSIM mean | SSIM min |")
     print("|---|---|---|---|---|")
     for n in names:
-        q = qual[n]
+        q = qual[n] if n != "poster.mark with original" else []  # the same marks as poster.mark
         if q:
             p = [x[1] for x in q]
             s = [x[2] for x in q]
@@ -572,18 +629,20 @@ def main(argv=None) -> int:
     per_image = ", ".join(f"{n} {p:.1f} dB / {s:.4f}" for n, p, s in qual[mark.name])
     print("\nPer image (poster.mark): " + per_image)
 
-    if fails[mark.name]:
+    for c in codecs:
+        if not fails[c.name]:
+            continue
         per: dict[str, list[str]] = {}
-        for a, n, k in fails[mark.name]:
+        for a, n, k in fails[c.name]:
             per.setdefault(n, []).append(a + (" (WRONG ID)" if k == "wrong" else ""))
         print(
-            "\nposter.mark misses per image (attack count): "
+            f"\n{c.name} misses per image (attack count): "
             + "; ".join(
                 f"{n}: {len(v)}" + (f" ({', '.join(v)})" if len(v) <= 6 else "") for n, v in per.items()
             )
         )
-        wrong = sum(k == "wrong" for _, _, k in fails[mark.name])
-        print(f"\nWrong IDs returned by poster.mark on marked images: {wrong}")
+        wrong = sum(k == "wrong" for _, _, k in fails[c.name])
+        print(f"\nWrong IDs returned by {c.name} on marked images: {wrong}")
 
     if not args.no_timing:
         print("\n## Timing (seconds, best of 2; this 2-core machine, shared)\n")

@@ -231,3 +231,32 @@ def test_an_id_from_elsewhere_is_reported_not_matched(posted: Any, tmp_path: Pat
     assert all(m["method"] != "hidden-id" for m in result["matches"])
     assert result["matches"] == []  # and kodim04 was never posted
     assert "abcdef123456" in " ".join(result.get("notes", []))
+
+
+def test_hidden_id_read_with_the_original_when_the_blind_read_fails(posted: Any, tmp_path: Path) -> None:
+    """A cropped, downscaled, heavily recompressed copy: for the light variants of the small
+    photo too damaged for the blind read, but with the artwork's original from the archive the
+    ID names the exact post among the variants of that artwork."""
+    home, rows = posted
+    key = markkey.load(home.data_dir)
+    conn = store.connect(home.db_path)
+    read_with_original = []
+    try:
+        tracer = trace.Tracer(conn, key, home.data_dir)
+        for i, row in enumerate(rows):
+            im = published(row)
+            w, h = im.size
+            im = im.crop((int(w * 0.08), int(h * 0.05), int(w * 0.97), int(h * 0.9)))
+            im = im.resize((round(im.width * 0.6), round(im.height * 0.6)), Image.Resampling.BICUBIC)
+            suspect = trace.load_suspect(save(tmp_path, f"small-{i}.jpg", im, quality=35))
+            result = tracer.trace_image(suspect)
+            assert result.matches, row["target"]
+            best = result.matches[0]
+            assert (best.method, best.id) == ("hidden-id", row["id"]), (row["target"], best)
+            if trace.read_hidden_id(suspect, key) == (None, False):
+                assert best.via == "read with the original"
+                assert best.to_json()["via"] == "read with the original"
+                read_with_original.append(row["target"])
+    finally:
+        conn.close()
+    assert sorted(read_with_original) == ["pixiv", "xfolio"]  # kodim23's light variants

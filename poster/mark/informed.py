@@ -21,8 +21,11 @@ artist, though, has the original. With it, the image can be *subtracted*:
    check guards this path as it guards the blind one: a wrong original, a wrong key or an
    unmarked copy give ``None``.
 
-The reference must be the image *as it was before marking* (for a posted variant, see
-:func:`unmark`), at its own size.
+The reference is the image as it was before marking, or the artist's original it was made
+from (protection layers such as noise, a resized copy or a visible watermark only add to what
+is left over; the registration and the occlusion mask take care of size and overlays). Never
+a *marked* image with its mark taken out: whatever of that mark survived the removal would
+bias the read towards that ID.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from PIL import Image
 from . import tile
 from ._filters import box
 from .codec import (
+    MIN_SIDE,
     WORK_LONG,
     Detection,
     _fold,
@@ -319,25 +323,44 @@ def _band(d: np.ndarray, px: float, py: float) -> np.ndarray:
     return np.fft.irfft2(np.fft.rfft2(d) * gain, s=(h, w))
 
 
-def extract_informed(image: Image.Image, reference: Image.Image, *, key: bytes) -> Detection | None:
+def extract_informed(
+    image: Image.Image,
+    reference: Image.Image,
+    *,
+    key: bytes,
+    marked_size: tuple[int, int] | None = None,
+) -> Detection | None:
     """The payload of ``image``, a copy of ``reference`` (the unmarked original) after any
-    edits; ``None`` when it cannot be read (not a copy, wrong key, unmarked, too damaged)."""
+    edits; ``None`` when it cannot be read (not a copy, wrong key, unmarked, too damaged).
+
+    ``marked_size``: the size of the image the mark was embedded in, when the reference is
+    the same picture at another size (the artist's full-size original of a fitted post); the
+    tile period follows from it.
+    """
     key = bytes(key)
     ref, _ = _split(reference)
     if min(ref.size) < 64 or min(image.size) < 32:
+        return None
+    marked_size = marked_size or ref.size
+    if min(marked_size) < MIN_SIDE:
         return None
     amp_small = amplitude_small(ref)
     # transparent art: flattened on white by most platforms, on black by some
     transparent = ref.mode in ("LA", "RGBA") and ref.getchannel("A").getextrema()[0] < 255
     for background in (255, 0) if transparent else (255,):
-        found = _extract_on(image, ref, amp_small, key, background)
+        found = _extract_on(image, ref, amp_small, key, background, marked_size)
         if found is not None:
             return found
     return None
 
 
 def _extract_on(
-    image: Image.Image, ref: Image.Image, amp_small: np.ndarray, key: bytes, background: int
+    image: Image.Image,
+    ref: Image.Image,
+    amp_small: np.ndarray,
+    key: bytes,
+    background: int,
+    marked_size: tuple[int, int],
 ) -> Detection | None:
     km = tile.key_material(key)
     rw, rh = ref.size
@@ -377,13 +400,14 @@ def _extract_on(
         if valid.mean() < MIN_OVERLAP * 0.5:
             return None
         pred = _predict(host, seen, valid)
-    period = tile_period(rw, rh)
-    v1 = np.array([period * hw / rw, 0.0])
-    v2 = np.array([0.0, period * hh / rh])
+    mw, mh = marked_size
+    period = tile_period(mw, mh)
+    v1 = np.array([period * hw / mw, 0.0])
+    v2 = np.array([0.0, period * hh / mh])
     d = _band(np.where(valid, seen - pred, 0.0), v1[0], v2[1])
     # weight: the amplitude the embedder used here over the local power of what is left
     amp = _resize_to(amp_small.astype(np.float64), (hw, hh))
-    cpx = chip_size(rw, rh) * hw / rw  # chip size in working pixels
+    cpx = chip_size(mw, mh) * hw / mw  # chip size in working pixels
     power = box(d * d, max(2, round(1.5 * cpx)))
     wgt = np.where(valid, amp / (power + 1e-3 + 0.05 * float(power[valid].mean())), 0.0)
     r = d * wgt
@@ -405,23 +429,4 @@ def _extract_on(
     )
 
 
-def unmark(marked: Image.Image, payload: int, *, key: bytes, strength: float = 1.0) -> Image.Image:
-    """Best estimate of the image before :func:`poster.mark.embed` added ``payload``.
-
-    The pattern is regenerated from the marked image itself (its mask differs from the
-    original's by the mark only) and subtracted; good enough as the reference of
-    :func:`extract_informed` when only the posted variant was kept.
-    """
-    from .codec import embed
-
-    img, mode = _split(marked)
-    again = embed(img, payload, key=key, strength=strength)
-    a = np.asarray(img, dtype=np.int16)
-    b = np.asarray(again, dtype=np.int16)
-    out = a - (b - a)
-    if mode in ("LA", "RGBA"):
-        out[..., -1] = a[..., -1]
-    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), mode)
-
-
-__all__ = ["Registration", "extract_informed", "register", "unmark"]
+__all__ = ["Registration", "extract_informed", "register"]

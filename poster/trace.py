@@ -199,8 +199,15 @@ class Tracer:
             if ref is None:
                 continue
             try:
-                d = informed.extract_informed(image, ref, key=self.key, marked_size=size)
-            except mark.MarkError:
+                background = str((m.row.get("render") or {}).get("background") or "#ffffff")
+                d = informed.extract_informed(
+                    image,
+                    ref,
+                    key=self.key,
+                    marked_size=size,
+                    backgrounds=informed.backgrounds_for(background),
+                )
+            except ValueError:  # MarkError, or a background colour that does not parse
                 continue
             if d is None:
                 continue

@@ -116,6 +116,25 @@ def test_an_unmarkable_image_fails_loudly_instead_of_posting(home: config.Config
         )  # fmt: skip
 
 
+def test_art_the_blind_read_cannot_carry_is_posted_traceable_with_its_original(home: config.Config) -> None:
+    """A pixel-art sheet on transparency: no strength up to 2.5 gives a blind read after X's
+    pipelines (it used to be refused as untraceable); with the original at hand the ID reads
+    at the invisible strength, so that is what gets posted."""
+    from poster.mark import informed
+
+    with Image.open(CORPUS / "dcss_pixel_atlas_alpha.png") as im:
+        src = im.convert("RGBA")
+    r = render(
+        src, source_format="PNG", policy=policy(home, "heavy"), caps=XAdapter.capabilities,
+        key=KEY, mark_id=MARK_ID, seed=7,
+    )  # fmt: skip
+    assert r.info["mark"]["strength"] == 1.0 and r.info["mark"]["read"] == "with the original"
+    posted = simulate(r.data, 1200, 85)
+    assert mark.extract(posted, key=KEY) is None  # what the blind read cannot do
+    found = informed.extract_informed(posted, src, key=KEY, marked_size=(r.width, r.height))
+    assert found is not None and found.payload == MARK_ID
+
+
 def test_preview_renders_without_posting_and_reports_its_cost(home: config.Config, tmp_path: Path) -> None:
     src = tmp_path / "forest.jpg"
     painting((1000, 1400)).save(src, "JPEG", quality=95)

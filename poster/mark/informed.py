@@ -31,10 +31,11 @@ bias the read towards that ID.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageColor
 
 from . import tile
 from ._filters import box
@@ -85,7 +86,7 @@ def _resize_to(y: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def _luma(
     image: Image.Image,
     long_max: int | None = None,
-    background: int = 255,
+    background: tuple[int, int, int] = (255, 255, 255),
     size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Luma (float64) composited on ``background`` where transparent, optionally downscaled.
@@ -95,7 +96,7 @@ def _luma(
     """
     img, _ = _split(image)
     if img.mode in ("LA", "RGBA"):
-        base = Image.new("RGBA", img.size, (background, background, background, 255))
+        base = Image.new("RGBA", img.size, (*background, 255))
         img = Image.alpha_composite(base, img.convert("RGBA")).convert("RGB")
     w, h = img.size
     if size is None:
@@ -312,6 +313,13 @@ def _predict(host: np.ndarray, seen: np.ndarray, valid: np.ndarray) -> np.ndarra
     return sum(c * b for c, b in zip(coef, basis, strict=True))
 
 
+def backgrounds_for(colour: str) -> tuple[tuple[int, int, int], ...]:
+    """Colours transparent art may have been flattened on: the post's own (a CSS-style colour
+    such as ``#ffffff``), then white and black. ValueError if ``colour`` does not parse."""
+    r, g, b = ImageColor.getrgb(colour)[:3]
+    return tuple(dict.fromkeys([(r, g, b), (255, 255, 255), (0, 0, 0)]))
+
+
 def _band(d: np.ndarray, px: float, py: float) -> np.ndarray:
     """``d`` limited to the mark's band (chip frequencies BAND_LO..BAND_HI per tile period)."""
     h, w = d.shape
@@ -328,13 +336,15 @@ def extract_informed(
     *,
     key: bytes,
     marked_size: tuple[int, int] | None = None,
+    backgrounds: Sequence[tuple[int, int, int]] = ((255, 255, 255), (0, 0, 0)),
 ) -> Detection | None:
     """The payload of ``image``, a copy of ``reference`` (the unmarked original) after any
     edits; ``None`` when it cannot be read (not a copy, wrong key, unmarked, too damaged).
 
     ``marked_size``: the size of the image the mark was embedded in, when the reference is
     the same picture at another size (the artist's full-size original of a fitted post); the
-    tile period follows from it.
+    tile period follows from it. ``backgrounds``: for transparent art, the colours a platform
+    may have flattened it on, tried in turn (the post's own background first).
     """
     key = bytes(key)
     ref, _ = _split(reference)
@@ -344,9 +354,8 @@ def extract_informed(
     if min(marked_size) < MIN_SIDE:
         return None
     amp_small = amplitude_small(ref)
-    # transparent art: flattened on white by most platforms, on black by some
     transparent = ref.mode in ("LA", "RGBA") and ref.getchannel("A").getextrema()[0] < 255
-    for background in (255, 0) if transparent else (255,):
+    for background in dict.fromkeys(backgrounds) if transparent else ((255, 255, 255),):
         found = _extract_on(image, ref, amp_small, key, background, marked_size)
         if found is not None:
             return found
@@ -358,7 +367,7 @@ def _extract_on(
     ref: Image.Image,
     amp_small: np.ndarray,
     key: bytes,
-    background: int,
+    background: tuple[int, int, int],
     marked_size: tuple[int, int],
 ) -> Detection | None:
     km = tile.key_material(key)

@@ -2,9 +2,11 @@
 
 The hidden ID goes on last among pixel steps. The encoded bytes are then decoded again, also
 after simulating what the platform does to uploads (its declared `reencodes`, plus the
-policy's own `verify` list), and the ID must read back every time; if it does not, the mark
-strength is raised and the image marked again, and after a few tries the render fails
-loudly rather than post a copy that cannot be traced.
+policy's own `verify` list), and the ID must read back every time. If the blind read fails,
+the strength is raised once (1.6); then the invisible strength is accepted if the ID reads
+back with the original at hand (the way `poster trace` reads it, with the archived original);
+only then is a blind read tried at 2.5, and failing that the render fails loudly rather than
+post a copy that cannot be traced. The ledger's render info says which (`mark.read`).
 """
 
 from __future__ import annotations

@@ -48,6 +48,16 @@ Design (numpy + Pillow only, no model weights)
   (measured: 0 in 10,000, see benchmarks/mark.py --false-ids).
   Wrong key: different sync chips, permutation, scrambling and CRC salt.
 
+Informed reading (``informed.py``): ``extract_informed(copy, original, key=...)`` reads the ID
+with the unmarked original at hand, as ``poster trace`` can (the archive keeps every original).
+The copy is registered on the original (phase correlation over mirror / scale / small turns,
+then a Gauss-Newton affine refinement on a pyramid, weighted by local correlation so added
+borders do not pull), the original is predicted through a fitted tone curve and blur mix and
+subtracted, places that are not the original (borders, captions) are masked out, and the rest
+is weighted by the embedder's own amplitude map, folded on the known lattice and decoded with
+the same Viterbi + CRC check. Removing the host image removes what limits the blind read, so
+this reads the small busy photos, pixel art and sketches the blind read cannot.
+
 Limits (measured, see benchmarks/mark_baselines/RESULTS.md): images smaller than
 ``MIN_SIDE`` (256 px) on their short side are refused (:class:`MarkError`); extraction needs
 ~1.6 tile periods in the received image; small busy photos (768x512), sparse pixel-art sheets

@@ -193,8 +193,14 @@ def write(
     if best is None:
         verdict = "No posted copy from this ledger matches this image."
     elif best.method == "hidden-id":
+        how = (
+            " with the artwork's original at hand (the copy was aligned on the archived original "
+            "and the art subtracted before decoding)"
+            if best.via
+            else ""
+        )
         verdict = (
-            f"The hidden ID {best.id} read from this image identifies the {best.target} post of "
+            f"The hidden ID {best.id} read from this image{how} identifies the {best.target} post of "
             f"{best.posted_at}{' (the copy was mirrored)' if best.mirrored else ''}."
         )
     else:
@@ -226,7 +232,16 @@ def write(
     parts.append(
         _table(
             [
-                ("hidden ID read", hid + (" (from the mirrored image)" if result.hidden_id_mirrored else "")),
+                (
+                    "hidden ID read",
+                    hid
+                    + (" (from the mirrored image)" if result.hidden_id_mirrored else "")
+                    + (
+                        " (with the original)"
+                        if best is not None and best.via and best.method == "hidden-id"
+                        else ""
+                    ),
+                ),
                 ("method", best.method if best else "—"),
                 ("score", f"{best.score:.4f}" if best else "—"),
                 ("post", f"{best.target}: {best.url}" if best else "—"),

@@ -256,6 +256,13 @@ def test_hidden_id_read_with_the_original_when_the_blind_read_fails(posted: Any,
             if trace.read_hidden_id(suspect, key) == (None, False):
                 assert best.via == "read with the original"
                 assert best.to_json()["via"] == "read with the original"
+                if not read_with_original:  # the evidence page says how the ID was read
+                    report_dir = tmp_path / f"report-{i}"
+                    suspect_path = tmp_path / f"small-{i}.jpg"
+                    code, _, err = run_cli("trace", str(suspect_path), "--report", str(report_dir), cfg=home)
+                    assert code == 0, err
+                    page = (report_dir / "index.html").read_text()
+                    assert f"The hidden ID {row['id']} read from this image with the artwork" in page
                 read_with_original.append(row["target"])
     finally:
         conn.close()

@@ -493,7 +493,8 @@ def preview(obj: Ctx, image: Path, target: str, out: Path, compare_path: Path | 
     click.echo(
         f"{out}: {report['format']} {report['width']}x{report['height']}, {report['bytes']} bytes, "
         f"PSNR {report['psnr']} dB, SSIM {report['ssim']} (policy {report['policy']}, "
-        f"hidden-ID strength {report['mark_strength']})"
+        f"hidden-ID strength {report['mark_strength']}"
+        f"{', read with the original' if report['mark_read'] != 'blind' else ''})"
     )
 
 

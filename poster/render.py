@@ -292,6 +292,7 @@ class Preview:
             "format": r.format,
             "policy": r.info["policy"]["name"],
             "mark_strength": r.info["mark"]["strength"],
+            "mark_read": r.info["mark"]["read"],  # blind | with the original
             "checked": r.info["mark"]["checked"],
             "alpha": r.info["alpha"],
             "mark_id": r.mark_id,

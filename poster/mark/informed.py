@@ -156,28 +156,35 @@ def _overlap_ncc(ref: np.ndarray, mov: np.ndarray, dx: int, dy: int) -> float:
     return float((p * q).sum() / (np.sqrt((p * p).sum() * (q * q).sum()) + 1e-9))
 
 
-def _refine(f_ref: np.ndarray, f_mov: np.ndarray, a: np.ndarray, iters: int) -> tuple[np.ndarray, float]:
-    """Gauss-Newton on the 6 affine parameters (forward compositional, symmetric gradients)."""
+def _refine(
+    f_ref: np.ndarray, f_mov: np.ndarray, a: np.ndarray, iters: int, stride: int = 1
+) -> tuple[np.ndarray, float]:
+    """Gauss-Newton on the 6 affine parameters (forward compositional, symmetric gradients),
+    on every ``stride``-th pixel (big levels need far fewer than all)."""
     h, w = f_ref.shape
     size = (w, h)
     s = float(max(w, h))
-    xx = ((np.arange(w) + 0.5) / s)[None, :].repeat(h, 0)
-    yy = ((np.arange(h) + 0.5) / s)[:, None].repeat(w, 1)
-    gry, grx = np.gradient(f_ref)
+    sub = (slice(None, None, stride), slice(None, None, stride))
+    xx = ((np.arange(w) + 0.5) / s)[None, :].repeat(h, 0)[sub]
+    yy = ((np.arange(h) + 0.5) / s)[:, None].repeat(w, 1)[sub]
+    gry, grx = (g[sub] for g in np.gradient(f_ref))
+    ref = f_ref[sub]
+    rad = max(1, 4 // stride)
+    ref_energy = box(ref * ref, rad)
     ncc = -1.0
     for _ in range(iters):
-        warped, valid = _warp(f_mov, a, size)
-        m = valid.ravel()
-        if m.sum() < MIN_OVERLAP * m.size:
+        warped_full, valid_full = _warp(f_mov, a, size)
+        if valid_full.mean() < MIN_OVERLAP:
             return a, -1.0
-        wy, wx = np.gradient(warped)
+        wy, wx = (g[sub] for g in np.gradient(warped_full))
+        warped, m = warped_full[sub], valid_full[sub].ravel()
         gx = (0.5 * (wx + grx)).ravel()[m]
         gy = (0.5 * (wy + gry)).ravel()[m]
-        e = (warped - f_ref).ravel()[m]
+        e = (warped - ref).ravel()[m]
         # places that do not look like the original at all (an added border, a caption) must
         # not pull: weight by the local correlation of the two images
-        num = box(warped * f_ref, 4)
-        den = np.sqrt(box(warped * warped, 4) * box(f_ref * f_ref, 4)) + 1e-6
+        num = box(warped * ref, rad)
+        den = np.sqrt(box(warped * warped, rad) * ref_energy) + 1e-6
         wt = np.clip(num / den, 0.0, 1.0).ravel()[m]
         x, y = xx.ravel()[m], yy.ravel()[m]
         jac = np.stack([gx * x, gx * y, gx, gy * x, gy * y, gy], 1) * s
@@ -188,7 +195,7 @@ def _refine(f_ref: np.ndarray, f_mov: np.ndarray, a: np.ndarray, iters: int) -> 
         dm = np.array([[d[0], d[1], d[2] * s], [d[3], d[4], d[5] * s], [0.0, 0.0, 0.0]])
         full = np.vstack([a, [0.0, 0.0, 1.0]])
         a = (full @ (np.eye(3) + dm))[:2]
-        p, q = f_ref.ravel()[m], warped.ravel()[m]
+        p, q = ref.ravel()[m], warped.ravel()[m]
         p, q = p - p.mean(), q - q.mean()
         ncc = float((p * q).sum() / (np.sqrt((p * p).sum() * (q * q).sum()) + 1e-9))
         if np.abs(d[[0, 1, 3, 4]]).max() < 1e-4 and np.abs(d[[2, 5]]).max() * s < 0.01:
@@ -270,46 +277,55 @@ def register(host: np.ndarray, copy: np.ndarray) -> Registration | None:
         pre_y = src_l.shape[0] / ch
         a_l = a * np.array([[pre_x], [pre_y]])
         r = 1 if long <= 384 else 2
-        a_l, ncc = _refine(
-            _features(_resize_to(host, size), r), _features(src_l, r), a_l, 25 if long < 768 else 8
-        )
+        iters, stride = (25, 1) if long < 768 else (8, 1) if long <= 1024 else (4, 2)
+        a_l, ncc = _refine(_features(_resize_to(host, size), r), _features(src_l, r), a_l, iters, stride)
         a = a_l / np.array([[pre_x], [pre_y]])
     if ncc < MIN_NCC:
         return None
     return Registration(a, mirrored, ncc)
 
 
-def _tone_curve(x: np.ndarray, y: np.ndarray, bins: int = 48) -> np.ndarray:
-    """Piecewise-linear fit of y against x (both 1-D): the copy's tone curve."""
-    edges = np.linspace(0.0, 255.0, bins + 1)
-    idx = np.clip(np.digitize(x, edges) - 1, 0, bins - 1)
+def _tone_curve(x: np.ndarray, y: np.ndarray, bins: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """Knots of a piecewise-linear fit of y against x (1-D, x in 0..255): the copy's tone curve."""
+    idx = np.clip((x * (bins / 255.0)).astype(np.int64), 0, bins - 1)
     cnt = np.bincount(idx, minlength=bins)
     sx = np.bincount(idx, weights=x, minlength=bins)
     sy = np.bincount(idx, weights=y, minlength=bins)
     ok = cnt >= 20
     if ok.sum() < 2:  # (nearly) one tone: only an offset can be told
-        return x - x.mean() + y.mean() if len(x) else x
-    return np.interp(x, sx[ok] / cnt[ok], sy[ok] / cnt[ok])
+        off = float(y.mean() - x.mean()) if len(x) else 0.0
+        return np.array([0.0, 255.0]), np.array([off, 255.0 + off])
+    return sx[ok] / cnt[ok], sy[ok] / cnt[ok]
 
 
-def _gauss(a: np.ndarray, sigma: float) -> np.ndarray:
-    r = max(1, int(3 * sigma + 0.5))
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    k /= k.sum()
-    p = np.pad(a, r, mode="edge")
-    t = sum(k[i] * p[i : i + a.shape[0], :] for i in range(2 * r + 1))
-    return sum(k[i] * t[:, i : i + a.shape[1]] for i in range(2 * r + 1))
+BLURS = (0.6, 1.2, 2.4)  # Gaussian blurs (working pixels) mixed into the prediction
 
 
 def _predict(host: np.ndarray, seen: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """The copy as the original would look through the same tone and blur changes."""
+    """The copy as the original would look through the same tone and blur changes: the tone
+    curve fitted on the overlap, then a least-squares mix of the toned original and blurred
+    copies of it (blur, resampling and compression softness)."""
     m = valid.ravel()
-    tone = host.copy()
-    tone.ravel()[m] = _tone_curve(host.ravel()[m], seen.ravel()[m])
-    tone.ravel()[~m] = tone.ravel()[m].mean() if m.any() else 128.0
-    basis = [tone, _gauss(tone, 0.6), _gauss(tone, 1.2), _gauss(tone, 2.4), np.ones_like(tone)]
-    mat = np.stack([b.ravel()[m] for b in basis], 1)
-    coef, *_ = np.linalg.lstsq(mat, seen.ravel()[m], rcond=None)
+    kx, ky = _tone_curve(host.ravel()[m], seen.ravel()[m])
+    tone = np.interp(host, kx, ky)
+    h, w = tone.shape
+    mean = float(tone.mean())
+    spec = np.fft.rfft2(tone - mean)
+    f2 = np.fft.fftfreq(h)[:, None] ** 2 + np.fft.rfftfreq(w)[None, :] ** 2
+    basis = [tone]
+    for sigma in BLURS:
+        basis.append(np.fft.irfft2(spec * np.exp(-2.0 * math.pi**2 * sigma**2 * f2), s=(h, w)) + mean)
+    basis.append(np.ones_like(tone))
+    wt = valid.astype(np.float64)
+    n = len(basis)
+    gram = np.empty((n, n))
+    rhs = np.empty(n)
+    weighted = [b * wt for b in basis]
+    for i in range(n):
+        rhs[i] = float(np.vdot(weighted[i], seen))
+        for j in range(i, n):
+            gram[i, j] = gram[j, i] = float(np.vdot(weighted[i], basis[j]))
+    coef = np.linalg.lstsq(gram, rhs, rcond=None)[0]
     return sum(c * b for c, b in zip(coef, basis, strict=True))
 
 
@@ -402,7 +418,7 @@ def _extract_on(
     for _ in range(4):
         loc = box(np.abs(seen - pred), 4)
         bad = loc > max(OCCLUDED_MIN, 4.0 * float(np.median(loc[valid])))
-        if not (bad & valid).any():
+        if (bad & valid).sum() < 0.002 * valid.sum():
             break
         valid = valid & (box(bad.astype(np.float64), 4) < 1e-6)
         if valid.mean() < MIN_OVERLAP * 0.5:

@@ -55,7 +55,7 @@ from .codec import (
 
 COARSE_LONG = 192  # long edge of the coarse registration level (original's frame)
 COARSE_R = 3  # radius of the high-pass used at the coarse level (robust to small turns)
-MIN_NCC = 0.25  # overlap correlation of the registered high-pass images to attempt a decode
+MIN_NCC = 0.1  # overlap correlation of the registered high-pass images to attempt a decode
 MIN_OVERLAP = 0.3  # fraction of the original that must be covered by the copy
 OCCLUDED_MIN = 6.0  # local mean difference (grey levels) above which a place is not the original
 INFORMED_LONG = 1536  # most working pixels on the long edge (1024 at least)

@@ -10,9 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from poster import cli, config, jobs, ledger, store
+from poster import config, jobs, ledger, store
 from tests.conftest import run_cli
-from tests.servers.slow import SlowServer, _daemon, _png, campaign, register
+from tests.servers.slow import SlowServer, _daemon, _png, campaign, home_with_slow_target
 
 KILLS = int(os.environ.get("POSTER_CRASH_KILLS", "15"))
 
@@ -45,20 +45,6 @@ def test_without_lookup_interrupted_posts_wait_for_the_user(tmp_path: Path) -> N
 
 
 # -- signals: the first finishes the request in flight, the second exits at once -------------
-def _home_with_slow_server(tmp_path: Path, server: SlowServer) -> Path:
-    cfg_path = cli.init_home(tmp_path / "home")
-    head = cfg_path.read_text(encoding="utf-8").split("[intake]")[0]
-    cfg_path.write_text(
-        head + "[intake]\nstable_seconds = 0.0\nscan_interval = 1.0\n\n"
-        f'[targets.a]\nadapter = "slow"\npolicy = "light"\napi_base = "{server.url}"\ntimeout = 10\n',
-        encoding="utf-8",
-    )
-    register()
-    cfg = config.load(cfg_path)
-    (cfg.outbox / "a.png").write_bytes(_png(1))
-    return cfg_path
-
-
 def _wait_for_post_request(server: SlowServer, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while not server.calls("POST", "/posts"):
@@ -69,7 +55,7 @@ def _wait_for_post_request(server: SlowServer, proc: subprocess.Popen[bytes]) ->
 
 def test_sigterm_finishes_the_request_in_flight_then_exits(tmp_path: Path) -> None:
     with SlowServer(delay=(3.0, 3.0)) as server:
-        cfg_path = _home_with_slow_server(tmp_path, server)
+        cfg_path = home_with_slow_target(tmp_path / "home", server.url)
         proc = _daemon(cfg_path, tmp_path / "log")
         _wait_for_post_request(server, proc)
         proc.send_signal(signal.SIGTERM)
@@ -83,7 +69,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits(tmp_path: Path) -> No
 
 def test_second_signal_exits_at_once_and_the_post_becomes_uncertain(tmp_path: Path) -> None:
     with SlowServer(delay=(4.0, 4.0)) as server:
-        cfg_path = _home_with_slow_server(tmp_path, server)
+        cfg_path = home_with_slow_target(tmp_path / "home", server.url)
         proc = _daemon(cfg_path, tmp_path / "log")
         _wait_for_post_request(server, proc)
         proc.send_signal(signal.SIGTERM)
@@ -99,7 +85,7 @@ def test_second_signal_exits_at_once_and_the_post_becomes_uncertain(tmp_path: Pa
 
 def test_ctrl_c_in_run_once_records_the_post_in_flight(tmp_path: Path) -> None:
     with SlowServer(delay=(3.0, 3.0)) as server:
-        cfg_path = _home_with_slow_server(tmp_path, server)
+        cfg_path = home_with_slow_target(tmp_path / "home", server.url)
         (config.load(cfg_path).outbox / "b.png").write_bytes(_png(2))
         proc = _daemon(cfg_path, tmp_path / "log", "run", "--once", "--now")
         _wait_for_post_request(server, proc)

@@ -240,20 +240,12 @@ def test_daemon_does_not_look_up_an_undecided_job_on_every_tick(tmp_path: Path) 
     is taken by a later tick, which proves the daemon went on ticking meanwhile."""
     import signal
 
-    from tests.servers.slow import SlowServer, _daemon, _png, register
+    from tests.servers.slow import SlowServer, _daemon, _png, home_with_slow_target
 
     with SlowServer() as server:
         server.fail("GET", "/posts", 503, times=1000)
-        cfg_path = cli.init_home(tmp_path / "home")
-        head = cfg_path.read_text(encoding="utf-8").split("[intake]")[0]
-        cfg_path.write_text(
-            head + "[intake]\nstable_seconds = 0.0\nscan_interval = 1.0\n\n"
-            f'[targets.a]\nadapter = "slow"\npolicy = "light"\napi_base = "{server.url}"\ntimeout = 5\n',
-            encoding="utf-8",
-        )
-        register()
+        cfg_path = home_with_slow_target(tmp_path / "home", server.url, timeout=5)
         c = config.load(cfg_path)
-        (c.outbox / "a.png").write_bytes(_png(1))
         with store.connect(c.db_path) as conn:
             _, job = _interrupted(c, conn)
         proc = _daemon(cfg_path, tmp_path / "daemon.log")

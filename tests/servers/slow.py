@@ -180,6 +180,23 @@ def _png(seed: int) -> bytes:
     return buf.getvalue()
 
 
+def home_with_slow_target(folder: Path, url: str, timeout: int = 10) -> Path:
+    """A poster home in ``folder`` with one target `a` on the slow adapter at ``url`` and one
+    artwork waiting in the outbox; returns the config path."""
+    from poster import cli, config
+
+    cfg_path = cli.init_home(folder)
+    head = cfg_path.read_text(encoding="utf-8").split("[intake]")[0]
+    cfg_path.write_text(
+        head + "[intake]\nstable_seconds = 0.0\nscan_interval = 1.0\n\n"
+        f'[targets.a]\nadapter = "slow"\npolicy = "light"\napi_base = "{url}"\ntimeout = {timeout}\n',
+        encoding="utf-8",
+    )
+    register()
+    (config.load(cfg_path).outbox / "a.png").write_bytes(_png(1))
+    return cfg_path
+
+
 def _daemon(cfg_path: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
     """`poster --config CFG run` (or `ARGS`) as a subprocess with the slow adapter."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}

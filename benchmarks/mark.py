@@ -570,27 +570,23 @@ def main(argv=None) -> int:
         codecs.append(informed)
     base = [] if (args.only == "mark" or args.quick) else baselines()
 
-    if args.false_ids:
-        t = time.time()
-        small = [(n, fit(1600)(flat(im).convert("RGB"), None)) for n, im in images]
-        w, n = false_ids(args.false_ids, small, seed=args.seed)
-        print(
-            f"False IDs: {w} / {n} unmarked, wrong-key, cropped or attacked samples "
-            f"({time.time() - t:.0f} s)\n"
-        )
-        if not args.attacks and not args.false_ids_informed:
-            return 0
-
-    if args.false_ids_informed:
-        t = time.time()
-        small = [(n, fit(1600)(flat(im).convert("RGB"), None)) for n, im in images]
-        w, n = false_ids_informed(args.false_ids_informed, small, seed=args.seed)
-        print(
-            f"False IDs (informed): {w} / {n} unmarked or other-key copies read with their "
-            f"original ({time.time() - t:.0f} s)\n"
-        )
-        if not args.attacks:
-            return 0
+    false_id_runs = (
+        (args.false_ids, false_ids, "False IDs", "unmarked, wrong-key, cropped or attacked samples"),
+        (
+            args.false_ids_informed,
+            false_ids_informed,
+            "False IDs (informed)",
+            "unmarked or other-key copies read with their original",
+        ),
+    )
+    for count, run, label, what in false_id_runs:
+        if count:
+            t = time.time()
+            small = [(n, fit(1600)(flat(im).convert("RGB"), None)) for n, im in images]
+            w, n = run(count, small, seed=args.seed)
+            print(f"{label}: {w} / {n} {what} ({time.time() - t:.0f} s)\n")
+    if (args.false_ids or args.false_ids_informed) and not args.attacks:
+        return 0
 
     t0 = time.time()
     res, qual, fails = robustness(codecs, images, attacks)

@@ -52,10 +52,13 @@ Informed reading (``informed.py``): ``extract_informed(copy, original, key=...)`
 with the unmarked original at hand, as ``poster trace`` can (the archive keeps every original).
 The copy is registered on the original (phase correlation over mirror / scale / small turns,
 then a Gauss-Newton affine refinement on a pyramid, weighted by local correlation so added
-borders do not pull), the original is predicted through a fitted tone curve and blur mix and
-subtracted, places that are not the original (borders, captions) are masked out, and the rest
-is weighted by the embedder's own amplitude map, folded on the known lattice and decoded with
-the same Viterbi + CRC check. Removing the host image removes what limits the blind read, so
+borders do not pull), the original is predicted (for axis-aligned copies resampled exactly as
+the copy was, in its pixels, through the same filter at the sub-pixel offset; otherwise
+through a fitted tone curve and blur mix on the working grid) and subtracted, places that are
+not the original (borders, captions) are masked out, and the rest is weighted by the
+embedder's own amplitude map, folded on the known lattice and decoded with the same Viterbi +
+CRC check (then re-weighted by where the decoder's tentative answer is seen, if the CRC
+failed). Removing the host image removes what limits the blind read, so
 this reads the small busy photos, pixel art and sketches the blind read cannot.
 
 Limits (measured, see benchmarks/mark_baselines/RESULTS.md): images smaller than

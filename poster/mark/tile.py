@@ -63,8 +63,14 @@ def key_material(key: bytes) -> KeyMaterial:
 
 
 def chips(key: bytes, payload: int) -> np.ndarray:
+    return chips_of_info(key, ecc.info_bits(payload, key_material(key).salt))
+
+
+def chips_of_info(key: bytes, info: np.ndarray) -> np.ndarray:
+    """The chip grid of an info word (payload + CRC bits), valid or not: a decoder's tentative
+    decision turned back into the pattern it stands for."""
     km = key_material(key)
-    coded = ecc.encode(ecc.info_bits(payload, km.salt))
+    coded = ecc.encode(info)
     c = np.zeros(T * T)
     c[km.sync_pos] = km.sync_val
     c[km.data_pos] = (1.0 - 2.0 * coded[km.data_bit]) * km.data_scramble

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from poster.mark import embed, extract
+from poster.mark import embed, extract, informed
 from poster.mark.codec import tile_period
 from poster.mark.informed import extract_informed
+from tests.conftest import CORPUS
 
 from .images import photo_like, with_alpha
 
@@ -88,6 +89,49 @@ def test_transparent_art_flattened_on_white_or_black(background):
     flat.paste(m, mask=m.getchannel("A"))
     d = extract_informed(jpeg(flat, 85), art, key=KEY)
     assert d is not None and d.payload == PAYLOAD
+
+
+def pixel_sheet(w: int = 1024, h: int = 384, seed: int = 0) -> Image.Image:
+    """Sprites of 2 px pixels from a small palette, scattered on black: the DCSS-atlas kind."""
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, (12, 3))
+    pixels = palette[rng.integers(0, 12, (h // 2, w // 2))]
+    sprites = np.kron(rng.random((h // 32, w // 32)) < 0.6, np.ones((16, 16)))[: h // 2, : w // 2, None]
+    return Image.fromarray((pixels * sprites).astype(np.uint8), "RGB").resize((w, h), Image.NEAREST)
+
+
+@pytest.mark.parametrize(("factor", "resample"), [(0.75, Image.BILINEAR), (0.6, Image.LANCZOS)])
+def test_downscaled_pixel_art_is_predicted_through_the_same_filter(monkeypatch, factor, resample):
+    art = pixel_sheet()
+    m = embed(art, PAYLOAD, key=KEY, strength=WEAK)
+    copy = m.resize((round(m.width * factor), round(m.height * factor)), resample)
+    d = extract_informed(copy, art, key=KEY)
+    assert d is not None and d.payload == PAYLOAD
+    # on the working grid alone (a second resampling), the sprites' edges drown this mark
+    monkeypatch.setattr(informed, "CHAIN_MAX_PX", 0)
+    assert extract_informed(copy, art, key=KEY) is None
+
+
+def test_exact_chain_fit_finds_the_subpixel_offset():
+    art = pixel_sheet(seed=1).convert("F")
+    seen = np.asarray(art.resize((768, 288), Image.BILINEAR), np.float64)
+    chain = informed._Chain(art, seen, (0.75, 0.3, 0.75, -0.25))  # a registration 1/3 px off
+    assert chain.fit() == Image.BILINEAR
+    sx, tx, sy, ty = chain.th
+    assert (sx, sy) == (pytest.approx(0.75, abs=1e-4), pytest.approx(0.75, abs=1e-4))
+    assert abs(tx) < 0.02 and abs(ty) < 0.02
+
+
+def test_lossy_flat_art_is_reread_where_the_mark_survived():
+    # WebP wipes the weak mark out of flat colour and keeps it near edges; the first read
+    # fails its CRC, the re-weighted one (by the tentative answer's local match) reads it
+    art = Image.open(CORPUS / "kenney_flat_castles_bg.png")
+    payload = 0x53B4_7482_B834
+    m = embed(art, payload, key=b"benchmark-key")
+    buf = io.BytesIO()
+    m.convert("RGB").save(buf, "WEBP", quality=80)
+    d = extract_informed(Image.open(io.BytesIO(buf.getvalue())), art, key=b"benchmark-key")
+    assert d is not None and d.payload == payload
 
 
 def test_tiny_inputs_give_none(original):

@@ -101,15 +101,20 @@ def test_next_free_takes_the_next_unused_slot() -> None:
     ]
 
 
+def plan_four(t: config.TargetConfig, start: datetime) -> list[datetime]:
+    """Four jobs planned one after another from ``start``, each seeing the ones before."""
+    taken: list[datetime] = []
+    for _ in range(4):
+        taken.append(schedule.next_free(t, TOKYO, taken, start))
+    return taken
+
+
 def test_next_free_daily_cap_counts_any_24_hours() -> None:
     """Not the calendar day: after 22:00 and 22:30 the third job waits until 22:00 the next
     day, when the first leaves the 24 hours (as pacing counts them), not until midnight."""
     t = tc(min_interval_minutes=30, daily_cap=2)
     start = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)  # 22:00 Tokyo
-    taken: list[datetime] = []
-    for _ in range(4):
-        taken.append(schedule.next_free(t, TOKYO, taken, start))
-    local = [x.astimezone(TOKYO).strftime("%d %H:%M") for x in taken]
+    local = [x.astimezone(TOKYO).strftime("%d %H:%M") for x in plan_four(t, start)]
     assert local == ["23 22:00", "23 22:30", "24 22:00", "24 22:30"]
 
 
@@ -118,10 +123,7 @@ def test_next_free_daily_cap_skips_slots_inside_the_24_hours() -> None:
     hours of both, so the next job takes 18:00 (09:00 would only be held back by pacing)."""
     t = tc(slots=("daily 09:00,18:00,21:00",), min_interval_minutes=0, daily_cap=2)
     start = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # Mon 17:00 Tokyo
-    taken: list[datetime] = []
-    for _ in range(4):
-        taken.append(schedule.next_free(t, TOKYO, taken, start))
-    local = [x.astimezone(TOKYO).strftime("%a %H:%M") for x in taken]
+    local = [x.astimezone(TOKYO).strftime("%a %H:%M") for x in plan_four(t, start)]
     assert local == ["Mon 18:00", "Mon 21:00", "Tue 18:00", "Tue 21:00"]
 
 

@@ -39,7 +39,7 @@ bias the read towards that ID.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +91,15 @@ def _resize_to(y: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return _resize_f(y, size, resample).astype(np.float64)
 
 
+def _flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """``image`` in L or RGB, composited on ``background`` where transparent."""
+    img, _ = _split(image)
+    if img.mode in ("LA", "RGBA"):
+        base = Image.new("RGBA", img.size, (*background, 255))
+        img = Image.alpha_composite(base, img.convert("RGBA")).convert("RGB")
+    return img
+
+
 def _luma(
     image: Image.Image,
     long_max: int | None = None,
@@ -102,10 +111,7 @@ def _luma(
     Composited at full size first, as a platform flattens the image: the colour under
     transparent pixels is arbitrary and must not leak into the edges of opaque shapes.
     """
-    img, _ = _split(image)
-    if img.mode in ("LA", "RGBA"):
-        base = Image.new("RGBA", img.size, (*background, 255))
-        img = Image.alpha_composite(base, img.convert("RGBA")).convert("RGB")
+    img = _flatten(image, background)
     w, h = img.size
     if size is None:
         f = 1.0 if long_max is None else min(1.0, long_max / max(w, h))
@@ -348,7 +354,7 @@ def _predict(host: np.ndarray, seen: np.ndarray, valid: np.ndarray) -> np.ndarra
 
 
 def _unoccluded(
-    seen: np.ndarray, pred: np.ndarray, valid: np.ndarray, refit
+    seen: np.ndarray, pred: np.ndarray, valid: np.ndarray, refit: Callable[[np.ndarray], np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """What does not follow the original at all (an added border, a caption, a sticker) is
     left out, and the prediction fitted again without it (``refit(valid) -> prediction``)."""
@@ -523,13 +529,7 @@ CHAIN_MAX_PX = 3_000_000  # larger copies are read on the working grid only
 AXIS_TOL = 1.0  # copy pixels of shear/turn across the copy still treated as axis-aligned
 
 
-def _flat_f(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
-    """Full-size luma ('F') composited on ``background`` where transparent."""
-    img, _ = _split(image)
-    if img.mode in ("LA", "RGBA"):
-        base = Image.new("RGBA", img.size, (*background, 255))
-        img = Image.alpha_composite(base, img.convert("RGBA")).convert("RGB")
-    return img.convert("F")
+Map = tuple[float, float, float, float]  # (sx, tx, sy, ty): original x -> copy sx * x + tx
 
 
 class _Chain:
@@ -542,10 +542,10 @@ class _Chain:
     right offset, it cancels to a fraction of the mark.
     """
 
-    def __init__(self, orig: Image.Image, seen: np.ndarray, th: tuple[float, float, float, float]):
+    def __init__(self, orig: Image.Image, seen: np.ndarray, th: Map):
         self.orig, self.seen, self.th = orig, seen, th
 
-    def region(self, th, margin: float = 2.0) -> tuple[int, int, int, int]:
+    def region(self, th: Map, margin: float = 2.0) -> tuple[int, int, int, int]:
         """Copy pixels (u0, v0, u1, v1) whose source lies inside the original (with a margin)."""
         sx, tx, sy, ty = th
         ch, cw = self.seen.shape
@@ -555,13 +555,13 @@ class _Chain:
         v1 = min(ch, math.floor(sy * (rh - margin) + ty))
         return u0, v0, u1, v1
 
-    def predict(self, th, k: int, out: tuple[int, int, int, int]) -> np.ndarray:
+    def predict(self, th: Map, k: int, out: tuple[int, int, int, int]) -> np.ndarray:
         sx, tx, sy, ty = th
         u0, v0, u1, v1 = out
         src = ((u0 - tx) / sx, (v0 - ty) / sy, (u1 - tx) / sx, (v1 - ty) / sy)
         return np.asarray(self.orig.resize((u1 - u0, v1 - v0), k, box=src), dtype=np.float64)
 
-    def _patches(self, th) -> list[tuple[int, int, int, int]]:
+    def _patches(self, th: Map) -> list[tuple[int, int, int, int]]:
         u0, v0, u1, v1 = self.region(th, 4.0)
         pw, ph = min(CHAIN_PATCH, (u1 - u0) // 3), min(CHAIN_PATCH, (v1 - v0) // 3)
         if pw < 16 or ph < 16:
@@ -576,7 +576,7 @@ class _Chain:
         if not patches:
             return None
 
-        def misfit(th, k):
+        def misfit(th: Map, k: int) -> tuple[np.ndarray, ...]:
             r, gx, gy, uu, vv = [], [], [], [], []
             for out in patches:
                 p = self.predict(th, k, out)
@@ -639,7 +639,7 @@ class _Chain:
 
 def _axis_map(
     reg: Registration, copy_shape: tuple[int, int], image_size: tuple[int, int], host_shape, ref_size
-) -> tuple[float, float, float, float] | None:
+) -> Map | None:
     """(sx, tx, sy, ty): original pixel x -> copy pixel sx * x + tx, if the registration is an
     axis-aligned scale + offset (no turn or shear worth a pixel across the copy)."""
     iw, ih = image_size
@@ -680,11 +680,12 @@ def _extract_on(
         size = (max(8, round(image.width * pre)), max(8, round(image.height * pre)))
         a = a * np.array([[size[0] / copy.shape[1]], [size[1] / copy.shape[0]]])
 
-    def to_grid(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A copy-sized plane on the working grid (and where it lands inside the copy)."""
+    def to_grid(plane: np.ndarray, flipped: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """A copy-sized plane (already mirrored as registered, or not) on the working grid,
+        and where it lands inside the copy."""
         if (plane.shape[1], plane.shape[0]) != size:
             plane = _resize_f(plane, size).astype(np.float64)
-        if reg.mirrored:
+        if reg.mirrored and not flipped:
             plane = plane[:, ::-1]
         return _warp(plane, a, (hw, hh))
 
@@ -692,15 +693,14 @@ def _extract_on(
     th = _axis_map(reg, copy.shape, image.size, host.shape, ref.size)
     if th is not None and image.width * image.height <= CHAIN_MAX_PX:
         flipped = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if reg.mirrored else image
-        chain = _Chain(_flat_f(ref, background), np.asarray(_flat_f(flipped, background), np.float64), th)
+        seen_full = np.asarray(_flatten(flipped, background).convert("F"), np.float64)
+        chain = _Chain(_flatten(ref, background).convert("F"), seen_full, th)
         k = chain.fit()
         got = chain.residual(k) if k is not None else None
         if got is not None:
             resid, ok = got
-            if reg.mirrored:  # to_grid flips the copy's frame; these are already flipped
-                resid, ok = resid[:, ::-1], ok[:, ::-1]
-            d, inside = to_grid(resid)
-            cover, _ = to_grid(ok.astype(np.float64))
+            d, inside = to_grid(resid, flipped=True)
+            cover, _ = to_grid(ok.astype(np.float64), flipped=True)
             valid = inside & (cover > 0.999)
             if valid.mean() >= MIN_OVERLAP * 0.5:
                 found = _decode_residual(d, valid, amp, lat, key)

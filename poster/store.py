@@ -100,6 +100,19 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+# Columns added to existing tables after their first release: (table, column, declaration).
+# Applied idempotently at connect (ALTER TABLE ... ADD COLUMN when missing), so a data folder
+# made by an earlier version gains them without losing a row. New tables go into SCHEMA.
+COLUMNS: tuple[tuple[str, str, str], ...] = ()
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, declaration in COLUMNS:
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
 def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
@@ -143,6 +156,7 @@ def connect(db_path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.executescript(SCHEMA)
+        _add_missing_columns(conn)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except sqlite3.DatabaseError as exc:
         conn.close()

@@ -56,6 +56,8 @@ class SafeFormatter(logging.Formatter):
         return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
         exc_text = record.exc_text
         if exc_text:
             record.exc_text = safe_block(exc_text)

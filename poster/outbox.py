@@ -469,6 +469,8 @@ def check(
             )
         except InputError as exc:
             raise Rejected(str(exc), Kind.SIDECAR) from None
+    # before decoding: the daemon looks at a waiting artwork again on every scan
+    targets = _targets_for(config, side, side_name)
     for p in c.images:
         shown = f"{c.name}{p.name}" if c.folder is not None else p.name
         kind = UNPOSTED_FORMATS.get(p.suffix.lower())
@@ -483,7 +485,7 @@ def check(
             imaging.load(data[p], shown, max_pixels=config.intake.max_image_pixels).close()
         except InputError as exc:
             raise Rejected(str(exc), Kind.IMAGE) from None
-    return side, warnings, _targets_for(config, side, side_name)
+    return side, warnings, targets
 
 
 def _earlier(conn: sqlite3.Connection, content_key: str) -> int | None:

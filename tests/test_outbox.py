@@ -529,3 +529,22 @@ def test_a_date_out_of_range_is_held_with_one_line_naming_the_key(home: config.C
     assert line.startswith("held     a.png: a.toml: at: 9999-12-31T23:59:59-12:00 is out of range"), line
     assert not (home.outbox / "a.png").exists() and (held(home) / "a.toml").exists()
     assert json.loads(run_cli("status", "--json", cfg=home)[1]) == []
+
+
+def test_an_artwork_for_disabled_targets_waits_in_the_outbox(
+    home: config.Config, drop: Callable[..., Path]
+) -> None:
+    """It used to be taken with no job at all: gone from the outbox, nothing in `status`."""
+    text = home.path.read_text(encoding="utf-8")
+    home.path.write_text(
+        text.replace("[targets.pixiv]\n", "[targets.pixiv]\nenabled = false\n"), encoding="utf-8"
+    )
+    cfg = config.load(home.path)
+    img = drop("p.png", artwork())
+    drop("p.toml", b'targets = ["pixiv"]\n')
+    [result] = scan(cfg)
+    assert result.outcome == "waiting" and "no enabled target" in (result.reason or "")
+    assert img.exists() and all_jobs(cfg) == []
+    home.path.write_text(text, encoding="utf-8")  # enabled again: taken
+    [result] = scan(config.load(home.path))
+    assert result.outcome == "queued" and [j.target for j in all_jobs(cfg)] == ["pixiv"]

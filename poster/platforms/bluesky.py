@@ -38,10 +38,11 @@ from poster.platforms.http import (
     AuthFailure,
     Fatal,
     HttpAdapter,
-    PlatformError,
     RateLimited,
     Retryable,
     json_body,
+    json_object,
+    no_post_id,
 )
 from poster.platforms.media import shrink_to, strip_metadata
 from poster.platforms.text import bluesky_facets, compose, grapheme_length
@@ -330,16 +331,13 @@ class BlueskyAdapter(HttpAdapter):
         """Create the record; None when the PDS wants smaller blobs (limit learned)."""
         rkey = self._pending().get(post.key) or make_tid()
         self._remember(post.key, rkey)
-        try:
-            r = self._xrpc(
-                "POST",
-                "com.atproto.repo.createRecord",
-                json={"repo": session["did"], "collection": POST_NSID, "rkey": rkey, "record": record},
-                idempotent=True,  # the fixed rkey makes a repeat fail instead of duplicate
-            )
-        except PlatformError as exc:
-            exc.ambiguous = exc.retryable
-            raise
+        r = self._xrpc(
+            "POST",
+            "com.atproto.repo.createRecord",
+            json={"repo": session["did"], "collection": POST_NSID, "rkey": rkey, "record": record},
+            idempotent=True,  # the fixed rkey makes a repeat fail instead of duplicate
+            creates=True,
+        )
         if r.status_code != 200:
             existing = self._get_record(session, rkey)
             if existing is not None:  # an earlier attempt did create it
@@ -358,8 +356,9 @@ class BlueskyAdapter(HttpAdapter):
                 self.write_state("limits", limits)
                 return None
             self._raise_for(r, "create the post")
-        body = json_body(r, self.name)
-        uri = body.get("uri") or f"at://{session['did']}/{POST_NSID}/{rkey}"
+        uri = json_object(r, self.name, creates=True).get("uri")
+        if not isinstance(uri, str) or not uri.endswith(f"/{rkey}"):
+            raise no_post_id(self.name, f"uri of record {rkey}")
         self._remember(post.key, None)
         return PostResult.posted(uri, self._url(session, rkey))
 

@@ -6,8 +6,9 @@
   target's `api_base`). A URL elsewhere is refused before anything is sent, redirects are
   never followed to another origin (they are an error naming the other server), and
   same-origin redirects only for an adapter that declares them (`same_origin_redirects`).
-  Session cookies are scoped to that origin. So a credential — a header, a body field, a
-  cookie — can only reach the server the user configured;
+  Credential cookies are kept out of the session's jar and added only to those requests.
+  So a credential — a header, a body field, a cookie — can only reach the server the user
+  configured;
 * **an overall deadline** per request, covering connect, send and the whole answer: a
   watchdog shuts the socket down when it passes, so a server trickling its status line,
   headers or body cannot hold a run (a per-read timeout alone restarts with every byte).
@@ -45,14 +46,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.adapters
-from requests.cookies import create_cookie
+from requests.cookies import RequestsCookieJar, create_cookie
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -265,19 +265,6 @@ def origin_text(url: str) -> str:
     return f"{scheme}://{host}" + ("" if _DEFAULT_PORTS.get(scheme) == port else f":{port}")
 
 
-class _OriginCookiePolicy(DefaultCookiePolicy):
-    """Cookies — the session credential and any the server sets — are sent to the one
-    configured origin only (scheme, host and port; cookies alone scope neither port nor
-    scheme), and cookies without a Domain attribute to that exact host only."""
-
-    def __init__(self, allowed: tuple[str, str, int]) -> None:
-        super().__init__(strict_ns_domain=DefaultCookiePolicy.DomainStrictNonDomain)
-        self.allowed = allowed
-
-    def return_ok(self, cookie: Any, request: Any) -> bool:
-        return origin(request.get_full_url()) == self.allowed and super().return_ok(cookie, request)
-
-
 # -------------------------------------------------------------------------------- deadline
 class _Deadline:
     """The overall deadline of one request. A watchdog timer shuts down every socket the
@@ -474,7 +461,9 @@ class HttpClient:
         self.session = session or requests.Session()
         for prefix in ("http://", "https://"):
             self.session.mount(prefix, _WatchedAdapter())
-        self.session.cookies.set_policy(_OriginCookiePolicy(self.origin))
+        # credential cookies live here, not in the session's jar: they are added only to
+        # requests the seam has checked go to the configured origin
+        self._cookies = RequestsCookieJar()
         self.session.headers["User-Agent"] = USER_AGENT
         if headers:
             self.session.headers.update(headers)
@@ -502,12 +491,12 @@ class HttpClient:
 
     # -- credentials in cookies
     def set_cookie(self, name: str, value: str) -> None:
-        """A session cookie for the configured host only (HTTPS only when it is HTTPS)."""
+        """A credential cookie, sent only with this client's requests (so only to the
+        configured origin) — never kept in the session's jar, where any request made with
+        the session would carry it to its host on any port."""
         scheme, host, _port = self.origin
         self.add_secret(value)
-        self.session.cookies.set_cookie(
-            create_cookie(name, value, domain=host, path="/", secure=scheme == "https")
-        )
+        self._cookies.set_cookie(create_cookie(name, value, domain=host, path="/", secure=scheme == "https"))
 
     # -- requests
     def url(self, path: str) -> str:
@@ -568,6 +557,13 @@ class HttpClient:
         return_redirects = kwargs.pop("allow_redirects", True) is False
         kwargs.pop("timeout", None)
         kwargs.pop("stream", None)
+        if kwargs.get("cookies"):
+            jar = RequestsCookieJar()
+            jar.update(self._cookies)
+            jar.update(kwargs.pop("cookies"))
+        else:
+            kwargs.pop("cookies", None)
+            jar = self._cookies
         url = self.url(path)
         seconds = self.deadline + _body_size(kwargs) / UPLOAD_FLOOR_RATE
         refreshed = False
@@ -584,6 +580,7 @@ class HttpClient:
                         timeout=self._socket_timeouts(seconds),
                         allow_redirects=False,
                         stream=True,
+                        cookies=jar,
                         **kwargs,
                     )
                     try:

@@ -22,6 +22,8 @@ from poster.platforms.http import (
     Retryable,
     http_status_error,
     json_body,
+    json_object,
+    no_post_id,
 )
 from poster.platforms.instance import InstanceAdapter
 from poster.platforms.text import compose
@@ -147,15 +149,20 @@ class MastodonAdapter(InstanceAdapter):
             json=body,
             headers={"Idempotency-Key": post.key},
             idempotent=True,  # the Idempotency-Key makes a repeat return the same status
+            creates=True,
         )
         if r.status_code != 200:
             raise self._classify(r, "publish the status")
-        status = json_body(r, self.name)
+        status = json_object(r, self.name, creates=True)
         sid = str(status.get("id") or "")
         url = status.get("url") or status.get("uri")
-        if not sid or not url:
-            raise Fatal("mastodon answered without a status id or URL")
-        media_urls = tuple(m.get("url") for m in status.get("media_attachments") or () if m.get("url"))
+        if not sid or not isinstance(url, str) or not url:
+            raise no_post_id(self.name, "status id or URL")
+        media_urls = tuple(
+            m["url"]
+            for m in status.get("media_attachments") or ()
+            if isinstance(m, dict) and isinstance(m.get("url"), str)
+        )
         return PostResult.posted(sid, url, media_urls)
 
     def _check(self) -> CheckResult:

@@ -26,7 +26,7 @@ from poster.platforms.base import (
     Post,
     PostResult,
 )
-from poster.platforms.http import AuthFailure, Fatal, HttpAdapter, Retryable, json_body
+from poster.platforms.http import AuthFailure, Fatal, HttpAdapter, Retryable, json_body, no_post_id
 from poster.platforms.instance import InstanceAdapter
 from poster.platforms.text import compose
 
@@ -94,16 +94,18 @@ class MisskeyAdapter(InstanceAdapter):
         return Fatal(f"misskey refused to {action} ({r.status_code} {code}: {message})")
 
     def _api(
-        self, endpoint: str, body: dict[str, Any] | None = None, *, action: str, idempotent: bool = True
+        self, endpoint: str, body: dict[str, Any] | None = None, *, action: str, creates: bool = False
     ) -> Any:
+        """A call with the token in its body (`i`); `creates`: it may create the note, so
+        an answer that does not say so clearly is `Ambiguous`."""
         r = self.client.post(
-            f"/api/{endpoint}", json={"i": self.token, **(body or {})}, idempotent=idempotent
+            f"/api/{endpoint}", json={"i": self.token, **(body or {})}, idempotent=not creates
         )
         if r.status_code == 204:
             return None
         if r.status_code != 200:
             raise self._classify(r, action)
-        return json_body(r, self.name)
+        return json_body(r, self.name, creates=creates)
 
     # -- limits (cached by InstanceAdapter.effective_capabilities)
     def _fetch_limits(self) -> dict[str, Any]:
@@ -158,12 +160,11 @@ class MisskeyAdapter(InstanceAdapter):
         body: dict[str, Any] = {"text": text, "fileIds": ids, "visibility": self.visibility}
         if post.rating in self.rating_sets["cw_for"]:
             body["cw"] = post.rating.upper()
-        note = (self._api("notes/create", body, action="create the note", idempotent=False) or {}).get(
-            "createdNote"
-        ) or {}
-        nid = str(note.get("id") or "")
+        answer = self._api("notes/create", body, action="create the note", creates=True)
+        note = answer.get("createdNote") if isinstance(answer, dict) else None
+        nid = str(note.get("id") or "") if isinstance(note, dict) else ""
         if not nid:
-            raise Fatal("misskey answered without a note id")
+            raise no_post_id(self.name, "createdNote.id")
         return PostResult.posted(nid, f"{self.api_base}/notes/{nid}")
 
     def _find_existing(self, post: Post) -> tuple[Existence, PostResult | None]:

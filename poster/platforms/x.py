@@ -31,6 +31,8 @@ from poster.platforms.http import (
     Retryable,
     _short_body,
     json_body,
+    json_object,
+    no_post_id,
     parse_retry_at,
 )
 from poster.platforms.text import compose, x_weighted_length
@@ -264,10 +266,10 @@ class XAdapter(HttpAdapter):
             idempotent=False,
             json={"text": text, "media": {"media_ids": ids}},
         )
-        data = json_body(r, self.name).get("data") or {}
-        tweet_id = str(data.get("id") or "")
+        data = json_object(r, self.name, creates=True).get("data")
+        tweet_id = str(data.get("id") or "") if isinstance(data, dict) else ""
         if not tweet_id:
-            raise Fatal("X answered without a post id")
+            raise no_post_id(self.name, "data.id")
         who = self.username or "i/web"
         return PostResult.posted(tweet_id, f"https://x.com/{who}/status/{tweet_id}")
 

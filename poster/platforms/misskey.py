@@ -72,8 +72,11 @@ class MisskeyAdapter(InstanceAdapter):
     # -- calls
     def _classify(self, r, action: str) -> Exception:
         try:
-            err = (r.json() or {}).get("error") or {}
-        except Exception:
+            body = r.json()
+        except ValueError:
+            body = None
+        err = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(err, dict):  # not Misskey's error shape: the status says enough
             err = {}
         code = str(err.get("code") or "")
         message = str(err.get("message") or r.text[:200])

@@ -103,7 +103,9 @@ class XAdapter(HttpAdapter):
             body = response.json()
         except Exception:
             return "", _short_body(response)
-        errors = body.get("errors") or []
+        if not isinstance(body, dict):
+            return "", _short_body(response)
+        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
         title = str(body.get("title") or (errors[0].get("title") if errors else "") or "")
         detail = str(
             body.get("detail") or (errors[0].get("message") if errors else "") or body.get("reason") or ""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
@@ -86,6 +85,12 @@ def parse_multipart(content_type: str, body: bytes) -> tuple[dict, dict]:
 
 
 Handler = Callable[[Request, "re.Match[str]"], Response | dict | list]
+
+
+def pause(seconds: float) -> None:
+    """Sleep in a server thread. Not `time.sleep`: the platform tests replace that with a
+    no-op so clients never wait, and a hostile server must still be slow."""
+    threading.Event().wait(seconds)
 
 
 class StandInServer:
@@ -275,7 +280,7 @@ class StandInServer:
             if r.trickle and not r.trickle_body:
                 for i in range(len(raw_head)):
                     h.wfile.write(raw_head[i : i + 1])
-                    time.sleep(r.trickle)
+                    pause(r.trickle)
             else:
                 h.wfile.write(raw_head)
             for chunk in body:
@@ -285,6 +290,6 @@ class StandInServer:
                     with self.lock:
                         self.sent_body_bytes += len(piece)
                     if r.trickle:
-                        time.sleep(r.trickle)
+                        pause(r.trickle)
         except OSError:  # the client hung up: what a hostile answer is for
             pass

@@ -588,6 +588,11 @@ class HttpClient:
                     except BaseException:
                         response.close()
                         raise
+                    if deadline.expired:
+                        # a socket shut mid-head can parse as a short, complete-looking
+                        # answer (http.client takes EOF for the end of the headers)
+                        response.close()
+                        self._deadline_hit(shown, seconds, creates)
                 except _TooLarge:
                     self._too_large(shown, limit, creates)
                 except requests.RequestException as exc:

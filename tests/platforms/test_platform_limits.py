@@ -84,6 +84,12 @@ def hostile():
     s.route("GET", r"/trickle", lambda r, m: trickled())
     s.route("POST", r"/trickle", lambda r, m: trickled())
     s.route("GET", r"/silent", lambda r, m: pause(30) or {})
+    # the status line and the first headers come at once; the cut falls inside a header
+    s.route(
+        "GET",
+        r"/mid-headers",
+        lambda r, m: Response(200, {"a": 1}, headers={"X-Padding": "p" * 500}, trickle=0.02),
+    )
     with s:
         yield s
 
@@ -92,8 +98,10 @@ def client(server, **kw):
     return HttpClient(server.url, sleep=SleepRecorder(), timeout=(5.0, 5.0), deadline=DEADLINE, **kw)
 
 
-@pytest.mark.parametrize("path", ["/trickle", "/silent"])
+@pytest.mark.parametrize("path", ["/trickle", "/silent", "/mid-headers"])
 def test_the_deadline_covers_connect_send_and_the_whole_answer(hostile, path):
+    """Also when the cut falls inside the headers: http.client would take the closed
+    socket for their end and hand back a complete-looking, empty 200."""
     t0 = time.monotonic()
     with pytest.raises(DeadlineExceeded, match="within 2 s"):
         client(hostile).get(path)

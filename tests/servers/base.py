@@ -269,11 +269,11 @@ class StandInServer:
         else:
             body = [r.body.encode() if isinstance(r.body, str) else (r.body or b"")]
         head = [f"HTTP/1.1 {r.status} {'OK' if r.status < 400 else 'Error'}"]
+        head += [f"{k}: {v}" for k, v in r.headers.items()]  # first: a cut here leaves no length
         head.append(f"Content-Type: {r.content_type or 'application/json; charset=utf-8'}")
         if r.chunks is None:
             r.length = sum(len(b) for b in body)  # type: ignore[arg-type]
         head.append(f"Content-Length: {r.length}" if r.length is not None else "Connection: close")
-        head += [f"{k}: {v}" for k, v in r.headers.items()]
         raw_head = ("\r\n".join(head) + "\r\n\r\n").encode()
         h.close_connection = True
         try:

@@ -6,7 +6,12 @@ graphemes.
 
 No duplicates: the record key (a TID) is chosen before the create call and remembered under
 `data_dir/state/`, so a retry reuses it and `find_existing` can ask the PDS whether that
-record exists.
+record exists — also when the createRecord answer is unreadable or never comes (the error
+is `Ambiguous`: the job is settled by that look-up, never failed).
+
+Every call goes to `api_base`: the adapter never switches to a PDS named in the session's
+DID document (bsky.social serves its accounts through its entryway), so the app password and
+the session tokens only reach the server the user configured.
 
 Settings: `api_base` (the PDS, default https://bsky.social), `web_base` (for post URLs,
 default https://bsky.app), `langs` (list, optional), `link_back` (bool, default false: add

@@ -41,6 +41,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import socket
 import threading
 import time
@@ -92,6 +93,7 @@ DEFAULT_DEADLINE = 60.0  # seconds; adapters use the target's `timeout`
 MAX_REDIRECTS = 5  # same-origin hops, for adapters that declare them
 _CHUNK = 64 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 # --------------------------------------------------------------------------------- errors
@@ -501,7 +503,8 @@ class HttpClient:
     # -- requests
     def url(self, path: str) -> str:
         """The absolute URL for `path`; a URL on any other origin is refused (`Fatal`)."""
-        url = path if "://" in path else f"{self.base_url}/{path.lstrip('/')}"
+        absolute = _ABSOLUTE.match(path) is not None
+        url = path if absolute else f"{self.base_url}/{path.lstrip('/')}"
         if origin(url) != self.origin:
             raise RedirectRefused(
                 _(

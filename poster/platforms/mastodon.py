@@ -1,6 +1,8 @@
 """Mastodon: `POST /api/v2/media` (with `description` as alt text), wait for processing,
 then `POST /api/v1/statuses` with `media_ids[]` and an `Idempotency-Key` (the job's key), so
-a repeated request after a timeout cannot create a second status.
+a repeated request after a timeout cannot create a second status (within the hour Mastodon
+keeps the key). Once the bounded in-place repeats are spent, or the answer does not name
+the status, the job is `uncertain`: there is no look-up by key.
 
 Settings: `instance` (or `api_base`) — the server URL; `visibility` (public | unlisted |
 private | direct, default public); `sensitive_for` (ratings marked sensitive, default r18

@@ -3,7 +3,8 @@
 
 Duplicate-proof: each uploaded file is named `poster-<job key>-<n>.<ext>`, so after a crash
 `find_existing` asks `drive/files/find` for that name and `drive/files/attached-notes` for a
-note using it — a real answer (exists / absent) instead of a guess.
+note using it — a real answer (exists / absent) instead of a guess. That look-up also settles
+a `notes/create` whose answer is missing, late or unreadable (`Ambiguous`).
 
 Settings: `instance` (or `api_base`), `visibility` (public | home | followers | specified,
 default public), `sensitive_for` (ratings marked sensitive, default r18 and r18g), `cw_for`

@@ -15,7 +15,12 @@ Settings: `api_base` (default https://www.pixiv.net), `restrict` (public | mypix
 private), `ai_generated` (bool — REQUIRED somewhere: here or `ai_generated` in the sidecar;
 `notAiGenerated` is only sent when the user said so), `original` (bool, default false),
 `allow_tag_edit` (default true), `allow_comment` (default true). Credential: `SESSION` (the
-`PHPSESSID` cookie value, or a full `Cookie:` header string).
+`PHPSESSID` cookie value, or a full `Cookie:` header string), sent as cookies for
+`api_base`'s host only.
+
+Once the create request has reached pixiv, nothing but pixiv's own refusal (an error answer,
+a redirect to its login) fails the job: an unreadable answer, or any failure while polling
+for the work's id, leaves it `uncertain` — pixiv may have the work, and there is no look-up.
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ Images: `POST /2/media/upload` (one request) or, above `chunk_threshold` bytes, 
 `initialize → append… → finalize (→ STATUS)` flow; alt text through `POST /2/media/metadata`;
 the post through `POST /2/tweets` with `media.media_ids`. Up to 4 images; the text is cut to
 X's weighted 280 with a warning. A link (e.g. to the pixiv post) is added only when
-`link_back = true` — since 2026-02 a post with a URL costs about 13× more.
+`link_back = true` — since 2026-02 a post with a URL costs about 13× more. Uploads go to
+`api_base` too (never the old `upload.twitter.com`). X cannot look a post up by the job's
+key, so a `POST /2/tweets` whose answer leaves open whether it was made (no answer, 5xx, a
+redirect, no post id) leaves the job `uncertain` for `poster confirm`.
 
 Settings: `api_base` (default https://api.x.com), `username` (for nicer post URLs; otherwise
 https://x.com/i/web/status/ID), `link_back` (bool, default false), `chunk_threshold` (bytes,

@@ -29,9 +29,9 @@ def write_home(tmp_path: Path, targets: str) -> config.Config:
     return config.load(home / "config.toml")
 
 
-def drop_art(cfg: config.Config) -> None:
+def drop_art(cfg: config.Config, size: tuple[int, int] = (900, 700)) -> None:
     path = cfg.data_dir / "outbox" / "rabbit.png"
-    artwork((900, 700), seed=11).save(path, "PNG")
+    artwork(size, seed=11).save(path, "PNG")
     (cfg.data_dir / "outbox" / "rabbit.toml").write_text(
         'title = "Rabbit"\ncaption = "A rabbit at dusk"\ntags = ["oc", "rabbit"]\n'
         'alt = "A white rabbit under an orange sky"\nai_generated = false\n',
@@ -207,7 +207,7 @@ def test_a_redirect_on_any_create_call_sends_nothing_elsewhere_and_posts_nothing
                     f'\n[targets.{n}]\nadapter = "{n}"\npolicy = "light"\napi_base = "{s.url}"\n{extra}'
                 )
             cfg = write_home(tmp_path, targets)
-            drop_art(cfg)
+            drop_art(cfg, (480, 360))  # small: five renders, and the pixels do not matter here
             code, out, err = run_cli("run", "--once", "--now", cfg=cfg)
             assert code == 0, err + out
             created = {n: PLATFORMS[n].created(s) for n, s in servers.items()}
@@ -250,7 +250,7 @@ instance = "{mk.url}"
         )
         xs.answer_after("POST", r"/2/tweets", 200, body="<html>upstream error</html>")
         mk.answer_after("POST", r"/api/notes/create", 200, body="not json at all")
-        drop_art(cfg)
+        drop_art(cfg, (480, 360))
         code, out, err = run_cli("run", "--once", "--now", cfg=cfg)
         assert code == 0, err + out
 

@@ -173,6 +173,10 @@ class RedirectRefused(Fatal):
     the adapter does not declare). Not retried: the same request would get the same answer."""
 
 
+class OtherOrigin(Fatal):
+    """A request for a URL outside the client's origin: refused before anything is sent."""
+
+
 class DeadlineExceeded(NetworkFailure):
     """A request did not finish (connect, send, whole answer) within its overall deadline."""
 
@@ -502,11 +506,11 @@ class HttpClient:
 
     # -- requests
     def url(self, path: str) -> str:
-        """The absolute URL for `path`; a URL on any other origin is refused (`Fatal`)."""
+        """The absolute URL for `path`; a URL on any other origin is refused (`OtherOrigin`)."""
         absolute = _ABSOLUTE.match(path) is not None
         url = path if absolute else f"{self.base_url}/{path.lstrip('/')}"
         if origin(url) != self.origin:
-            raise RedirectRefused(
+            raise OtherOrigin(
                 _(
                     "refusing to send a {platform} request to {other}: poster sends requests "
                     "(and credentials) only to {configured}"
@@ -996,6 +1000,7 @@ __all__ = [
     "HttpAdapter",
     "HttpClient",
     "NetworkFailure",
+    "OtherOrigin",
     "PlatformError",
     "PostStatus",
     "RateLimited",

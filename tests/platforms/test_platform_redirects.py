@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from poster.platforms.base import PostStatus
-from poster.platforms.http import HttpClient, RedirectRefused
+from poster.platforms.http import HttpClient, OtherOrigin, RedirectRefused
 from poster.platforms.pixiv import PixivAdapter, session_cookies
 from tests.platforms.conftest import SleepRecorder, make_post
 from tests.platforms.standins import PLATFORMS
@@ -66,7 +66,7 @@ def test_an_absolute_url_on_another_origin_is_refused_before_sending(elsewhere):
         "http://127.0.0.1:9", secrets=["tok-abcdef"], headers={"Authorization": "Bearer tok-abcdef"}
     )
     for url in (f"{elsewhere.url}/x", "https://127.0.0.1:9/x", "http://localhost:9/x"):
-        with pytest.raises(RedirectRefused, match=re.escape("only to http://127.0.0.1:9")):
+        with pytest.raises(OtherOrigin, match=re.escape("only to http://127.0.0.1:9")):
             c.get(url)
     assert elsewhere.requests == []
 

@@ -12,7 +12,8 @@
 * **an overall deadline** per request, covering connect, send and the whole answer: a
   watchdog shuts the socket down when it passes, so a server trickling its status line,
   headers or body cannot hold a run (a per-read timeout alone restarts with every byte).
-  Uploads get extra time for their size (`UPLOAD_FLOOR_RATE`);
+  Uploads get extra time for their size (`UPLOAD_FLOOR_RATE`). Only name resolution is left
+  to the system resolver's own timeouts (it cannot be interrupted);
 * **a size cap** on every answer, read as a stream and dropped at the limit for its kind
   (`ANSWER_LIMITS`), so a huge answer costs neither memory nor time;
 * bounded retries with exponential backoff and jitter on network errors and 5xx answers —
@@ -635,10 +636,6 @@ class HttpClient:
                 if self._follows(method, status, target) and hops < MAX_REDIRECTS:
                     log.info("%s redirected (%s) within %s", shown, status, origin_text(url))
                     url, hops = target, hops + 1
-                    if status == 303 or (status in (301, 302) and method.upper() == "POST"):
-                        method = "GET"
-                        for key in ("data", "files", "json"):
-                            kwargs.pop(key, None)
                     continue
                 self._refuse_redirect(shown, status, target, creates)
 

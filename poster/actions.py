@@ -1,5 +1,11 @@
 """What the user does to one job: retry, cancel, confirm, release. Each returns a one-line
-summary; the CLI and the web UI call the same functions."""
+summary; the CLI and the web UI call the same functions.
+
+No action re-posts a job that may already be posted without asking the platform first: an
+`uncertain` job is never retried, a cancelled one that was uncertain goes back to
+`uncertain` (so the next run looks it up), and `confirm --not-posted` looks the post up
+where the adapter can before it lets the job be posted again.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,28 @@ from poster.dispatch import Dispatcher
 from poster.errors import UserError
 from poster.i18n import _
 from poster.jobs import State
-from poster.platforms.base import PostResult
+from poster.platforms.base import Existence, PostResult
 from poster.store import now, transaction
 
 
 def retry(conn: sqlite3.Connection, job_id: int) -> str:
     job = jobs.get(conn, job_id)
+    if job.state is State.CANCELLED and jobs.previous_state(conn, job_id) is State.UNCERTAIN:
+        # it may be posted: back to `uncertain`, where only a look-up or the user settles it
+        with transaction(conn):
+            if not jobs.transition(
+                conn,
+                job_id,
+                State.CANCELLED,
+                State.UNCERTAIN,
+                reason=_("was uncertain when cancelled: the post may exist"),
+            ):
+                raise UserError(_("job {job} changed meanwhile; see `poster status`").format(job=job_id))
+        return _(
+            "job {job} ({name} → {target}) may already be posted (it was uncertain when cancelled): it "
+            "is uncertain again; the next run looks it up, or settle it with `poster confirm {job} "
+            "--posted URL` or `--not-posted`"
+        ).format(job=job_id, name=job.name, target=job.target)
     has_variants = bool(jobs.variants(conn, job_id))
     new = State.READY if has_variants else State.PENDING
     at = now()
@@ -100,6 +122,14 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
         return f"job {job_id} recorded as posted at {posted_url}"
     if job.state is not State.UNCERTAIN:
         raise UserError(f"job {job_id} is {job.state.value}; --not-posted is for uncertain jobs")
+    found = _look_up(config, conn, job)
+    if found is not None:
+        raise UserError(
+            _(
+                "job {job}: {target} shows this post at {url}; not posting it again (record it with "
+                "`poster confirm {job} --posted {url}`)"
+            ).format(job=job_id, target=job.target, url=found.url)
+        )
     with transaction(conn):
         jobs.transition(
             conn,
@@ -110,3 +140,14 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
             scheduled_at=now(),
         )
     return f"job {job_id} will be posted again at the next run"
+
+
+def _look_up(config: Config, conn: sqlite3.Connection, job: jobs.Job) -> PostResult | None:
+    """The post of `job` if its platform shows it; None when it does not, or cannot tell (then
+    the user's word decides)."""
+    dispatcher = Dispatcher(config, conn)
+    try:
+        existence, found = dispatcher.adapter(job.target).find_existing(dispatcher.build_post(job))
+    except (UserError, OSError):  # target gone from the config, variant files gone
+        return None
+    return found if existence is Existence.EXISTS else None

@@ -380,7 +380,10 @@ class Dispatcher:
     def settle_time(self, adapter: Adapter) -> timedelta:
         """How long after a post attempt began its request may still land on the server.
         Until then "not found" proves nothing: the interrupted request can still be in flight
-        (or queued on the platform), and posting again would make a duplicate."""
+        (or queued on the platform), and posting again would make a duplicate. For HTTP
+        adapters the seam ends every request at its deadline (`timeout`; the create calls of
+        the adapters that can look posts up send small JSON bodies, so no upload allowance),
+        and 30 s more covers a server still processing what it received."""
         explicit = getattr(adapter, "settle_seconds", None)
         if isinstance(explicit, int | float):
             return timedelta(seconds=explicit)

@@ -277,3 +277,11 @@ def recover(conn: sqlite3.Connection) -> list[Job]:
                 reason="interrupted while posting: the post may or may not exist",
             )
     return [get(conn, r["id"]) for r in stuck]
+
+
+def previous_state(conn: sqlite3.Connection, job_id: int) -> State | None:
+    """The state a job was in before its current one (from its events), None if it has none."""
+    row = conn.execute(
+        "SELECT state FROM events WHERE job_id = ? ORDER BY id DESC LIMIT 1 OFFSET 1", (job_id,)
+    ).fetchone()
+    return State(row["state"]) if row else None

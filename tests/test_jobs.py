@@ -74,9 +74,11 @@ def test_run_refuses_while_another_run_holds_the_data_folder(cfg: config.Config)
         assert jobs.all_jobs(conn) == []  # nothing was taken in either
 
 
-def test_not_posted_reuses_the_key_so_a_wrong_answer_cannot_duplicate(cfg: config.Config) -> None:
-    """The user says `--not-posted`, but the post did go out: the job posts again with the
-    same key, which the local adapter (like Mastodon's Idempotency-Key) recognises."""
+def test_a_wrong_not_posted_answer_cannot_duplicate(cfg: config.Config) -> None:
+    """The user says `--not-posted`, but the post did go out: `confirm` looks it up first
+    (the local adapter can), refuses and names the post; the next run records it. One post,
+    one ledger row. (Where the platform cannot look posts up, the job's key is kept, so one
+    that honours it — Mastodon's Idempotency-Key — returns the post instead of a second.)"""
     with store.connect(cfg.db_path) as conn:
         outbox.scan(conn, cfg)
         job = first(conn)
@@ -87,10 +89,10 @@ def test_not_posted_reuses_the_key_so_a_wrong_answer_cannot_duplicate(cfg: confi
             conn.execute("DELETE FROM ledger")
             conn.execute("UPDATE jobs SET state = 'uncertain' WHERE id = ?", (job.id,))
     code, _, err = run_cli("confirm", str(job.id), "--not-posted", cfg=cfg)
-    assert code == 0, err
+    assert code != 0 and "file://" in err and "--posted" in err
     with store.connect(cfg.db_path) as conn:
-        assert first(conn).state is State.READY
-        Dispatcher(cfg, conn).run_due(ignore_schedule=True)
+        assert first(conn).state is State.UNCERTAIN
+        Dispatcher(cfg, conn).resolve_uncertain()
         assert first(conn).state is State.POSTED
         assert len([r for r in ledger.rows(conn) if r["target"] == "x"]) == 1
     assert len(list((cfg.data_dir / "posted" / "x").iterdir())) == 1

@@ -1,10 +1,13 @@
-"""What the user does to one job: retry, cancel, confirm. Each returns a one-line summary."""
+"""What the user does: retry, cancel, confirm one job (each returns a one-line summary), and
+write an evidence bundle (`proof`)."""
 
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from poster import jobs
+from poster import proof as proof_mod
 from poster.config import Config
 from poster.dispatch import Dispatcher
 from poster.errors import UserError
@@ -73,3 +76,12 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
             scheduled_at=now(),
         )
     return f"job {job_id} will be posted again at the next run"
+
+
+def proof(config: Config, conn: sqlite3.Connection, ref: str, out: Path) -> proof_mod.Bundle:
+    """`poster proof ARTWORK|POST-ID --out DIR` (poster.proof says what ARTWORK and POST-ID
+    are): the evidence bundle, checked against the configured trust anchors."""
+    from poster import timestamps
+
+    subject = proof_mod.resolve(conn, ref)
+    return proof_mod.write(conn, subject, out, timestamps.anchors(config), config.data_dir)

@@ -190,20 +190,17 @@ def verify(conn: sqlite3.Connection, heads: Sequence[Head] = ()) -> VerifyResult
 def _check_heads(current: dict[int, str], heads: Sequence[Head]) -> tuple[int, str] | None:
     """The first row that differs from what a time-stamped head pinned, if any."""
     for head in sorted(heads, key=lambda h: h.seq):
-        now = current.get(head.seq)
-        if now == head.row_hash:
+        if current.get(head.seq) == head.row_hash:
             continue
-        if now is None:
-            return head.seq, _("row {seq} is missing: the ledger had it when it was {label}").format(
-                seq=head.seq, label=head.label
-            )
-        first = head.seq
+        # the recorded hashes name the row; only the last one is vouched for by the token,
+        # so a record that does not end in it (altered too) names the head's row itself
         recorded = head.rows if head.rows and head.rows[-1] == head.row_hash else (head.row_hash,)
         start = head.seq - len(recorded) + 1
-        for i, was in enumerate(recorded):
-            if current.get(start + i) != was:
-                first = start + i
-                break
+        first = next(start + i for i, was in enumerate(recorded) if current.get(start + i) != was)
+        if first not in current:
+            return first, _("row {seq} is missing: the ledger had it when it was {label}").format(
+                seq=first, label=head.label
+            )
         return first, _(
             "row {first} differs from the ledger as {label} (row {seq} no longer has the "
             "time-stamped hash: rows were changed, reordered or removed and the chain recomputed)"

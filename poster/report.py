@@ -209,7 +209,11 @@ def write(
     suspect_copy = _copy(suspect_path, out_dir, "suspect")
     made.append(suspect_copy)
     files: list[tuple[str, Path, str]] = [("suspect (as found)", suspect_copy, sha256_file(suspect_path))]
-    check = ledger.verify(conn)
+    from poster import timestamps
+
+    anchors = list(trust) if trust is not None else list(timestamps.bundled_anchors())
+    stamped_check = timestamps.check_ledger(conn, anchors)  # `poster ledger verify`'s check
+    check = stamped_check.chain
     best: Match | None = result.matches[0] if result.matches else None
 
     figures = [("suspect (as found)", suspect_copy.name)]
@@ -337,15 +341,18 @@ def write(
         _table(
             [
                 ("hash chain", chain),
+                (
+                    _("time-stamped heads"),
+                    _("{count} matched; time-stamp tokens that do not verify: {bad}").format(
+                        count=check.heads, bad=len(stamped_check.bad)
+                    ),
+                ),
                 ("chain head (row hash of the last row)", f"{head['row_hash']} (row {head['seq']})"),
                 ("verified at", now),
             ]
         )
     )
     if best is not None:
-        from poster import timestamps
-
-        anchors = list(trust) if trust is not None else list(timestamps.bundled_anchors())
         parts.append(f"<h2>{_esc(_('Time-stamps (RFC 3161)'))}</h2>")
         parts.append(_table(time_stamps(conn, best.row, anchors)))
     parts.append("<h2>Files</h2>")

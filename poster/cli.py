@@ -637,20 +637,25 @@ def doctor(obj: Ctx, target: str | None, as_json: bool) -> None:
     cfg = obj.config()
     targets = {name: (t.adapter, t.settings()) for name, t in cfg.targets.items()}
     reports = doctor_mod.check_targets(targets, cfg.data_dir, only=target)
-    if target is None:  # the time-stamping authorities, as one more thing to check
+    shown = list(reports)
+    stamps = None
+    if target is None:  # the time-stamping authorities, one more line (not a target)
         with open_db(cfg) as conn:
             health = timestamps.doctor(conn, cfg)
-        reports.append(doctor_mod.TargetReport(_("time-stamps"), "rfc3161", health.ok, health.message))
+        stamps = doctor_mod.TargetReport(_("time-stamps"), "rfc3161", health.ok, health.message)
+        shown.append(stamps)
     if as_json:
-        emit_json([r.as_dict() for r in reports])
+        emit_json([r.as_dict() for r in shown])
     else:
-        for r in reports:
+        for r in shown:
             missing = [f for f, src in r.credentials.items() if src is None]
             extra = f" (missing: {', '.join(missing)})" if missing and not r.ok else ""
             click.echo(f"{r.target} ({r.adapter}): {'ok' if r.ok else 'PROBLEM'}: {r.message}{extra}")
     bad = [r.target for r in reports if not r.ok]
     if bad:
         raise UserError(f"{len(bad)} of {len(reports)} targets need attention: {', '.join(bad)}")
+    if stamps is not None and not stamps.ok:
+        raise UserError(_("time-stamping needs attention (see the time-stamps line)"))
 
 
 def _set_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:

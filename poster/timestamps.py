@@ -66,6 +66,10 @@ MAX_ANSWER_BYTES = 256 * 1024  # answers are a few kilobytes (token + certificat
 MAX_PER_RUN = 20  # stamps per round: a large backlog goes out over several rounds
 MAX_BACKOFF = timedelta(hours=1)
 COOLDOWN = timedelta(minutes=5)  # a TSA that could not be reached is skipped this long
+# Row hashes recorded with a head, to name the first changed row: the rows since the previous
+# head, at most this many (a ledger first time-stamped after years of posting is pinned all
+# the same; a change before the recorded range is then named at the range's first row).
+MAX_CHAIN_RECORD = 10_000
 ORIGINAL = "original"
 HEAD = "head"
 
@@ -358,7 +362,7 @@ def record_head(conn: sqlite3.Connection, at: datetime) -> Stamp | None:
                 HEAD,
                 last["row_hash"],
                 last["seq"],
-                json.dumps([r["row_hash"] for r in segment]),
+                json.dumps([r["row_hash"] for r in segment[-MAX_CHAIN_RECORD:]]),
                 iso(at),
                 iso(at),
             ),

@@ -197,6 +197,7 @@ def test_unreachable_tsa_never_stops_posting_and_is_retried_later(
     assert len(line) == 1 and "2 waiting since" in line[0] and "cannot connect" in line[0]
     code, out, err = run_cli("doctor", cfg=cfg)
     assert code != 0 and "time-stamps (rfc3161): PROBLEM: 127.0.0.1: cannot connect" in out
+    assert "time-stamping needs attention" in err and "targets need attention" not in err
     assert "2 waiting" in out
     # the TSA is back: a later round (the daemon's next tick, or the next `run --once` once
     # the backoff has passed) makes both stamps

@@ -13,7 +13,7 @@ What it proves, and how:
 * the posted copy's hash is in the row (`variant_sha256`), and the copy itself is included
   when it is still in the data folder;
 * the TSA certificates needed: the trust anchor(s) (`certs/root-*.pem`) and the
-  certificates the tokens carry (`certs/untrusted.pem`).
+  intermediate CA certificates the tokens carry (`certs/untrusted.pem`, when there are any).
 
 The rows are complete, since a third party must be able to recompute their hashes: they
 include the random seeds of those posts' visible watermarks, which the trace report
@@ -172,6 +172,19 @@ def _fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
+def _intermediates(token: timestamps.Token) -> list[x509.Certificate]:
+    """The CA certificates a token carries between its signer and its trust anchor."""
+    out = []
+    for cert in token.certificates:
+        try:
+            ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            ca = False
+        if ca and cert != token.anchor:
+            out.append(cert)
+    return out
+
+
 def _epoch(when: datetime) -> int:
     return int(when.timestamp())
 
@@ -216,7 +229,7 @@ def write(
             )
             return None
         anchors[_fingerprint(token.anchor)] = token.anchor
-        for cert in token.certificates:
+        for cert in _intermediates(token):
             carried.setdefault(_fingerprint(cert), cert)
         return token
 
@@ -224,9 +237,11 @@ def write(
         return f"certs/root-{_slug(_cn(token.anchor))}-{_fingerprint(token.anchor)[:8]}.pem"
 
     def verify_cmd(tsr: str, what: str, token: timestamps.Token) -> str:
+        # the TSA's own certificate is in the token; intermediates it carries are given too
+        untrusted = "-untrusted certs/untrusted.pem " if _intermediates(token) else ""
         return (
             f"openssl ts -verify -in {tsr} {what} -CAfile {root_file(token)} "
-            f"-untrusted certs/untrusted.pem -attime {_epoch(token.gen_time)}"
+            f"{untrusted}-attime {_epoch(token.gen_time)}"
         )
 
     # 1. originals and their tokens
@@ -328,7 +343,8 @@ def write(
             f"certs/root-{_slug(_cn(cert))}-{_fingerprint(cert)[:8]}.pem", cert.public_bytes(Encoding.PEM)
         )
     untrusted = [c for fp, c in carried.items() if fp not in anchors]
-    w.write("certs/untrusted.pem", b"".join(c.public_bytes(Encoding.PEM) for c in untrusted))
+    if untrusted:
+        w.write("certs/untrusted.pem", b"".join(c.public_bytes(Encoding.PEM) for c in untrusted))
 
     # 4. README and SHA256SUMS
     bundle.commands = [cmd for _what, cmd in checks]

@@ -1,5 +1,6 @@
-"""What the user does to one job: retry, cancel, confirm, release. Each returns a one-line
-summary; the CLI and the web UI call the same functions.
+"""What the user does to one job: retry, cancel, confirm, release (each returns a one-line
+summary), and what they do with the record: `proof`, an evidence bundle. The CLI and the web
+UI call the same functions.
 
 No action re-posts a job that may already be posted without asking the platform first: an
 `uncertain` job is never retried, a cancelled one that was uncertain goes back to
@@ -10,8 +11,10 @@ where the adapter can before it lets the job be posted again.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from poster import jobs
+from poster import proof as proof_mod
 from poster.config import Config
 from poster.dispatch import Dispatcher
 from poster.errors import UserError
@@ -151,3 +154,12 @@ def _look_up(config: Config, conn: sqlite3.Connection, job: jobs.Job) -> PostRes
     except (UserError, OSError):  # target gone from the config, variant files gone
         return None
     return found if existence is Existence.EXISTS else None
+
+
+def proof(config: Config, conn: sqlite3.Connection, ref: str, out: Path) -> proof_mod.Bundle:
+    """`poster proof ARTWORK|POST-ID --out DIR` (poster.proof says what ARTWORK and POST-ID
+    are): the evidence bundle, checked against the configured trust anchors."""
+    from poster import timestamps
+
+    subject = proof_mod.resolve(conn, ref)
+    return proof_mod.write(conn, subject, out, timestamps.anchors(config), config.data_dir)

@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,11 @@ def _print_outcomes(outcomes: list[Any]) -> None:
         say(f"{o.state.value:<9} job {o.job_id} {o.name} → {o.target}  {detail}".rstrip())
 
 
+def _print_stamps(done: Any) -> None:
+    for line in done.lines():
+        say(line)
+
+
 def _refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcomes: list[Any]) -> None:
     if not any(o.state == jobs.State.POSTED for o in outcomes):
         return
@@ -240,20 +246,25 @@ def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
 
     from poster import outbox, schedule
     from poster.dispatch import Dispatcher
+    from poster.timestamps import Stamper
 
     stop = threading.Event()  # Ctrl-C lets the post in flight finish and be recorded
     with schedule.stop_signals(stop), run_lock(cfg), open_db(cfg) as conn:
         for job in jobs.recover(conn):
             say(f"uncertain job {job.id} ({job.name} → {job.target}): {job.reason}", err=True)
         dispatcher = Dispatcher(cfg, conn, stop=stop)
+        stamper = Stamper(cfg)  # time-stamps: never holds up intake or posting (short deadline)
         _print_outcomes(dispatcher.resolve_uncertain())
         intake = outbox.scan(conn, cfg, wait=True)
         _print_intake(intake)
+        _print_stamps(stamper.run(conn))
         outcomes = dispatcher.run_due(ignore_schedule=now)
         _print_outcomes(outcomes)
         if now:
             _print_release_dates(cfg, conn)
         _refresh_trace_index(cfg, conn, outcomes)
+        if outcomes:
+            _print_stamps(stamper.run(conn))  # the ledger head after this batch
         if stop.is_set():
             say("poster: interrupted; the remaining jobs wait for the next run", err=True)
             return 130
@@ -283,12 +294,14 @@ def run(obj: Ctx, once: bool, now: bool) -> None:
         sys.exit(_run_once(cfg, now=now))
     from poster import outbox, schedule
     from poster.dispatch import Dispatcher, LookupThrottle
+    from poster.timestamps import Stamper
 
     with run_lock(cfg), open_db(cfg) as conn:
         for job in jobs.recover(conn):
             log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
         lookups = LookupThrottle()  # for the daemon's life: an undecided job is not asked every tick
         reported = outbox.Reported()  # and a file it cannot take is reported once, not every scan
+        stamper = Stamper(cfg)  # and a TSA that did not answer rests a while before the next try
 
         def tick(stop: Any) -> Any:
             # APScheduler runs this in a worker thread: give it its own connection. The
@@ -300,7 +313,13 @@ def run(obj: Ctx, once: bool, now: bool) -> None:
                     for r in outbox.scan(tconn, cfg, reported=reported):
                         if r.outcome == "queued":
                             log.info("queued %s", r.name)
-                    _refresh_trace_index(cfg, tconn, d.run_due())
+                    # originals right after intake, the ledger head after the batch (and any
+                    # row written meanwhile, e.g. by `poster confirm`); retries when due
+                    stamper.run(tconn)
+                    outcomes = d.run_due()
+                    _refresh_trace_index(cfg, tconn, outcomes)
+                    if outcomes:
+                        stamper.run(tconn)
                     return d.next_due()
                 except Exception:  # keep the daemon alive; the next tick tries again
                     log.error("tick failed", exc_info=True)
@@ -329,11 +348,12 @@ def _job_json(j: jobs.Job) -> dict[str, Any]:
 @click.pass_obj
 def status(obj: Ctx, as_json: bool) -> None:
     """The queue: one line per job."""
-    from poster import attention
+    from poster import attention, timestamps
 
     cfg = obj.config()
     with open_db(cfg) as conn:
         items = [_job_json(j) for j in jobs.all_jobs(conn)]
+        stamp_lines = timestamps.summary(conn, cfg).problem_lines()
     if as_json:
         emit_json(items)
         return
@@ -352,6 +372,8 @@ def status(obj: Ctx, as_json: bool) -> None:
     if not items:
         if not held:
             say(f"no jobs; drop art into {cfg.outbox}")
+        for line in stamp_lines:
+            say(line)
         return
     from poster.schedule import zone
 
@@ -371,6 +393,10 @@ def status(obj: Ctx, as_json: bool) -> None:
             f"{len(waiting)} job(s) may or may not have been posted: check the platform, then "
             "`poster confirm JOB --posted URL` or `--not-posted`"
         )
+    if stamp_lines:
+        say()
+    for line in stamp_lines:
+        say(line)
 
 
 @cli.command()
@@ -441,11 +467,13 @@ def confirm(obj: Ctx, job_id: int, posted_url: str | None, not_posted: bool) -> 
 def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | None) -> None:
     """Which post did each IMAGE come from? (hidden ID first, then perceptual similarity)"""
     from poster import report as report_mod
+    from poster import timestamps
     from poster import trace as trace_mod
 
     cfg = obj.config()
     key = markkey.load(cfg.data_dir)
     results = []
+    trust = cache(lambda: timestamps.anchors(cfg))
     with open_db(cfg) as conn:
         tracer = trace_mod.Tracer(conn, key, cfg.data_dir, cache=trace_mod.index_cache(cfg.data_dir))
         for n, path in enumerate(images, 1):
@@ -454,7 +482,8 @@ def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | 
             item: dict[str, Any] = {"file": str(path), "matches": [m.to_json() for m in found.matches]}
             if report_dir is not None:
                 sub = report_dir if len(images) == 1 else report_dir / f"{n:02d}-{path.stem}"
-                item["report"] = str(report_mod.write(sub, path, image, found, conn, cfg.data_dir).page)
+                page = report_mod.write(sub, path, image, found, conn, cfg.data_dir, trust=trust()).page
+                item["report"] = str(page)
             item["notes"] = found.notes
             results.append(item)
     if as_json:
@@ -505,12 +534,39 @@ def ledger_export(obj: Ctx, fmt: str) -> None:
 @click.pass_obj
 def ledger_verify(obj: Ctx) -> None:
     """Check the hash chain; fails naming the first bad row."""
+    from poster import timestamps
+
     cfg = obj.config()
     with open_db(cfg) as conn:
-        result = ledger.verify(conn)
-    if not result.ok:
-        raise UserError(f"ledger check failed: {result.problem}")
-    say(f"ledger OK: {result.rows} rows, hash chain intact")
+        check = timestamps.check_ledger(conn, timestamps.anchors(cfg))
+    for bad in check.bad:
+        say(
+            _("time-stamp of {what} does not verify: {reason}").format(
+                what=timestamps.describe(bad.stamp), reason=bad.reason
+            ),
+            err=True,
+        )
+    if not check.chain.ok:
+        raise UserError(_("ledger check failed: {problem}").format(problem=check.chain.problem))
+    if check.bad:
+        raise UserError(
+            _("ledger check failed: {count} time-stamp(s) do not verify").format(count=len(check.bad))
+        )
+    say(_("ledger OK: {rows} rows, hash chain intact").format(rows=check.chain.rows))
+    if check.last_head is not None:
+        say(
+            _("matches {heads} time-stamped head(s); rows 1-{seq} {label}").format(
+                heads=check.chain.heads, seq=check.last_head.seq, label=timestamps.label(check.last_head)
+            )
+        )
+    if check.tokens:
+        say(_("{count} time-stamp token(s) verified (signature and hash)").format(count=check.tokens))
+    if check.unstamped_after is not None:
+        say(
+            _("rows after {seq} are not time-stamped yet (see `poster status`)").format(
+                seq=check.unstamped_after
+            )
+        )
 
 
 @ledger_group.command(name="head")
@@ -528,6 +584,45 @@ def ledger_head(obj: Ctx, as_json: bool) -> None:
         emit_json(head)
         return
     say(f"{head['row_hash']}  ({head['rows']} rows, last {head['seq']}, {head['at']})")
+
+
+# -- proof ---------------------------------------------------------------------------------
+@cli.command()
+@click.argument("ref", metavar="ARTWORK|POST-ID")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="write the bundle into this (new or empty) folder",
+)
+@click.pass_obj
+def proof(obj: Ctx, ref: str, out: Path) -> None:
+    """An evidence bundle anyone can check with `openssl ts -verify` and `sha256sum` alone.
+
+    POST-ID is a posted copy's hidden ID (12 hex digits, as `poster trace` and `poster ledger
+    export` print it). ARTWORK is an original image file, its SHA-256, or the name the artwork
+    had in the outbox: its originals and all its posts.
+    """
+    from poster import actions
+
+    cfg = obj.config()
+    with open_db(cfg) as conn:
+        bundle = actions.proof(cfg, conn, ref, out)
+    for warning in bundle.warnings:
+        say(_("warning: {warning}").format(warning=warning), err=True)
+    say(
+        _("wrote {dir}: {count} files; the checks are in {readme}").format(
+            dir=bundle.dir, count=len(bundle.files), readme=bundle.dir / "README.txt"
+        )
+    )
+    say(
+        _(
+            "note: the ledger rows in it are complete (a third party must recompute their hashes), "
+            "including the random seeds of those posts' visible watermarks"
+        )
+    )
 
 
 # -- preview -------------------------------------------------------------------------------
@@ -605,21 +700,31 @@ def login(obj: Ctx, target: str) -> None:
 @click.pass_obj
 def doctor(obj: Ctx, target: str | None, as_json: bool) -> None:
     """One cheap authenticated call per target (or just TARGET); says what is wrong."""
+    from poster import timestamps
     from poster.platforms import doctor as doctor_mod
 
     cfg = obj.config()
     targets = {name: (t.adapter, t.settings()) for name, t in cfg.targets.items()}
     reports = doctor_mod.check_targets(targets, cfg.data_dir, only=target)
+    shown = list(reports)
+    stamps = None
+    if target is None:  # the time-stamping authorities, one more line (not a target)
+        with open_db(cfg) as conn:
+            health = timestamps.doctor(conn, cfg)
+        stamps = doctor_mod.TargetReport(_("time-stamps"), "rfc3161", health.ok, health.message)
+        shown.append(stamps)
     if as_json:
-        emit_json([r.as_dict() for r in reports])
+        emit_json([r.as_dict() for r in shown])
     else:
-        for r in reports:
+        for r in shown:
             missing = [f for f, src in r.credentials.items() if src is None]
             extra = f" (missing: {', '.join(missing)})" if missing and not r.ok else ""
             say(f"{r.target} ({r.adapter}): {'ok' if r.ok else 'PROBLEM'}: {r.message}{extra}")
     bad = [r.target for r in reports if not r.ok]
     if bad:
         raise UserError(f"{len(bad)} of {len(reports)} targets need attention: {', '.join(bad)}")
+    if stamps is not None and not stamps.ok:
+        raise UserError(_("time-stamping needs attention (see the time-stamps line)"))
 
 
 def _set_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:

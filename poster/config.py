@@ -103,6 +103,51 @@ class TargetConfig(BaseModel):
         return self.model_dump(mode="python")
 
 
+# Public RFC 3161 time-stamping authorities used when a config has no [proof] table: free, no
+# account, and their trust anchors ship in poster/data/tsa/ (see README.md there for where
+# each came from and how it was checked). Only SHA-256 hashes are sent to them.
+DEFAULT_TSA_URLS: tuple[str, ...] = ("https://freetsa.org/tsr", "http://timestamp.identrust.com")
+
+
+def _default_tsa_urls() -> tuple[str, ...]:
+    return DEFAULT_TSA_URLS  # read when a config is loaded, so tests can switch it off
+
+
+class ProofConfig(_Strict):
+    """RFC 3161 time-stamps for originals and the ledger head (poster.timestamps)."""
+
+    tsa_urls: tuple[str, ...] = Field(default_factory=_default_tsa_urls)  # tried in order; () = off
+    tsa_ca_file: Path | None = None  # extra trust anchors (PEM), e.g. a self-hosted TSA's root
+
+    @field_validator("tsa_urls")
+    @classmethod
+    def _urls(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from urllib.parse import urlsplit
+
+        for url in v:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return v
+
+    @field_validator("tsa_ca_file")
+    @classmethod
+    def _ca_file(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return v
+        from cryptography import x509
+
+        try:
+            found = x509.load_pem_x509_certificates(v.read_bytes())
+        except OSError as exc:
+            raise ValueError(f"{v}: cannot read: {exc.strerror}") from None
+        except ValueError:
+            raise ValueError(f"{v}: not a PEM file of certificates") from None
+        if not found:
+            raise ValueError(f"{v}: no certificates in it")
+        return v
+
+
 class Config(_Strict):
     path: Path
     data_dir: Path
@@ -112,6 +157,7 @@ class Config(_Strict):
     render: RenderConfig = RenderConfig()
     targets: dict[str, TargetConfig]
     policies: dict[str, PolicyConfig] = {}
+    proof: ProofConfig = Field(default_factory=ProofConfig)
 
     @field_validator("targets")
     @classmethod
@@ -200,6 +246,10 @@ def parse(path: Path, data: dict[str, Any]) -> Config:
     data_dir = Path(os.path.expanduser(raw_dir))
     if not data_dir.is_absolute():
         data_dir = path.parent / data_dir
+    proof = data.get("proof")
+    if isinstance(proof, dict) and isinstance(proof.get("tsa_ca_file"), str):
+        ca = Path(os.path.expanduser(proof["tsa_ca_file"]))
+        data["proof"] = {**proof, "tsa_ca_file": ca if ca.is_absolute() else path.parent / ca}
     try:
         return Config(path=path, data_dir=data_dir.resolve(), **data)
     except ValidationError as exc:

@@ -90,6 +90,28 @@ CREATE TABLE IF NOT EXISTS ledger (
     prev_hash TEXT NOT NULL,
     row_hash TEXT NOT NULL
 );
+-- RFC 3161 time-stamps (poster.timestamps): of each original's SHA-256, and of ledger heads.
+-- A row is recorded `pending` first and tried until a TSA answers with a token that verifies;
+-- the token (the TSA's whole DER answer, a .tsr) lives here so every backup carries it.
+CREATE TABLE IF NOT EXISTS stamps (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,                    -- original | head
+    digest TEXT NOT NULL,                  -- the SHA-256 (hex) in the token's message imprint
+    seq INTEGER,                           -- head: the ledger row it pins
+    source TEXT,                           -- original: archive path (relative to the data folder)
+    chain TEXT,                            -- head: JSON list of the row hashes since the last head
+    state TEXT NOT NULL,                   -- pending | stamped | failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try TEXT NOT NULL,
+    last_error TEXT,
+    tsa_url TEXT,
+    tsa_name TEXT,                         -- who signed, as named in the token or its certificate
+    gen_time TEXT,                         -- the time in the token (UTC)
+    token BLOB,
+    created_at TEXT NOT NULL,
+    UNIQUE (kind, digest)
+);
+CREATE INDEX IF NOT EXISTS stamps_due ON stamps (state, next_try);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     job_id INTEGER NOT NULL,

@@ -20,6 +20,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from poster import store
+from poster.i18n import _
+
 GENESIS = "0" * 64
 HASHED_FIELDS = (
     "seq",
@@ -130,6 +133,19 @@ class VerifyResult:
 
 
 def verify(conn: sqlite3.Connection) -> VerifyResult:
+    """The database file first (SQLite's full integrity check: damage the chain cannot see,
+    such as a destroyed page of another table), then the hash chain row by row."""
+    damage = store.integrity_problem(conn, quick=False)
+    if damage is not None:
+        return VerifyResult(
+            False,
+            0,
+            None,
+            _(
+                "{file} is damaged (SQLite integrity check: {found}); restore the data folder from your "
+                "backup (`poster restore`)"
+            ).format(file=store.database_file(conn), found=damage),
+        )
     prev = GENESIS
     expected_seq = 1
     count = 0

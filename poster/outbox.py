@@ -24,7 +24,15 @@ from poster import jobs, schedule, sidecar
 from poster.config import Config
 from poster.errors import InputError
 from poster.imaging import IMAGE_EXTENSIONS, probe
-from poster.store import iso, now, transaction
+from poster.store import (
+    StorageError,
+    ensure_private_dir,
+    iso,
+    now,
+    storage_errors,
+    transaction,
+    write_private,
+)
 
 log = logging.getLogger(__name__)
 FOLDER_SIDECAR = "post.toml"
@@ -186,13 +194,13 @@ def archive_bytes(archive: Path, data: bytes, suffix: str) -> tuple[str, Path]:
     digest = hashlib.sha256(data).hexdigest()
     dest = archive / digest[:2] / f"{digest}{suffix.lower()}"
     if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_private_dir(dest.parent)
         tmp = dest.with_name(dest.name + ".tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            write_private(tmp, data, durable=True)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half-written original behind
+            raise
         os.chmod(tmp, stat.S_IRUSR)
         os.replace(tmp, dest)
         dirfd = os.open(dest.parent, os.O_RDONLY)
@@ -343,7 +351,10 @@ def scan(
         if c.sidecar is not None:
             limits[c.sidecar] = config.intake.max_sidecar_bytes
         try:
-            results.append(_take(conn, config, c, limits, wait=wait, min_age=min_age, deadline=deadline))
+            with storage_errors(config.data_dir):
+                results.append(_take(conn, config, c, limits, wait=wait, min_age=min_age, deadline=deadline))
+        except StorageError:
+            raise  # the data folder's disk is full or read-only: stop, the file stays for the next run
         except TooLarge as exc:
             results.append(IntakeResult(c.name, "skipped", f"{exc}; left in place"))
             if first_time(c, str(exc)):

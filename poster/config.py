@@ -291,7 +291,7 @@ class Watcher:
             return self.config
         self.config = new
         self._report(
-            logging.WARNING,
+            logging.INFO,
             _("{file}: configuration reloaded (targets: {targets})").format(
                 file=path, targets=", ".join(new.enabled_targets()) or "-"
             ),

@@ -337,7 +337,9 @@ def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | 
     cfg = obj.config()
     key = markkey.load(cfg.data_dir)
     results = []
-    with open_db(cfg, readonly=True, check="quick") as conn:
+    # no integrity check here: at 100,000 rows it costs 8x the trace itself (benchmarks/
+    # data_folder.py); status, run, ledger verify and doctor find damage
+    with open_db(cfg, readonly=True) as conn:
         tracer = trace_mod.Tracer(conn, key, cfg.data_dir, cache=trace_mod.index_cache(cfg.data_dir))
         for n, path in enumerate(images, 1):
             image = trace_mod.load_suspect(path)

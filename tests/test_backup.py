@@ -207,3 +207,33 @@ def test_restore_into_a_new_folder_is_private_and_traceable(posted: config.Confi
         assert (target / sub).is_dir()
     with store.opened(target / "poster.db", readonly=True, check="full") as conn:
         assert conn.execute("SELECT count(*) FROM jobs WHERE state = 'posted'").fetchone()[0] == 6
+
+
+def test_restored_jobs_that_were_due_are_held_then_looked_up_rendered_and_posted_once(
+    home: config.Config, tmp_path: Path
+) -> None:
+    """Jobs taken in but not yet rendered when the backup was made (the old folder may have
+    posted them since): `uncertain` after the restore; a look-up that finds nothing sends
+    them back to be rendered, `confirm --not-posted` too, and `confirm --posted` records one."""
+    from poster import outbox
+
+    drop(home, "late.png", small_png(90))
+    with store.opened(home.db_path) as conn:
+        assert [r.outcome for r in outbox.scan(conn, home)] == ["queued"]  # taken in, not rendered
+    assert run_cli("backup", str(tmp_path / "bk"), cfg=home)[0] == 0
+    cfg2 = config.load(make_home(tmp_path / "home2"))
+    code, out, err = run_cli("restore", str(tmp_path / "bk"), cfg=cfg2)
+    assert code == 0 and "3 unfinished job(s) may have been posted" in out, err
+    with store.opened(cfg2.db_path, readonly=True) as conn:
+        held = {r["target"]: r["id"] for r in conn.execute("SELECT id, target, state FROM jobs")}
+        assert {r[0] for r in conn.execute("SELECT state FROM jobs")} == {"uncertain"}
+    assert run_cli("confirm", str(held["xfolio"]), "--posted", "https://xfolio.example/w/1", cfg=cfg2)[0] == 0
+    assert run_cli("confirm", str(held["pixiv"]), "--not-posted", cfg=cfg2)[0] == 0
+    code, out, err = run_cli("run", "--once", "--now", cfg=cfg2)  # x: looked up, absent, rendered
+    assert code == 0, err
+    assert states(cfg2) == Counter(posted=3)
+    with store.opened(cfg2.db_path, readonly=True) as conn:
+        rows = conn.execute("SELECT target FROM ledger").fetchall()
+    assert sorted(r[0] for r in rows) == ["pixiv", "x"]  # the confirmed one was rendered elsewhere
+    for target in ("x", "pixiv"):
+        assert len(list((cfg2.data_dir / "posted" / target).iterdir())) == 1

@@ -277,8 +277,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_next_run_loses_nothing(tm
 
 
 # -- item 11: read commands on a read-only data folder -----------------------------------------
-READ_COMMANDS: tuple[tuple[str, ...], ...] = (
-    ("status", "--json"),
+READ_COMMANDS: tuple[tuple[str, ...], ...] = (  # and status, trace, backup below
     ("ledger", "export", "--json"),
     ("ledger", "verify"),
     ("ledger", "head", "--json"),

@@ -77,13 +77,17 @@ def test_a_full_disk_under_the_daemon_is_reported_once_and_it_carries_on_when_sp
         cfg = config.load(cfg_path)
         log = tmp_path / "daemon.log"
         originals = {}
+        staging = disk / "staging"  # on the same disk: moving into the outbox needs no space
+        staging.mkdir()
+        for i in range(4):
+            originals[f"art{i}.png"] = small_png(80 + i)
+            (staging / f"art{i}.png").write_bytes(originals[f"art{i}.png"])
         with daemon(cfg_path, log) as proc:
             st = os.statvfs(disk)
             filler = disk / "filler"
             filler.write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 700 * 1024))
-            for i in range(4):
-                originals[f"art{i}.png"] = small_png(80 + i)
-                drop(cfg, f"art{i}.png", originals[f"art{i}.png"])
+            for name in originals:
+                os.replace(staging / name, cfg.outbox / name)
             wait_for(lambda: FULL_LINE in log.read_text(), proc, what="the disk-full line")
             time.sleep(5)  # several ticks on the full disk
             assert proc.poll() is None

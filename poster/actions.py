@@ -116,7 +116,9 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
     if job.state not in (State.UNCERTAIN, State.READY, State.RETRY_WAIT, State.FAILED):
         raise UserError(f"job {job_id} is {job.state.value}; nothing to confirm")
     if posted_url is not None:
-        if not jobs.variants(conn, job_id):
+        # (an uncertain job without variants was held by `poster restore`: the post may exist,
+        # made from a render the restored folder never saw)
+        if not jobs.variants(conn, job_id) and job.state is not State.UNCERTAIN:
             raise UserError(f"job {job_id} was never rendered, so it cannot have been posted")
         result = PostResult.posted(remote_id=posted_url, url=posted_url)
         outcome = Dispatcher(config, conn).record_posted(job, result, job.state)
@@ -133,12 +135,13 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
                 "`poster confirm {job} --posted {url}`)"
             ).format(job=job_id, target=job.target, url=found.url)
         )
+    again = State.READY if jobs.variants(conn, job_id) else State.PENDING  # never rendered: render first
     with transaction(conn):
         jobs.transition(
             conn,
             job_id,
             State.UNCERTAIN,
-            State.READY,
+            again,
             reason="confirmed not posted; will post again",
             scheduled_at=now(),
         )

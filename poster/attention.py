@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from poster import store
 from poster.config import Config
 from poster.termsafe import safe
 
@@ -129,7 +130,7 @@ def hold(config: Config, members: list[Path], reason: str, kind: Kind, *, is_fol
     Raises OSError if the first member could not be moved (the artwork then stays in the
     outbox as it was)."""
     dest_dir = folder(config)
-    dest_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store.ensure_private_dir(dest_dir)
     n = 1
     while any(os.path.lexists(dest_dir / _renamed(m, n, is_folder)) for m in members):
         n += 1
@@ -140,8 +141,8 @@ def hold(config: Config, members: list[Path], reason: str, kind: Kind, *, is_fol
     # worst a sidecar in the outbox, never an image there without the sidecar it was meant for
     note = dest_dir / f"{names[members[0]]}{REASON_SUFFIX}"
     tmp = note.with_name(f".{note.name}.tmp")
-    tmp.write_text(
-        reason_text([m.name for m in members], reason, kind, config.outbox, renamed), encoding="utf-8"
+    store.write_private(
+        tmp, reason_text([m.name for m in members], reason, kind, config.outbox, renamed).encode("utf-8")
     )
     os.replace(tmp, note)
     ordered = sorted(members, key=lambda m: m.suffix.lower() == ".toml")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -35,10 +34,12 @@ class Ctx:
     config_path: Path | None
     verbose: int
     debug: bool
+    loaded: config_mod.Config | None = None  # the config the command runs with, once loaded
 
     def config(self) -> config_mod.Config:
         cfg = config_mod.load(config_mod.find(self.config_path))
         setup_logging(self.verbose, self.debug, cfg.data_dir)
+        self.loaded = cfg
         return cfg
 
 
@@ -55,30 +56,13 @@ def say(text: object = "", *, err: bool = False) -> None:
 
 
 @contextmanager
-def open_db(cfg: config_mod.Config) -> Iterator[sqlite3.Connection]:
-    conn = store.connect(cfg.db_path)
-    try:
+def open_db(
+    cfg: config_mod.Config, *, readonly: bool = False, check: str | None = None
+) -> Iterator[sqlite3.Connection]:
+    """The database for one command. `readonly` for commands that only read (they then work
+    on a read-only or full disk); `check` ("quick"/"full") runs SQLite's integrity check."""
+    with store.opened(cfg.db_path, readonly=readonly, check=check) as conn:
         yield conn
-    finally:
-        conn.close()
-
-
-@contextmanager
-def run_lock(cfg: config_mod.Config) -> Iterator[None]:
-    """One `poster run` per data folder: two would both post the same due jobs."""
-    store.ensure_private_dir(cfg.data_dir)
-    path = cfg.data_dir / "run.lock"
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another `poster run` is already using {cfg.data_dir}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        yield
-    finally:
-        os.close(fd)
 
 
 class _UserFailure(click.ClickException):
@@ -98,6 +82,14 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except UserError as exc:
             raise _UserFailure(str(exc), exc.exit_code) from None
+        except (sqlite3.Error, OSError) as exc:
+            # a full disk, a read-only folder, a damaged database: say which, in one line
+            loaded = ctx.obj.loaded if isinstance(ctx.obj, Ctx) else None
+            found = store.storage_error(exc, loaded.data_dir) if loaded is not None else None
+            if found is None:
+                raise
+            log.debug("storage error:\n%s", traceback.format_exc())
+            raise _UserFailure(str(found), found.exit_code) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,9 +117,8 @@ def init_home(directory: Path) -> Path:
     template = resources.files("poster").joinpath("data/config.example.toml").read_text(encoding="utf-8")
     cfg_path.write_text(template, encoding="utf-8")
     cfg = config_mod.load(cfg_path)
-    store.ensure_private_dir(cfg.data_dir)
     for sub in ("outbox", "archive", "variants", "posted"):
-        (cfg.data_dir / sub).mkdir(exist_ok=True, mode=0o700)
+        store.ensure_private_dir(cfg.data_dir / sub)
     markkey.load(cfg.data_dir, create=True)
     store.connect(cfg.db_path).close()
     return cfg_path
@@ -230,26 +221,17 @@ def _print_stamps(done: Any) -> None:
         say(line)
 
 
-def _refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcomes: list[Any]) -> None:
-    if not any(o.state == jobs.State.POSTED for o in outcomes):
-        return
-    from poster import trace as trace_mod
-
-    try:
-        trace_mod.refresh_index(conn, cfg.data_dir)
-    except Exception as exc:  # only a speed-up: trace rebuilds the index itself if needed
-        log.warning("could not update the trace index: %s", exc)
-
-
 def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
     import threading
 
     from poster import outbox, schedule
+    from poster.daemon import refresh_trace_index
     from poster.dispatch import Dispatcher
     from poster.timestamps import Stamper
 
     stop = threading.Event()  # Ctrl-C lets the post in flight finish and be recorded
-    with schedule.stop_signals(stop), run_lock(cfg), open_db(cfg) as conn:
+    # a quick integrity check first: writing into a damaged database makes the damage worse
+    with schedule.stop_signals(stop), store.run_lock(cfg.data_dir), open_db(cfg, check="quick") as conn:
         for job in jobs.recover(conn):
             say(f"uncertain job {job.id} ({job.name} → {job.target}): {job.reason}", err=True)
         dispatcher = Dispatcher(cfg, conn, stop=stop)
@@ -258,11 +240,10 @@ def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
         intake = outbox.scan(conn, cfg, wait=True)
         _print_intake(intake)
         _print_stamps(stamper.run(conn))
-        outcomes = dispatcher.run_due(ignore_schedule=now)
-        _print_outcomes(outcomes)
+        outcomes = dispatcher.run_due(ignore_schedule=now, report=lambda o: _print_outcomes([o]))
         if now:
             _print_release_dates(cfg, conn)
-        _refresh_trace_index(cfg, conn, outcomes)
+        refresh_trace_index(cfg, conn, outcomes)
         if outcomes:
             _print_stamps(stamper.run(conn))  # the ledger head after this batch
         if stop.is_set():
@@ -292,41 +273,16 @@ def run(obj: Ctx, once: bool, now: bool) -> None:
         raise UserError("--now only goes with --once")
     if once:
         sys.exit(_run_once(cfg, now=now))
-    from poster import outbox, schedule
-    from poster.dispatch import Dispatcher, LookupThrottle
-    from poster.timestamps import Stamper
+    from poster import schedule
+    from poster.daemon import Ticker
 
-    with run_lock(cfg), open_db(cfg) as conn:
-        for job in jobs.recover(conn):
-            log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
-        lookups = LookupThrottle()  # for the daemon's life: an undecided job is not asked every tick
-        reported = outbox.Reported()  # and a file it cannot take is reported once, not every scan
-        stamper = Stamper(cfg)  # and a TSA that did not answer rests a while before the next try
-
-        def tick(stop: Any) -> Any:
-            # APScheduler runs this in a worker thread: give it its own connection. The
-            # answer (the next due time) lets the clock wake for it instead of the next scan.
-            with open_db(cfg) as tconn:
-                d = Dispatcher(cfg, tconn, stop=stop)
-                try:
-                    d.resolve_uncertain(throttle=lookups)
-                    for r in outbox.scan(tconn, cfg, reported=reported):
-                        if r.outcome == "queued":
-                            log.info("queued %s", r.name)
-                    # originals right after intake, the ledger head after the batch (and any
-                    # row written meanwhile, e.g. by `poster confirm`); retries when due
-                    stamper.run(tconn)
-                    outcomes = d.run_due()
-                    _refresh_trace_index(cfg, tconn, outcomes)
-                    if outcomes:
-                        stamper.run(tconn)
-                    return d.next_due()
-                except Exception:  # keep the daemon alive; the next tick tries again
-                    log.error("tick failed", exc_info=True)
-                    return None
-
+    with store.run_lock(cfg.data_dir):
+        with open_db(cfg, check="quick") as conn:
+            for job in jobs.recover(conn):
+                log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
+        ticker = Ticker(cfg)  # reloads the config when it changes; reports a failed tick once
         say(f"poster is running on {cfg.outbox} (Ctrl-C to stop)", err=True)
-        schedule.run_daemon(cfg, tick)
+        schedule.run_daemon(cfg, ticker, interval=ticker.interval)
 
 
 # -- status and job commands ---------------------------------------------------------------
@@ -351,7 +307,7 @@ def status(obj: Ctx, as_json: bool) -> None:
     from poster import attention, timestamps
 
     cfg = obj.config()
-    with open_db(cfg) as conn:
+    with open_db(cfg, readonly=True, check="quick") as conn:
         items = [_job_json(j) for j in jobs.all_jobs(conn)]
         stamp_lines = timestamps.summary(conn, cfg).problem_lines()
     if as_json:
@@ -474,7 +430,9 @@ def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | 
     key = markkey.load(cfg.data_dir)
     results = []
     trust = cache(lambda: timestamps.anchors(cfg))
-    with open_db(cfg) as conn:
+    # no integrity check here: at 100,000 rows it costs 8x the trace itself (benchmarks/
+    # data_folder.py); status, run, ledger verify and doctor find damage
+    with open_db(cfg, readonly=True) as conn:
         tracer = trace_mod.Tracer(conn, key, cfg.data_dir, cache=trace_mod.index_cache(cfg.data_dir))
         for n, path in enumerate(images, 1):
             image = trace_mod.load_suspect(path)
@@ -520,24 +478,28 @@ def ledger_group() -> None:
 @click.option("--csv", "fmt", flag_value="csv", help="CSV")
 @click.pass_obj
 def ledger_export(obj: Ctx, fmt: str) -> None:
-    """Print every ledger row."""
+    """Print every ledger row (also from a damaged database: what can be read, then an error)."""
     cfg = obj.config()
-    with open_db(cfg) as conn:
+    with open_db(cfg, readonly=True) as conn:
+        damage = store.integrity_problem(conn)
         rows = ledger.rows(conn)
     if fmt == "csv":
         click.echo(ledger.to_csv(rows), nl=False)
     else:
         emit_json(rows)
+    if damage is not None:  # the rows above are what could be read: salvage, not a backup
+        raise store.damaged(cfg.db_path, damage)
 
 
 @ledger_group.command(name="verify")
 @click.pass_obj
 def ledger_verify(obj: Ctx) -> None:
-    """Check the hash chain; fails naming the first bad row."""
+    """Check the database file, the hash chain and its time-stamps; fails naming the damage or
+    the first bad row."""
     from poster import timestamps
 
     cfg = obj.config()
-    with open_db(cfg) as conn:
+    with open_db(cfg, readonly=True) as conn:
         check = timestamps.check_ledger(conn, timestamps.anchors(cfg))
     for bad in check.bad:
         say(
@@ -552,7 +514,11 @@ def ledger_verify(obj: Ctx) -> None:
         raise UserError(
             _("ledger check failed: {count} time-stamp(s) do not verify").format(count=len(check.bad))
         )
-    say(_("ledger OK: {rows} rows, hash chain intact").format(rows=check.chain.rows))
+    say(
+        _("ledger OK: {rows} rows, hash chain intact, database file sound ({file})").format(
+            rows=check.chain.rows, file=cfg.db_path
+        )
+    )
     if check.last_head is not None:
         say(
             _("matches {heads} time-stamped head(s); rows 1-{seq} {label}").format(
@@ -575,7 +541,7 @@ def ledger_verify(obj: Ctx) -> None:
 def ledger_head(obj: Ctx, as_json: bool) -> None:
     """The chain head (last row hash): publish or timestamp it to pin the ledger as of now."""
     cfg = obj.config()
-    with open_db(cfg) as conn:
+    with open_db(cfg, readonly=True) as conn:
         result = ledger.verify(conn)
         if not result.ok:
             raise UserError(f"ledger check failed: {result.problem}")
@@ -623,6 +589,34 @@ def proof(obj: Ctx, ref: str, out: Path) -> None:
             "including the random seeds of those posts' visible watermarks"
         )
     )
+
+
+# -- keeping the data folder safe -----------------------------------------------------------
+@cli.command()
+@click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
+@click.pass_obj
+def backup(obj: Ctx, dest: Path) -> None:
+    """Copy the database, hidden-ID key, originals and variants into DEST, consistently, also
+    while `poster run` is posting. DEST: a new or empty folder, or an earlier backup to refresh."""
+    from poster import actions
+
+    cfg = obj.config()
+    say(actions.backup(cfg, dest))
+
+
+@cli.command()
+@click.argument("backup_dir", metavar="BACKUP", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("directory", metavar="DIR", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.pass_obj
+def restore(obj: Ctx, backup_dir: Path, directory: Path | None) -> None:
+    """Restore BACKUP (made by `poster backup`) into the data folder DIR (default: the config's
+    data_dir), which must be new, empty, or unused since `poster init`."""
+    from poster import actions
+
+    if directory is None:
+        directory = obj.config().data_dir
+    for line in actions.restore(backup_dir, directory):
+        say(line)
 
 
 # -- preview -------------------------------------------------------------------------------
@@ -706,20 +700,25 @@ def doctor(obj: Ctx, target: str | None, as_json: bool) -> None:
     cfg = obj.config()
     targets = {name: (t.adapter, t.settings()) for name, t in cfg.targets.items()}
     reports = doctor_mod.check_targets(targets, cfg.data_dir, only=target)
+    data = doctor_mod.check_data(cfg.db_path)
     shown = list(reports)
     stamps = None
-    if target is None:  # the time-stamping authorities, one more line (not a target)
-        with open_db(cfg) as conn:
+    if target is None and data.ok:  # the time-stamping authorities, one more line (not a target)
+        with open_db(cfg, readonly=True) as conn:
             health = timestamps.doctor(conn, cfg)
         stamps = doctor_mod.TargetReport(_("time-stamps"), "rfc3161", health.ok, health.message)
         shown.append(stamps)
     if as_json:
         emit_json([r.as_dict() for r in shown])
     else:
+        verdict = _("ok") if data.ok else _("PROBLEM")
+        say(_("data folder: {verdict}: {message}").format(verdict=verdict, message=data.message))
         for r in shown:
             missing = [f for f, src in r.credentials.items() if src is None]
             extra = f" (missing: {', '.join(missing)})" if missing and not r.ok else ""
             say(f"{r.target} ({r.adapter}): {'ok' if r.ok else 'PROBLEM'}: {r.message}{extra}")
+    if not data.ok:
+        raise UserError(data.message)
     bad = [r.target for r in reports if not r.ok]
     if bad:
         raise UserError(f"{len(bad)} of {len(reports)} targets need attention: {', '.join(bad)}")

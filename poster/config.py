@@ -6,9 +6,12 @@ so tests (and two configs in one process) never leak into each other.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,6 +26,7 @@ from pydantic import (
 )
 
 from poster.errors import ConfigError
+from poster.i18n import _
 
 CONFIG_NAME = "config.toml"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -289,3 +293,66 @@ def find(explicit: Path | None) -> Path:
         f"no config found ({local} or {user}): create one with `poster init DIR` "
         "and pass --config DIR/config.toml"
     )
+
+
+class Watcher:
+    """The daemon's view of its config file: `poll()` (once per tick) returns the config to
+    use, reloading the file when its content changed. A changed file is validated by the
+    same `load`; a broken one is reported once (one line, through `report`) and the config
+    in use is kept; a changed `data_dir` is not switched to while running (the run lock,
+    the database and the log belong to the folder the daemon started with): that is
+    reported once too and the whole change waits for a restart."""
+
+    def __init__(self, config: Config, report: Callable[[int, str], None]) -> None:
+        self.config = config
+        self._report = report
+        self._seen = _content(config.path)
+        self._missing_once = False
+
+    def poll(self) -> Config:
+        path = self.config.path
+        content = _content(path)
+        if content == self._seen:
+            self._missing_once = False
+            return self.config
+        if content is None and not self._missing_once:
+            self._missing_once = True  # an editor replacing the file: look again next tick
+            return self.config
+        self._missing_once = False
+        self._seen = content
+        try:
+            new = load(path)
+        except ConfigError as exc:
+            self._report(
+                logging.ERROR,
+                _(
+                    "config not reloaded: {error}; posting goes on with the configuration loaded before"
+                ).format(error=exc),
+            )
+            return self.config
+        if new.data_dir != self.config.data_dir:
+            self._report(
+                logging.ERROR,
+                _(
+                    "{file}: data_dir changed to {new}: restart `poster run` to use it; until then it keeps "
+                    "{old} and the configuration loaded before"
+                ).format(file=path, new=new.data_dir, old=self.config.data_dir),
+            )
+            return self.config
+        self.config = new
+        self._report(
+            logging.INFO,
+            _("{file}: configuration reloaded (targets: {targets})").format(
+                file=path, targets=", ".join(new.enabled_targets()) or "-"
+            ),
+        )
+        return new
+
+
+def _content(path: Path) -> bytes | None:
+    """The file's SHA-256 (None if it cannot be read): a change of content, whatever the
+    editor did to the time stamps or the inode."""
+    try:
+        return hashlib.sha256(path.read_bytes()).digest()
+    except OSError:
+        return None

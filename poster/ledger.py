@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from poster import store
 from poster.i18n import _
 
 GENESIS = "0" * 64
@@ -154,12 +155,25 @@ class VerifyResult:
 
 
 def verify(conn: sqlite3.Connection, heads: Sequence[Head] = ()) -> VerifyResult:
-    """Recompute the chain; with `heads`, also check it against each time-stamped head.
+    """The database file first (SQLite's full integrity check: damage the chain cannot see,
+    such as a destroyed page of another table), then the hash chain row by row; with
+    `heads`, also the chain against each time-stamped head.
 
     The chain alone catches a row changed or removed in place, but not a rewrite that also
     recomputes every later hash, a reordering with recomputed hashes, or a deleted tail:
     those leave a consistent chain that no longer ends in a time-stamped hash. Of all
     problems found, the one at the earliest row is reported."""
+    damage = store.integrity_problem(conn, quick=False)
+    if damage is not None:
+        return VerifyResult(
+            False,
+            0,
+            None,
+            _(
+                "{file} is damaged (SQLite integrity check: {found}); restore the data folder from your "
+                "backup (`poster restore`)"
+            ).format(file=store.database_file(conn), found=damage),
+        )
     prev = GENESIS
     expected_seq = 1
     count = 0

@@ -67,6 +67,16 @@ class SafeFormatter(logging.Formatter):
             record.exc_text = exc_text
 
 
+class _LogFile(RotatingFileHandler):
+    """The log file in the data folder. On a full or read-only disk a record that cannot be
+    written is dropped without a word: logging's default prints a traceback on stderr for
+    each one, burying the one-line reason poster gives (the stderr handler still shows every
+    warning and error)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        return
+
+
 def setup_logging(verbose: int, debug: bool, data_dir: Path | None) -> None:
     root = logging.getLogger("poster")
     for h in list(root.handlers):
@@ -82,11 +92,13 @@ def setup_logging(verbose: int, debug: bool, data_dir: Path | None) -> None:
     root.addHandler(err)
     if data_dir is not None:
         try:
-            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            from poster.store import ensure_private_dir
+
+            ensure_private_dir(data_dir)
             path = data_dir / "poster.log"
             if not path.exists():
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            fh = RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+            fh = _LogFile(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
         except OSError:
             return
         fh.setLevel(logging.DEBUG if debug else logging.INFO)

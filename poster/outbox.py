@@ -42,7 +42,15 @@ from poster.config import Config
 from poster.errors import InputError
 from poster.i18n import _
 from poster.imaging import IMAGE_EXTENSIONS
-from poster.store import iso, now, transaction
+from poster.store import (
+    StorageError,
+    ensure_private_dir,
+    iso,
+    now,
+    storage_errors,
+    transaction,
+    write_private,
+)
 from poster.termsafe import safe
 
 log = logging.getLogger(__name__)
@@ -404,13 +412,13 @@ def archive_bytes(archive: Path, data: bytes, suffix: str) -> tuple[str, Path]:
     digest = hashlib.sha256(data).hexdigest()
     dest = archive / digest[:2] / f"{digest}{suffix.lower()}"
     if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_private_dir(dest.parent)
         tmp = dest.with_name(dest.name + ".tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            write_private(tmp, data, durable=True)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half-written original behind
+            raise
         os.chmod(tmp, stat.S_IRUSR)
         os.replace(tmp, dest)
         dirfd = os.open(dest.parent, os.O_RDONLY)
@@ -626,9 +634,12 @@ def scan(
         if c.sidecar is not None:
             limits[c.sidecar] = config.intake.max_sidecar_bytes
         try:
-            r = _take(
-                conn, config, c, limits, wait=wait, min_age=min_age, deadline=deadline, settling=settling
-            )
+            with storage_errors(config.data_dir):
+                r = _take(
+                    conn, config, c, limits, wait=wait, min_age=min_age, deadline=deadline, settling=settling
+                )
+        except StorageError:
+            raise  # the data folder's disk is full or read-only: stop, the file stays for the next run
         except Rejected as exc:
             r = _hold(config, c, exc)
             where = r.moved_to.parent if r.moved_to else config.outbox

@@ -3,7 +3,6 @@ crash, one daemon per data folder, and what `confirm --not-posted` may and may n
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -63,13 +62,9 @@ def test_recover_after_a_crash(cfg: config.Config) -> None:
 
 def test_run_refuses_while_another_run_holds_the_data_folder(cfg: config.Config) -> None:
     """recover() turns `posting` into `uncertain`: it must never run beside a live daemon."""
-    fd = os.open(cfg.data_dir / "run.lock", os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with store.run_lock(cfg.data_dir):
         code, _, err = run_cli("run", "--once", "--now", cfg=cfg)
         assert code != 0 and "already" in err
-    finally:
-        os.close(fd)
     with store.connect(cfg.db_path) as conn:
         assert jobs.all_jobs(conn) == []  # nothing was taken in either
 

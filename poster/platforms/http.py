@@ -956,8 +956,10 @@ class HttpAdapter(Adapter):
     def write_state(self, kind: str, data: Mapping[str, Any]) -> None:
         import os
 
+        from poster.store import ensure_private_dir
+
         path = self.state_path(kind)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(path.parent)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

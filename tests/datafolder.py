@@ -35,7 +35,8 @@ def make_home(folder: Path, *, targets: str | None = None, scan_interval: float 
     text = text.replace("stable_seconds = 5.0", "stable_seconds = 0.0")
     text = text.replace("scan_interval = 30.0", f"scan_interval = {scan_interval}")
     if targets is not None:
-        text = text.split("# A target is one account")[0] + targets
+        # (the [proof] table follows the targets: keep time-stamping off, no public TSA)
+        text = text.split("# A target is one account")[0] + targets + "\n[proof]\ntsa_urls = []\n"
     cfg_path.write_text(text, encoding="utf-8")
     return cfg_path
 

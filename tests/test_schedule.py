@@ -26,7 +26,7 @@ def make_home(tmp_path: Path, targets: str, *, tz: str = "Asia/Tokyo") -> config
     cfg_path = cli.init_home(tmp_path / "home")
     text = cfg_path.read_text(encoding="utf-8")
     head = text.split("[targets.x]")[0].replace('timezone = ""', f'timezone = "{tz}"')
-    tail = '[policies.bare]\nformat = "png"\n'
+    tail = '[policies.bare]\nformat = "png"\n[proof]\ntsa_urls = []\n'
     cfg_path.write_text(head + targets + "\n" + tail, encoding="utf-8")
     return config.load(cfg_path)
 

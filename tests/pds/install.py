@@ -25,7 +25,7 @@ from pathlib import Path
 
 PDS_DIR = Path(__file__).resolve().parent
 LOCK_FILES = ("package.json", "package-lock.json")
-TIMEOUT = 1800  # seconds; a cold install on 2 busy cores took about 6 minutes
+TIMEOUT = 3600  # seconds; a cold install took 27 min on 2 cores at load 13 (212 s of CPU)
 
 
 class InstallError(Exception):

@@ -1,22 +1,52 @@
-"""What the user does to one job: retry, cancel, confirm. Each returns a one-line summary."""
+"""What the user does to one job: retry, cancel, confirm, release (each returns a one-line
+summary), and what they do with the record: `proof`, an evidence bundle. The CLI and the web
+UI call the same functions.
+
+No action re-posts a job that may already be posted without asking the platform first: an
+`uncertain` job is never retried, a cancelled one that was uncertain goes back to
+`uncertain` (so the next run looks it up), and `confirm --not-posted` looks the post up
+where the adapter can before it lets the job be posted again.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from poster import jobs
+from poster import proof as proof_mod
 from poster.config import Config
 from poster.dispatch import Dispatcher
 from poster.errors import UserError
+from poster.i18n import _
 from poster.jobs import State
-from poster.platforms.base import PostResult
+from poster.platforms.base import Existence, PostResult
 from poster.store import now, transaction
 
 
 def retry(conn: sqlite3.Connection, job_id: int) -> str:
     job = jobs.get(conn, job_id)
+    if job.state is State.CANCELLED and jobs.previous_state(conn, job_id) is State.UNCERTAIN:
+        # it may be posted: back to `uncertain`, where only a look-up or the user settles it
+        with transaction(conn):
+            if not jobs.transition(
+                conn,
+                job_id,
+                State.CANCELLED,
+                State.UNCERTAIN,
+                reason=_("was uncertain when cancelled: the post may exist"),
+            ):
+                raise UserError(_("job {job} changed meanwhile; see `poster status`").format(job=job_id))
+        return _(
+            "job {job} ({name} → {target}) may already be posted (it was uncertain when cancelled): it "
+            "is uncertain again; the next run looks it up, or settle it with `poster confirm {job} "
+            "--posted URL` or `--not-posted`"
+        ).format(job=job_id, name=job.name, target=job.target)
     has_variants = bool(jobs.variants(conn, job_id))
     new = State.READY if has_variants else State.PENDING
+    at = now()
+    # "try again" is not "post before the release date": that is `release`
+    keep_date = jobs.waits_for_release(job, at)
     with transaction(conn):
         if not jobs.transition(
             conn,
@@ -24,14 +54,46 @@ def retry(conn: sqlite3.Connection, job_id: int) -> str:
             (State.FAILED, State.CANCELLED, State.RETRY_WAIT),
             new,
             reason="retry requested",
-            scheduled_at=now(),
+            scheduled_at=job.scheduled_at if keep_date else at,
         ):
             raise UserError(
                 f"job {job_id} is {job.state.value}; only failed, cancelled or waiting jobs can be retried"
                 + (" (an uncertain job needs `poster confirm`)" if job.state is State.UNCERTAIN else "")
             )
         conn.execute("UPDATE jobs SET attempts = 0 WHERE id = ?", (job_id,))
+    if keep_date:
+        return _(
+            "job {job} ({name} → {target}) will be tried again on its release date {when} "
+            "(`poster release {job}` posts it earlier)"
+        ).format(job=job_id, name=job.name, target=job.target, when=job.meta.get("at"))
     return f"job {job_id} ({job.name} → {job.target}) will be tried again at the next run"
+
+
+def release(config: Config, conn: sqlite3.Connection, job_id: int) -> str:
+    """Post a job before its time: the release date its sidecar sets (`at`), which even
+    `run --once --now` waits for, or its slot. It goes out at the next run (the daemon still
+    paces it; `run --once --now` does not)."""
+    from poster.schedule import zone
+
+    job = jobs.get(conn, job_id)
+    if job.state not in (State.PENDING, State.READY):
+        raise UserError(
+            _("job {job} is {state}; only a pending or ready job can be released early").format(
+                job=job_id, state=job.state.value
+            )
+        )
+    at = now()
+    if job.scheduled_at <= at:
+        raise UserError(_("job {job} is already due: it goes out at the next run").format(job=job_id))
+    with transaction(conn):
+        if not jobs.transition(
+            conn, job_id, job.state, job.state, reason=_("released early by the user"), scheduled_at=at
+        ):
+            raise UserError(_("job {job} changed meanwhile; see `poster status`").format(job=job_id))
+    when = job.scheduled_at.astimezone(zone(config)).strftime("%Y-%m-%d %H:%M")
+    return _("job {job} ({name} → {target}) released: it goes out at the next run instead of {when}").format(
+        job=job_id, name=job.name, target=job.target, when=when
+    )
 
 
 def cancel(conn: sqlite3.Connection, job_id: int) -> str:
@@ -54,7 +116,9 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
     if job.state not in (State.UNCERTAIN, State.READY, State.RETRY_WAIT, State.FAILED):
         raise UserError(f"job {job_id} is {job.state.value}; nothing to confirm")
     if posted_url is not None:
-        if not jobs.variants(conn, job_id):
+        # (an uncertain job without variants was held by `poster restore`: the post may exist,
+        # made from a render the restored folder never saw)
+        if not jobs.variants(conn, job_id) and job.state is not State.UNCERTAIN:
             raise UserError(f"job {job_id} was never rendered, so it cannot have been posted")
         result = PostResult.posted(remote_id=posted_url, url=posted_url)
         outcome = Dispatcher(config, conn).record_posted(job, result, job.state)
@@ -63,13 +127,42 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
         return f"job {job_id} recorded as posted at {posted_url}"
     if job.state is not State.UNCERTAIN:
         raise UserError(f"job {job_id} is {job.state.value}; --not-posted is for uncertain jobs")
+    found = _look_up(config, conn, job)
+    if found is not None:
+        raise UserError(
+            _(
+                "job {job}: {target} shows this post at {url}; not posting it again (record it with "
+                "`poster confirm {job} --posted {url}`)"
+            ).format(job=job_id, target=job.target, url=found.url)
+        )
+    again = State.READY if jobs.variants(conn, job_id) else State.PENDING  # never rendered: render first
     with transaction(conn):
         jobs.transition(
             conn,
             job_id,
             State.UNCERTAIN,
-            State.READY,
+            again,
             reason="confirmed not posted; will post again",
             scheduled_at=now(),
         )
     return f"job {job_id} will be posted again at the next run"
+
+
+def _look_up(config: Config, conn: sqlite3.Connection, job: jobs.Job) -> PostResult | None:
+    """The post of `job` if its platform shows it; None when it does not, or cannot tell (then
+    the user's word decides)."""
+    dispatcher = Dispatcher(config, conn)
+    try:
+        existence, found = dispatcher.adapter(job.target).find_existing(dispatcher.build_post(job))
+    except (UserError, OSError):  # target gone from the config, variant files gone
+        return None
+    return found if existence is Existence.EXISTS else None
+
+
+def proof(config: Config, conn: sqlite3.Connection, ref: str, out: Path) -> proof_mod.Bundle:
+    """`poster proof ARTWORK|POST-ID --out DIR` (poster.proof says what ARTWORK and POST-ID
+    are): the evidence bundle, checked against the configured trust anchors."""
+    from poster import timestamps
+
+    subject = proof_mod.resolve(conn, ref)
+    return proof_mod.write(conn, subject, out, timestamps.anchors(config), config.data_dir)

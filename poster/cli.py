@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -13,6 +12,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,9 @@ import click
 from poster import __version__, jobs, ledger, markkey, store
 from poster import config as config_mod
 from poster.errors import UserError
+from poster.i18n import _
 from poster.logs import mask_text, setup_logging
+from poster.termsafe import json_text, safe, safe_block
 
 log = logging.getLogger("poster")
 
@@ -32,42 +34,35 @@ class Ctx:
     config_path: Path | None
     verbose: int
     debug: bool
+    loaded: config_mod.Config | None = None  # the config the command runs with, once loaded
 
     def config(self) -> config_mod.Config:
         cfg = config_mod.load(config_mod.find(self.config_path))
         setup_logging(self.verbose, self.debug, cfg.data_dir)
+        self.loaded = cfg
         return cfg
 
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+    # exact values; only characters a terminal would act on are written as \u escapes
+    click.echo(json_text(json.dumps(value, ensure_ascii=False, indent=2, default=str)))
+
+
+def say(text: object = "", *, err: bool = False) -> None:
+    """One line of human output. Everything printed goes through here: text from outside in
+    it (file names, sidecar text, reasons and URLs from servers) is shown with control
+    characters escaped (poster.termsafe), so it cannot forge a line or drive the terminal."""
+    click.echo(mask_text(safe(text)), err=err)
 
 
 @contextmanager
-def open_db(cfg: config_mod.Config) -> Iterator[sqlite3.Connection]:
-    conn = store.connect(cfg.db_path)
-    try:
+def open_db(
+    cfg: config_mod.Config, *, readonly: bool = False, check: str | None = None
+) -> Iterator[sqlite3.Connection]:
+    """The database for one command. `readonly` for commands that only read (they then work
+    on a read-only or full disk); `check` ("quick"/"full") runs SQLite's integrity check."""
+    with store.opened(cfg.db_path, readonly=readonly, check=check) as conn:
         yield conn
-    finally:
-        conn.close()
-
-
-@contextmanager
-def run_lock(cfg: config_mod.Config) -> Iterator[None]:
-    """One `poster run` per data folder: two would both post the same due jobs."""
-    store.ensure_private_dir(cfg.data_dir)
-    path = cfg.data_dir / "run.lock"
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another `poster run` is already using {cfg.data_dir}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        yield
-    finally:
-        os.close(fd)
 
 
 class _UserFailure(click.ClickException):
@@ -76,7 +71,7 @@ class _UserFailure(click.ClickException):
         self.exit_code = exit_code
 
     def show(self, file: Any = None) -> None:
-        click.echo(mask_text(f"poster: error: {self.message}"), err=True)
+        say(f"poster: error: {self.message}", err=True)
 
 
 class _Group(click.Group):
@@ -87,6 +82,14 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except UserError as exc:
             raise _UserFailure(str(exc), exc.exit_code) from None
+        except (sqlite3.Error, OSError) as exc:
+            # a full disk, a read-only folder, a damaged database: say which, in one line
+            loaded = ctx.obj.loaded if isinstance(ctx.obj, Ctx) else None
+            found = store.storage_error(exc, loaded.data_dir) if loaded is not None else None
+            if found is None:
+                raise
+            log.debug("storage error:\n%s", traceback.format_exc())
+            raise _UserFailure(str(found), found.exit_code) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -114,9 +117,8 @@ def init_home(directory: Path) -> Path:
     template = resources.files("poster").joinpath("data/config.example.toml").read_text(encoding="utf-8")
     cfg_path.write_text(template, encoding="utf-8")
     cfg = config_mod.load(cfg_path)
-    store.ensure_private_dir(cfg.data_dir)
     for sub in ("outbox", "archive", "variants", "posted"):
-        (cfg.data_dir / sub).mkdir(exist_ok=True, mode=0o700)
+        store.ensure_private_dir(cfg.data_dir / sub)
     markkey.load(cfg.data_dir, create=True)
     store.connect(cfg.db_path).close()
     return cfg_path
@@ -127,10 +129,8 @@ def init_home(directory: Path) -> Path:
 def init(directory: Path) -> None:
     """Create DIR/config.toml and the data folder DIR/queue/ with outbox/."""
     cfg_path = init_home(directory)
-    click.echo(f"created {cfg_path}")
-    click.echo(
-        f"drop art into {directory / 'queue' / 'outbox'}, then: poster --config {cfg_path} run --once --now"
-    )
+    say(f"created {cfg_path}")
+    say(f"drop art into {directory / 'queue' / 'outbox'}, then: poster --config {cfg_path} run --once --now")
 
 
 @cli.command()
@@ -152,7 +152,7 @@ def demo(obj: Ctx, directory: Path) -> None:
         with resources.as_file(sample.joinpath(name)) as src:
             shutil.copyfile(src, dest)
         os.utime(dest, (0, 0))  # old enough to count as stable at once
-    click.echo(f"sample artwork (Pepper&Carrot by David Revoy, CC BY 4.0) → {cfg.outbox}")
+    say(f"sample artwork (Pepper&Carrot by David Revoy, CC BY 4.0) → {cfg.outbox}")
     _run_once(cfg, now=True)
     with open_db(cfg) as conn:
         rows = ledger.rows(conn)
@@ -161,109 +161,128 @@ def demo(obj: Ctx, directory: Path) -> None:
         last = rows[-1]
         published = Path(last["url"].removeprefix("file://"))
         matches = trace_mod.trace(conn, published, markkey.load(cfg.data_dir))
-    click.echo(f"\npublished copies are in {cfg.data_dir / 'posted'}")
+    say()
+    say(f"published copies are in {cfg.data_dir / 'posted'}")
     if matches:
         m = matches[0]
-        click.echo(f"trace {published.name}: hidden ID {m.id} → {m.target} post of {m.posted_at}")
-    click.echo(
-        f"next: drop your own art into {cfg.outbox} and run `poster --config {cfg_path} run --once --now`"
-    )
+        say(f"trace {published.name}: hidden ID {m.id} → {m.target} post of {m.posted_at}")
+    say(f"next: drop your own art into {cfg.outbox} and run `poster --config {cfg_path} run --once --now`")
 
 
 # -- run -------------------------------------------------------------------------------------
 def _print_intake(results: list[Any]) -> None:
     for r in results:
         if r.outcome == "queued":
-            click.echo(f"queued   {r.name}")
+            say(f"queued   {r.name}")
         elif r.outcome == "duplicate":
-            click.echo(f"skipped  {r.name}: {r.reason}")
+            say(f"skipped  {r.name}: {r.reason}")
         elif r.outcome == "waiting":
-            click.echo(f"waiting  {r.name}: {r.reason}")
+            say(f"waiting  {r.name}: {r.reason}")
         elif r.outcome == "skipped":
-            click.echo(f"ignored  {r.name}: {r.reason}")
+            say(f"ignored  {r.name}: {r.reason}")
+        elif r.moved_to is not None:
+            say(
+                _("held     {name}: {reason} → moved to {path} (the reason is beside it)").format(
+                    name=r.name, reason=r.reason, path=r.moved_to
+                ),
+                err=True,
+            )
         else:
-            click.echo(f"failed   {r.name}: {r.reason}", err=True)
+            say(_("held     {name}: {reason}").format(name=r.name, reason=r.reason), err=True)
         for w in r.warnings:
-            click.echo(f"warning  {w}", err=True)
+            say(f"warning  {w}", err=True)
+
+
+def _print_release_dates(cfg: config_mod.Config, conn: sqlite3.Connection) -> None:
+    """`run --now` posts everything pending except what waits for its release date: say so."""
+    from poster.schedule import zone
+
+    at = store.now()
+    for job in jobs.waiting(conn):
+        if jobs.waits_for_release(job, at):
+            release = jobs.artist_time(job)
+            when = (release or job.scheduled_at).astimezone(zone(cfg)).strftime("%Y-%m-%d %H:%M")
+            say(
+                _(
+                    "waiting  job {job} {name} → {target}: release date {when} (sidecar `at`); "
+                    "`poster release {job}` posts it earlier"
+                ).format(job=job.id, name=job.name, target=job.target, when=when)
+            )
 
 
 def _print_outcomes(outcomes: list[Any]) -> None:
     for o in outcomes:
         detail = o.url if o.state == jobs.State.POSTED else (o.reason or "")
-        click.echo(f"{o.state.value:<9} job {o.job_id} {o.name} → {o.target}  {detail}".rstrip())
+        say(f"{o.state.value:<9} job {o.job_id} {o.name} → {o.target}  {detail}".rstrip())
 
 
-def _refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcomes: list[Any]) -> None:
-    if not any(o.state == jobs.State.POSTED for o in outcomes):
-        return
-    from poster import trace as trace_mod
-
-    try:
-        trace_mod.refresh_index(conn, cfg.data_dir)
-    except Exception as exc:  # only a speed-up: trace rebuilds the index itself if needed
-        log.warning("could not update the trace index: %s", exc)
+def _print_stamps(done: Any) -> None:
+    for line in done.lines():
+        say(line)
 
 
 def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
     import threading
 
     from poster import outbox, schedule
+    from poster.daemon import refresh_trace_index
     from poster.dispatch import Dispatcher
+    from poster.timestamps import Stamper
 
     stop = threading.Event()  # Ctrl-C lets the post in flight finish and be recorded
-    with schedule.stop_signals(stop), run_lock(cfg), open_db(cfg) as conn:
+    # a quick integrity check first: writing into a damaged database makes the damage worse
+    with schedule.stop_signals(stop), store.run_lock(cfg.data_dir), open_db(cfg, check="quick") as conn:
         for job in jobs.recover(conn):
-            click.echo(f"uncertain job {job.id} ({job.name} → {job.target}): {job.reason}", err=True)
+            say(f"uncertain job {job.id} ({job.name} → {job.target}): {job.reason}", err=True)
         dispatcher = Dispatcher(cfg, conn, stop=stop)
+        stamper = Stamper(cfg)  # time-stamps: never holds up intake or posting (short deadline)
         _print_outcomes(dispatcher.resolve_uncertain())
-        _print_intake(outbox.scan(conn, cfg, wait=True))
-        outcomes = dispatcher.run_due(ignore_schedule=now)
-        _print_outcomes(outcomes)
-        _refresh_trace_index(cfg, conn, outcomes)
+        intake = outbox.scan(conn, cfg, wait=True)
+        _print_intake(intake)
+        _print_stamps(stamper.run(conn))
+        outcomes = dispatcher.run_due(ignore_schedule=now, report=lambda o: _print_outcomes([o]))
+        if now:
+            _print_release_dates(cfg, conn)
+        refresh_trace_index(cfg, conn, outcomes)
+        if outcomes:
+            _print_stamps(stamper.run(conn))  # the ledger head after this batch
         if stop.is_set():
-            click.echo("poster: interrupted; the remaining jobs wait for the next run", err=True)
+            say("poster: interrupted; the remaining jobs wait for the next run", err=True)
             return 130
-        return 1 if any(o.state == jobs.State.FAILED for o in outcomes) else 0
+        held = any(r.outcome == "held" for r in intake)
+        return 1 if held or any(o.state == jobs.State.FAILED for o in outcomes) else 0
 
 
 @cli.command()
 @click.option("--once", is_flag=True, help="take in the outbox, post what is due, then exit")
-@click.option("--now", is_flag=True, help="with --once: treat every pending job as due now")
+@click.option(
+    "--now",
+    is_flag=True,
+    help="with --once: post every pending job now, ignoring slots and pacing, but never before "
+    "a release date its sidecar sets (`at`; see `poster release`)",
+)
 @click.pass_obj
 def run(obj: Ctx, once: bool, now: bool) -> None:
-    """Watch the outbox and post at the scheduled times (until SIGTERM/SIGINT)."""
+    """Watch the outbox and post at the scheduled times (until SIGTERM/SIGINT).
+
+    An artwork that cannot be posted as it is (a broken sidecar, not an image, over a limit)
+    is moved to the data folder's needs-attention/ with NAME.reason.txt beside it; fix it and
+    move it back into the outbox."""
     cfg = obj.config()
     if now and not once:
         raise UserError("--now only goes with --once")
     if once:
         sys.exit(_run_once(cfg, now=now))
-    from poster import outbox, schedule
-    from poster.dispatch import Dispatcher, LookupThrottle
+    from poster import schedule
+    from poster.daemon import Ticker
 
-    with run_lock(cfg), open_db(cfg) as conn:
-        for job in jobs.recover(conn):
-            log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
-        lookups = LookupThrottle()  # for the daemon's life: an undecided job is not asked every tick
-        reported = outbox.Reported()  # and a file it cannot take is reported once, not every scan
-
-        def tick(stop: Any) -> Any:
-            # APScheduler runs this in a worker thread: give it its own connection. The
-            # answer (the next due time) lets the clock wake for it instead of the next scan.
-            with open_db(cfg) as tconn:
-                d = Dispatcher(cfg, tconn, stop=stop)
-                try:
-                    d.resolve_uncertain(throttle=lookups)
-                    for r in outbox.scan(tconn, cfg, reported=reported):
-                        if r.outcome in ("queued", "failed"):
-                            log.info("%s %s%s", r.outcome, r.name, f": {r.reason}" if r.reason else "")
-                    _refresh_trace_index(cfg, tconn, d.run_due())
-                    return d.next_due()
-                except Exception:  # keep the daemon alive; the next tick tries again
-                    log.error("tick failed:\n%s", traceback.format_exc())
-                    return None
-
-        click.echo(f"poster is running on {cfg.outbox} (Ctrl-C to stop)", err=True)
-        schedule.run_daemon(cfg, tick)
+    with store.run_lock(cfg.data_dir):
+        with open_db(cfg, check="quick") as conn:
+            for job in jobs.recover(conn):
+                log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
+        ticker = Ticker(cfg)  # reloads the config when it changes; reports a failed tick once
+        say(f"poster is running on {cfg.outbox} (Ctrl-C to stop)", err=True)
+        schedule.run_daemon(cfg, ticker, interval=ticker.interval)
 
 
 # -- status and job commands ---------------------------------------------------------------
@@ -285,32 +304,55 @@ def _job_json(j: jobs.Job) -> dict[str, Any]:
 @click.pass_obj
 def status(obj: Ctx, as_json: bool) -> None:
     """The queue: one line per job."""
+    from poster import attention, timestamps
+
     cfg = obj.config()
-    with open_db(cfg) as conn:
+    with open_db(cfg, readonly=True, check="quick") as conn:
         items = [_job_json(j) for j in jobs.all_jobs(conn)]
+        stamp_lines = timestamps.summary(conn, cfg).problem_lines()
     if as_json:
         emit_json(items)
         return
+    held = attention.items(cfg)
+    if held:
+        say(
+            _(
+                "{count} artwork(s) not taken in, waiting in {folder} (the reason is in NAME.reason.txt):"
+            ).format(count=len(held), folder=attention.folder(cfg))
+        )
+        for h in held:
+            say(f"  {h.name}: {h.reason}")
+        say(_("Fix each, then move it back into {outbox}.").format(outbox=cfg.outbox))
+        if items:
+            say()
     if not items:
-        click.echo(f"no jobs; drop art into {cfg.outbox}")
+        if not held:
+            say(f"no jobs; drop art into {cfg.outbox}")
+        for line in stamp_lines:
+            say(line)
         return
     from poster.schedule import zone
 
     tz = zone(cfg)  # times as the user thinks of them: the zone the slots are written in
-    click.echo(f"{'JOB':>4}  {'TARGET':<10} {'STATE':<10} {'SCHEDULED':<17} FILE / REASON")
+    say(f"{'JOB':>4}  {'TARGET':<10} {'STATE':<10} {'SCHEDULED':<17} FILE / REASON")
     for it in items:
         extra = it["url"] if it["state"] == "posted" else (it["reason"] or "")
         when = store.parse_iso(it["scheduled_at"]).astimezone(tz).strftime("%a %m-%d %H:%M")
-        click.echo(
+        say(
             f"{it['id']:>4}  {it['target']:<10} {it['state']:<10} {when:<17} "
             f"{it['file']}{'  ' + extra if extra else ''}"
         )
     waiting = [it for it in items if it["state"] == "uncertain"]
     if waiting:
-        click.echo(
-            f"\n{len(waiting)} job(s) may or may not have been posted: check the platform, then "
+        say()
+        say(
+            f"{len(waiting)} job(s) may or may not have been posted: check the platform, then "
             "`poster confirm JOB --posted URL` or `--not-posted`"
         )
+    if stamp_lines:
+        say()
+    for line in stamp_lines:
+        say(line)
 
 
 @cli.command()
@@ -322,7 +364,7 @@ def retry(obj: Ctx, job_id: int) -> None:
 
     cfg = obj.config()
     with open_db(cfg) as conn:
-        click.echo(actions.retry(conn, job_id))
+        say(actions.retry(conn, job_id))
 
 
 @cli.command()
@@ -334,7 +376,21 @@ def cancel(obj: Ctx, job_id: int) -> None:
 
     cfg = obj.config()
     with open_db(cfg) as conn:
-        click.echo(actions.cancel(conn, job_id))
+        say(actions.cancel(conn, job_id))
+
+
+@cli.command()
+@click.argument("job_ids", metavar="JOB...", type=int, nargs=-1, required=True)
+@click.pass_obj
+def release(obj: Ctx, job_ids: tuple[int, ...]) -> None:
+    """Post JOB before its time: the release date its sidecar sets (`at`), which even
+    `run --once --now` waits for, or its slot. It goes out at the next run."""
+    from poster import actions
+
+    cfg = obj.config()
+    with open_db(cfg) as conn:
+        for job_id in job_ids:
+            say(actions.release(cfg, conn, job_id))
 
 
 @cli.command()
@@ -350,7 +406,7 @@ def confirm(obj: Ctx, job_id: int, posted_url: str | None, not_posted: bool) -> 
         raise UserError("give exactly one of --posted URL or --not-posted")
     cfg = obj.config()
     with open_db(cfg) as conn:
-        click.echo(actions.confirm(cfg, conn, job_id, posted_url))
+        say(actions.confirm(cfg, conn, job_id, posted_url))
 
 
 # -- trace and ledger ------------------------------------------------------------------------
@@ -367,12 +423,16 @@ def confirm(obj: Ctx, job_id: int, posted_url: str | None, not_posted: bool) -> 
 def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | None) -> None:
     """Which post did each IMAGE come from? (hidden ID first, then perceptual similarity)"""
     from poster import report as report_mod
+    from poster import timestamps
     from poster import trace as trace_mod
 
     cfg = obj.config()
     key = markkey.load(cfg.data_dir)
     results = []
-    with open_db(cfg) as conn:
+    trust = cache(lambda: timestamps.anchors(cfg))
+    # no integrity check here: at 100,000 rows it costs 8x the trace itself (benchmarks/
+    # data_folder.py); status, run, ledger verify and doctor find damage
+    with open_db(cfg, readonly=True) as conn:
         tracer = trace_mod.Tracer(conn, key, cfg.data_dir, cache=trace_mod.index_cache(cfg.data_dir))
         for n, path in enumerate(images, 1):
             image = trace_mod.load_suspect(path)
@@ -380,7 +440,8 @@ def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | 
             item: dict[str, Any] = {"file": str(path), "matches": [m.to_json() for m in found.matches]}
             if report_dir is not None:
                 sub = report_dir if len(images) == 1 else report_dir / f"{n:02d}-{path.stem}"
-                item["report"] = str(report_mod.write(sub, path, image, found, conn, cfg.data_dir).page)
+                page = report_mod.write(sub, path, image, found, conn, cfg.data_dir, trust=trust()).page
+                item["report"] = str(page)
             item["notes"] = found.notes
             results.append(item)
     if as_json:
@@ -391,20 +452,20 @@ def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | 
         return
     for r in results:
         if not r["matches"]:
-            click.echo(f"{r['file']}: no match (no hidden ID from this ledger, nothing similar enough)")
+            say(f"{r['file']}: no match (no hidden ID from this ledger, nothing similar enough)")
         for m in r["matches"]:
             flip = ", mirrored" if m["mirrored"] else ""
             which = {"distinguished": ", this post told apart", "ambiguous": ", variants look alike"}.get(
                 m.get("post") or "", ""
             )
-            click.echo(
+            say(
                 f"{r['file']}: {m['method']} {m['id']} → {m['target']} post of {m['posted_at']} "
                 f"{m['url'] or ''} (score {m['score']:.2f}{flip}{which})"
             )
         for note in r["notes"]:
-            click.echo(f"{r['file']}: note: {note}")
+            say(f"{r['file']}: note: {note}")
         if "report" in r:
-            click.echo(f"{r['file']}: evidence report: {r['report']}")
+            say(f"{r['file']}: evidence report: {r['report']}")
 
 
 @cli.group(name="ledger")
@@ -417,26 +478,61 @@ def ledger_group() -> None:
 @click.option("--csv", "fmt", flag_value="csv", help="CSV")
 @click.pass_obj
 def ledger_export(obj: Ctx, fmt: str) -> None:
-    """Print every ledger row."""
+    """Print every ledger row (also from a damaged database: what can be read, then an error)."""
     cfg = obj.config()
-    with open_db(cfg) as conn:
+    with open_db(cfg, readonly=True) as conn:
+        damage = store.integrity_problem(conn)
         rows = ledger.rows(conn)
     if fmt == "csv":
         click.echo(ledger.to_csv(rows), nl=False)
     else:
         emit_json(rows)
+    if damage is not None:  # the rows above are what could be read: salvage, not a backup
+        raise store.damaged(cfg.db_path, damage)
 
 
 @ledger_group.command(name="verify")
 @click.pass_obj
 def ledger_verify(obj: Ctx) -> None:
-    """Check the hash chain; fails naming the first bad row."""
+    """Check the database file, the hash chain and its time-stamps; fails naming the damage or
+    the first bad row."""
+    from poster import timestamps
+
     cfg = obj.config()
-    with open_db(cfg) as conn:
-        result = ledger.verify(conn)
-    if not result.ok:
-        raise UserError(f"ledger check failed: {result.problem}")
-    click.echo(f"ledger OK: {result.rows} rows, hash chain intact")
+    with open_db(cfg, readonly=True) as conn:
+        check = timestamps.check_ledger(conn, timestamps.anchors(cfg))
+    for bad in check.bad:
+        say(
+            _("time-stamp of {what} does not verify: {reason}").format(
+                what=timestamps.describe(bad.stamp), reason=bad.reason
+            ),
+            err=True,
+        )
+    if not check.chain.ok:
+        raise UserError(_("ledger check failed: {problem}").format(problem=check.chain.problem))
+    if check.bad:
+        raise UserError(
+            _("ledger check failed: {count} time-stamp(s) do not verify").format(count=len(check.bad))
+        )
+    say(
+        _("ledger OK: {rows} rows, hash chain intact, database file sound ({file})").format(
+            rows=check.chain.rows, file=cfg.db_path
+        )
+    )
+    if check.last_head is not None:
+        say(
+            _("matches {heads} time-stamped head(s); rows 1-{seq} {label}").format(
+                heads=check.chain.heads, seq=check.last_head.seq, label=timestamps.label(check.last_head)
+            )
+        )
+    if check.tokens:
+        say(_("{count} time-stamp token(s) verified (signature and hash)").format(count=check.tokens))
+    if check.unstamped_after is not None:
+        say(
+            _("rows after {seq} are not time-stamped yet (see `poster status`)").format(
+                seq=check.unstamped_after
+            )
+        )
 
 
 @ledger_group.command(name="head")
@@ -445,7 +541,7 @@ def ledger_verify(obj: Ctx) -> None:
 def ledger_head(obj: Ctx, as_json: bool) -> None:
     """The chain head (last row hash): publish or timestamp it to pin the ledger as of now."""
     cfg = obj.config()
-    with open_db(cfg) as conn:
+    with open_db(cfg, readonly=True) as conn:
         result = ledger.verify(conn)
         if not result.ok:
             raise UserError(f"ledger check failed: {result.problem}")
@@ -453,7 +549,74 @@ def ledger_head(obj: Ctx, as_json: bool) -> None:
     if as_json:
         emit_json(head)
         return
-    click.echo(f"{head['row_hash']}  ({head['rows']} rows, last {head['seq']}, {head['at']})")
+    say(f"{head['row_hash']}  ({head['rows']} rows, last {head['seq']}, {head['at']})")
+
+
+# -- proof ---------------------------------------------------------------------------------
+@cli.command()
+@click.argument("ref", metavar="ARTWORK|POST-ID")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="write the bundle into this (new or empty) folder",
+)
+@click.pass_obj
+def proof(obj: Ctx, ref: str, out: Path) -> None:
+    """An evidence bundle anyone can check with `openssl ts -verify` and `sha256sum` alone.
+
+    POST-ID is a posted copy's hidden ID (12 hex digits, as `poster trace` and `poster ledger
+    export` print it). ARTWORK is an original image file, its SHA-256, or the name the artwork
+    had in the outbox: its originals and all its posts.
+    """
+    from poster import actions
+
+    cfg = obj.config()
+    with open_db(cfg) as conn:
+        bundle = actions.proof(cfg, conn, ref, out)
+    for warning in bundle.warnings:
+        say(_("warning: {warning}").format(warning=warning), err=True)
+    say(
+        _("wrote {dir}: {count} files; the checks are in {readme}").format(
+            dir=bundle.dir, count=len(bundle.files), readme=bundle.dir / "README.txt"
+        )
+    )
+    say(
+        _(
+            "note: the ledger rows in it are complete (a third party must recompute their hashes), "
+            "including the random seeds of those posts' visible watermarks"
+        )
+    )
+
+
+# -- keeping the data folder safe -----------------------------------------------------------
+@cli.command()
+@click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
+@click.pass_obj
+def backup(obj: Ctx, dest: Path) -> None:
+    """Copy the database, hidden-ID key, originals and variants into DEST, consistently, also
+    while `poster run` is posting. DEST: a new or empty folder, or an earlier backup to refresh."""
+    from poster import actions
+
+    cfg = obj.config()
+    say(actions.backup(cfg, dest))
+
+
+@cli.command()
+@click.argument("backup_dir", metavar="BACKUP", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("directory", metavar="DIR", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.pass_obj
+def restore(obj: Ctx, backup_dir: Path, directory: Path | None) -> None:
+    """Restore BACKUP (made by `poster backup`) into the data folder DIR (default: the config's
+    data_dir), which must be new, empty, or unused since `poster init`."""
+    from poster import actions
+
+    if directory is None:
+        directory = obj.config().data_dir
+    for line in actions.restore(backup_dir, directory):
+        say(line)
 
 
 # -- preview -------------------------------------------------------------------------------
@@ -490,7 +653,7 @@ def preview(obj: Ctx, image: Path, target: str, out: Path, compare_path: Path | 
     if as_json:
         emit_json(report)
         return
-    click.echo(
+    say(
         f"{out}: {report['format']} {report['width']}x{report['height']}, {report['bytes']} bytes, "
         f"PSNR {report['psnr']} dB, SSIM {report['ssim']} (policy {report['policy']}, "
         f"hidden-ID strength {report['mark_strength']}"
@@ -513,16 +676,16 @@ def login(obj: Ctx, target: str) -> None:
 
     def ask(f: Any) -> str:
         if f.help:
-            click.echo(f.help, err=True)
+            say(f.help, err=True)
         return click.prompt(f.prompt, hide_input=f.secret, err=True)
 
     stored = doctor_mod.login(target, tc.adapter, ask)
     if not stored:
-        click.echo(f"{target}: the {tc.adapter} adapter needs no credentials")
+        say(f"{target}: the {tc.adapter} adapter needs no credentials")
         return
-    click.echo(f"{target}: stored {', '.join(stored)} in the keyring")
+    say(f"{target}: stored {', '.join(stored)} in the keyring")
     report = doctor_mod.check_target(target, tc.adapter, tc.settings(), cfg.data_dir)
-    click.echo(f"{target}: {'ok' if report.ok else 'PROBLEM'}: {report.message}")
+    say(f"{target}: {'ok' if report.ok else 'PROBLEM'}: {report.message}")
 
 
 @cli.command()
@@ -531,21 +694,36 @@ def login(obj: Ctx, target: str) -> None:
 @click.pass_obj
 def doctor(obj: Ctx, target: str | None, as_json: bool) -> None:
     """One cheap authenticated call per target (or just TARGET); says what is wrong."""
+    from poster import timestamps
     from poster.platforms import doctor as doctor_mod
 
     cfg = obj.config()
     targets = {name: (t.adapter, t.settings()) for name, t in cfg.targets.items()}
     reports = doctor_mod.check_targets(targets, cfg.data_dir, only=target)
+    data = doctor_mod.check_data(cfg.db_path)
+    shown = list(reports)
+    stamps = None
+    if target is None and data.ok:  # the time-stamping authorities, one more line (not a target)
+        with open_db(cfg, readonly=True) as conn:
+            health = timestamps.doctor(conn, cfg)
+        stamps = doctor_mod.TargetReport(_("time-stamps"), "rfc3161", health.ok, health.message)
+        shown.append(stamps)
     if as_json:
-        emit_json([r.as_dict() for r in reports])
+        emit_json([r.as_dict() for r in shown])
     else:
-        for r in reports:
+        verdict = _("ok") if data.ok else _("PROBLEM")
+        say(_("data folder: {verdict}: {message}").format(verdict=verdict, message=data.message))
+        for r in shown:
             missing = [f for f, src in r.credentials.items() if src is None]
             extra = f" (missing: {', '.join(missing)})" if missing and not r.ok else ""
-            click.echo(f"{r.target} ({r.adapter}): {'ok' if r.ok else 'PROBLEM'}: {r.message}{extra}")
+            say(f"{r.target} ({r.adapter}): {'ok' if r.ok else 'PROBLEM'}: {r.message}{extra}")
+    if not data.ok:
+        raise UserError(data.message)
     bad = [r.target for r in reports if not r.ok]
     if bad:
         raise UserError(f"{len(bad)} of {len(reports)} targets need attention: {', '.join(bad)}")
+    if stamps is not None and not stamps.ok:
+        raise UserError(_("time-stamping needs attention (see the time-stamps line)"))
 
 
 def _set_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
@@ -581,7 +759,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = cli.main(args=args, prog_name="poster", standalone_mode=False)
     except UserError as exc:
-        click.echo(mask_text(f"poster: error: {exc}"), err=True)
+        say(f"poster: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
@@ -589,15 +767,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
-        click.echo("poster: interrupted", err=True)
+        say("poster: interrupted", err=True)
         sys.exit(130)
     except Exception as exc:
-        logging.getLogger("poster").debug("unexpected error:\n%s", traceback.format_exc())
+        logging.getLogger("poster").debug("unexpected error", exc_info=True)
         if debug:
-            traceback.print_exc()
-        click.echo(
-            mask_text(f"poster: internal error: {type(exc).__name__}: {exc} (run with --debug for details)"),
-            err=True,
-        )
+            click.echo(mask_text(safe_block(traceback.format_exc())), err=True)
+        say(f"poster: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
         sys.exit(70)
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -6,9 +6,12 @@ so tests (and two configs in one process) never leak into each other.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,6 +26,7 @@ from pydantic import (
 )
 
 from poster.errors import ConfigError
+from poster.i18n import _
 
 CONFIG_NAME = "config.toml"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -103,6 +107,51 @@ class TargetConfig(BaseModel):
         return self.model_dump(mode="python")
 
 
+# Public RFC 3161 time-stamping authorities used when a config has no [proof] table: free, no
+# account, and their trust anchors ship in poster/data/tsa/ (see README.md there for where
+# each came from and how it was checked). Only SHA-256 hashes are sent to them.
+DEFAULT_TSA_URLS: tuple[str, ...] = ("https://freetsa.org/tsr", "http://timestamp.identrust.com")
+
+
+def _default_tsa_urls() -> tuple[str, ...]:
+    return DEFAULT_TSA_URLS  # read when a config is loaded, so tests can switch it off
+
+
+class ProofConfig(_Strict):
+    """RFC 3161 time-stamps for originals and the ledger head (poster.timestamps)."""
+
+    tsa_urls: tuple[str, ...] = Field(default_factory=_default_tsa_urls)  # tried in order; () = off
+    tsa_ca_file: Path | None = None  # extra trust anchors (PEM), e.g. a self-hosted TSA's root
+
+    @field_validator("tsa_urls")
+    @classmethod
+    def _urls(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from urllib.parse import urlsplit
+
+        for url in v:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return v
+
+    @field_validator("tsa_ca_file")
+    @classmethod
+    def _ca_file(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return v
+        from cryptography import x509
+
+        try:
+            found = x509.load_pem_x509_certificates(v.read_bytes())
+        except OSError as exc:
+            raise ValueError(f"{v}: cannot read: {exc.strerror}") from None
+        except ValueError:
+            raise ValueError(f"{v}: not a PEM file of certificates") from None
+        if not found:
+            raise ValueError(f"{v}: no certificates in it")
+        return v
+
+
 class Config(_Strict):
     path: Path
     data_dir: Path
@@ -112,6 +161,7 @@ class Config(_Strict):
     render: RenderConfig = RenderConfig()
     targets: dict[str, TargetConfig]
     policies: dict[str, PolicyConfig] = {}
+    proof: ProofConfig = Field(default_factory=ProofConfig)
 
     @field_validator("targets")
     @classmethod
@@ -200,6 +250,10 @@ def parse(path: Path, data: dict[str, Any]) -> Config:
     data_dir = Path(os.path.expanduser(raw_dir))
     if not data_dir.is_absolute():
         data_dir = path.parent / data_dir
+    proof = data.get("proof")
+    if isinstance(proof, dict) and isinstance(proof.get("tsa_ca_file"), str):
+        ca = Path(os.path.expanduser(proof["tsa_ca_file"]))
+        data["proof"] = {**proof, "tsa_ca_file": ca if ca.is_absolute() else path.parent / ca}
     try:
         return Config(path=path, data_dir=data_dir.resolve(), **data)
     except ValidationError as exc:
@@ -239,3 +293,66 @@ def find(explicit: Path | None) -> Path:
         f"no config found ({local} or {user}): create one with `poster init DIR` "
         "and pass --config DIR/config.toml"
     )
+
+
+class Watcher:
+    """The daemon's view of its config file: `poll()` (once per tick) returns the config to
+    use, reloading the file when its content changed. A changed file is validated by the
+    same `load`; a broken one is reported once (one line, through `report`) and the config
+    in use is kept; a changed `data_dir` is not switched to while running (the run lock,
+    the database and the log belong to the folder the daemon started with): that is
+    reported once too and the whole change waits for a restart."""
+
+    def __init__(self, config: Config, report: Callable[[int, str], None]) -> None:
+        self.config = config
+        self._report = report
+        self._seen = _content(config.path)
+        self._missing_once = False
+
+    def poll(self) -> Config:
+        path = self.config.path
+        content = _content(path)
+        if content == self._seen:
+            self._missing_once = False
+            return self.config
+        if content is None and not self._missing_once:
+            self._missing_once = True  # an editor replacing the file: look again next tick
+            return self.config
+        self._missing_once = False
+        self._seen = content
+        try:
+            new = load(path)
+        except ConfigError as exc:
+            self._report(
+                logging.ERROR,
+                _(
+                    "config not reloaded: {error}; posting goes on with the configuration loaded before"
+                ).format(error=exc),
+            )
+            return self.config
+        if new.data_dir != self.config.data_dir:
+            self._report(
+                logging.ERROR,
+                _(
+                    "{file}: data_dir changed to {new}: restart `poster run` to use it; until then it keeps "
+                    "{old} and the configuration loaded before"
+                ).format(file=path, new=new.data_dir, old=self.config.data_dir),
+            )
+            return self.config
+        self.config = new
+        self._report(
+            logging.INFO,
+            _("{file}: configuration reloaded (targets: {targets})").format(
+                file=path, targets=", ".join(new.enabled_targets()) or "-"
+            ),
+        )
+        return new
+
+
+def _content(path: Path) -> bytes | None:
+    """The file's SHA-256 (None if it cannot be read): a change of content, whatever the
+    editor did to the time stamps or the inode."""
+    try:
+        return hashlib.sha256(path.read_bytes()).digest()
+    except OSError:
+        return None

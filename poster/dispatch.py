@@ -15,12 +15,12 @@ import os
 import random
 import sqlite3
 import threading
-import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from poster import fingerprint, imaging, jobs, ledger, markkey, policies, schedule
+from poster import fingerprint, imaging, jobs, ledger, markkey, policies, schedule, store
 from poster.config import Config
 from poster.errors import UserError
 from poster.jobs import Job, State, Variant
@@ -132,6 +132,21 @@ class Dispatcher:
         log.error("job %d (%s → %s) failed: %s", job.id, job.name, job.target, reason)
         return Outcome(job.id, job.target, job.name, State.FAILED, reason)
 
+    def _stop_if_storage(self, job: Job, exc: BaseException) -> None:
+        """Raise the one-line StorageError if `exc` is the data folder's disk (full, read-only)
+        or the database failing: the job is fine, poster's storage is not, so the job goes back
+        to `pending` (best effort) and the run stops with the reason instead of failing it."""
+        stored = store.storage_error(exc, self.config.data_dir)
+        if stored is None:
+            return
+        try:
+            with transaction(self.conn):
+                self.conn.execute("DELETE FROM variants WHERE job_id = ?", (job.id,))
+                jobs.transition(self.conn, job.id, State.RENDERING, State.PENDING, reason=str(stored))
+        except sqlite3.Error as again:  # still `rendering`: the next start or tick puts it back
+            log.debug("job %d stays rendering until the next start: %s", job.id, again)
+        raise stored from exc
+
     # -- stages --------------------------------------------------------------------------
     def render_job(self, job: Job) -> Outcome | None:
         """pending → rendering → ready. Returns an Outcome only when the job failed."""
@@ -149,8 +164,7 @@ class Dispatcher:
                     f"{len(originals)} images, but {job.target} takes at most {caps.images_per_post} per post"
                 )
             rendered_items: list[Variant] = []
-            out_dir = self.config.data_dir / "variants" / str(job.id)
-            out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            out_dir = store.ensure_private_dir(self.config.data_dir / "variants" / str(job.id))
             for orig in originals:
                 data = (self.config.data_dir / orig.archive_path).read_bytes()
                 src_fmt = imaging.probe(
@@ -171,7 +185,11 @@ class Dispatcher:
                 )
                 path = out_dir / f"{orig.idx:02d}-{ledger.format_id(mark_id)}{imaging.EXTENSION[r.format]}"
                 tmp = path.with_suffix(path.suffix + ".tmp")
-                tmp.write_bytes(r.data)
+                try:
+                    store.write_private(tmp, r.data)
+                except OSError:
+                    tmp.unlink(missing_ok=True)  # no half-written file left by a full disk
+                    raise
                 os.replace(tmp, path)
                 rendered_items.append(
                     Variant(
@@ -187,13 +205,16 @@ class Dispatcher:
                     )
                 )
         except UserError as exc:
+            self._stop_if_storage(job, exc)
             return self._fail(job, State.RENDERING, str(exc))
         except OSError as exc:
+            self._stop_if_storage(job, exc)
             return self._fail(
                 job, State.RENDERING, f"cannot read or write files: {exc.strerror} ({exc.filename})"
             )
         except Exception as exc:  # a bug: keep the daemon alive and the reason visible
-            log.debug("render of job %d crashed:\n%s", job.id, traceback.format_exc())
+            self._stop_if_storage(job, exc)
+            log.debug("render of job %d crashed", job.id, exc_info=True)
             return self._fail(
                 job, State.RENDERING, f"internal error while rendering: {type(exc).__name__}: {exc}"
             )
@@ -333,10 +354,17 @@ class Dispatcher:
         try:
             result = adapter.post(post)
         except Exception as exc:  # unknown whether anything reached the platform
-            log.debug("adapter crashed on job %d:\n%s", job.id, traceback.format_exc())
-            reason = f"adapter error, the post may or may not exist: {type(exc).__name__}: {exc}"
+            log.debug("adapter crashed on job %d", job.id, exc_info=True)
+            stored = store.storage_error(exc, self.config.data_dir)
+            reason = (
+                str(stored)
+                if stored is not None
+                else f"adapter error, the post may or may not exist: {type(exc).__name__}: {exc}"
+            )
             with transaction(self.conn):
                 jobs.transition(self.conn, job.id, State.POSTING, State.UNCERTAIN, reason=reason)
+            if stored is not None:  # the data folder's disk: stop the run, say why
+                raise stored from exc
             return Outcome(job.id, job.target, job.name, State.UNCERTAIN, reason)
         if result.status is PostStatus.POSTED:
             return self.record_posted(job, result, State.POSTING)
@@ -381,7 +409,10 @@ class Dispatcher:
     def settle_time(self, adapter: Adapter) -> timedelta:
         """How long after a post attempt began its request may still land on the server.
         Until then "not found" proves nothing: the interrupted request can still be in flight
-        (or queued on the platform), and posting again would make a duplicate."""
+        (or queued on the platform), and posting again would make a duplicate. For HTTP
+        adapters the seam ends every request at its deadline (`timeout`; the create calls of
+        the adapters that can look posts up send small JSON bodies, so no upload allowance),
+        and 30 s more covers a server still processing what it received."""
         explicit = getattr(adapter, "settle_seconds", None)
         if isinstance(explicit, int | float):
             return timedelta(seconds=explicit)
@@ -428,12 +459,14 @@ class Dispatcher:
                     if throttle is not None:
                         throttle.undecided(job, at, decisive_at=began + self.settle_time(adapter))
                     continue
+                # a job never rendered (held by `poster restore`) renders first
+                again = State.READY if jobs.variants(self.conn, job.id) else State.PENDING
                 with transaction(self.conn):
                     jobs.transition(
                         self.conn,
                         job.id,
                         State.UNCERTAIN,
-                        State.READY,
+                        again,
                         reason="interrupted post was not published; posting again",
                     )
             elif throttle is not None:
@@ -467,9 +500,17 @@ class Dispatcher:
         log.info("job %d (%s → %s) held until %s: %s", job.id, job.name, job.target, iso(when), why)
         return True
 
-    def run_due(self, at: datetime | None = None, *, ignore_schedule: bool = False) -> list[Outcome]:
+    def run_due(
+        self,
+        at: datetime | None = None,
+        *,
+        ignore_schedule: bool = False,
+        report: Callable[[Outcome], None] | None = None,
+    ) -> list[Outcome]:
         """Process every due job, oldest first. Without `ignore_schedule` (run --now) each
-        target's pacing (min interval, daily cap) holds jobs back to a later time."""
+        target's pacing (min interval, daily cap) holds jobs back to a later time. `report`
+        is told each outcome as it happens (a run stopped by a full disk still shows what it
+        did before)."""
         outcomes = []
         at = at or now()
         held: dict[str, datetime] = {}
@@ -479,6 +520,8 @@ class Dispatcher:
             if not ignore_schedule and self.pace(job, at, held):
                 continue
             outcomes.append(self.process(job))
+            if report is not None:
+                report(outcomes[-1])
         return outcomes
 
     def next_due(self) -> datetime | None:

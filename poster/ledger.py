@@ -17,8 +17,12 @@ import hashlib
 import io
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from poster import store
+from poster.i18n import _
 
 GENESIS = "0" * 64
 HASHED_FIELDS = (
@@ -81,9 +85,16 @@ def _hashable(key: str, value: Any) -> Any:
     return value
 
 
-def _row_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+def preimage(prev_hash: str, fields: dict[str, Any]) -> bytes:
+    """Exactly the bytes whose SHA-256 is the row's hash: the previous row's hash, a newline,
+    and the row's canonical JSON. Written out as a file, `sha256sum` prints the row hash and
+    `openssl ts -verify -data` checks a time-stamp of it (poster.proof)."""
     body = canonical({k: _hashable(k, fields[k]) for k in HASHED_FIELDS})
-    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+    return f"{prev_hash}\n{body}".encode()
+
+
+def _row_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    return hashlib.sha256(preimage(prev_hash, fields)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -122,33 +133,93 @@ def append(conn: sqlite3.Connection, entry: Entry) -> int:
 
 
 @dataclass(frozen=True)
+class Head:
+    """A chain head pinned by a verified RFC 3161 time-stamp (poster.timestamps): row `seq` had
+    the hash `row_hash` at the time the token names. `rows` are the row hashes recorded with
+    it for the rows since the previous pinned head (ending with `row_hash`): only the last is
+    vouched for by the token, the others let verify name the first row that changed."""
+
+    seq: int
+    row_hash: str
+    label: str  # "time-stamped at … by …", for messages
+    rows: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class VerifyResult:
     ok: bool
     rows: int
     first_bad: int | None = None  # seq of the first bad row (or where one is missing)
     problem: str | None = None
+    heads: int = 0  # time-stamped heads the chain was checked against (all matched when ok)
 
 
-def verify(conn: sqlite3.Connection) -> VerifyResult:
+def verify(conn: sqlite3.Connection, heads: Sequence[Head] = ()) -> VerifyResult:
+    """The database file first (SQLite's full integrity check: damage the chain cannot see,
+    such as a destroyed page of another table), then the hash chain row by row; with
+    `heads`, also the chain against each time-stamped head.
+
+    The chain alone catches a row changed or removed in place, but not a rewrite that also
+    recomputes every later hash, a reordering with recomputed hashes, or a deleted tail:
+    those leave a consistent chain that no longer ends in a time-stamped hash. Of all
+    problems found, the one at the earliest row is reported."""
+    damage = store.integrity_problem(conn, quick=False)
+    if damage is not None:
+        return VerifyResult(
+            False,
+            0,
+            None,
+            _(
+                "{file} is damaged (SQLite integrity check: {found}); restore the data folder from your "
+                "backup (`poster restore`)"
+            ).format(file=store.database_file(conn), found=damage),
+        )
     prev = GENESIS
     expected_seq = 1
     count = 0
+    current: dict[int, str] = {}  # seq -> row hash as stored now
+    chain_problem: tuple[int, str] | None = None
     for row in conn.execute("SELECT * FROM ledger ORDER BY seq"):
         fields = dict(row)
         count += 1
+        current[fields["seq"]] = fields["row_hash"]
+        if chain_problem is not None:
+            continue
         if fields["seq"] != expected_seq:
-            return VerifyResult(False, count, expected_seq, f"row {expected_seq} is missing")
-        if fields["prev_hash"] != prev:
-            return VerifyResult(
-                False, count, fields["seq"], f"row {fields['seq']} does not follow row {expected_seq - 1}"
-            )
-        if _row_hash(prev, fields) != fields["row_hash"]:
-            return VerifyResult(
-                False, count, fields["seq"], f"row {fields['seq']} was changed after it was written"
-            )
+            chain_problem = (expected_seq, f"row {expected_seq} is missing")
+        elif fields["prev_hash"] != prev:
+            chain_problem = (fields["seq"], f"row {fields['seq']} does not follow row {expected_seq - 1}")
+        elif _row_hash(prev, fields) != fields["row_hash"]:
+            chain_problem = (fields["seq"], f"row {fields['seq']} was changed after it was written")
         prev = fields["row_hash"]
         expected_seq += 1
-    return VerifyResult(True, count)
+    head_problem = _check_heads(current, heads)
+    found = sorted(p for p in (chain_problem, head_problem) if p is not None)
+    if found:
+        seq, problem = found[0]
+        return VerifyResult(False, count, seq, problem, heads=len(heads))
+    return VerifyResult(True, count, heads=len(heads))
+
+
+def _check_heads(current: dict[int, str], heads: Sequence[Head]) -> tuple[int, str] | None:
+    """The first row that differs from what a time-stamped head pinned, if any."""
+    for head in sorted(heads, key=lambda h: h.seq):
+        if current.get(head.seq) == head.row_hash:
+            continue
+        # the recorded hashes name the row; only the last one is vouched for by the token,
+        # so a record that does not end in it (altered too) names the head's row itself
+        recorded = head.rows if head.rows and head.rows[-1] == head.row_hash else (head.row_hash,)
+        start = head.seq - len(recorded) + 1
+        first = next(start + i for i, was in enumerate(recorded) if current.get(start + i) != was)
+        if first not in current:
+            return first, _("row {seq} is missing: the ledger had it when it was {label}").format(
+                seq=first, label=head.label
+            )
+        return first, _(
+            "row {first} differs from the ledger as {label} (row {seq} no longer has the "
+            "time-stamped hash: rows were changed, reordered or removed and the chain recomputed)"
+        ).format(first=first, label=head.label, seq=head.seq)
+    return None
 
 
 def seeds(render: dict[str, Any]) -> dict[str, int]:

@@ -2,7 +2,10 @@
 
 Every credential value poster knows of (POSTER_* environment variables, and anything an
 adapter registers with `register_secret`) is replaced by *** in every record, whatever the
-verbosity, before any handler sees it.
+verbosity, before any handler sees it. Every record is one line: control characters in it
+(a file name with a newline or an ANSI escape, a server's answer) are shown escaped
+(poster.termsafe), so a log line cannot forge another or drive the terminal; a traceback
+(`exc_info=True`) follows on lines of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from poster.secrets import mask
+from poster.termsafe import safe, safe_block
 
 _SECRETS: set[str] = set()
 
@@ -44,6 +48,35 @@ class MaskSecrets(logging.Filter):
         return True
 
 
+class SafeFormatter(logging.Formatter):
+    """Formats each record as one line with outside text escaped; a traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = safe(record.message)
+        return super().formatMessage(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        exc_text = record.exc_text
+        if exc_text:
+            record.exc_text = safe_block(exc_text)
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = exc_text
+
+
+class _LogFile(RotatingFileHandler):
+    """The log file in the data folder. On a full or read-only disk a record that cannot be
+    written is dropped without a word: logging's default prints a traceback on stderr for
+    each one, burying the one-line reason poster gives (the stderr handler still shows every
+    warning and error)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        return
+
+
 def setup_logging(verbose: int, debug: bool, data_dir: Path | None) -> None:
     root = logging.getLogger("poster")
     for h in list(root.handlers):
@@ -54,19 +87,21 @@ def setup_logging(verbose: int, debug: bool, data_dir: Path | None) -> None:
     mask = MaskSecrets()
     err = logging.StreamHandler()
     err.setLevel(logging.DEBUG if debug or verbose >= 2 else logging.INFO if verbose else logging.WARNING)
-    err.setFormatter(logging.Formatter("poster: %(levelname)s: %(message)s"))
+    err.setFormatter(SafeFormatter("poster: %(levelname)s: %(message)s"))
     err.addFilter(mask)
     root.addHandler(err)
     if data_dir is not None:
         try:
-            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            from poster.store import ensure_private_dir
+
+            ensure_private_dir(data_dir)
             path = data_dir / "poster.log"
             if not path.exists():
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            fh = RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+            fh = _LogFile(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
         except OSError:
             return
         fh.setLevel(logging.DEBUG if debug else logging.INFO)
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        fh.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         fh.addFilter(mask)
         root.addHandler(fh)

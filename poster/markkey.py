@@ -31,7 +31,9 @@ def load(data_dir: Path, *, create: bool = False) -> bytes:
                 f"{path}: the hidden-ID key is missing; without it no copy can be traced "
                 "(restore it from your backup of the data folder)"
             ) from None
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from poster.store import ensure_private_dir
+
+        ensure_private_dir(data_dir)
         key = secrets.token_bytes(KEY_BYTES)
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         with os.fdopen(fd, "wb") as fh:

@@ -3,7 +3,8 @@
 Made to be attached to a takedown request or shown to a platform: the suspect copy, the
 posted variant it matches and the original side by side, a difference view and an overlay,
 the hidden ID read, the ledger row with its chain hash and the result of verifying the whole
-chain, SHA-256 of every file, and the times. No external assets, no scripts.
+chain, the RFC 3161 time-stamps of the original and of the ledger head that pins the row (each
+token verified again), SHA-256 of every file, and the times. No external assets, no scripts.
 
 Never in the report: the mark key, credentials, and the random seeds of the visible layers
 (a seed redraws the exact watermark layout, which would help someone remove it); the seeds
@@ -17,15 +18,18 @@ import html
 import json
 import shutil
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptography import x509
 from PIL import Image, ImageChops, ImageOps
 
-from poster import __version__, fingerprint, ledger
+from poster import __version__, fingerprint, ledger, store
+from poster.i18n import _
 from poster.trace import MATCH_DISTANCE, Match, Result, original_path, variant_path
 
 PREVIEW_EDGE = 1200  # longest edge of the comparison images
@@ -143,6 +147,49 @@ pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em}
 """
 
 
+def time_stamps(
+    conn: sqlite3.Connection, row: dict[str, Any], trust: Sequence[x509.Certificate]
+) -> list[tuple[str, str]]:
+    """What the RFC 3161 time-stamps say about a ledger row's artwork and post, each token
+    checked again here: (what, finding) pairs."""
+    from poster import timestamps
+
+    out: list[tuple[str, str]] = []
+    original = timestamps.for_original(conn, row["original_sha256"])
+    head = timestamps.covering_head(conn, row["seq"])
+    for what, stamp, claim in (
+        (
+            _("original"),
+            original,
+            _("this artwork (original SHA-256 {sha}) existed at {time} according to {tsa}"),
+        ),
+        (_("ledger row"), head, _("this post (ledger row {seq}) was recorded by {time} according to {tsa}")),
+    ):
+        if stamp is None or stamp.state != "stamped":
+            state = stamp.state if stamp is not None else _("never requested")
+            out.append((what, _("not time-stamped ({state})").format(state=state)))
+            continue
+        try:
+            token = timestamps.verify(stamp.token or b"", bytes.fromhex(stamp.digest), trust)
+        except timestamps.TsaError as exc:
+            out.append((what, _("time-stamp does NOT verify: {reason}").format(reason=exc)))
+            continue
+        text = claim.format(
+            sha=row["original_sha256"], seq=row["seq"], time=store.iso(token.gen_time), tsa=token.tsa_name
+        )
+        if stamp.kind == timestamps.HEAD and stamp.seq != row["seq"]:
+            text += _(" (the time-stamped chain head is row {head}, which pins every row before it)").format(
+                head=stamp.seq
+            )
+        out.append(
+            (
+                what,
+                text + _(" — RFC 3161 token verified; `poster proof {id}` exports it").format(id=row["id"]),
+            )
+        )
+    return out
+
+
 def write(
     out_dir: Path,
     suspect_path: Path,
@@ -150,15 +197,23 @@ def write(
     result: Result,
     conn: sqlite3.Connection,
     data_dir: Path | None,
+    *,
+    trust: Sequence[x509.Certificate] | None = None,
 ) -> Written:
-    """Write DIR/index.html and the images it shows; returns the page and every file."""
+    """Write DIR/index.html and the images it shows; returns the page and every file.
+    `trust`: the RFC 3161 trust anchors (timestamps.anchors(config)); default: the bundled
+    roots of the default time-stamping authorities."""
     out_dir.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
     now = datetime.now(UTC).replace(microsecond=0).isoformat()
     suspect_copy = _copy(suspect_path, out_dir, "suspect")
     made.append(suspect_copy)
     files: list[tuple[str, Path, str]] = [("suspect (as found)", suspect_copy, sha256_file(suspect_path))]
-    check = ledger.verify(conn)
+    from poster import timestamps
+
+    anchors = list(trust) if trust is not None else list(timestamps.bundled_anchors())
+    stamped_check = timestamps.check_ledger(conn, anchors)  # `poster ledger verify`'s check
+    check = stamped_check.chain
     best: Match | None = result.matches[0] if result.matches else None
 
     figures = [("suspect (as found)", suspect_copy.name)]
@@ -286,11 +341,20 @@ def write(
         _table(
             [
                 ("hash chain", chain),
+                (
+                    _("time-stamped heads"),
+                    _("{count} matched; time-stamp tokens that do not verify: {bad}").format(
+                        count=check.heads, bad=len(stamped_check.bad)
+                    ),
+                ),
                 ("chain head (row hash of the last row)", f"{head['row_hash']} (row {head['seq']})"),
                 ("verified at", now),
             ]
         )
     )
+    if best is not None:
+        parts.append(f"<h2>{_esc(_('Time-stamps (RFC 3161)'))}</h2>")
+        parts.append(_table(time_stamps(conn, best.row, anchors)))
     parts.append("<h2>Files</h2>")
     parts.append(_table([(label, f"{p.name}  SHA-256 {digest}") for label, p, digest in files]))
     parts.append("<h2>Times</h2>")

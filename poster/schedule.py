@@ -299,9 +299,11 @@ def run_daemon(
     *,
     install_signals: bool = True,
     stop: threading.Event | None = None,
+    interval: Callable[[], float] | None = None,
 ) -> None:
     """Call `tick` now, then every `intake.scan_interval` seconds or when the next job is
-    due (whichever comes first), until SIGTERM/SIGINT.
+    due (whichever comes first), until SIGTERM/SIGINT. `interval`, if given, is asked after
+    every tick for the scan interval (a reloaded config may change it).
 
     The first signal lets the current tick finish its current request and exit cleanly; a
     second one exits at once. If the wall clock jumps (changed by hand, NTP, or a laptop
@@ -311,7 +313,7 @@ def run_daemon(
     from apscheduler.schedulers.background import BackgroundScheduler
 
     stop = stop or threading.Event()
-    interval = config.intake.scan_interval
+    every = [config.intake.scan_interval]
     if install_signals:
         install_stop_signals(stop)
 
@@ -334,14 +336,21 @@ def run_daemon(
             return
         nxt = tick(stop)
         now = datetime.now().astimezone()
-        if nxt is not None and nxt < now + timedelta(seconds=interval) and not stop.is_set():
+        wanted = interval() if interval is not None else every[0]
+        if wanted != every[0] and not stop.is_set():
+            every[0] = wanted
+            try:
+                scheduler.reschedule_job("tick", trigger="interval", seconds=wanted)
+            except Exception as exc:  # the scheduler is shutting down
+                log.debug("cannot change the scan interval: %s", exc)
+        if nxt is not None and nxt < now + timedelta(seconds=every[0]) and not stop.is_set():
             # wake when the next job is due rather than at the next scan
             wake_at(max(nxt, now + timedelta(seconds=1)))  # never a busy loop
 
     scheduler.add_job(
         run_tick,
         "interval",
-        seconds=interval,
+        seconds=every[0],
         next_run_time=datetime.now().astimezone(),
         id="tick",
     )
@@ -351,7 +360,7 @@ def run_daemon(
     try:
         while not stop.wait(0.5):
             new_skew = time.time() - time.monotonic()
-            stalled = time.monotonic() - last_run[0] > 2 * interval + 5
+            stalled = time.monotonic() - last_run[0] > 2 * every[0] + 5
             if abs(new_skew - skew) > CLOCK_JUMP or stalled:
                 log.warning(
                     "the clock jumped by %+.0f s (changed, or the machine slept): checking the queue now",

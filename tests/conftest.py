@@ -6,8 +6,9 @@ No global state: every test gets its own config file, data folder, SQLite databa
 from __future__ import annotations
 
 import os
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from poster import cli, config
+from tests.servers import tsa as tsa_server
 from tests.synthetic import painting
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,10 +71,59 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
 
 
+PUBLIC_TSA_URLS = config.DEFAULT_TSA_URLS  # what a user's config gets, kept for the tests of it
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_public_tsa() -> Iterator[None]:
+    """No test may reach (or wait on) a public time-stamping authority: a config without
+    [proof] gets no TSA, and `poster init` (the `home` fixture, and every home a test makes
+    with `cli.init_home`, including those a `poster run` subprocess reads) writes
+    `tsa_urls = []`. Tests that time-stamp point a config at the local TSA (`tsa` fixture)."""
+    real_init = cli.init_home
+
+    def offline_init(directory: Path) -> Path:
+        path = real_init(directory)
+        text = path.read_text(encoding="utf-8")
+        path.write_text(re.sub(r"(?m)^tsa_urls = .*$", "tsa_urls = []", text), encoding="utf-8")
+        return path
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(config, "DEFAULT_TSA_URLS", ())
+        mp.setattr(cli, "init_home", offline_init)
+        yield
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> config.Config:
     """`poster init` into a temp dir; returns the loaded config."""
     return config.load(cli.init_home(tmp_path / "home"))
+
+
+@pytest.fixture(scope="session")
+def tsa_pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[tsa_server.Pki, tsa_server.Pki]:
+    """Two PKIs made by `openssl` once per session: the local TSA's (trusted through
+    `tsa_ca_file`) and a rogue one whose root no config trusts."""
+    base = tmp_path_factory.mktemp("tsa-pki")
+    return tsa_server.make_pki(base / "local", "local"), tsa_server.make_pki(base / "rogue", "rogue")
+
+
+@pytest.fixture
+def tsa(tsa_pki: tuple[tsa_server.Pki, tsa_server.Pki]) -> Iterator[tsa_server.TsaServer]:
+    """A real RFC 3161 TSA on 127.0.0.1 (`openssl ts -reply` behind HTTP)."""
+    with tsa_server.TsaServer(*tsa_pki) as server:
+        yield server  # type: ignore[misc]
+
+
+def use_tsa(cfg: config.Config, pki: tsa_server.Pki, *urls: str) -> config.Config:
+    """Point `cfg` (a `poster init` home) at `urls`, trusting `pki`'s root (`tsa_ca_file`);
+    returns the reloaded config."""
+    text = re.sub(r"(?m)^tsa_ca_file = .*\n", "", cfg.path.read_text(encoding="utf-8"))
+    listed = ", ".join(f'"{u}"' for u in urls)
+    roots = tsa_server.ca_bundle(cfg.path.parent, pki)
+    text = re.sub(r"(?m)^tsa_urls = .*$", f'tsa_urls = [{listed}]\ntsa_ca_file = "{roots}"', text)
+    cfg.path.write_text(text, encoding="utf-8")
+    return config.load(cfg.path)
 
 
 def artwork(size: tuple[int, int] = (640, 480), *, mode: str = "RGB", seed: int = 0) -> Image.Image:
@@ -128,3 +179,29 @@ def unprivileged() -> list[str]:
     if setpriv is None:
         pytest.skip("running as root without setpriv: cannot make a file unreadable")
     return [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+def stamped_home(
+    folder: Path, pki: tsa_server.Pki, rogue: tsa_server.Pki, *, artworks: int = 1
+) -> config.Config:
+    """A home whose outbox had `artworks` artworks, each posted to the three default targets
+    by a real `poster run --once --now` with the local TSA: originals and ledger heads are
+    time-stamped. The TSA is stopped afterwards (checking tokens needs only its root)."""
+    cfg = config.load(cli.init_home(folder))
+    with tsa_server.TsaServer(pki, rogue) as server:
+        cfg = use_tsa(cfg, pki, server.tsr_url)  # type: ignore[attr-defined]
+        for n in range(artworks):
+            path = cfg.outbox / f"art{n}.png"
+            artwork((400, 300), seed=100 + n).save(path)
+            os.utime(path, (time.time() - 3600, time.time() - 3600))
+            code, out, err = run_cli("run", "--once", "--now", cfg=cfg)
+            assert code == 0, out + err
+    return cfg
+
+
+def copy_home(cfg: config.Config, dest: Path) -> config.Config:
+    """A copy of a home (config, database, archive, variants) to change freely."""
+    import shutil
+
+    shutil.copytree(cfg.path.parent, dest)
+    return config.load(dest / cfg.path.name)

@@ -98,3 +98,35 @@ def test_config_option_works_after_the_command_name_too(home: config.Config) -> 
         assert code == 0, (args, err)
     code, _, err = run_cli("status", "--config", str(home.path.parent / "missing.toml"))
     assert code == 2 and "missing.toml: no such config file" in err
+
+
+def test_watcher_reloads_a_changed_file_and_keeps_the_old_config_on_a_broken_one(tmp_path):
+    import logging
+
+    from poster import cli
+
+    path = cli.init_home(tmp_path / "home")
+    told: list[tuple[int, str]] = []
+    start = config.load(path)
+    w = config.Watcher(start, lambda level, text: told.append((level, text)))
+    assert w.poll() is start and told == []  # unchanged: nothing read twice, nothing said
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + '\n[targets.extra]\nadapter = "local"\n', encoding="utf-8")
+    new = w.poll()
+    assert "extra" in new.targets and told[-1][0] == logging.INFO and "reloaded" in told[-1][1]
+    path.write_text(text + "\n[targets.broken\n", encoding="utf-8")
+    assert w.poll() is new and w.poll() is new and w.poll() is new
+    errors = [t for level, t in told if level == logging.ERROR]
+    assert len(errors) == 1 and "not valid TOML" in errors[0] and "\n" not in errors[0]
+    path.write_text(text.replace('data_dir = "queue"', 'data_dir = "other"'), encoding="utf-8")
+    assert w.poll() is new and w.poll() is new
+    assert sum("data_dir changed" in t for _, t in told) == 1
+    # an editor replacing the file: a moment without it is not an error
+    path.write_text(text, encoding="utf-8")
+    w.poll()
+    path.unlink()
+    before = len(told)
+    w.poll()
+    path.write_text(text, encoding="utf-8")
+    w.poll()
+    assert not [t for _, t in told[before:] if "no such config file" in t]

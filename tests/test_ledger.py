@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import sqlite3
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from poster import config, fingerprint, ledger, store
-from tests.conftest import artwork, run_cli
+from tests.conftest import artwork, copy_home, run_cli, stamped_home
+from tests.servers import tsa as tsa_server
 
 
 def _entry(n: int, **extra: object) -> ledger.Entry:
@@ -145,3 +147,117 @@ def test_cli_head_pins_the_chain(home: config.Config) -> None:
     conn.close()
     code, out, err = run_cli("ledger", "head", cfg=home)
     assert code != 0 and "row 1" in err
+
+
+# -- rewrites that keep the chain consistent: caught by the time-stamped heads ---------------------
+@pytest.fixture(scope="module")
+def stamped(
+    tmp_path_factory: pytest.TempPathFactory, tsa_pki: tuple[tsa_server.Pki, tsa_server.Pki]
+) -> config.Config:
+    """Two artworks posted to three targets each by real `poster run --once` runs against the
+    local TSA: rows 1-6, time-stamped heads at rows 3 and 6."""
+    return stamped_home(tmp_path_factory.mktemp("stamped") / "home", *tsa_pki, artworks=2)
+
+
+def _rechain(conn: sqlite3.Connection, start: int) -> None:
+    """What someone editing poster.db with the source at hand does: recompute every hash from
+    row `start` on, so the chain is consistent again."""
+    prev = conn.execute("SELECT row_hash FROM ledger WHERE seq = ?", (start - 1,)).fetchone()
+    prev_hash = prev[0] if prev else ledger.GENESIS
+    for row in conn.execute("SELECT * FROM ledger WHERE seq >= ? ORDER BY seq", (start,)).fetchall():
+        fields = dict(row)
+        new = hashlib.sha256(ledger.preimage(prev_hash, fields)).hexdigest()
+        conn.execute(
+            "UPDATE ledger SET prev_hash = ?, row_hash = ? WHERE seq = ?", (prev_hash, new, row["seq"])
+        )
+        prev_hash = new
+
+
+def _swap(conn: sqlite3.Connection, a: int, b: int) -> None:
+    cols = [c for c in ledger.HASHED_FIELDS if c != "seq"]
+    ra = dict(conn.execute("SELECT * FROM ledger WHERE seq = ?", (a,)).fetchone())
+    rb = dict(conn.execute("SELECT * FROM ledger WHERE seq = ?", (b,)).fetchone())
+    conn.execute(f"UPDATE ledger SET mark_id = -mark_id WHERE seq IN ({a}, {b})")  # UNIQUE(mark_id)
+    for seq, src in ((a, rb), (b, ra)):
+        conn.execute(
+            f"UPDATE ledger SET {', '.join(f'{c} = ?' for c in cols)} WHERE seq = ?",
+            [src[c] for c in cols] + [seq],
+        )
+
+
+ATTACKS = {
+    # the last row (row 6) deleted
+    "delete the last row": (lambda c: c.execute("DELETE FROM ledger WHERE seq = 6"), 6, "row 6 is missing"),
+    # the whole last batch deleted: the first missing row is named
+    "delete the last batch": (
+        lambda c: c.execute("DELETE FROM ledger WHERE seq >= 4"),
+        4,
+        "row 4 is missing",
+    ),
+    # a row's URL edited, every later hash recomputed
+    "edit a row, recompute": (
+        lambda c: (
+            c.execute("UPDATE ledger SET url = 'https://evil.example/' WHERE seq = 2"),
+            _rechain(c, 2),
+        ),
+        2,
+        "row 2 differs from the ledger as time-stamped at",
+    ),
+    # two posts swapped (different artworks, different heads' segments), hashes recomputed
+    "swap two rows, recompute": (lambda c: (_swap(c, 2, 5), _rechain(c, 2)), 2, "row 2 differs"),
+    # two posts of the same batch swapped
+    "swap within a batch": (lambda c: (_swap(c, 4, 5), _rechain(c, 4)), 4, "row 4 differs"),
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_consistent_rewrites_are_caught_by_the_time_stamped_heads(
+    stamped: config.Config, tmp_path: Path, attack: str
+) -> None:
+    """Each rewrite leaves a chain that recomputes cleanly (the old check, without heads,
+    says OK: the finding of issue 15), but `poster ledger verify` checks it against the
+    time-stamped heads and names the first row that differs."""
+    cfg = copy_home(stamped, tmp_path / "home")
+    conn = store.connect(cfg.db_path)
+    assert run_cli("ledger", "verify", cfg=cfg)[0] == 0
+    change, first, message = ATTACKS[attack]
+    with store.transaction(conn):
+        change(conn)
+    assert ledger.verify(conn).ok  # consistent: invisible to the chain alone
+    conn.close()
+    code, out, err = run_cli("ledger", "verify", cfg=cfg)
+    assert code != 0 and out == ""
+    assert f"ledger check failed: {message}" in err, err
+    assert f"row {first} " in err
+
+
+def test_a_rewritten_head_record_still_names_a_row_at_or_before_the_head(
+    stamped: config.Config, tmp_path: Path
+) -> None:
+    """The row hashes recorded with a head only help name the row: if they were rewritten
+    too, the time-stamped hash itself still fails, at the head's row."""
+    cfg = copy_home(stamped, tmp_path / "home")
+    conn = store.connect(cfg.db_path)
+    with store.transaction(conn):
+        conn.execute("UPDATE ledger SET url = 'https://evil.example/' WHERE seq = 2")
+        _rechain(conn, 2)
+        rows = [r[0] for r in conn.execute("SELECT row_hash FROM ledger WHERE seq <= 3 ORDER BY seq")]
+        old = conn.execute("SELECT digest FROM stamps WHERE kind = 'head' AND seq = 3").fetchone()[0]
+        conn.execute("UPDATE stamps SET chain = ? WHERE seq = 3", (json.dumps([*rows[:2], old]),))
+    conn.close()
+    code, _, err = run_cli("ledger", "verify", cfg=cfg)
+    assert code != 0 and "row 3 differs" in err
+
+
+def test_rows_after_the_last_head_are_reported_as_not_time_stamped(
+    stamped: config.Config, tmp_path: Path
+) -> None:
+    cfg = copy_home(stamped, tmp_path / "home")
+    conn = store.connect(cfg.db_path)
+    with store.transaction(conn):
+        ledger.append(conn, _entry(7))
+    conn.close()
+    code, out, _ = run_cli("ledger", "verify", cfg=cfg)
+    assert code == 0 and "ledger OK: 7 rows" in out
+    assert "matches 2 time-stamped head(s); rows 1-6 time-stamped at" in out
+    assert "rows after 6 are not time-stamped yet" in out

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image, ImageFilter, ImageOps
 
 from poster import cli, config, markkey, store
-from tests.conftest import artwork, data_path, run_cli
+from tests.conftest import artwork, copy_home, data_path, run_cli, stamped_home
+from tests.servers import tsa as tsa_server
 
 
 class Page(HTMLParser):
@@ -142,3 +143,25 @@ def test_perceptual_report_and_tampered_ledger(posted: Any, tmp_path: Path) -> N
         conn = store.connect(home.db_path)
         conn.execute("UPDATE ledger SET remote_id = ? WHERE seq = 3", (rows[2]["remote_id"],))
         conn.close()
+
+
+@pytest.fixture(scope="module")
+def stamped(
+    tmp_path_factory: pytest.TempPathFactory, tsa_pki: tuple[tsa_server.Pki, tsa_server.Pki]
+) -> config.Config:
+    """One artwork posted to three targets, its original and the ledger head time-stamped by
+    the local TSA."""
+    return stamped_home(tmp_path_factory.mktemp("stamped") / "home", *tsa_pki)
+
+
+def test_the_trace_report_shows_the_time_stamps(stamped: config.Config, tmp_path: Path) -> None:
+    """`poster trace --report`: "this artwork existed at … according to …", each token checked."""
+    cfg = copy_home(stamped, tmp_path / "home")
+    posted = next((cfg.data_dir / "posted" / "pixiv").rglob("*.png"))
+    code, out, err = run_cli("trace", str(posted), "--report", str(tmp_path / "r"), cfg=cfg)
+    assert code == 0, out + err
+    page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    assert "Time-stamps (RFC 3161)" in page
+    assert "existed at" in page and "according to local TSA" in page
+    assert "was recorded by" in page and "RFC 3161 token verified" in page
+    assert "1 matched; time-stamp tokens that do not verify: 0" in page  # ledger verify's check

@@ -7,14 +7,14 @@ cheap authenticated call (`Adapter.check`) and reports, in plain words, what is 
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from poster import secrets
+from poster import secrets, store
 from poster.errors import UserError
+from poster.i18n import _
 from poster.platforms import adapter_class
 from poster.platforms.base import CheckResult
 
@@ -50,10 +50,31 @@ def check_target(name: str, adapter: str, settings: Mapping[str, Any], data_dir:
     except UserError as exc:  # bad settings
         result = CheckResult(False, str(exc))
     except Exception as exc:  # a bug in an adapter: say so, keep checking the others
-        log.debug("doctor: %s crashed:\n%s", name, traceback.format_exc())
+        log.debug("doctor: %s crashed", name, exc_info=True)
         result = CheckResult(False, f"internal error in the {adapter} adapter: {type(exc).__name__}: {exc}")
     message = secrets.mask(result.message, _known_values(name, cls.credential_fields))
     return TargetReport(name, adapter, result.ok, message, sources)
+
+
+@dataclass
+class DataReport:
+    """The data folder's database: does SQLite's full integrity check pass?"""
+
+    ok: bool
+    message: str
+
+
+def check_data(db_path: Path) -> DataReport:
+    """SQLite's full integrity check of the database, read-only (works on a read-only or
+    full disk). Damage is named in one line with the file; nothing else suggests a backup."""
+    try:
+        with store.opened(db_path, readonly=True) as conn:
+            problem = store.integrity_problem(conn, quick=False)
+    except UserError as exc:  # unreadable, damaged beyond opening, another version
+        return DataReport(False, str(exc))
+    if problem is not None:
+        return DataReport(False, str(store.damaged(db_path, problem)))
+    return DataReport(True, _("{file}: SQLite integrity check passed").format(file=db_path))
 
 
 def _known_values(target: str, fields: Iterable[str]) -> list[str]:

@@ -16,6 +16,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+from poster import store
 from poster.platforms.base import Adapter, Capabilities, Existence, Post, PostResult
 
 _SAFE = re.compile(r"[^\w.-]+", re.UNICODE)
@@ -55,12 +56,12 @@ class LocalAdapter(Adapter):
         try:
             if tmp.exists():
                 shutil.rmtree(tmp)
-            tmp.mkdir(parents=True, mode=0o700)
+            store.ensure_private_dir(tmp)
             media = []
             for i, item in enumerate(post.media):
                 stem = _SAFE.sub("_", Path(item.filename).stem).strip("._") or "image"
                 fname = f"{i + 1:02d}-{stem}{Path(item.filename).suffix}"
-                (tmp / fname).write_bytes(item.data)
+                store.write_private(tmp / fname, item.data)
                 media.append(
                     {
                         "file": fname,
@@ -81,9 +82,12 @@ class LocalAdapter(Adapter):
                 "options": dict(post.options),
                 "posted_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
             }
-            (tmp / "post.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+            store.write_private(tmp / "post.json", json.dumps(meta, ensure_ascii=False, indent=2).encode())
             os.replace(tmp, folder)
         except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if store.storage_error(exc, self.data_dir) is not None:
+                raise  # the data folder's disk is full or read-only: poster stops and says so
             return PostResult.fatal(f"cannot publish into {self.root}: {exc.strerror}")
         return self._result(folder)
 

@@ -29,6 +29,7 @@ import webbrowser
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from poster import store
 from poster.errors import ConfigError
 from poster.platforms.base import (
     Adapter,
@@ -101,14 +102,14 @@ class XfolioAdapter(Adapter):
         tmp = folder.with_name(folder.name + ".tmp")
         try:
             shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True, mode=0o700)
+            store.ensure_private_dir(tmp)
             names = []
             for i, item in enumerate(post.media, 1):
                 name = f"{i:02d}-{item.filename}"
-                (tmp / name).write_bytes(item.data)
+                store.write_private(tmp / name, item.data)
                 names.append(name)
             caption, _ = compose(post.caption, post.tags, limit=None)
-            (tmp / "caption.txt").write_text(caption + "\n", encoding="utf-8")
+            store.write_private(tmp / "caption.txt", (caption + "\n").encode())
             info = {
                 "target": self.target,
                 "key": post.key,
@@ -120,8 +121,8 @@ class XfolioAdapter(Adapter):
                 "files": names,
                 "upload_url": self.upload_url,
             }
-            (tmp / "post.json").write_text(json.dumps(info, ensure_ascii=False, indent=2), encoding="utf-8")
-            (tmp / "README.txt").write_text(
+            store.write_private(tmp / "post.json", json.dumps(info, ensure_ascii=False, indent=2).encode())
+            readme = (
                 "Xfolio hand-off (Xfolio has no API).\n\n"
                 f"1. Open {self.upload_url} and log in.\n"
                 f"2. Upload the image file(s) here, unchanged: {', '.join(names)}\n"
@@ -131,9 +132,9 @@ class XfolioAdapter(Adapter):
                 "3. Tell poster the URL of the new work:\n"
                 "   poster confirm JOB --posted https://xfolio.jp/...\n"
                 "   (JOB is the number `poster status` shows for this post; if you decide not\n"
-                "   to post it: poster confirm JOB --not-posted)\n",
-                encoding="utf-8",
+                "   to post it: poster confirm JOB --not-posted)\n"
             )
+            store.write_private(tmp / "README.txt", readme.encode())
             if folder.exists():
                 shutil.rmtree(folder)
             os.replace(tmp, folder)

@@ -1,0 +1,106 @@
+"""One tick of `poster run` (the daemon): pick up config edits, take in the outbox, post what
+is due. The clock that calls it is `poster.schedule.run_daemon`.
+
+A tick that fails (a full disk, a database another program holds, a bug) is reported once,
+not on every tick, and the daemon keeps going: the next tick first puts back what the failed
+one left half-done (a render goes back to pending, a post in flight becomes `uncertain` and
+is looked up), which is safe because ticks never overlap and the run lock keeps every other
+`poster run` out.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from datetime import datetime
+from typing import Any
+
+from poster import config as config_mod
+from poster import jobs, store
+from poster.i18n import _
+from poster.termsafe import safe
+
+log = logging.getLogger("poster.daemon")
+
+
+def refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcomes: list[Any]) -> None:
+    """Bring trace's index cache up to date right after posting (only a speed-up: trace
+    rebuilds the index itself if needed)."""
+    if not any(o.state == jobs.State.POSTED for o in outcomes):
+        return
+    from poster import trace as trace_mod
+
+    try:
+        trace_mod.refresh_index(conn, cfg.data_dir)
+    except Exception as exc:
+        log.warning("could not update the trace index: %s", exc)
+
+
+class Ticker:
+    """The daemon's state between ticks and the tick itself (`__call__`)."""
+
+    def __init__(self, cfg: config_mod.Config) -> None:
+        from poster import outbox
+        from poster.dispatch import LookupThrottle
+        from poster.timestamps import Stamper
+
+        self.watcher = config_mod.Watcher(cfg, lambda level, text: log.log(level, "%s", text))
+        self.lookups = LookupThrottle()  # an undecided job is not looked up on every tick
+        self.reported = outbox.Reported()  # a file it cannot take is reported once, not every scan
+        self.stamper = Stamper(cfg)  # a TSA that did not answer rests a while before the next try
+        self._problem: str | None = None  # the failure reported last (not repeated)
+        self._dirty = False  # the last tick failed: put back what it left half-done
+
+    @property
+    def config(self) -> config_mod.Config:
+        return self.watcher.config
+
+    def interval(self) -> float:
+        return self.watcher.config.intake.scan_interval
+
+    def __call__(self, stop: threading.Event) -> datetime | None:
+        """Runs in APScheduler's worker thread, with its own connection. Returns when the
+        next job is due, so the clock can wake for it instead of waiting for the next scan."""
+        from poster import outbox
+        from poster.dispatch import Dispatcher
+        from poster.timestamps import Stamper
+
+        cfg = self.watcher.poll()
+        try:
+            with store.opened(cfg.db_path) as conn:
+                if self._dirty:
+                    for job in jobs.recover(conn):
+                        log.warning(
+                            "uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason
+                        )
+                    self._dirty = False
+                d = Dispatcher(cfg, conn, stop=stop)
+                d.resolve_uncertain(throttle=self.lookups)
+                for r in outbox.scan(conn, cfg, reported=self.reported):
+                    if r.outcome == "queued":
+                        log.info("queued %s", safe(r.name))
+                # originals right after intake, the ledger head after the batch (and any row
+                # written meanwhile, e.g. by `poster confirm`); retries when due
+                if self.stamper.config is not cfg:  # reloaded: its TSAs or trust anchors may differ
+                    self.stamper = Stamper(cfg)
+                self.stamper.run(conn)
+                outcomes = d.run_due()
+                refresh_trace_index(cfg, conn, outcomes)
+                if outcomes:
+                    self.stamper.run(conn)
+                nxt = d.next_due()
+        except store.StorageError as exc:
+            self._dirty = True
+            if str(exc) != self._problem:
+                self._problem = str(exc)
+                log.error("%s", exc)
+            return None
+        except Exception:  # keep the daemon alive; the next tick tries again
+            self._dirty = True
+            log.error("tick failed", exc_info=True)
+            return None
+        if self._problem is not None:
+            log.warning("%s", _("the data folder works again: carrying on"))
+            self._problem = None
+        return nxt

@@ -33,6 +33,44 @@ def data_path(name: str) -> Path:
     return path
 
 
+SLOW_REASON = "slow test: run with --slow (CI=true runs it)"
+
+
+def _run_slow(config: pytest.Config) -> bool:
+    return bool(config.getoption("--slow")) or os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow (CI=true does)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slow: minutes of crash campaigns, fuzzing or a real PDS; skipped locally unless --slow or CI=true",
+    )
+    config.addinivalue_line("markers", "pds: needs a real Bluesky PDS (node + npm); slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _run_slow(config):
+        return
+    skip = pytest.mark.skip(reason=SLOW_REASON)
+    for item in items:
+        if item.get_closest_marker("slow") or item.get_closest_marker("pds"):
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    n = sum(1 for r in terminalreporter.stats.get("skipped", []) if SLOW_REASON in str(r.longrepr))
+    if n:
+        terminalreporter.write_line(
+            f"{n} slow tests skipped (crash campaigns, fuzzing, the real Bluesky PDS): "
+            "`python -m pytest --slow` runs them; CI=true runs everything",
+            yellow=True,
+        )
+
+
 PUBLIC_TSA_URLS = config.DEFAULT_TSA_URLS  # what a user's config gets, kept for the tests of it
 
 

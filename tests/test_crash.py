@@ -10,9 +10,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from poster import config, jobs, ledger, store
 from tests.conftest import run_cli
 from tests.servers.slow import SlowServer, _daemon, _png, campaign, home_with_slow_target
+
+# a real daemon killed and restarted again and again: a minute or more (CI runs it)
+pytestmark = pytest.mark.slow
 
 KILLS = int(os.environ.get("POSTER_CRASH_KILLS", "15"))
 

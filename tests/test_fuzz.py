@@ -10,6 +10,7 @@ import os
 import warnings
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -17,6 +18,8 @@ from PIL import Image
 from poster import imaging, sidecar, store
 from poster.errors import InputError
 from tests.conftest import artwork
+
+pytestmark = pytest.mark.slow  # hundreds of generated inputs per test (CI runs them)
 
 EXAMPLES = int(os.environ.get("POSTER_FUZZ_EXAMPLES", "250"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))

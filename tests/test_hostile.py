@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from poster import config
+from poster import cli, config
 from tests.conftest import artwork, run_cli, unprivileged
 
 
@@ -156,8 +156,10 @@ def good_files() -> dict[str, bytes]:
     }
 
 
-@pytest.fixture
-def hostile_run(home: config.Config) -> tuple[config.Config, str, str, int]:
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[config.Config, str, str, int]:
+    """One run over every hostile and awkward file; the tests only read what it left."""
+    home = config.load(cli.init_home(tmp_path_factory.mktemp("hostile") / "home"))
     for name, (make, _) in BAD.items():
         (home.outbox / name).write_bytes(make())
     for name, data in good_files().items():

@@ -162,6 +162,7 @@ def test_numpy_integer_payload(photo):
     assert extract(m, key=KEY) == 12345
 
 
+@pytest.mark.slow  # four large images, each searched over rotations and aspects
 def test_stretch_rotation_and_aspect_often_recovered():
     """Stretch goals: supported, but not reliably on small images (>= half of 4 here)."""
     rot = asp = 0

@@ -125,31 +125,35 @@ def _pds_unavailable(reason: str):
 
 
 @pytest.fixture(scope="session")
-def pds():
+def pds(pytestconfig):
     """A real PDS from npm (`@atproto/dev-env` TestNetworkNoAppView) with one account.
 
-    Runs `npm ci` in tests/pds on first use (about 2 minutes), starts `node start.js`, and
-    yields {"url", "handle", "password", "did"}. Without node/npm: skipped locally, a failure
-    when CI=true.
+    Installs it on first use (tests/pds/install.py: npm's output shown, the install kept in the
+    user cache dir for the next run and the next clone), starts `node start.js`, and yields
+    {"url", "handle", "password", "did"}. Without node/npm: skipped locally, a failure when
+    CI=true.
     """
     import json
     import shutil
     import subprocess
     import threading
 
+    from tests.pds.install import InstallError, ensure
+
     node, npm = shutil.which("node"), shutil.which("npm")
     if not node or not npm:
         _pds_unavailable("node and npm are needed (Node 20)")
-    if not (PDS_DIR / "node_modules" / "@atproto" / "dev-env").is_dir():
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=PDS_DIR,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if done.returncode != 0:
-            _pds_unavailable(f"`npm ci` in tests/pds failed: {done.stderr[-2000:]}")
+
+    def say(line: str) -> None:
+        print(f"tests/pds: {line}", file=sys.stderr, flush=True)
+
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    try:
+        # on the terminal, not in the captured output: a first install takes minutes
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            ensure(node, npm, say)
+    except InstallError as exc:
+        _pds_unavailable(str(exc))
     proc = subprocess.Popen(
         [node, "start.js"],
         cwd=PDS_DIR,
@@ -178,7 +182,3 @@ def pds():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "pds: needs a real Bluesky PDS (node + npm)")

@@ -233,6 +233,7 @@ def campaign(
     seed: int = 0,
     kill_window: tuple[float, float] = (0.8, 3.0),
     settle_timeout: float = 60.0,
+    finish_timeout: float = 300.0,
     lookup: bool = True,
 ) -> Figures:
     """Drop `files` artworks for two targets, SIGKILL the daemon `kills` times at random
@@ -288,7 +289,10 @@ def campaign(
         # the last run: no kill; wait until nothing is open, then a clean SIGTERM
         started = _running_lines(log)
         proc = _daemon(cfg_path, log)
-        deadline = time.monotonic() + settle_timeout
+        start = time.monotonic()
+        # the wait ends as soon as everything is settled; a busy machine (CI beside other work)
+        # may need minutes to render and post what is left, which is not a lost file
+        deadline = start + finish_timeout
         while time.monotonic() < deadline and _running_lines(log) == started:
             time.sleep(0.1)  # SIGTERM before the daemon is up would test nothing
         while time.monotonic() < deadline:
@@ -297,9 +301,7 @@ def campaign(
             outbox_left = [p for p in cfg.outbox.iterdir() if p.suffix == ".png"]
             done = not outbox_left and sum(st.values()) == 2 * files and not any(st[s] for s in _OPEN)
             # uncertain jobs may still be settled by a lookup once the settle time has passed
-            if done and (
-                not st["uncertain"] or not lookup or time.monotonic() > deadline - settle_timeout / 2
-            ):
+            if done and (not st["uncertain"] or not lookup or time.monotonic() > start + settle_timeout / 2):
                 break
         proc.send_signal(signal.SIGTERM)
         try:

@@ -166,3 +166,61 @@ def proof(config: Config, conn: sqlite3.Connection, ref: str, out: Path) -> proo
 
     subject = proof_mod.resolve(conn, ref)
     return proof_mod.write(conn, subject, out, timestamps.anchors(config), config.data_dir)
+
+
+def backup(config: Config, dest: Path) -> str:
+    """`poster backup DEST` (and the UI's backup button): a consistent copy of the data
+    folder's database, key, originals and variants. Raises UserError (after writing the
+    backup) if some file's bytes no longer match what the database recorded."""
+    from poster import backup as backup_mod
+
+    r = backup_mod.backup(config.data_dir, config.db_path, dest)
+    if r.damaged:
+        raise UserError(
+            _(
+                "backed up into {dest}, but {count} file(s) do not match what the database recorded "
+                "(first: {file}); restore them from an older backup"
+            ).format(dest=r.dest, count=len(r.damaged), file=r.damaged[0])
+        )
+    verb = _("refreshed") if r.refreshed else _("created")
+    return _(
+        "backup {verb} in {dest}: {rows} ledger rows, {jobs} jobs, {files} files copied, "
+        "{kept} already there ({size} MB in all)"
+    ).format(
+        verb=verb,
+        dest=r.dest,
+        rows=r.ledger_rows,
+        jobs=r.tables.get("jobs", 0),
+        files=r.copied,
+        kept=r.kept,
+        size=f"{r.bytes / 1e6:.1f}",
+    )
+
+
+def restore(backup_dir: Path, data_dir: Path) -> list[str]:
+    """`poster restore BACKUP DIR`: the backup into a new (or fresh, unused) data folder.
+    Returns the lines to show."""
+    from poster import backup as backup_mod
+
+    r = backup_mod.restore(backup_dir, data_dir)
+    lines = [
+        _(
+            "restored the backup of {when} into {folder}: {rows} ledger rows (hash chain intact), "
+            "{jobs} jobs, {files} files"
+        ).format(
+            when=r.taken_at,
+            folder=r.data_dir,
+            rows=r.ledger_rows,
+            jobs=r.tables.get("jobs", 0),
+            files=r.files,
+        )
+    ]
+    if r.held:
+        lines.append(
+            _(
+                "{count} unfinished job(s) may have been posted after the backup was taken: they are "
+                "`uncertain`; `poster run` looks them up where the platform allows, otherwise settle "
+                "each with `poster confirm` (see `poster status`)"
+            ).format(count=r.held)
+        )
+    return lines

@@ -10,17 +10,13 @@ import pytest
 from PIL import Image
 
 from poster.errors import ConfigError, RenderError
-from poster.platforms.local import LocalAdapter
 from poster.protect import StepContext, build_step, quality
 from poster.protect.metadata import DATA_MINING
 from poster.protect.watermark import Watermark
 from tests.conftest import CORPUS, artwork
 
-CAPS = LocalAdapter.capabilities
-
-
 def ctx(seed: int = 1, artist: str = "Taro Yamada") -> StepContext:
-    return StepContext(seed=seed, capabilities=CAPS, artist=artist)
+    return StepContext(seed=seed, artist=artist)
 
 
 def painting(side: int = 512) -> Image.Image:

@@ -22,6 +22,7 @@ import click
 from poster import __version__, jobs, ledger, markkey, store
 from poster import config as config_mod
 from poster.errors import UserError
+from poster.i18n import _
 from poster.logs import mask_text, setup_logging
 
 log = logging.getLogger("poster")
@@ -187,8 +188,10 @@ def _print_intake(results: list[Any]) -> None:
             click.echo(f"warning  {w}", err=True)
 
 
-def _print_outcomes(outcomes: list[Any]) -> None:
+def _print_outcomes(outcomes: list[Any], quiet: bool = False) -> None:
     for o in outcomes:
+        if quiet and o.state != jobs.State.FAILED:
+            continue
         detail = o.url if o.state == jobs.State.POSTED else (o.reason or "")
         click.echo(f"{o.state.value:<9} job {o.job_id} {o.name} → {o.target}  {detail}".rstrip())
 
@@ -204,21 +207,108 @@ def _refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outco
         log.warning("could not update the trace index: %s", exc)
 
 
-def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
+class _Reporter:
+    """What `poster run` says while it works: one line per post, failure, hold, retry and
+    uncertain job (unless quiet), the render stage on an interactive terminal (rich, only
+    imported there), and a notification (poster.notify) for what needs the artist."""
+
+    def __init__(self, cfg: config_mod.Config, *, lines: bool, live: bool) -> None:
+        self.cfg = cfg
+        self.lines = lines
+        self._status: Any = None
+        self._console: Any = None
+        if live and sys.stderr.isatty():
+            from rich.console import Console
+
+            self._console = Console(stderr=True)
+
+    def say(self, text: str, *, err: bool = False) -> None:
+        if not self.lines:
+            return
+        if self._console is not None and self._status is not None:
+            self._console.print(text, markup=False, highlight=False)  # above the spinner
+        else:
+            click.echo(text, err=err)
+
+    def __call__(self, event: Any) -> None:
+        from poster import notify
+        from poster.dispatch import Held
+        from poster.schedule import zone
+
+        if isinstance(event, Held):
+            when = event.until.astimezone(zone(self.cfg)).strftime("%Y-%m-%d %H:%M")
+            self.say(
+                _("held      {target:<8} {file} until {when} ({reason})").format(
+                    target=event.target, file=event.name, when=when, reason=event.reason
+                )
+            )
+            return
+        state, fields = event.state, {"target": event.target, "file": event.name}
+        if state == jobs.State.POSTED:
+            self.say(_("posted    {target:<8} {file}  {url}").format(**fields, url=event.url or ""))
+        elif state == jobs.State.FAILED:
+            self.say(
+                _("failed    {target:<8} {file}: {reason}").format(**fields, reason=event.reason), err=True
+            )
+            notify.event(self.cfg, notify.kind_of_failure(event.reason or ""), **fields, reason=event.reason)
+        elif state == jobs.State.RETRY_WAIT:
+            self.say(_("retry     {target:<8} {file}: {reason}").format(**fields, reason=event.reason))
+        elif state == jobs.State.UNCERTAIN:
+            self.say(
+                _("uncertain {target:<8} {file}: {reason} (settle with `poster confirm {job}`)").format(
+                    **fields, reason=event.reason, job=event.job_id
+                ),
+                err=True,
+            )
+            notify.event(self.cfg, "uncertain", **fields, reason=event.reason)
+
+    def progress(self, job: jobs.Job, stage: str) -> None:
+        if self._console is None:
+            return
+        text = _("rendering {file} for {target}: {stage}").format(
+            file=job.name, target=job.target, stage=stage
+        )
+        if self._status is None:
+            self._status = self._console.status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def done(self) -> None:
+        """The render/post pass is over: take the spinner away."""
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def recovered(self, job: jobs.Job) -> None:
+        from poster import notify
+
+        notify.event(self.cfg, "uncertain", target=job.target, file=job.name, reason=job.reason)
+
+
+def _run_once(cfg: config_mod.Config, *, now: bool, quiet: bool = False) -> int:
     import threading
 
     from poster import outbox, schedule
     from poster.dispatch import Dispatcher
 
+    reporter = _Reporter(cfg, lines=False, live=not quiet)  # lines come as a summary below
     stop = threading.Event()  # Ctrl-C lets the post in flight finish and be recorded
     with schedule.stop_signals(stop), run_lock(cfg), open_db(cfg) as conn:
         for job in jobs.recover(conn):
             click.echo(f"uncertain job {job.id} ({job.name} → {job.target}): {job.reason}", err=True)
-        dispatcher = Dispatcher(cfg, conn, stop=stop)
-        _print_outcomes(dispatcher.resolve_uncertain())
-        _print_intake(outbox.scan(conn, cfg, wait=True))
-        outcomes = dispatcher.run_due(ignore_schedule=now)
-        _print_outcomes(outcomes)
+            reporter.recovered(job)
+        dispatcher = Dispatcher(cfg, conn, stop=stop, report=reporter, progress=reporter.progress)
+        _print_outcomes(dispatcher.resolve_uncertain(), quiet)
+        if not quiet:
+            _print_intake(outbox.scan(conn, cfg, wait=True))
+        else:
+            outbox.scan(conn, cfg, wait=True)
+        try:
+            outcomes = dispatcher.run_due(ignore_schedule=now)
+        finally:
+            reporter.done()
+        _print_outcomes(outcomes, quiet)
         _refresh_trace_index(cfg, conn, outcomes)
         if stop.is_set():
             click.echo("poster: interrupted; the remaining jobs wait for the next run", err=True)
@@ -229,20 +319,26 @@ def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
 @cli.command()
 @click.option("--once", is_flag=True, help="take in the outbox, post what is due, then exit")
 @click.option("--now", is_flag=True, help="with --once: treat every pending job as due now")
+@click.option("-q", "--quiet", is_flag=True, help="no line per post, failure or hold (errors still show)")
 @click.pass_obj
-def run(obj: Ctx, once: bool, now: bool) -> None:
+def run(obj: Ctx, once: bool, now: bool, quiet: bool) -> None:
     """Watch the outbox and post at the scheduled times (until SIGTERM/SIGINT)."""
+    from poster import policies
+
     cfg = obj.config()
     if now and not once:
         raise UserError("--now only goes with --once")
+    policies.check(cfg)  # a bad step parameter now, naming the key, not at the first render
     if once:
-        sys.exit(_run_once(cfg, now=now))
-    from poster import outbox, schedule
+        sys.exit(_run_once(cfg, now=now, quiet=quiet))
+    from poster import notify, outbox, schedule
     from poster.dispatch import Dispatcher, LookupThrottle
 
+    reporter = _Reporter(cfg, lines=not quiet, live=not quiet)
     with run_lock(cfg), open_db(cfg) as conn:
         for job in jobs.recover(conn):
             log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
+            reporter.recovered(job)
         lookups = LookupThrottle()  # for the daemon's life: an undecided job is not asked every tick
         reported = outbox.Reported()  # and a file it cannot take is reported once, not every scan
 
@@ -250,19 +346,38 @@ def run(obj: Ctx, once: bool, now: bool) -> None:
             # APScheduler runs this in a worker thread: give it its own connection. The
             # answer (the next due time) lets the clock wake for it instead of the next scan.
             with open_db(cfg) as tconn:
-                d = Dispatcher(cfg, tconn, stop=stop)
+                d = Dispatcher(cfg, tconn, stop=stop, report=reporter, progress=reporter.progress)
                 try:
                     d.resolve_uncertain(throttle=lookups)
                     for r in outbox.scan(tconn, cfg, reported=reported):
                         if r.outcome in ("queued", "failed"):
                             log.info("%s %s%s", r.outcome, r.name, f": {r.reason}" if r.reason else "")
+                        if r.outcome == "queued" and not quiet:
+                            reporter._say(_("queued    {file}").format(file=r.name))
+                        elif r.outcome == "failed":
+                            reporter._say(
+                                _("failed    {file}: {reason}").format(file=r.name, reason=r.reason), err=True
+                            )
                     _refresh_trace_index(cfg, tconn, d.run_due())
                     return d.next_due()
                 except Exception:  # keep the daemon alive; the next tick tries again
                     log.error("tick failed:\n%s", traceback.format_exc())
                     return None
+                finally:
+                    reporter.done()
 
         click.echo(f"poster is running on {cfg.outbox} (Ctrl-C to stop)", err=True)
+        if not quiet and cfg.notify:
+            n = notify.notifier(tuple(cfg.notify))
+            if n.services:
+                click.echo(_("notifications: {services}").format(services=", ".join(n.services)), err=True)
+            if n.unavailable:
+                click.echo(
+                    _("notifications not available here: {services}").format(
+                        services=", ".join(n.unavailable)
+                    ),
+                    err=True,
+                )
         schedule.run_daemon(cfg, tick)
 
 

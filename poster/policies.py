@@ -95,7 +95,8 @@ def merged(config: Config, name: str) -> PolicyConfig:
         table = dict(table)
         enabled = table.pop("enabled", True)
         if not isinstance(enabled, bool):
-            raise ConfigError(_("{where}.{step}.enabled: must be true or false").format(where=where, step=step_name))
+            msg = _("{where}.{step}.enabled: must be true or false")
+            raise ConfigError(msg.format(where=where, step=step_name))
         found = [i for i, s in enumerate(steps) if s.use == step_name]
         if not enabled:
             steps = [s for s in steps if s.use != step_name]

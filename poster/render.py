@@ -254,6 +254,7 @@ def _render(job: _Job, *, keep_alpha: bool) -> Rendered:
     image = source if keep_alpha else imaging.flatten(source, background)
     limits = Limits(max_edge=caps.max_edge, max_pixels=caps.max_pixels)
     steps_info = []
+    art: Image.Image | None = None  # the picture after fit, before pixel changes
     for i, step in enumerate(policy.steps):
         say(step.name)
         step_seed = _step_seed(seed, i, step.name)
@@ -263,8 +264,11 @@ def _render(job: _Job, *, keep_alpha: bool) -> Rendered:
             artist=artist,
             background=background,
             pixel_grid=_grid_now(job.pixel, source, image),
+            art=art if art is not None and art.size == image.size else None,
         )
         image = step.apply(image, ctx)
+        if step.name == "fit":
+            art = image
         steps_info.append(
             {**step.describe(), "seed": step_seed, **({"chosen": ctx.record} if ctx.record else {})}
         )

@@ -54,6 +54,9 @@ class StepContext:
     artist: str = ""
     background: str = "#ffffff"
     pixel_grid: int | None = None
+    # The art as fitted, before noise and overlays (same size as the image): what a step that
+    # looks at the picture (the signature's quiet-spot search) should see, not the marks.
+    art: Image.Image | None = None
     record: dict[str, Any] = field(default_factory=dict)  # what the step decided, for the ledger
 
     def rng(self) -> np.random.Generator:

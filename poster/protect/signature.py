@@ -129,8 +129,10 @@ class Signature(Step):
             probe = self._stamp(ctx, height, True, grid)
             assert probe is not None
         if p.position == "auto":
-            cost = subject.cost_map(image)
-            x, y = subject.place(image, probe.size, content=content, margin=margin, cost=cost)
+            # judged on the art itself: marks drawn by earlier steps are not "busy art"
+            seen = ctx.art if ctx.art is not None and ctx.art.size == image.size else image
+            cost = subject.cost_map(seen)
+            x, y = subject.place(seen, probe.size, content=content, margin=margin, cost=cost)
         else:
             x, y = _pinned(p.position, probe.size, content, margin)
         if grid > 1:  # on pixel art, sit on the art's own grid

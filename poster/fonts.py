@@ -124,7 +124,10 @@ def choose(
     characters no installed font has. `configured` (a path, `#N` for a face) is used as given
     and must cover the text; `folders` replaces the system's font folders and fontconfig
     (tests, or a portable setup)."""
-    glyphs = "".join(ch for ch in dict.fromkeys(text) if not ch.isspace() and ch.isprintable())
+    # control and format characters (a zero-width joiner, a direction mark) draw nothing
+    glyphs = "".join(
+        ch for ch in dict.fromkeys(text) if not ch.isspace() and unicodedata.category(ch) not in ("Cc", "Cf")
+    )
     if configured:
         font = parse(configured)
         missing = missing_glyphs(load(font, 32), glyphs)
@@ -137,32 +140,41 @@ def choose(
         return font
     if not missing_glyphs(load(None, 32), glyphs):
         return None
-    found = _find(glyphs, tuple(str(f) for f in folders) if folders is not None else None)
+    found, missing = _find(glyphs, tuple(str(f) for f in folders) if folders is not None else None)
     if found is None:
         raise RenderError(
             _(
                 "no installed font can draw {chars!r}; install one that can (for Japanese: Noto Sans CJK, "
                 "e.g. `apt install fonts-noto-cjk`) or set [render] font"
-            ).format(chars="".join(missing_glyphs(load(None, 32), glyphs)))
+            ).format(chars=missing)
         )
     return found
 
 
 @lru_cache(maxsize=64)
-def _find(glyphs: str, folders: tuple[str, ...] | None) -> FontFile | None:
+def _find(glyphs: str, folders: tuple[str, ...] | None) -> tuple[FontFile | None, str]:
+    """(the first candidate that has every character, "") or (None, the characters that
+    even the closest candidate lacks)."""
     lang = language_of(glyphs)
     if folders is None and shutil.which("fc-list"):
         candidates: Iterator[FontFile] = _fontconfig_candidates(glyphs, lang)
+        # fc-list lists only fonts with every character; for the message, the closest of all
+        nearest: Iterable[FontFile] = _scan_candidates(glyphs, lang, system_folders())
     else:
         candidates = _scan_candidates(glyphs, lang, [Path(f) for f in folders or system_folders()])
-    for font in candidates:
+        nearest = ()
+    lacking = "".join(missing_glyphs(load(None, 32), glyphs))
+    for font in (*candidates, *nearest):
         try:
-            if not missing_glyphs(load(font, 32), glyphs):
-                log.debug("font for %r: %s", glyphs, font)
-                return font
+            missing = missing_glyphs(load(font, 32), glyphs)
         except RenderError:
             continue
-    return None
+        if not missing:
+            log.debug("font for %r: %s", glyphs, font)
+            return font, ""
+        if len(missing) < len(lacking):
+            lacking = "".join(missing)
+    return None, lacking
 
 
 # -- fontconfig ------------------------------------------------------------------------------

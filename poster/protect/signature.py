@@ -22,6 +22,7 @@ from poster.i18n import _
 from poster.protect import Step, StepContext, StepParams, subject
 
 Position = Literal["auto", "bottom-right", "bottom-left", "top-right", "top-left"]
+MIN_ART_HEIGHT = 9  # art pixels: the smallest legible signature drawn on a pixel-art grid
 
 
 class SignatureParams(StepParams):
@@ -76,13 +77,20 @@ class Signature(Step):
         p = self.params
         return (p.text if p.text is not None else ctx.artist).strip()
 
-    def _stamp(self, ctx: StepContext, height: int, light: bool, grid: int = 1) -> Image.Image | None:
+    def _stamp(
+        self, ctx: StepContext, height: int, light: bool, grid: int = 1, short: int = 0
+    ) -> Image.Image | None:
         """The signature at `height` px. On pixel art (`grid` > 1) it is drawn without
-        anti-aliasing, at the art's own resolution where the name stays legible there."""
+        anti-aliasing on the art's own grid, at least `MIN_ART_HEIGHT` art pixels tall so the
+        letters stay legible (on a tiny sprite, where that would cover too much, at full
+        resolution instead)."""
         p = self.params
         crisp = grid > 1
-        up = grid if crisp and height // grid >= 9 else 1
-        height = height // up
+        up = 1
+        if crisp:
+            art_height = max(height // grid, MIN_ART_HEIGHT)
+            if art_height * grid <= short // 4:
+                up, height = grid, art_height
         if p.image:
             try:
                 with Image.open(Path(p.image).expanduser()) as im:
@@ -122,11 +130,11 @@ class Signature(Step):
         margin = int(min(w, h) * p.margin)
         cost = None
         # Measure once with a light stamp to know the footprint; the colour comes after the spot.
-        probe = self._stamp(ctx, height, True, grid)
+        probe = self._stamp(ctx, height, True, grid, min(w, h))
         assert probe is not None
         if probe.width > w * 0.8:  # long names on narrow images: shrink to fit inside
             height = max(8, int(height * w * 0.8 / probe.width))
-            probe = self._stamp(ctx, height, True, grid)
+            probe = self._stamp(ctx, height, True, grid, min(w, h))
             assert probe is not None
         if p.position == "auto":
             # judged on the art itself: marks drawn by earlier steps are not "busy art"
@@ -140,7 +148,7 @@ class Signature(Step):
         x, y = max(0, min(x, w - probe.width)), max(0, min(y, h - probe.height))
         box = (x, y, x + probe.width, y + probe.height)
         light = _light_on_dark(image, box)
-        stamp = probe if light else self._stamp(ctx, height, False, grid)
+        stamp = probe if light else self._stamp(ctx, height, False, grid, min(w, h))
         assert stamp is not None
         alpha = stamp.getchannel("A").point(lambda v: round(v * p.opacity))
         if grid > 1:  # whole art pixels only: one opacity per pixel, no soft edge

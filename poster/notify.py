@@ -77,9 +77,9 @@ class _ToPosterLog(logging.Handler):
 def _quiet_apprise() -> None:
     alog = logging.getLogger("apprise")
     if not any(isinstance(h, _ToPosterLog) for h in alog.handlers):
-        alog.handlers = [_ToPosterLog()]
-        alog.propagate = False
-        alog.setLevel(logging.DEBUG)
+        alog.addHandler(_ToPosterLog())
+    alog.propagate = False  # every time: a logging setup elsewhere may have turned it back on
+    alog.setLevel(logging.DEBUG)
 
 
 def desktop_url() -> str | None:
@@ -114,7 +114,7 @@ class Notifier:
                 continue
             before = len(self._apprise)
             if self._apprise.add(wanted) and len(self._apprise) > before:
-                self.services.append(self._apprise[len(self._apprise) - 1].url(privacy=True))
+                self.services.append(mask_text(self._apprise[len(self._apprise) - 1].url(privacy=True)))
             else:
                 shown = "desktop" if url == "desktop" else (urlsplit(url).scheme or "?") + "://…"
                 self.unavailable.append(shown)
@@ -125,6 +125,7 @@ class Notifier:
             return False
         import apprise
 
+        _quiet_apprise()
         level = {
             "failure": apprise.NotifyType.FAILURE,
             "warning": apprise.NotifyType.WARNING,

@@ -13,7 +13,7 @@ from poster.errors import ConfigError, RenderError
 from poster.protect import StepContext, build_step, quality
 from poster.protect.metadata import DATA_MINING
 from poster.protect.watermark import Watermark
-from tests.conftest import CORPUS, artwork
+from tests.conftest import artwork, data_path
 
 
 def ctx(seed: int = 1, artist: str = "Taro Yamada") -> StepContext:
@@ -21,7 +21,7 @@ def ctx(seed: int = 1, artist: str = "Taro Yamada") -> StepContext:
 
 
 def painting(side: int = 512) -> Image.Image:
-    with Image.open(CORPUS / "kodim23.png") as im:
+    with Image.open(data_path("kodim23.png")) as im:
         return im.convert("RGB").resize((side, side))
 
 

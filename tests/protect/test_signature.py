@@ -3,14 +3,13 @@ corners; faces kept clear; the font found for any script."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from poster.errors import RenderError
 from poster.protect import StepContext, build_step, subject
+from tests.conftest import data_path
 from tests.synthetic import painting
 
 Box = tuple[int, int, int, int]
@@ -115,15 +114,41 @@ def test_faces_found_by_the_detector_are_kept_clear() -> None:
 
 
 def test_a_photographed_face_is_detected() -> None:
-    """The bundled frontal cascade on a real face (a generated one would prove nothing):
-    skipped when tests/data has no photo with a face yet."""
-    photo = Path(__file__).resolve().parents[1] / "data" / "kodim04.png"
-    if not photo.exists():
-        pytest.skip("tests/data/kodim04.png is not in this checkout")
-    with Image.open(photo) as im:
+    """The bundled cascades on a real face (a generated one would prove nothing)."""
+    with Image.open(data_path("kodim04.jpg")) as im:
         boxes = subject.faces(im.convert("RGB"))
     face = (106, 240, 403, 557)  # marked by hand
     assert any(overlaps(b, face) for b in boxes)
+
+
+# Real art from tests/data with subjects and faces marked by hand (image pixels of those copies).
+MARKED = [
+    # the witch (with her hat) and the cat on the forest floor
+    ("revoy_forest_painting.jpg", [(558, 897, 810, 1313), (295, 1237, 460, 1313)]),
+    # five faces (the cat's too)
+    (
+        "revoy_chaosah_family.jpg",
+        [
+            (238, 288, 354, 433),
+            (368, 433, 498, 578),
+            (556, 462, 657, 607),
+            (678, 462, 816, 607),
+            (613, 707, 765, 823),
+        ],
+    ),
+    ("sachi_standing_alpha.webp", [(1008, 833, 1579, 1447)]),  # her face
+    ("kodim04.jpg", [(106, 240, 403, 557)]),  # a photographed face
+]
+
+
+@pytest.mark.parametrize(("name", "boxes"), MARKED, ids=[m[0] for m in MARKED])
+def test_on_real_art_the_signature_never_overlaps_a_marked_subject(name: str, boxes: list[Box]) -> None:
+    with Image.open(data_path(name)) as im:
+        image = im.convert("RGBA") if "A" in im.getbands() else im.convert("RGB")
+    c = ctx(artist="David Revoy")
+    out = build_step("signature", {}, "t").apply(image, c)
+    drawn = changed_box(image, out)
+    assert not any(overlaps(drawn, b) for b in boxes), (name, drawn)
 
 
 @pytest.mark.parametrize("corner", ["bottom-right", "bottom-left", "top-right", "top-left"])

@@ -171,21 +171,22 @@ def looks(docs: Path | None) -> None:
 
 
 def _crops(docs: Path, label: str, original: Image.Image, variant: Image.Image) -> None:
-    """Before/after: the whole picture small, and a detail at 100 % (the subject's face and
-    the ground where the signature goes), side by side."""
+    """Before/after, side by side: a detail at 100 % (the witch and the rocks), and for the
+    default look and light the whole picture, small."""
     docs.mkdir(parents=True, exist_ok=True)
     w, h = original.size
-    small = (round(w * 700 / h), 700)
-    pair = Image.new("RGB", (2 * small[0] + 16, 700), (40, 40, 40))
-    pair.paste(original.resize(small, Image.Resampling.LANCZOS), (0, 0))
-    pair.paste(variant.resize(small, Image.Resampling.LANCZOS), (small[0] + 16, 0))
-    pair.save(docs / f"{label}-whole.png")
+    if label in ("heavy-x-standard", "light-pixiv"):
+        small = (round(w * 500 / h), 500)
+        pair = Image.new("RGB", (2 * small[0] + 12, 500), (40, 40, 40))
+        pair.paste(original.resize(small, Image.Resampling.LANCZOS), (0, 0))
+        pair.paste(variant.resize(small, Image.Resampling.LANCZOS), (small[0] + 12, 0))
+        pair.save(docs / f"{label}-whole.png", optimize=True)
     # the witch and the grass below her (forest painting), relative so any size works
     box = (round(0.40 * w), round(0.52 * h), round(0.40 * w) + 700, round(0.52 * h) + 560)
     detail = Image.new("RGB", (1416, 560), (40, 40, 40))
     detail.paste(original.crop(box), (0, 0))
     detail.paste(variant.crop(box), (716, 0))
-    detail.save(docs / f"{label}-detail.png")
+    detail.save(docs / f"{label}-detail.png", optimize=True)
 
 
 def main() -> None:

@@ -572,6 +572,18 @@ def ledger_head(obj: Ctx, as_json: bool) -> None:
 
 
 # -- preview -------------------------------------------------------------------------------
+def _terminal_status(text: str) -> tuple[Any, Any]:
+    """A spinner line on an interactive terminal (rich, imported only there): (update with a
+    stage, stop). Nothing on a pipe or in a log."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    from rich.console import Console
+
+    status = Console(stderr=True).status(text)
+    status.start()
+    return (lambda stage: status.update(f"{text}: {stage}")), status.stop
+
+
 @cli.command()
 @click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--target", "target", required=True, metavar="NAME", help="render as for this target")
@@ -595,7 +607,11 @@ def preview(obj: Ctx, image: Path, target: str, out: Path, compare_path: Path | 
     from poster.protect import quality
 
     cfg = obj.config()
-    pv = render_mod.preview(cfg, target, image)
+    say, stop = _terminal_status(_("rendering {file} for {target}").format(file=image.name, target=target))
+    try:
+        pv = render_mod.preview(cfg, target, image, progress=say)
+    finally:
+        stop()
     out.write_bytes(pv.rendered.data)
     if compare_path is not None:
         quality.compare(pv.original, pv.variant).save(compare_path, "PNG")

@@ -67,3 +67,34 @@ def test_quiet_daemon_prints_no_lines(tmp_path: Path) -> None:
             proc.wait(timeout=30)
     text = log.read_text(errors="replace")
     assert "posted    a" not in text and "queued" not in text
+
+
+def test_an_interactive_terminal_sees_render_progress_and_the_lines(tmp_path: Path) -> None:
+    """The reporter as `poster run` uses it on a terminal (rich, forced to a buffer here)."""
+    import io
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from poster import cli, config, jobs
+    from poster.dispatch import Held, Outcome
+
+    path = cli.init_home(tmp_path / "home")
+    path.write_text(path.read_text(encoding="utf-8").replace('timezone = ""', 'timezone = "UTC"'), encoding="utf-8")
+    cfg = config.load(path)
+    buf = io.StringIO()
+    reporter = cli._Reporter(cfg, lines=True, live=False)
+    reporter._console = Console(file=buf, force_terminal=True, width=200)
+    reporter.progress(_FakeJob("rabbit.png", "x"), "watermark")  # type: ignore[arg-type]
+    reporter(Outcome(1, "x", "rabbit.png", jobs.State.POSTED, url="https://x.example/1"))
+    reporter(Held(2, "pixiv", "fox.png", datetime(2026, 11, 23, 10, 0, tzinfo=UTC), "paced: daily cap"))
+    reporter.done()
+    out = buf.getvalue()
+    assert "rendering rabbit.png for x: watermark" in out
+    assert "posted    x        rabbit.png  https://x.example/1" in out
+    assert "held      pixiv    fox.png until 2026-11-23" in out and "daily cap" in out
+
+
+class _FakeJob:
+    def __init__(self, name: str, target: str) -> None:
+        self.name, self.target = name, target

@@ -188,10 +188,13 @@ def test_pixel_art_to_x_scales_by_a_whole_number_and_keeps_its_grid(home: config
 
     art = sprite_sheet(300, 200, seed=2)
     src = art.resize((3000, 2000), Image.Resampling.NEAREST)
+    stages: list[str] = []
     r = render(
         src, source_format="PNG", policy=policy(home, "heavy"), caps=XAdapter.capabilities,
-        key=KEY, mark_id=MARK_ID, artist="Taro", seed=8,
+        key=KEY, mark_id=MARK_ID, artist="Taro", seed=8, progress=stages.append,
     )  # fmt: skip
+    assert stages[:5] == ["fit", "noise", "watermark", "signature", "metadata"]  # what a terminal shows
+    assert stages[5].startswith("hidden ID at strength 1.0")
     assert r.format == "PNG" and (r.width, r.height) == (1800, 1200)
     assert r.info["pixel_art"]["art_pixel"] == 10
     steps = {s["use"]: s for s in r.info["steps"]}

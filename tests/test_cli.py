@@ -80,7 +80,8 @@ def test_an_interactive_terminal_sees_render_progress_and_the_lines(tmp_path: Pa
     from poster.dispatch import Held, Outcome
 
     path = cli.init_home(tmp_path / "home")
-    path.write_text(path.read_text(encoding="utf-8").replace('timezone = ""', 'timezone = "UTC"'), encoding="utf-8")
+    text = path.read_text(encoding="utf-8").replace('timezone = ""', 'timezone = "UTC"')
+    path.write_text(text, encoding="utf-8")
     cfg = config.load(path)
     buf = io.StringIO()
     reporter = cli._Reporter(cfg, lines=True, live=False)

@@ -12,7 +12,7 @@ exactly what is looked for):
 On the project's test corpus (`benchmarks/placement.py` prints it): the 1:1 one-bit tileset
 has 0.2 % in-between pixels where colours change, flat vector art 27–40 %, paintings and
 photos 50–84 %; so the threshold 6 % separates them with room to spare. A painted tile atlas
-(DCSS, 19 %, 31 806 colours) is not taken for pixel art: it is scaled smoothly like a
+(DCSS: 18 %, about 32 000 colours) is not taken for pixel art: it is scaled smoothly like a
 painting.
 """
 

@@ -148,6 +148,17 @@ def cost_map(image: Image.Image, *, with_faces: bool = True) -> tuple[np.ndarray
     return cost, s, boxes
 
 
+def art_mask(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """1.0 where a `size` copy of the image is art: opaque and not the plain colour of its
+    border (a margin, a flat backdrop around a cut-out character); 0.0 elsewhere."""
+    small = np.asarray(image.convert("RGBA").resize(size, Image.Resampling.BOX), dtype=np.int16)
+    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    art = small[..., 3] > 242
+    if float(border[:, :3].std(axis=0).max()) < 6.0:  # a plain border: its colour is backdrop
+        art &= np.abs(small[..., :3] - np.median(border[:, :3], axis=0)).max(axis=-1) > 12
+    return art.astype(np.float32)
+
+
 def _window_sums(a: np.ndarray, kh: int, kw: int) -> np.ndarray:
     """Sum of `a` over every kh×kw window (valid positions only)."""
     c = np.pad(a.astype(np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
@@ -163,7 +174,7 @@ def place(
     cost: tuple[np.ndarray, float, list[Box]] | None = None,
 ) -> tuple[int, int]:
     """Top-left corner for a `stamp`-sized signature: the quietest spot inside `content`
-    (at least `margin` px in from its edges), off transparent pixels, near a corner if
+    (at least `margin` px in from its edges), on the art (`art_mask`), near a corner if
     the art allows."""
     cmap, s, _faces = cost if cost is not None else cost_map(image)
     ch, cw = cmap.shape
@@ -173,12 +184,10 @@ def place(
     kw = max(1, min(cw, math.ceil((sw + 2 * halo) * s)))
     kh = max(1, min(ch, math.ceil((sh + 2 * halo) * s)))
     mean_cost = _window_sums(cmap, kh, kw) / (kw * kh)
-    if image.mode == "RGBA":
-        alpha = (
-            np.asarray(image.getchannel("A").resize((cw, ch), Image.Resampling.BOX), dtype=np.float32) / 255.0
-        )
-        cover = _window_sums(alpha, kh, kw) / (kw * kh)
-        mean_cost = mean_cost + np.where(cover > 0.97, 0.0, 100.0)
+    # on the art only: not on transparency, not on a plain backdrop of the border's colour
+    # (a signature there could be cropped off without cutting into the picture)
+    cover = _window_sums(art_mask(image, (cw, ch)), kh, kw) / (kw * kh)
+    mean_cost = mean_cost + np.where(cover > 0.9, 0.0, 100.0)
     # window index (j, i) ↔ stamp top-left at image ((i / s) + halo, (j / s) + halo)
     js, is_ = np.mgrid[0 : mean_cost.shape[0], 0 : mean_cost.shape[1]]
     x = is_ / s + halo

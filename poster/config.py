@@ -220,16 +220,12 @@ class Config(_Strict):
                     f"(known: {', '.join(sorted(known))})"
                 )
         for name, spec in self.policies.items():
-            base = spec.base or (name if name in builtin_policies() else None)
             if spec.base is not None and spec.base not in builtin_policies():
                 raise ValueError(
                     _("policies.{name}.base: unknown built-in policy {base!r} (known: {known})").format(
                         name=name, base=spec.base, known=", ".join(sorted(builtin_policies()))
                     )
                 )
-            if base is None and spec.steps is None and not spec.step_tables():
-                msg = _('policies.{name}: a new policy needs [[policies.{name}.steps]] or base = "heavy"')
-                raise ValueError(msg.format(name=name))
         return self
 
     @property

@@ -8,7 +8,7 @@ A `[policies.NAME]` table in config *changes* the policy of that name (or the bu
 by `base`) key by key: `format`, `jpeg_quality`, `verify` and `steps` replace the built-in
 value only when named, and a table named after a step (`[policies.heavy.watermark]`) changes
 that step's parameters (`enabled = false` removes the step; a step the policy lacks is added
-in its usual place). A new name without `base` needs its own `steps`.
+in its usual place). A new name without `base` starts empty: only the platform fit.
 
 The `[render]` defaults (font, logo, watermark look, signature position and margin) are
 filled into the signature and watermark steps here, unless the step sets its own, so the

@@ -107,6 +107,12 @@ def test_render_defaults_fill_the_steps_and_a_step_value_wins(tmp_path: Path) ->
     assert light["signature"]["position"] == "top-right"
 
 
+def test_a_new_policy_without_steps_is_the_bare_fit(tmp_path: Path) -> None:
+    cfg = cfg_with(tmp_path, '[policies.bare]\nformat = "png"\n')
+    p = policies.build(cfg, "bare")
+    assert [s.name for s in p.steps] == ["fit"] and p.format == "png" and p.verify == ()
+
+
 def test_a_new_policy_can_start_from_a_built_in(tmp_path: Path) -> None:
     cfg = cfg_with(tmp_path, '[policies.soft]\nbase = "heavy"\n[policies.soft.watermark]\nlook = "subtle"\n')
     p = policies.build(cfg, "soft")
@@ -118,7 +124,6 @@ def test_a_new_policy_can_start_from_a_built_in(tmp_path: Path) -> None:
     [
         ("[policies.heavy.blur]\nradius = 2\n", r"policies\.heavy\.blur: unknown step"),
         ("[policies.heavy.noise]\nenabled = 1\n", r"policies\.heavy\.noise\.enabled: must be true or false"),
-        ('[policies.mine]\nformat = "png"\n', r"policies\.mine: a new policy needs"),
         ('[policies.mine]\nbase = "medium"\n', r"policies\.mine\.base: unknown built-in policy 'medium'"),
         ("[policies.heavy]\nspeed = 3\n", r"speed: unknown key"),
     ],

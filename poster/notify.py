@@ -10,7 +10,9 @@ What is worth a notification (`KINDS`):
 - `credentials`: a platform refused or lacks the credentials (every such reason from poster's
   adapters tells the user to run `poster login`, which is how it is recognised);
 - `uncertain`: a post may or may not exist and waits for `poster confirm`;
-- `approval`: an artwork waits for the artist's approval (sent by the web UI's approval step).
+- `approval`: an artwork waits for the artist's approval (sent by the web UI's approval step);
+- `held`: an artwork could not be taken in and was moved to needs-attention/ (the reason is
+  beside it).
 
 Anyone can send one with `event(config, kind, ...)`. Sending never raises and never blocks a
 post for long (apprise's timeout applies); a failure is logged. Notification URLs carry tokens
@@ -43,8 +45,15 @@ KINDS: dict[str, str] = {
     "credentials": N_("Log in again"),
     "uncertain": N_("A post needs checking"),
     "approval": N_("Artwork waiting for approval"),
+    "held": N_("Artwork needs attention"),
 }
-_LEVEL = {"failed": "failure", "credentials": "failure", "uncertain": "warning", "approval": "info"}
+_LEVEL = {
+    "failed": "failure",
+    "credentials": "failure",
+    "uncertain": "warning",
+    "approval": "info",
+    "held": "warning",
+}
 
 
 def _register_secrets(url: str) -> None:

@@ -176,3 +176,15 @@ def test_run_once_notifies_a_credential_problem(
 def test_config_example_documents_notify() -> None:
     text = (Path(notify.__file__).parent / "data" / "config.example.toml").read_text(encoding="utf-8")
     assert 'notify = ["desktop"]' in text
+
+
+def test_an_artwork_moved_to_needs_attention_is_notified(
+    home: config.Config, receiver: Receiver, drop: Any
+) -> None:
+    cfg = with_notify(home, [receiver.url()])
+    drop("bad.png", artwork((400, 300), seed=2))
+    drop("bad.toml", b"title = [unclosed\n")
+    code, _out, err = run_cli("run", "--once", "--now", "-q", cfg=cfg)
+    assert code == 1 and "held" in err  # -q keeps what needs the artist
+    (body,) = receiver.wait(1)
+    assert body["title"] == "Artwork needs attention" and "bad.png" in body["message"]

@@ -11,6 +11,11 @@ Target: heavy ≤ 6× baseline. Median of --runs runs each.
 
 Memory: peak resident set size (ru_maxrss) of a fresh child process rendering an 8000×8000
 input with heavy and with light (light keeps full size, the worst case). Target ≤ 1.5 GB.
+
+Looks (`--looks`): the visual cost of each watermark look preset (subtle, standard, strong),
+as PSNR/SSIM against the original at the posted size: the whole heavy pipeline for X (noise,
+watermark, signature, hidden ID, JPEG) and the watermark step alone; light (pixiv) for scale.
+`--docs DIR` also writes before/after crops of a heavy and a light post there (PNG).
 """
 
 from __future__ import annotations
@@ -95,9 +100,100 @@ def child(policy_name: str, adapter: str, side: int, image: Path) -> None:
     print(json.dumps(res))
 
 
+LOOK_IMAGES = (
+    "revoy_forest_painting.jpg",
+    "peppercarrot_comic_page_es_E01P01.jpg",
+    "sachi_standing_alpha.png",
+)
+
+
+def _config(look: str) -> object:
+    from poster.config import parse
+
+    return parse(
+        REPO / "benchmarks" / "config.toml",
+        {
+            "artist": "David Revoy",
+            "render": {"watermark_look": look},
+            "targets": {"x": {"adapter": "local", "policy": "heavy"}, "pixiv": {"adapter": "local"}},
+        },
+    )
+
+
+def _variant(
+    image: Image.Image, cfg: object, policy_name: str, adapter: str
+) -> tuple[Image.Image, Image.Image]:
+    """(original at the posted size on the background, the posted variant as seen)."""
+    from poster import imaging, policies
+    from poster.platforms import adapter_class
+    from poster.protect.fit import resize
+    from poster.render import render
+
+    r = render(
+        image,
+        source_format="PNG",
+        policy=policies.build(cfg, policy_name),  # type: ignore[arg-type]
+        caps=adapter_class(adapter).capabilities,
+        key=KEY,
+        mark_id=0xB0B,
+        artist="David Revoy",
+        seed=7,
+    )
+    variant = imaging.flatten(imaging.decode(r.data), "#ffffff").convert("RGB")
+    original = imaging.flatten(resize(image, variant.size), "#ffffff").convert("RGB")
+    return original, variant
+
+
+def looks(docs: Path | None) -> None:
+    from poster.protect import StepContext, build_step, quality
+
+    print(f"{'image':<40}{'look':<10}{'heavy PSNR':>11}{'SSIM':>8}{'watermark alone PSNR':>22}{'SSIM':>8}")
+    for name in LOOK_IMAGES:
+        with Image.open(CORPUS / name) as im:
+            image = im.convert("RGBA") if "A" in im.getbands() else im.convert("RGB")
+        for look in ("subtle", "standard", "strong"):
+            t = time.perf_counter()
+            original, variant = _variant(image, _config(look), "heavy", "x")
+            wm = build_step("watermark", {"look": look}, "bench").apply(
+                original, StepContext(seed=7, artist="David Revoy")
+            )
+            p, s = quality.psnr(original, variant), quality.ssim(original, variant)
+            wp, ws = quality.psnr(original, wm), quality.ssim(original, wm)
+            took = time.perf_counter() - t
+            print(f"{name:<40}{look:<10}{p:>11.2f}{s:>8.4f}{wp:>22.2f}{ws:>8.4f}   ({took:.0f} s)")
+            if docs is not None and name == LOOK_IMAGES[0]:
+                _crops(docs, f"heavy-x-{look}", original, variant)
+        original, variant = _variant(image, _config("standard"), "light", "local")
+        p, s = quality.psnr(original, variant), quality.ssim(original, variant)
+        print(f"{name:<40}{'(light)':<10}{p:>11.2f}{s:>8.4f}")
+        if docs is not None and name == LOOK_IMAGES[0]:
+            _crops(docs, "light-pixiv", original, variant)
+
+
+def _crops(docs: Path, label: str, original: Image.Image, variant: Image.Image) -> None:
+    """Before/after, side by side: a detail at 100 % (the witch and the rocks), and for the
+    default look and light the whole picture, small."""
+    docs.mkdir(parents=True, exist_ok=True)
+    w, h = original.size
+    if label in ("heavy-x-standard", "light-pixiv"):
+        small = (round(w * 500 / h), 500)
+        pair = Image.new("RGB", (2 * small[0] + 12, 500), (40, 40, 40))
+        pair.paste(original.resize(small, Image.Resampling.LANCZOS), (0, 0))
+        pair.paste(variant.resize(small, Image.Resampling.LANCZOS), (small[0] + 12, 0))
+        pair.save(docs / f"{label}-whole.png", optimize=True)
+    # the witch and the grass below her (forest painting), relative so any size works
+    box = (round(0.40 * w), round(0.52 * h), round(0.40 * w) + 700, round(0.52 * h) + 560)
+    detail = Image.new("RGB", (1416, 560), (40, 40, 40))
+    detail.paste(original.crop(box), (0, 0))
+    detail.paste(variant.crop(box), (716, 0))
+    detail.save(docs / f"{label}-detail.png", optimize=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--looks", action="store_true", help="PSNR/SSIM per watermark look preset, then exit")
+    ap.add_argument("--docs", type=Path, help="with --looks: write before/after crops into this folder")
     ap.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--child", nargs=3, metavar=("POLICY", "ADAPTER", "SIDE"), help=argparse.SUPPRESS)
@@ -109,6 +205,9 @@ def main() -> None:
         )
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]), args.image)
+        return
+    if args.looks:
+        looks(args.docs)
         return
 
     data = make_input(args.image, 4096)

@@ -170,8 +170,10 @@ def demo(obj: Ctx, directory: Path) -> None:
 
 
 # -- run -------------------------------------------------------------------------------------
-def _print_intake(results: list[Any]) -> None:
+def _print_intake(results: list[Any], quiet: bool = False) -> None:
     for r in results:
+        if quiet and r.outcome != "held":  # -q: only what needs the artist
+            continue
         if r.outcome == "queued":
             say(f"queued   {r.name}")
         elif r.outcome == "duplicate":
@@ -210,8 +212,10 @@ def _print_release_dates(cfg: config_mod.Config, conn: sqlite3.Connection) -> No
             )
 
 
-def _print_outcomes(outcomes: list[Any]) -> None:
+def _print_outcomes(outcomes: list[Any], quiet: bool = False) -> None:
     for o in outcomes:
+        if quiet and o.state != jobs.State.FAILED:
+            continue
         detail = o.url if o.state == jobs.State.POSTED else (o.reason or "")
         say(f"{o.state.value:<9} job {o.job_id} {o.name} → {o.target}  {detail}".rstrip())
 
@@ -221,7 +225,98 @@ def _print_stamps(done: Any) -> None:
         say(line)
 
 
-def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
+class _Reporter:
+    """What `poster run` says while it works: one line per post, failure, hold, retry and
+    uncertain job (unless quiet), the render stage on an interactive terminal (rich, only
+    imported there), and a notification (poster.notify) for what needs the artist."""
+
+    def __init__(self, cfg: config_mod.Config, *, lines: bool, live: bool) -> None:
+        self.cfg = cfg
+        self.lines = lines
+        self._status: Any = None
+        self._console: Any = None
+        if live and sys.stderr.isatty():
+            from rich.console import Console
+
+            self._console = Console(stderr=True)
+
+    def say(self, text: str, *, err: bool = False) -> None:
+        if not self.lines:
+            return
+        if self._console is not None and self._status is not None:  # above the spinner
+            self._console.print(mask_text(safe(text)), markup=False, highlight=False)
+        else:
+            say(text, err=err)
+
+    def intake(self, results: list[Any]) -> None:
+        """Lines for what the daemon took in (run --once prints its own summary), and a
+        notification for each artwork moved to needs-attention."""
+        from poster import notify
+
+        for r in results:
+            if r.outcome == "queued":
+                self.say(_("queued    {file}").format(file=r.name))
+            elif r.outcome == "held":
+                self.say(_("held      {file}: {reason}").format(file=r.name, reason=r.reason), err=True)
+                notify.event(self.cfg, "held", file=r.name, reason=r.reason)
+
+    def __call__(self, event: Any) -> None:
+        from poster import notify
+        from poster.dispatch import Held
+        from poster.schedule import zone
+
+        if isinstance(event, Held):
+            when = event.until.astimezone(zone(self.cfg)).strftime("%Y-%m-%d %H:%M")
+            self.say(
+                _("held      {target:<8} {file} until {when} ({reason})").format(
+                    target=event.target, file=event.name, when=when, reason=event.reason
+                )
+            )
+            return
+        state, fields = event.state, {"target": event.target, "file": event.name}
+        if state == jobs.State.POSTED:
+            self.say(_("posted    {target:<8} {file}  {url}").format(**fields, url=event.url or ""))
+        elif state == jobs.State.FAILED:
+            self.say(
+                _("failed    {target:<8} {file}: {reason}").format(**fields, reason=event.reason), err=True
+            )
+            notify.event(self.cfg, notify.kind_of_failure(event.reason or ""), **fields, reason=event.reason)
+        elif state == jobs.State.RETRY_WAIT:
+            self.say(_("retry     {target:<8} {file}: {reason}").format(**fields, reason=event.reason))
+        elif state == jobs.State.UNCERTAIN:
+            self.say(
+                _("uncertain {target:<8} {file}: {reason} (settle with `poster confirm {job}`)").format(
+                    **fields, reason=event.reason, job=event.job_id
+                ),
+                err=True,
+            )
+            notify.event(self.cfg, "uncertain", **fields, reason=event.reason)
+
+    def progress(self, job: jobs.Job, stage: str) -> None:
+        if self._console is None:
+            return
+        text = _("rendering {file} for {target}: {stage}").format(
+            file=job.name, target=job.target, stage=stage
+        )
+        if self._status is None:
+            self._status = self._console.status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def done(self) -> None:
+        """The render/post pass is over: take the spinner away."""
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def recovered(self, job: jobs.Job) -> None:
+        from poster import notify
+
+        notify.event(self.cfg, "uncertain", target=job.target, file=job.name, reason=job.reason)
+
+
+def _run_once(cfg: config_mod.Config, *, now: bool, quiet: bool = False) -> int:
     import threading
 
     from poster import outbox, schedule
@@ -229,19 +324,25 @@ def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
     from poster.dispatch import Dispatcher
     from poster.timestamps import Stamper
 
+    reporter = _Reporter(cfg, lines=False, live=not quiet)  # lines come as a summary below
     stop = threading.Event()  # Ctrl-C lets the post in flight finish and be recorded
     # a quick integrity check first: writing into a damaged database makes the damage worse
     with schedule.stop_signals(stop), store.run_lock(cfg.data_dir), open_db(cfg, check="quick") as conn:
         for job in jobs.recover(conn):
             say(f"uncertain job {job.id} ({job.name} → {job.target}): {job.reason}", err=True)
-        dispatcher = Dispatcher(cfg, conn, stop=stop)
+            reporter.recovered(job)
+        dispatcher = Dispatcher(cfg, conn, stop=stop, report=reporter, progress=reporter.progress)
         stamper = Stamper(cfg)  # time-stamps: never holds up intake or posting (short deadline)
-        _print_outcomes(dispatcher.resolve_uncertain())
+        _print_outcomes(dispatcher.resolve_uncertain(), quiet)
         intake = outbox.scan(conn, cfg, wait=True)
-        _print_intake(intake)
+        _print_intake(intake, quiet)
+        reporter.intake(intake)
         _print_stamps(stamper.run(conn))
-        outcomes = dispatcher.run_due(ignore_schedule=now, report=lambda o: _print_outcomes([o]))
-        if now:
+        try:
+            outcomes = dispatcher.run_due(ignore_schedule=now, report=lambda o: _print_outcomes([o], quiet))
+        finally:
+            reporter.done()
+        if now and not quiet:
             _print_release_dates(cfg, conn)
         refresh_trace_index(cfg, conn, outcomes)
         if outcomes:
@@ -261,27 +362,42 @@ def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
     help="with --once: post every pending job now, ignoring slots and pacing, but never before "
     "a release date its sidecar sets (`at`; see `poster release`)",
 )
+@click.option("-q", "--quiet", is_flag=True, help="no line per post, failure or hold (problems still show)")
 @click.pass_obj
-def run(obj: Ctx, once: bool, now: bool) -> None:
+def run(obj: Ctx, once: bool, now: bool, quiet: bool) -> None:
     """Watch the outbox and post at the scheduled times (until SIGTERM/SIGINT).
 
     An artwork that cannot be posted as it is (a broken sidecar, not an image, over a limit)
     is moved to the data folder's needs-attention/ with NAME.reason.txt beside it; fix it and
-    move it back into the outbox."""
+    move it back into the outbox. Each post, failure and hold is one line (`-q`: none); what
+    needs you is also sent to the `notify` services."""
+    from poster import policies
+
     cfg = obj.config()
     if now and not once:
         raise UserError("--now only goes with --once")
+    policies.check(cfg)  # a bad step parameter now, naming the key, not at the first render
     if once:
-        sys.exit(_run_once(cfg, now=now))
-    from poster import schedule
+        sys.exit(_run_once(cfg, now=now, quiet=quiet))
+    from poster import notify, schedule
     from poster.daemon import Ticker
 
+    reporter = _Reporter(cfg, lines=not quiet, live=not quiet)
     with store.run_lock(cfg.data_dir):
         with open_db(cfg, check="quick") as conn:
             for job in jobs.recover(conn):
                 log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
-        ticker = Ticker(cfg)  # reloads the config when it changes; reports a failed tick once
+                reporter.recovered(job)
+        # reloads the config when it changes; reports a failed tick once
+        ticker = Ticker(cfg, reporter=reporter)
         say(f"poster is running on {cfg.outbox} (Ctrl-C to stop)", err=True)
+        if not quiet and cfg.notify:
+            n = notify.notifier(tuple(cfg.notify))
+            if n.services:
+                say(_("notifications: {services}").format(services=", ".join(n.services)), err=True)
+            if n.unavailable:
+                line = _("notifications not available here: {services}")
+                say(line.format(services=", ".join(n.unavailable)), err=True)
         schedule.run_daemon(cfg, ticker, interval=ticker.interval)
 
 
@@ -620,6 +736,18 @@ def restore(obj: Ctx, backup_dir: Path, directory: Path | None) -> None:
 
 
 # -- preview -------------------------------------------------------------------------------
+def _terminal_status(text: str) -> tuple[Any, Any]:
+    """A spinner line on an interactive terminal (rich, imported only there): (update with a
+    stage, stop). Nothing on a pipe or in a log."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    from rich.console import Console
+
+    status = Console(stderr=True).status(text)
+    status.start()
+    return (lambda stage: status.update(f"{text}: {stage}")), status.stop
+
+
 @cli.command()
 @click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--target", "target", required=True, metavar="NAME", help="render as for this target")
@@ -643,7 +771,11 @@ def preview(obj: Ctx, image: Path, target: str, out: Path, compare_path: Path | 
     from poster.protect import quality
 
     cfg = obj.config()
-    pv = render_mod.preview(cfg, target, image)
+    say, stop = _terminal_status(_("rendering {file} for {target}").format(file=image.name, target=target))
+    try:
+        pv = render_mod.preview(cfg, target, image, progress=say)
+    finally:
+        stop()
     out.write_bytes(pv.rendered.data)
     if compare_path is not None:
         quality.compare(pv.original, pv.variant).save(compare_path, "PNG")

@@ -12,6 +12,8 @@ import os
 import re
 import tomllib
 from collections.abc import Callable
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +29,7 @@ from pydantic import (
 
 from poster.errors import ConfigError
 from poster.i18n import _
+from poster.slots import parse_slot
 
 CONFIG_NAME = "config.toml"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -45,9 +48,19 @@ class IntakeConfig(_Strict):
     max_file_bytes: int = Field(200_000_000, ge=1_000_000)
 
 
+SIGNATURE_POSITIONS = ("auto", "bottom-right", "bottom-left", "top-right", "top-left")
+WATERMARK_LOOKS = ("subtle", "standard", "strong")
+
+
 class RenderConfig(_Strict):
     background: str = "#ffffff"  # alpha is composited on this colour
     jpeg_quality: int = Field(90, ge=50, le=100)
+    # Defaults for every policy's signature and watermark steps (a step's own key wins).
+    font: Path | None = None  # None: an installed font that has every character (poster.fonts)
+    logo: Path | None = None  # the artist's logo (PNG with alpha): the watermark's motif
+    watermark_look: Literal["subtle", "standard", "strong"] = "standard"
+    signature_position: Literal["auto", "bottom-right", "bottom-left", "top-right", "top-left"] = "auto"
+    signature_margin: float = Field(0.03, ge=0.0, le=0.25)  # fraction of the short edge
 
     @field_validator("background")
     @classmethod
@@ -55,6 +68,13 @@ class RenderConfig(_Strict):
         if not _COLOR_RE.match(v):
             raise ValueError("must be a colour like '#ffffff'")
         return v.lower()
+
+    @field_validator("font", "logo")
+    @classmethod
+    def _file(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(_("no such file: {path}").format(path=v))
+        return v
 
 
 class StepConfig(BaseModel):
@@ -68,13 +88,42 @@ class StepConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-class PolicyConfig(_Strict):
-    steps: tuple[StepConfig, ...] = ()
-    format: Literal["auto", "jpeg", "png", "webp"] = "auto"
+class PolicyConfig(BaseModel):
+    """A `[policies.NAME]` table. For a built-in name (or with `base`), only the keys it names
+    change: `steps` and `verify` replace the built-in lists when given, and a table named
+    after a step (`[policies.heavy.watermark]`) changes that step's parameters, adds the step
+    if the policy lacks it, or removes it with `enabled = false` (merged by poster.policies)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    base: str | None = None  # start from this built-in policy (default: the one of this name)
+    steps: tuple[StepConfig, ...] | None = None
+    format: Literal["auto", "jpeg", "png", "webp"] | None = None
     jpeg_quality: int | None = Field(None, ge=50, le=100)
     # extra (long edge, JPEG quality) re-encodings the hidden ID must survive, besides the
     # platform's declared ones (checked by poster.policies.build)
-    verify: tuple[tuple[int, int], ...] = ()
+    verify: tuple[tuple[int, int], ...] | None = None
+
+    @model_validator(mode="after")
+    def _step_tables(self) -> PolicyConfig:
+        for name, value in (self.model_extra or {}).items():
+            if not isinstance(value, dict):
+                raise ValueError(
+                    _("{key}: unknown key (a step's parameters go in a [policies.NAME.{key}] table)").format(
+                        key=name
+                    )
+                )
+        return self
+
+    def step_tables(self) -> dict[str, dict[str, Any]]:
+        """`[policies.NAME.STEP]` tables: step name → the parameters they set."""
+        return {k: dict(v) for k, v in (self.model_extra or {}).items()}
+
+
+@cache
+def builtin_policies() -> dict[str, PolicyConfig]:
+    """The built-in policies (`poster/data/policies.toml`, the same syntax as a config)."""
+    text = resources.files("poster").joinpath("data/policies.toml").read_text(encoding="utf-8")
+    return {name: PolicyConfig(**table) for name, table in tomllib.loads(text).items()}
 
 
 class TargetConfig(BaseModel):
@@ -97,8 +146,6 @@ class TargetConfig(BaseModel):
     @field_validator("slots")
     @classmethod
     def _slots(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from poster.schedule import parse_slot
-
         for text in v:
             parse_slot(text)  # raises ValueError naming what is wrong
         return v
@@ -162,6 +209,9 @@ class Config(_Strict):
     targets: dict[str, TargetConfig]
     policies: dict[str, PolicyConfig] = {}
     proof: ProofConfig = Field(default_factory=ProofConfig)
+    # Where to say that something needs the artist (poster.notify): apprise URLs, and
+    # "desktop" for the desktop's own notifications where available.
+    notify: tuple[str, ...] = ("desktop",)
 
     @field_validator("targets")
     @classmethod
@@ -171,6 +221,16 @@ class Config(_Strict):
         for name in v:
             if not _NAME_RE.match(name):
                 raise ValueError(f"target name {name!r}: use letters, digits, '-' and '_'")
+        return v
+
+    @field_validator("notify")
+    @classmethod
+    def _notify_urls(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for i, url in enumerate(v):
+            if url != "desktop" and "://" not in url:
+                # never echo the value: a notification URL can carry a token
+                msg = _('[{index}]: not a notification URL (like "discord://...") nor "desktop"')
+                raise ValueError(msg.format(index=i))
         return v
 
     @field_validator("timezone")
@@ -187,9 +247,8 @@ class Config(_Strict):
     def _policies_exist(self) -> Config:
         from poster.platforms import adapter_class
         from poster.platforms import names as adapter_names
-        from poster.policies import BUILTIN_POLICIES
 
-        known = set(BUILTIN_POLICIES) | set(self.policies)
+        known = set(builtin_policies()) | set(self.policies)
         adapters = adapter_names()
         for name, target in self.targets.items():
             if target.adapter not in adapters:
@@ -208,6 +267,13 @@ class Config(_Strict):
                 raise ValueError(
                     f"targets.{name}.policy: unknown policy {target.policy!r} "
                     f"(known: {', '.join(sorted(known))})"
+                )
+        for name, spec in self.policies.items():
+            if spec.base is not None and spec.base not in builtin_policies():
+                raise ValueError(
+                    _("policies.{name}.base: unknown built-in policy {base!r} (known: {known})").format(
+                        name=name, base=spec.base, known=", ".join(sorted(builtin_policies()))
+                    )
                 )
         return self
 
@@ -254,6 +320,16 @@ def parse(path: Path, data: dict[str, Any]) -> Config:
     if isinstance(proof, dict) and isinstance(proof.get("tsa_ca_file"), str):
         ca = Path(os.path.expanduser(proof["tsa_ca_file"]))
         data["proof"] = {**proof, "tsa_ca_file": ca if ca.is_absolute() else path.parent / ca}
+    render = data.get("render")
+    if isinstance(render, dict):  # font and logo files are relative to the config file
+        render = dict(render)
+        for key in ("font", "logo"):
+            value = render.get(key)
+            if value == "":
+                del render[key]  # "" in the example config: not set
+            elif isinstance(value, str):
+                render[key] = (path.parent / os.path.expanduser(value)).resolve()
+        data["render"] = render
     try:
         return Config(path=path, data_dir=data_dir.resolve(), **data)
     except ValidationError as exc:

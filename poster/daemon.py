@@ -40,7 +40,9 @@ def refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcom
 class Ticker:
     """The daemon's state between ticks and the tick itself (`__call__`)."""
 
-    def __init__(self, cfg: config_mod.Config) -> None:
+    def __init__(self, cfg: config_mod.Config, *, reporter: Any = None) -> None:
+        """`reporter` (the CLI's) is told each post, failure, hold and intake result as it
+        happens and shows render progress; without one the tick only logs."""
         from poster import outbox
         from poster.dispatch import LookupThrottle
         from poster.timestamps import Stamper
@@ -49,6 +51,7 @@ class Ticker:
         self.lookups = LookupThrottle()  # an undecided job is not looked up on every tick
         self.reported = outbox.Reported()  # a file it cannot take is reported once, not every scan
         self.stamper = Stamper(cfg)  # a TSA that did not answer rests a while before the next try
+        self.reporter = reporter
         self._problem: str | None = None  # the failure reported last (not repeated)
         self._dirty = False  # the last tick failed: put back what it left half-done
 
@@ -74,18 +77,33 @@ class Ticker:
                         log.warning(
                             "uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason
                         )
+                        if self.reporter is not None:
+                            self.reporter.recovered(job)
                     self._dirty = False
-                d = Dispatcher(cfg, conn, stop=stop)
+                if self.reporter is not None:
+                    self.reporter.cfg = cfg  # reloaded: notify the services it names now
+                    d = Dispatcher(
+                        cfg, conn, stop=stop, report=self.reporter, progress=self.reporter.progress
+                    )
+                else:
+                    d = Dispatcher(cfg, conn, stop=stop)
                 d.resolve_uncertain(throttle=self.lookups)
-                for r in outbox.scan(conn, cfg, reported=self.reported):
+                scanned = outbox.scan(conn, cfg, reported=self.reported)
+                for r in scanned:
                     if r.outcome == "queued":
                         log.info("queued %s", safe(r.name))
+                if self.reporter is not None:
+                    self.reporter.intake(scanned)
                 # originals right after intake, the ledger head after the batch (and any row
                 # written meanwhile, e.g. by `poster confirm`); retries when due
                 if self.stamper.config is not cfg:  # reloaded: its TSAs or trust anchors may differ
                     self.stamper = Stamper(cfg)
                 self.stamper.run(conn)
-                outcomes = d.run_due()
+                try:
+                    outcomes = d.run_due()
+                finally:
+                    if self.reporter is not None:
+                        self.reporter.done()
                 refresh_trace_index(cfg, conn, outcomes)
                 if outcomes:
                     self.stamper.run(conn)

@@ -6,6 +6,10 @@
 Each state is committed before the side effect it guards; a crash mid-post leaves the job
 `posting`, which `jobs.recover` turns into `uncertain` and `resolve_uncertain` settles only
 when the adapter can prove what happened.
+
+What happens is told as it happens to an optional `report` callback (each `Outcome` and
+`Held`), and render stages to `progress`: the daemon prints a line per post, failure and
+hold from them and sends notifications (`poster.notify`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from poster.jobs import Job, State, Variant
 from poster.platforms import adapter_class
 from poster.platforms.base import Adapter, Existence, MediaItem, Post, PostResult, PostStatus
 from poster.platforms.http import HttpAdapter
+from poster.protect import layout_seed, post_seed
 from poster.render import render
 from poster.secrets import credentials
 from poster.store import iso, now, parse_iso, transaction
@@ -48,6 +53,21 @@ class Outcome:
     state: State
     reason: str | None = None
     url: str | None = None
+
+
+@dataclass(frozen=True)
+class Held:
+    """A due job held back by its target's pacing (min interval, daily cap) until `until`."""
+
+    job_id: int
+    target: str
+    name: str
+    until: datetime
+    reason: str
+
+
+Report = Callable[[Outcome | Held], None]
+Progress = Callable[[Job, str], None]  # (job, what render is doing now)
 
 
 def doubling(attempts: int, cap: timedelta) -> timedelta:
@@ -97,11 +117,19 @@ class LookupThrottle:
 
 class Dispatcher:
     def __init__(
-        self, config: Config, conn: sqlite3.Connection, *, stop: threading.Event | None = None
+        self,
+        config: Config,
+        conn: sqlite3.Connection,
+        *,
+        stop: threading.Event | None = None,
+        report: Report | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.config = config
         self.conn = conn
         self.stop = stop or threading.Event()
+        self.report = report or (lambda _event: None)
+        self.progress = progress
         self._adapters: dict[str, Adapter] = {}
         self._key: bytes | None = None
 
@@ -182,6 +210,8 @@ class Dispatcher:
                     mark_id=mark_id,
                     artist=self.config.artist,
                     background=self.config.render.background,
+                    seed=post_seed(self._layout_seed(job.artwork_id, orig.idx, orig.sha256), job.target),
+                    progress=self._progress_for(job, orig.name),
                 )
                 path = out_dir / f"{orig.idx:02d}-{ledger.format_id(mark_id)}{imaging.EXTENSION[r.format]}"
                 tmp = path.with_suffix(path.suffix + ".tmp")
@@ -222,6 +252,22 @@ class Dispatcher:
             jobs.save_variants(self.conn, job.id, rendered_items)
             jobs.transition(self.conn, job.id, State.RENDERING, State.READY)
         return None
+
+    def _progress_for(self, job: Job, name: str) -> Callable[[str], None] | None:
+        progress = self.progress
+        if progress is None:
+            return None
+        return lambda stage: progress(job, f"{name}: {stage}")
+
+    def _layout_seed(self, artwork_id: int, idx: int, sha256: str) -> int:
+        """The layout seed intake recorded for this original (derived the same way for an
+        original taken in before seeds were recorded)."""
+        row = self.conn.execute(
+            "SELECT layout_seed FROM originals WHERE artwork_id = ? AND idx = ?", (artwork_id, idx)
+        ).fetchone()
+        if row is not None and row["layout_seed"] is not None:
+            return int(row["layout_seed"])
+        return layout_seed(self.key, sha256)
 
     def build_post(self, job: Job) -> Post:
         meta = job.meta
@@ -452,6 +498,7 @@ class Dispatcher:
                 continue
             if existence is Existence.EXISTS and result is not None:
                 out.append(self.record_posted(job, result, State.UNCERTAIN))
+                self.report(out[-1])
             elif existence is Existence.ABSENT:
                 began = self._last_attempt(job.id)
                 if began is not None and at < began + self.settle_time(adapter):
@@ -498,6 +545,7 @@ class Dispatcher:
                 (iso(when), why, job.id, job.state.value),
             )
         log.info("job %d (%s → %s) held until %s: %s", job.id, job.name, job.target, iso(when), why)
+        self.report(Held(job.id, job.target, job.name, when, why))
         return True
 
     def run_due(
@@ -520,6 +568,7 @@ class Dispatcher:
             if not ignore_schedule and self.pace(job, at, held):
                 continue
             outcomes.append(self.process(job))
+            self.report(outcomes[-1])
             if report is not None:
                 report(outcomes[-1])
         return outcomes

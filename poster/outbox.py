@@ -36,12 +36,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from poster import attention, imaging, jobs, schedule, sidecar
+from poster import attention, imaging, jobs, markkey, schedule, sidecar
 from poster.attention import Kind
 from poster.config import Config
 from poster.errors import InputError
 from poster.i18n import _
 from poster.imaging import IMAGE_EXTENSIONS
+from poster.protect import layout_seed
 from poster.store import (
     StorageError,
     ensure_private_dir,
@@ -537,6 +538,9 @@ def intake_one(
         "sidecar_raw": side_raw,
         "warnings": warnings,
     }
+    # the visible layout of every post of each image, fixed now (keyed like the hidden ID)
+    key = markkey.load(config.data_dir, create=True)
+    seeds = {digest: layout_seed(key, digest) for _, digest, _ in archived}
     # 2. the artwork and its jobs, in one transaction; a known content key means a re-scan
     created_at = now()
     with transaction(conn):
@@ -552,9 +556,17 @@ def intake_one(
             )
             artwork_id = int(cur.lastrowid or 0)
             conn.executemany(
-                "INSERT INTO originals (artwork_id, idx, name, sha256, archive_path) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO originals (artwork_id, idx, name, sha256, archive_path, layout_seed)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (artwork_id, i, name, digest, str(path.relative_to(config.data_dir)))
+                    (
+                        artwork_id,
+                        i,
+                        name,
+                        digest,
+                        str(path.relative_to(config.data_dir)),
+                        seeds[digest],
+                    )
                     for i, (name, digest, path) in enumerate(archived)
                 ],
             )

@@ -7,6 +7,14 @@ the strength is raised once (1.6); then the invisible strength is accepted if th
 back with the original at hand (the way `poster trace` reads it, with the archived original);
 only then is a blind read tried at 2.5, and failing that the render fails loudly rather than
 post a copy that cannot be traced. The ledger's render info says which (`mark.read`).
+
+Pixel art (`protect.pixelart.detect`) is followed through the steps as a grid of whole image
+pixels per art pixel: fit scales it by whole numbers, noise skips it, the watermark and the
+signature draw on its grid, and it is kept as PNG where the platform takes PNG.
+
+The `seed` fixes every visible random choice; dispatch and `preview` both derive it from the
+original's layout seed (recorded at intake) and the target, so a preview shows the layout
+that will be posted, and only the hidden ID differs.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import io
 import secrets
+import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +34,15 @@ from PIL import Image
 from poster import imaging, mark
 from poster.config import Config
 from poster.errors import RenderError, UserError
+from poster.i18n import _
 from poster.mark import informed
 from poster.platforms.base import Capabilities
 from poster.policies import Policy
-from poster.protect import StepContext
+from poster.protect import Limits, StepContext, layout_seed, pixelart, post_seed
 from poster.protect.fit import resize
 from poster.protect.metadata import Metadata
+
+Progress = Callable[[str], None]  # told what render is doing now (a terminal shows it)
 
 LOSSLESS_SOURCES = frozenset({"PNG", "TIFF", "BMP", "GIF"})
 # Hidden-ID strengths tried in turn, and how the ID must read back after the simulated platform:
@@ -63,7 +76,9 @@ def _step_seed(seed: int, index: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{index}:{name}".encode()).digest()[:8], "big")
 
 
-def choose_format(policy: Policy, caps: Capabilities, source_format: str) -> str:
+def choose_format(policy: Policy, caps: Capabilities, source_format: str, pixel_art: bool = False) -> str:
+    if pixel_art and "PNG" in caps.formats:  # JPEG would blur every hard pixel edge
+        return "PNG"
     wanted = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}.get(policy.format)
     if wanted is None:  # auto: lossless art stays lossless where the platform keeps PNG
         wanted = "PNG" if source_format in LOSSLESS_SOURCES and caps.keeps_png else "JPEG"
@@ -149,8 +164,10 @@ def _encode_to_fit(
 class _Untraceable(RenderError):
     def __init__(self, failures: list[str]) -> None:
         super().__init__(
-            f"the hidden ID did not survive ({', '.join(failures)}) even at strength {STRENGTHS[-1]}; "
-            "not posting an untraceable copy"
+            _(
+                "the hidden ID did not survive ({failures}) even at strength {strength}; "
+                "not posting an untraceable copy"
+            ).format(failures=", ".join(failures), strength=STRENGTHS[-1])
         )
 
 
@@ -173,46 +190,88 @@ def render(
     background: str = "#ffffff",
     extra_checks: tuple[tuple[int, int], ...] = (),
     seed: int | None = None,
+    progress: Progress | None = None,
 ) -> Rendered:
+    """The protected, encoded variant of `source` for one platform, its hidden ID checked.
+
+    `seed` fixes the visible layout (noise, watermark, signature spot; None: a random one —
+    pass `protect.post_seed(...)` for what an artwork's post gets). `progress`, if given, is
+    told each stage as it starts ("watermark", "hidden ID, strength 1.6", …)."""
     seed = secrets.randbits(63) if seed is None else seed
-    fmt = choose_format(policy, caps, source_format)
+    pixel = pixelart.detect(source)
+    fmt = choose_format(policy, caps, source_format, pixel_art=pixel is not None)
     # Transparency is kept only where the output format and the platform keep it (PNG/WebP);
     # if the ID cannot be made to survive in the opaque parts alone, fall back to a flattened
     # copy, where the mark can use every pixel.
     keep_alpha = source.mode == "RGBA" and fmt in imaging.ALPHA_FORMATS
-    args = (source, fmt, policy, caps, key, mark_id, artist, background, extra_checks, seed)
+    job = _Job(
+        source, fmt, policy, caps, key, mark_id, artist, background, extra_checks, seed, pixel, progress
+    )
     if keep_alpha:
         try:
-            return _render(*args, keep_alpha=True)
+            return _render(job, keep_alpha=True)
         except _Untraceable:
             pass
-    return _render(*args, keep_alpha=False)
+    return _render(job, keep_alpha=False)
 
 
-def _render(
-    source: Image.Image,
-    fmt: str,
-    policy: Policy,
-    caps: Capabilities,
-    key: bytes,
-    mark_id: int,
-    artist: str,
-    background: str,
-    extra_checks: tuple[tuple[int, int], ...],
-    seed: int,
-    *,
-    keep_alpha: bool,
-) -> Rendered:
+@dataclass(frozen=True)
+class _Job:
+    """One render's inputs, as `render` received them (plus what it worked out)."""
+
+    source: Image.Image
+    fmt: str
+    policy: Policy
+    caps: Capabilities
+    key: bytes
+    mark_id: int
+    artist: str
+    background: str
+    extra_checks: tuple[tuple[int, int], ...]
+    seed: int
+    pixel: pixelart.PixelArt | None
+    progress: Progress | None
+
+
+def _grid_now(pixel: pixelart.PixelArt | None, source: Image.Image, image: Image.Image) -> int | None:
+    """Image pixels per art pixel after the steps so far (None: not pixel art, or no longer
+    on a whole grid)."""
+    if pixel is None:
+        return None
+    num = pixel.scale * image.width
+    if num % source.width or pixel.scale * image.height != source.height * (num // source.width):
+        return None
+    return num // source.width or None
+
+
+def _render(job: _Job, *, keep_alpha: bool) -> Rendered:
+    source, policy, caps, key, mark_id = job.source, job.policy, job.caps, job.key, job.mark_id
+    fmt, artist, background, seed = job.fmt, job.artist, job.background, job.seed
+    say = job.progress or (lambda _stage: None)
     # Without alpha, compositing comes first so that the watermark, signature and hidden ID
     # sit in the pixels a viewer actually sees (a mark under transparent pixels would vanish
     # on any background).
     image = source if keep_alpha else imaging.flatten(source, background)
+    limits = Limits(max_edge=caps.max_edge, max_pixels=caps.max_pixels)
     steps_info = []
+    art: Image.Image | None = None  # the picture after fit, before pixel changes
     for i, step in enumerate(policy.steps):
+        say(step.name)
         step_seed = _step_seed(seed, i, step.name)
-        ctx = StepContext(seed=step_seed, capabilities=caps, artist=artist, extra={"background": background})
+        ctx = StepContext(
+            seed=step_seed,
+            limits=limits,
+            artist=artist,
+            background=background,
+            pixel_grid=_grid_now(job.pixel, source, image),
+            art=art if art is not None and art.size == image.size else None,
+        )
         image = step.apply(image, ctx)
-        steps_info.append({**step.describe(), "seed": step_seed})
+        if step.name == "fit":
+            art = image
+        steps_info.append(
+            {**step.describe(), "seed": step_seed, **({"chosen": ctx.record} if ctx.record else {})}
+        )
     # The hidden ID goes last among pixel steps: nothing may change the pixels after it.
     image = (
         imaging.clear_transparent(image, background)
@@ -221,7 +280,7 @@ def _render(
     )
     xmp = _xmp(policy, artist)
 
-    checks = tuple(dict.fromkeys((*caps.reencodes, *policy.verify, *extra_checks)))
+    checks = tuple(dict.fromkeys((*caps.reencodes, *policy.verify, *job.extra_checks)))
 
     def marked_at(strength: float) -> tuple[bytes, str, int, Image.Image]:
         nonlocal image
@@ -234,11 +293,12 @@ def _render(
             if fitted is not None:
                 return (*fitted, marked)
             if min(image.size) <= imaging.MIN_EDGE:
-                raise RenderError(f"cannot fit the image into {caps.max_bytes} bytes")
+                raise RenderError(_("cannot fit the image into {bytes} bytes").format(bytes=caps.max_bytes))
             image = resize(image, (int(image.width * 0.85), int(image.height * 0.85)))
 
     failures: list[str] = []
     for strength, read in LADDER:
+        say(_("hidden ID at strength {strength}, read {how}").format(strength=strength, how=read))
         data, out_fmt, quality, marked = marked_at(strength)
         reference = None if read == "blind" else (source, marked.size)
         failed = _unreadable_after(data, checks, key, mark_id, background, reference)
@@ -263,6 +323,9 @@ def _render(
                     "alpha": marked.mode == "RGBA" and out_fmt in imaging.ALPHA_FORMATS,
                     "background": background,
                     "metadata": "xmp" if xmp else None,
+                    "pixel_art": (
+                        {"art_pixel": job.pixel.scale, "colours": job.pixel.colours} if job.pixel else None
+                    ),
                 },
             )
         failures = failed
@@ -278,6 +341,7 @@ class Preview:
     rendered: Rendered
     original: Image.Image  # the original at the variant's size, as a viewer would see it
     variant: Image.Image  # the decoded variant, as a viewer would see it
+    layout: str = "derived from the image"
 
     def report(self) -> dict[str, Any]:
         from poster.protect import quality
@@ -296,19 +360,61 @@ class Preview:
             "checked": r.info["mark"]["checked"],
             "alpha": r.info["alpha"],
             "mark_id": r.mark_id,
+            "layout_seed": self.layout,  # "recorded at intake" | "derived from the image"
+            "effective_policy": r.info["policy"],  # every parameter the steps ran with
+            "steps": [
+                {k: v for k, v in step.items() if k in ("use", "seed", "chosen")} for step in r.info["steps"]
+            ],
+            "pixel_art": r.info["pixel_art"],
         }
 
 
-def preview(config: Config, target: str, path: Path, *, seed: int | None = None) -> Preview:
-    """Render exactly what would be posted to `target` (same policy, capabilities, checks),
+def recorded_layout_seed(db_path: Path, original_sha256: str) -> int | None:
+    """The layout seed intake recorded for this original, if it was taken in (read-only:
+    a preview never creates or changes the database)."""
+    if not db_path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute(
+            "SELECT layout_seed FROM originals WHERE sha256 = ? AND layout_seed IS NOT NULL"
+            " ORDER BY artwork_id",
+            (original_sha256,),
+        ).fetchone()
+    except sqlite3.Error:  # a data folder from before layout seeds were recorded
+        return None
+    finally:
+        conn.close()
+    return int(row[0]) if row else None
+
+
+def preview(
+    config: Config, target: str, path: Path, *, seed: int | None = None, progress: Progress | None = None
+) -> Preview:
+    """Render exactly what would be posted to `target` (same policy, capabilities, checks,
+    and the same layout: the seed intake records for this image, or the one it would record),
     with the preview ID 0 so the file can never be mistaken for a real post."""
     from poster import markkey, policies
     from poster.platforms import adapter_class
 
     tc = config.targets.get(target)
     if tc is None:
-        raise UserError(f"no target named {target!r} in {config.path} (known: {', '.join(config.targets)})")
+        raise UserError(
+            _("no target named {target!r} in {config} (known: {known})").format(
+                target=target, config=config.path, known=", ".join(config.targets)
+            )
+        )
     data = imaging.read_file(path)
+    key = markkey.load(config.data_dir)
+    layout = "given"
+    if seed is None:
+        sha = hashlib.sha256(data).hexdigest()
+        recorded = recorded_layout_seed(config.db_path, sha)
+        layout = "recorded at intake" if recorded is not None else "derived from the image"
+        seed = post_seed(recorded if recorded is not None else layout_seed(key, sha), target)
     max_pixels = config.intake.max_image_pixels
     src_fmt = imaging.probe(data, str(path), max_pixels=max_pixels).format
     source = imaging.load(data, str(path), max_pixels=max_pixels)
@@ -317,15 +423,16 @@ def preview(config: Config, target: str, path: Path, *, seed: int | None = None)
         source_format=src_fmt,
         policy=policies.build(config, tc.policy),
         caps=adapter_class(tc.adapter).capabilities,
-        key=markkey.load(config.data_dir),
+        key=key,
         mark_id=PREVIEW_MARK_ID,
         artist=config.artist,
         background=config.render.background,
         seed=seed,
+        progress=progress,
     )
     background = config.render.background
     variant = imaging.decode(r.data)
     original = resize(source, variant.size)
     if variant.mode == "RGBA":  # compare what a viewer sees: both on the background colour
         variant = imaging.flatten(variant, background)
-    return Preview(r, imaging.flatten(original, background), variant.convert("RGB"))
+    return Preview(r, imaging.flatten(original, background), variant.convert("RGB"), layout)

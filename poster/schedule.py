@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import sqlite3
 import threading
@@ -37,12 +36,13 @@ import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from types import FrameType
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from poster.slots import Slot as Slot  # re-exported: callers know them as schedule.*
+from poster.slots import parse_slot as parse_slot
 from poster.store import iso
 
 if TYPE_CHECKING:
@@ -50,49 +50,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_DAY_ALIASES = {"daily": "*", "everyday": "*", "*": "*", "weekdays": "mon-fri", "weekends": "sat,sun"}
-_TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 # Planning gives up (and posts as soon as possible) rather than loop for ever on a config
 # that has no free slot, e.g. a cap already filled for years ahead.
 _PLAN_LIMIT = 5000
 # Jobs in these states still occupy (or occupied) their time; failed/cancelled ones free it.
 _OCCUPYING = ("pending", "rendering", "ready", "posting", "posted", "retry_wait", "uncertain")
 _DAY = timedelta(hours=24)  # the window of `daily_cap`, in planning and in pacing alike
-
-
-@dataclass(frozen=True)
-class Slot:
-    day_of_week: str  # APScheduler CronTrigger syntax: "*", "mon-fri", "sat,sun"
-    times: tuple[tuple[int, int], ...]
-
-
-def _days(text: str) -> str:
-    text = _DAY_ALIASES.get(text, text)
-    if text == "*":
-        return text
-    for part in text.split(","):
-        ends = part.split("-")
-        if len(ends) > 2 or not all(e in _DAYS for e in ends):
-            raise ValueError(
-                f"slot days {text!r}: use mon..sun, a range like mon-fri, a list like sat,sun, or daily"
-            )
-    return text
-
-
-def parse_slot(text: str) -> Slot:
-    """`"mon-fri 19:00,21:00"` → Slot("mon-fri", ((19, 0), (21, 0))). ValueError if malformed."""
-    words = text.lower().split()
-    if not words or len(words) > 2:
-        raise ValueError(f'slot {text!r}: write it like "mon-fri 19:00,21:00" or "sat,sun 10:00"')
-    days = _days(words[0]) if len(words) == 2 else "*"
-    times = []
-    for t in words[-1].split(","):
-        m = _TIME_RE.match(t)
-        if not m:
-            raise ValueError(f"slot {text!r}: {t!r} is not a time like 19:00")
-        times.append((int(m.group(1)), int(m.group(2))))
-    return Slot(days, tuple(sorted(set(times))))
 
 
 def zone(config: Config) -> tzinfo:

@@ -138,7 +138,11 @@ CREATE TABLE IF NOT EXISTS events (
 # Columns added to existing tables after their first release: (table, column, declaration).
 # Applied idempotently at connect (ALTER TABLE ... ADD COLUMN when missing), so a data folder
 # made by an earlier version gains them without losing a row. New tables go into SCHEMA.
-COLUMNS: tuple[tuple[str, str, str], ...] = ()
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # fixed at intake: every render of this original (preview and post) gets the same visible
+    # layout per target (poster.protect.layout_seed / post_seed); NULL in older data folders
+    ("originals", "layout_seed", "INTEGER"),
+)
 
 _TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
 

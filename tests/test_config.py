@@ -130,3 +130,33 @@ def test_watcher_reloads_a_changed_file_and_keeps_the_old_config_on_a_broken_one
     path.write_text(text, encoding="utf-8")
     w.poll()
     assert not [t for _, t in told[before:] if "no such config file" in t]
+
+
+def test_render_font_and_logo_are_files_relative_to_the_config(tmp_path: Path) -> None:
+    from poster.errors import ConfigError
+
+    (tmp_path / "fonts").mkdir()
+    (tmp_path / "fonts" / "mine.ttf").write_bytes(b"x")
+    path = tmp_path / "config.toml"
+    base = '[targets.x]\nadapter = "local"\n'
+    path.write_text('[render]\nfont = "fonts/mine.ttf"\nlogo = ""\n' + base, encoding="utf-8")
+    cfg = config.load(path)
+    assert cfg.render.font == tmp_path / "fonts" / "mine.ttf" and cfg.render.logo is None
+    path.write_text('[render]\nlogo = "nope.png"\n' + base, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"render\.logo: no such file"):
+        config.load(path)
+    path.write_text('[render]\nwatermark_look = "loud"\n' + base, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"render\.watermark_look"):
+        config.load(path)
+
+
+def test_config_no_longer_imports_policies_or_schedule() -> None:
+    """The layering: config is read by policies and schedule, never the other way round
+    (they imported each other in a circle)."""
+    import ast
+
+    import poster.config
+
+    tree = ast.parse(Path(poster.config.__file__).read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not imported & {"poster.policies", "poster.schedule", "poster.render", "poster.protect"}

@@ -58,3 +58,76 @@ def test_policy_errors_name_the_key(tmp_path: Path, extra: str, message: str) ->
     cfg = cfg_with(tmp_path, extra)
     with pytest.raises(ConfigError, match=message):
         policies.build(cfg, "heavy")
+
+
+def test_a_one_key_override_keeps_the_built_in_steps_and_verify_list(tmp_path: Path) -> None:
+    """The issue's case: a [policies.heavy] table naming one key must not drop X's re-encode
+    checks (it used to replace the whole built-in)."""
+    cfg = cfg_with(tmp_path, "[policies.heavy]\njpeg_quality = 85\n")
+    p = policies.build(cfg, "heavy")
+    assert p.jpeg_quality == 85
+    assert p.verify == ((2048, 85), (1200, 85))
+    assert [s.name for s in p.steps] == ["fit", "noise", "watermark", "signature", "metadata"]
+    assert p.steps[0].params.max_edge == 2048  # type: ignore[attr-defined]
+
+
+def test_a_step_table_changes_only_that_step(tmp_path: Path) -> None:
+    cfg = cfg_with(
+        tmp_path,
+        '[policies.heavy.signature]\nfont = "/fonts/mine.ttc"\nopacity = 0.5\n'
+        '[policies.heavy.watermark]\nlook = "subtle"\n'
+        "[policies.heavy.noise]\nenabled = false\n",
+    )
+    p = policies.build(cfg, "heavy")
+    steps = {s.name: s.describe() for s in p.steps}
+    assert list(steps) == ["fit", "watermark", "signature", "metadata"]  # noise removed
+    assert steps["signature"]["font"] == "/fonts/mine.ttc" and steps["signature"]["opacity"] == 0.5
+    assert steps["watermark"]["look"] == "subtle" and steps["watermark"]["density"] == 0.06
+    assert p.verify == ((2048, 85), (1200, 85)) and p.format == "jpeg"
+
+
+def test_a_step_table_adds_a_step_in_its_place(tmp_path: Path) -> None:
+    cfg = cfg_with(tmp_path, '[targets.p]\nadapter = "local"\n[policies.light.watermark]\nlook = "subtle"\n')
+    names = [s.name for s in policies.build(cfg, "light").steps]
+    assert names == ["fit", "noise", "watermark", "signature", "metadata"]
+
+
+def test_render_defaults_fill_the_steps_and_a_step_value_wins(tmp_path: Path) -> None:
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"")  # existence is what config checks; the step reads it at render
+    cfg = cfg_with(
+        tmp_path,
+        '[render]\nlogo = "logo.png"\nwatermark_look = "strong"\nsignature_position = "bottom-left"\n'
+        'signature_margin = 0.05\n[policies.light.signature]\nposition = "top-right"\n',
+    )
+    heavy = {s.name: s.describe() for s in policies.build(cfg, "heavy").steps}
+    assert heavy["watermark"]["image"] == str(logo) and heavy["watermark"]["look"] == "strong"
+    assert heavy["signature"]["position"] == "bottom-left" and heavy["signature"]["margin"] == 0.05
+    light = {s.name: s.describe() for s in policies.build(cfg, "light").steps}
+    assert light["signature"]["position"] == "top-right"
+
+
+def test_a_new_policy_without_steps_is_the_bare_fit(tmp_path: Path) -> None:
+    cfg = cfg_with(tmp_path, '[policies.bare]\nformat = "png"\n')
+    p = policies.build(cfg, "bare")
+    assert [s.name for s in p.steps] == ["fit"] and p.format == "png" and p.verify == ()
+
+
+def test_a_new_policy_can_start_from_a_built_in(tmp_path: Path) -> None:
+    cfg = cfg_with(tmp_path, '[policies.soft]\nbase = "heavy"\n[policies.soft.watermark]\nlook = "subtle"\n')
+    p = policies.build(cfg, "soft")
+    assert p.verify == ((2048, 85), (1200, 85)) and "watermark" in [s.name for s in p.steps]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("[policies.heavy.blur]\nradius = 2\n", r"policies\.heavy\.blur: unknown step"),
+        ("[policies.heavy.noise]\nenabled = 1\n", r"policies\.heavy\.noise\.enabled: must be true or false"),
+        ('[policies.mine]\nbase = "medium"\n', r"policies\.mine\.base: unknown built-in policy 'medium'"),
+        ("[policies.heavy]\nspeed = 3\n", r"speed: unknown key"),
+    ],
+)
+def test_merge_errors_name_the_key(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        policies.check(cfg_with(tmp_path, extra))

@@ -166,3 +166,67 @@ def test_preview_unknown_target_is_a_one_line_error(home: config.Config, tmp_pat
     painting((400, 400)).save(src)
     code, _, stderr = run_cli("preview", str(src), "--target", "nope", "--out", str(tmp_path / "o"), cfg=home)
     assert code != 0 and "no target named 'nope'" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def _edge_blur(image: Image.Image, art: Image.Image, k: int) -> float:
+    """How far pixels at the edges between strongly different art pixels stray from their own
+    block's colour (mean, levels): small for a sharp grid, large where edges are smeared."""
+    h, w = art.height, art.width
+    a = np.asarray(image.convert("RGB"), dtype=np.int16).reshape(h, k, w, k, 3)
+    res = np.abs(a - np.median(a, axis=(1, 3))[:, None, :, None]).max(-1)
+    edges = np.abs(np.diff(np.asarray(art, dtype=np.int16), axis=1)).max(-1) > 60
+    left = res[:, :, :-1, k - 1].transpose(0, 2, 1)[edges]
+    right = res[:, :, 1:, 0].transpose(0, 2, 1)[edges]
+    return float(np.concatenate([left, right]).mean())
+
+
+def test_pixel_art_to_x_scales_by_a_whole_number_and_keeps_its_grid(home: config.Config) -> None:
+    """300×200 art enlarged 10× (3000×2000) for X's 2048 cap: posted at 6× (1800×1200) as PNG,
+    every art pixel a 6×6 block of its own colour: only the hidden ID's faint pattern on top.
+    Side by side: a smooth resize to the same size, with the same hidden ID, smears the edges."""
+    from tests.protect.test_pixelart import sprite_sheet
+
+    art = sprite_sheet(300, 200, seed=2)
+    src = art.resize((3000, 2000), Image.Resampling.NEAREST)
+    stages: list[str] = []
+    r = render(
+        src, source_format="PNG", policy=policy(home, "heavy"), caps=XAdapter.capabilities,
+        key=KEY, mark_id=MARK_ID, artist="Taro", seed=8, progress=stages.append,
+    )  # fmt: skip
+    assert stages[:5] == ["fit", "noise", "watermark", "signature", "metadata"]  # what a terminal shows
+    assert stages[5].startswith("hidden ID at strength 1.0")
+    assert r.format == "PNG" and (r.width, r.height) == (1800, 1200)
+    assert r.info["pixel_art"]["art_pixel"] == 10
+    steps = {s["use"]: s for s in r.info["steps"]}
+    assert steps["fit"]["chosen"]["pixel_art"]["art_pixel"] == [10, 6]
+    assert steps["noise"]["chosen"]["skipped"] == "pixel art"
+    posted = imaging.decode(r.data)
+    smooth = mark.embed(
+        src.resize((1800, 1200), Image.Resampling.LANCZOS),
+        MARK_ID,
+        key=KEY,
+        strength=r.info["mark"]["strength"],
+    )
+    assert _edge_blur(posted, art, 6) < 0.6 * _edge_blur(smooth, art, 6)
+    # the art's colours are still there, block for block, wherever no mark is drawn over them
+    a = np.asarray(posted.convert("RGB"), dtype=np.int16).reshape(200, 6, 300, 6, 3)
+    same = np.abs(np.median(a, axis=(1, 3)) - np.asarray(art, np.int16)).max(axis=-1) <= 12
+    assert same.mean() > 0.6
+
+
+def test_preview_shows_the_effective_policy(home: config.Config, tmp_path: Path) -> None:
+    src = tmp_path / "forest.png"
+    painting((600, 800)).save(src)
+    home.path.write_text(
+        home.path.read_text(encoding="utf-8") + "\n[policies.heavy]\njpeg_quality = 88\n", encoding="utf-8"
+    )
+    code, stdout, stderr = run_cli(
+        "preview", str(src), "--target", "x", "--out", str(tmp_path / "x.jpg"), "--json", cfg=home
+    )
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    eff = report["effective_policy"]
+    assert eff["jpeg_quality"] == 88 and eff["verify"] == [[2048, 85], [1200, 85]]
+    wm = next(s for s in eff["steps"] if s["use"] == "watermark")
+    assert wm["look"] == "standard" and wm["density"] == 0.12  # the look's values, named
+    assert report["layout_seed"] == "derived from the image"

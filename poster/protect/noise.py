@@ -13,6 +13,9 @@ Two kinds, mixed by `texture_share` of the noise power:
 
 Everything is float32 and processed in bands of rows, so an 8000² image never needs a
 full-size float copy.
+
+Pixel art is left without noise: noise would turn each flat art pixel into a speckled block
+(and its palette into thousands of colours); that is noted in the render info.
 """
 
 from __future__ import annotations
@@ -78,6 +81,9 @@ class Noise(Step):
 
     def apply(self, image: Image.Image, ctx: StepContext) -> Image.Image:
         p = self.params
+        if ctx.pixel_grid:
+            ctx.record["skipped"] = "pixel art"
+            return image
         rng = ctx.rng()
         w, h = image.size
         sigma = 255.0 / (10.0 ** (p.psnr / 20.0))  # RMS error for the target PSNR

@@ -10,17 +10,14 @@ import pytest
 from PIL import Image
 
 from poster.errors import ConfigError, RenderError
-from poster.platforms.local import LocalAdapter
 from poster.protect import StepContext, build_step, quality
 from poster.protect.metadata import DATA_MINING
 from poster.protect.watermark import Watermark
 from tests.conftest import artwork, data_path
 
-CAPS = LocalAdapter.capabilities
-
 
 def ctx(seed: int = 1, artist: str = "Taro Yamada") -> StepContext:
-    return StepContext(seed=seed, capabilities=CAPS, artist=artist)
+    return StepContext(seed=seed, artist=artist)
 
 
 def painting(side: int = 512) -> Image.Image:
@@ -106,12 +103,26 @@ def test_watermark_warp_bends_the_marks() -> None:
     assert flat.tobytes() != bent.tobytes()  # same layout, different geometry
 
 
-def test_watermark_off_and_logo_and_alpha() -> None:
+def logo_file(tmp_path: Path) -> Path:
+    """A small logo: a coloured ring on transparency, with transparent margins."""
+    logo = Image.new("RGBA", (200, 120), (0, 0, 0, 0))
+    from PIL import ImageDraw
+
+    ImageDraw.Draw(logo).ellipse((40, 20, 160, 100), outline=(230, 80, 40, 255), width=14)
+    path = tmp_path / "logo.png"
+    logo.save(path)
+    return path
+
+
+def test_watermark_off_and_logo_and_alpha(tmp_path: Path) -> None:
     im = painting(300)
     assert build_step("watermark", {"density": 0}, "t").apply(im, ctx()).tobytes() == im.tobytes()
-    logo = data_path("peppercarrot_logo_alpha.png")
-    out = build_step("watermark", {"image": str(logo), "density": 0.3}, "t").apply(im, ctx())
-    assert out.tobytes() != im.tobytes()
+    c = ctx()
+    out = build_step("watermark", {"image": str(logo_file(tmp_path)), "density": 0.3}, "t").apply(im, c)
+    assert out.tobytes() != im.tobytes() and c.record["motif"] == "logo"
+    # the logo's own colour shows where it is drawn: orange appears where there was none
+    diff = np.asarray(out, np.int16) - np.asarray(im, np.int16)
+    assert ((diff[..., 0] > 8) & (diff[..., 2] < 0)).mean() > 0.005
     rgba = artwork((300, 300), mode="RGBA", seed=2)
     out = build_step("watermark", {}, "t").apply(rgba, ctx())
     assert out.mode == "RGBA" and out.getchannel("A").tobytes() == rgba.getchannel("A").tobytes()
@@ -123,12 +134,6 @@ def test_watermark_bad_ranges_fail_at_build_time() -> None:
 
 
 # -- signature -------------------------------------------------------------------------------
-def test_signature_font_that_cannot_draw_the_name_is_a_clear_error() -> None:
-    step = build_step("signature", {}, "t")
-    with pytest.raises(RenderError, match="built-in font cannot draw '山田太郎'; set the signature step's"):
-        step.apply(painting(300), ctx(artist="山田 太郎"))
-
-
 def test_signature_draws_cjk_with_a_cjk_font(tmp_path: Path) -> None:
     from tests.protect.cjk_font import build
 
@@ -183,3 +188,47 @@ def test_metadata_xmp_is_valid_and_says_no_ai_training() -> None:
 def test_cloak_without_a_provider_fails_when_the_policy_is_built() -> None:
     with pytest.raises(ConfigError, match="cloak provider 'glaze' is not installed"):
         build_step("cloak", {"provider": "glaze"}, "policies.heavy.steps[1]")
+
+
+# -- watermark looks ---------------------------------------------------------------------------
+def test_watermark_looks_go_from_subtle_to_strong() -> None:
+    im = painting()
+    cost = {}
+    for look in ("subtle", "standard", "strong"):
+        out = build_step("watermark", {"look": look}, "t").apply(im, ctx(5))
+        cost[look] = quality.psnr(im, out)
+    assert cost["subtle"] > cost["standard"] > cost["strong"] > 20
+
+
+def test_a_value_set_in_the_step_wins_over_its_look() -> None:
+    step = build_step("watermark", {"look": "subtle", "opacity": [0.5, 0.6]}, "t")
+    d = step.describe()
+    assert (d["look"] == "subtle" and d["opacity"] == [0.5, 0.6]) or d["opacity"] == (0.5, 0.6)
+    assert d["density"] == 0.06  # the rest still from the look
+
+
+def test_marks_of_one_post_share_one_angle_and_size() -> None:
+    """A deliberate pattern: marks in a lattice, one angle (± a few degrees) and one size
+    (± the look's narrow range) per post; the angle and phase change from post to post."""
+    step = build_step("watermark", {}, "t")
+    assert isinstance(step, Watermark)
+    a, b = step.layout((1200, 900), ctx(1), 5.0), step.layout((1200, 900), ctx(2), 5.0)
+    for marks in (a, b):
+        angles = np.array([m["angle"] for m in marks])
+        heights = np.array([m["height"] for m in marks])
+        assert np.ptp(angles) <= 4.0 and heights.max() / heights.min() < 1.2
+        assert len(marks) >= 8
+    assert abs(a[0]["angle"] - b[0]["angle"]) > 1.0 or (a[0]["x"], a[0]["y"]) != (b[0]["x"], b[0]["y"])
+
+
+def test_watermark_on_pixel_art_keeps_whole_art_pixels() -> None:
+    rng = np.random.default_rng(4)
+    palette = np.array([[20, 20, 30], [200, 60, 40], [60, 160, 80], [230, 220, 200]], dtype=np.uint8)
+    im = Image.fromarray(palette[rng.integers(0, 4, (90, 120))], "RGB")
+    im = im.resize((120 * 6, 90 * 6), Image.Resampling.NEAREST)
+    out = build_step("watermark", {"look": "strong"}, "t").apply(
+        im, StepContext(seed=3, artist="Taro", pixel_grid=6)
+    )
+    a = np.asarray(out, dtype=np.int16).reshape(90, 6, 120, 6, 3)
+    assert (a == a[:, :1, :, :1]).all()
+    assert out.tobytes() != im.tobytes()

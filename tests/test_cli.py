@@ -1,0 +1,101 @@
+"""The daemon says what it does: a real `poster run` subprocess, a line per post and per
+failure; `-q` silences them."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from tests.servers.slow import SlowServer, _daemon, home_with_slow_target
+
+
+def _run_until(log: Path, proc: object, needle: str, timeout: float = 90.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if needle in text:
+            return text
+        assert proc.poll() is None, text  # type: ignore[attr-defined]
+        time.sleep(0.2)
+    raise AssertionError(f"{needle!r} never appeared:\n{log.read_text(errors='replace')}")
+
+
+def _home(tmp_path: Path, url: str) -> Path:
+    cfg_path = home_with_slow_target(tmp_path / "home", url)
+    # a second target that must fail: Mastodon without a token (fails before any request)
+    cfg_path.write_text(
+        cfg_path.read_text(encoding="utf-8")
+        + '\n[targets.b]\nadapter = "mastodon"\ninstance = "http://127.0.0.1:9"\n',
+        encoding="utf-8",
+    )
+    text = cfg_path.read_text(encoding="utf-8").replace('notify = ["desktop"]', "notify = []")
+    cfg_path.write_text(text, encoding="utf-8")
+    return cfg_path
+
+
+def test_the_daemon_prints_a_line_per_post_and_per_failure(tmp_path: Path) -> None:
+    with SlowServer(delay=(0.0, 0.1)) as server:
+        cfg_path = _home(tmp_path, server.url)
+        log = tmp_path / "log"
+        proc = _daemon(cfg_path, log, "run")
+        try:
+            text = _run_until(log, proc, "posted    a")
+            text = _run_until(log, proc, "failed    b")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    posted = next(line for line in text.splitlines() if line.startswith("posted    a"))
+    assert "a.png" in posted and server.url.split("//")[1] in posted  # target, file, URL
+    failed = next(line for line in text.splitlines() if line.startswith("failed    b"))
+    assert "a.png" in failed and "poster login b" in failed  # the reason
+
+
+def test_quiet_daemon_prints_no_lines(tmp_path: Path) -> None:
+    with SlowServer(delay=(0.0, 0.1)) as server:
+        cfg_path = _home(tmp_path, server.url)
+        log = tmp_path / "log"
+        proc = _daemon(cfg_path, log, "run", "-q")
+        try:
+            deadline = time.monotonic() + 90
+            while not server.posts and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert server.posts, log.read_text(errors="replace")
+            time.sleep(2.0)  # the line would be printed right after the post is recorded
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    text = log.read_text(errors="replace")
+    assert "posted    a" not in text and "queued" not in text
+
+
+def test_an_interactive_terminal_sees_render_progress_and_the_lines(tmp_path: Path) -> None:
+    """The reporter as `poster run` uses it on a terminal (rich, forced to a buffer here)."""
+    import io
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from poster import cli, config, jobs
+    from poster.dispatch import Held, Outcome
+
+    path = cli.init_home(tmp_path / "home")
+    text = path.read_text(encoding="utf-8").replace('timezone = ""', 'timezone = "UTC"')
+    path.write_text(text, encoding="utf-8")
+    cfg = config.load(path)
+    buf = io.StringIO()
+    reporter = cli._Reporter(cfg, lines=True, live=False)
+    reporter._console = Console(file=buf, force_terminal=True, width=200)
+    reporter.progress(_FakeJob("rabbit.png", "x"), "watermark")  # type: ignore[arg-type]
+    reporter(Outcome(1, "x", "rabbit.png", jobs.State.POSTED, url="https://x.example/1"))
+    reporter(Held(2, "pixiv", "fox.png", datetime(2026, 11, 23, 10, 0, tzinfo=UTC), "paced: daily cap"))
+    reporter.done()
+    out = buf.getvalue()
+    assert "rendering rabbit.png for x: watermark" in out
+    assert "posted    x        rabbit.png  https://x.example/1" in out
+    assert "held      pixiv    fox.png until 2026-11-23" in out and "daily cap" in out
+
+
+class _FakeJob:
+    def __init__(self, name: str, target: str) -> None:
+        self.name, self.target = name, target

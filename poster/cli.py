@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ import click
 
 from poster import __version__, jobs, ledger, markkey, store
 from poster import config as config_mod
+from poster.daemon import make_tick, refresh_trace_index, run_lock
 from poster.errors import UserError
 from poster.logs import mask_text, setup_logging
 
@@ -50,24 +50,6 @@ def open_db(cfg: config_mod.Config) -> Iterator[sqlite3.Connection]:
         yield conn
     finally:
         conn.close()
-
-
-@contextmanager
-def run_lock(cfg: config_mod.Config) -> Iterator[None]:
-    """One `poster run` per data folder: two would both post the same due jobs."""
-    store.ensure_private_dir(cfg.data_dir)
-    path = cfg.data_dir / "run.lock"
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another `poster run` is already using {cfg.data_dir}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        yield
-    finally:
-        os.close(fd)
 
 
 class _UserFailure(click.ClickException):
@@ -193,17 +175,6 @@ def _print_outcomes(outcomes: list[Any]) -> None:
         click.echo(f"{o.state.value:<9} job {o.job_id} {o.name} → {o.target}  {detail}".rstrip())
 
 
-def _refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcomes: list[Any]) -> None:
-    if not any(o.state == jobs.State.POSTED for o in outcomes):
-        return
-    from poster import trace as trace_mod
-
-    try:
-        trace_mod.refresh_index(conn, cfg.data_dir)
-    except Exception as exc:  # only a speed-up: trace rebuilds the index itself if needed
-        log.warning("could not update the trace index: %s", exc)
-
-
 def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
     import threading
 
@@ -219,7 +190,7 @@ def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
         _print_intake(outbox.scan(conn, cfg, wait=True))
         outcomes = dispatcher.run_due(ignore_schedule=now)
         _print_outcomes(outcomes)
-        _refresh_trace_index(cfg, conn, outcomes)
+        refresh_trace_index(cfg, conn, outcomes)
         if stop.is_set():
             click.echo("poster: interrupted; the remaining jobs wait for the next run", err=True)
             return 130
@@ -237,33 +208,14 @@ def run(obj: Ctx, once: bool, now: bool) -> None:
         raise UserError("--now only goes with --once")
     if once:
         sys.exit(_run_once(cfg, now=now))
-    from poster import outbox, schedule
-    from poster.dispatch import Dispatcher, LookupThrottle
+    from poster import schedule
 
-    with run_lock(cfg), open_db(cfg) as conn:
-        for job in jobs.recover(conn):
-            log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
-        lookups = LookupThrottle()  # for the daemon's life: an undecided job is not asked every tick
-        reported = outbox.Reported()  # and a file it cannot take is reported once, not every scan
-
-        def tick(stop: Any) -> Any:
-            # APScheduler runs this in a worker thread: give it its own connection. The
-            # answer (the next due time) lets the clock wake for it instead of the next scan.
-            with open_db(cfg) as tconn:
-                d = Dispatcher(cfg, tconn, stop=stop)
-                try:
-                    d.resolve_uncertain(throttle=lookups)
-                    for r in outbox.scan(tconn, cfg, reported=reported):
-                        if r.outcome in ("queued", "failed"):
-                            log.info("%s %s%s", r.outcome, r.name, f": {r.reason}" if r.reason else "")
-                    _refresh_trace_index(cfg, tconn, d.run_due())
-                    return d.next_due()
-                except Exception:  # keep the daemon alive; the next tick tries again
-                    log.error("tick failed:\n%s", traceback.format_exc())
-                    return None
-
+    with run_lock(cfg):
+        with open_db(cfg) as conn:
+            for job in jobs.recover(conn):
+                log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
         click.echo(f"poster is running on {cfg.outbox} (Ctrl-C to stop)", err=True)
-        schedule.run_daemon(cfg, tick)
+        schedule.run_daemon(cfg, make_tick(lambda: cfg))
 
 
 # -- status and job commands ---------------------------------------------------------------

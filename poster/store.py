@@ -103,7 +103,10 @@ CREATE TABLE IF NOT EXISTS events (
 # Columns added to existing tables after their first release: (table, column, declaration).
 # Applied idempotently at connect (ALTER TABLE ... ADD COLUMN when missing), so a data folder
 # made by an earlier version gains them without losing a row. New tables go into SCHEMA.
-COLUMNS: tuple[tuple[str, str, str], ...] = ()
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # when the artist approved the rendered variants (config `approve`); cleared on re-render
+    ("jobs", "approved_at", "TEXT"),
+)
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:

@@ -512,6 +512,24 @@ def variant_file(config: Config, conn: sqlite3.Connection, job_id: int, idx: int
     raise UserError(_("job {job} has no rendered image {idx}").format(job=job_id, idx=idx))
 
 
+def thumbnail(config: Config, conn: sqlite3.Connection, artwork_id: int, idx: int, edge: int = 480) -> Path:
+    """A small JPEG of an original for the queue (made once, kept in the data folder)."""
+    original = next((o for o in jobs.originals(conn, artwork_id) if o.idx == idx), None)
+    if original is None:
+        raise UserError(_("no image {idx} in artwork {id}").format(idx=idx, id=artwork_id))
+    cache = config.data_dir / "ui-cache"
+    path = cache / f"{original.sha256}-{edge}.jpg"
+    if not path.exists():
+        store.ensure_private_dir(cache)
+        data = (config.data_dir / original.archive_path).read_bytes()
+        image = imaging.load(data, original.name, max_pixels=config.intake.max_image_pixels)
+        image.thumbnail((edge, edge))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        imaging.flatten(image, config.render.background).save(tmp, "JPEG", quality=85)
+        os.replace(tmp, path)
+    return path
+
+
 @lru_cache(maxsize=256)
 def _quality(original: Path, variant: Path, sha256: str, background: str) -> tuple[float, float]:
     from poster.protect import quality

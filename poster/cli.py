@@ -18,10 +18,11 @@ from typing import Any
 
 import click
 
-from poster import __version__, jobs, ledger, markkey, store
+from poster import __version__, i18n, jobs, ledger, markkey, store
 from poster import config as config_mod
 from poster.daemon import make_tick, refresh_trace_index, run_lock
 from poster.errors import UserError
+from poster.i18n import _
 from poster.logs import mask_text, setup_logging
 
 log = logging.getLogger("poster")
@@ -36,6 +37,8 @@ class Ctx:
     def config(self) -> config_mod.Config:
         cfg = config_mod.load(config_mod.find(self.config_path))
         setup_logging(self.verbose, self.debug, cfg.data_dir)
+        if cfg.language:  # config `language` wins over LANG from here on
+            i18n.set_language(cfg.language)
         return cfg
 
 
@@ -305,6 +308,56 @@ def confirm(obj: Ctx, job_id: int, posted_url: str | None, not_posted: bool) -> 
         click.echo(actions.confirm(cfg, conn, job_id, posted_url))
 
 
+@cli.command()
+@click.argument("job_ids", metavar="JOB...", type=int, nargs=-1, required=True)
+@click.pass_obj
+def approve(obj: Ctx, job_ids: tuple[int, ...]) -> None:
+    """Approve rendered jobs for posting (config `approve = true`)."""
+    from poster import actions
+
+    cfg = obj.config()
+    with open_db(cfg) as conn:
+        for job_id in job_ids:
+            click.echo(actions.approve(cfg, conn, job_id))
+    if not any(cfg.needs_approval(t) for t in cfg.targets):
+        click.echo(_("note: approval is off in {file}; jobs post without it").format(file=cfg.path), err=True)
+
+
+# -- the web UI --------------------------------------------------------------------------------
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (loopback)")
+@click.option(
+    "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port"
+)
+@click.option("--no-browser", is_flag=True, help="do not open the browser")
+@click.option("--no-daemon", is_flag=True, help="only show and edit; do not post from this process")
+@click.option("--allow-remote", is_flag=True, help="allow a --host that is not loopback (not recommended)")
+@click.pass_obj
+def ui(obj: Ctx, host: str, port: int, no_browser: bool, no_daemon: bool, allow_remote: bool) -> None:
+    """The local web app. Prints one URL (with a secret for this launch) and opens it."""
+    from poster.ui.server import Launch
+
+    cfg = obj.config()
+    launch = Launch(
+        cfg.path,
+        host=host,
+        port=port,
+        daemon=not no_daemon,
+        allow_remote=allow_remote,
+        warn=lambda text: click.echo(text, err=True),
+    )
+    click.echo(launch.url)
+    if launch.state.daemon == "outside":
+        click.echo(
+            _("another `poster run` is posting from {folder}; this window only shows and edits").format(
+                folder=cfg.data_dir
+            ),
+            err=True,
+        )
+    click.echo(_("poster ui is running (Ctrl-C to stop)"), err=True)
+    launch.serve(open_browser=not no_browser)
+
+
 # -- trace and ledger ------------------------------------------------------------------------
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -529,6 +582,7 @@ _accept_config_everywhere(cli)
 # -- entry point -----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    i18n.set_language(i18n.from_environment())  # LANG until the config says otherwise
     debug = "--debug" in args
     try:
         rv = cli.main(args=args, prog_name="poster", standalone_mode=False)

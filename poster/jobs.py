@@ -68,7 +68,7 @@ class Job:
             remote_id=row["remote_id"],
             name=row["name"],
             meta=json.loads(row["meta"]),
-            approved_at=row["approved_at"] if "approved_at" in row.keys() else None,
+            approved_at=row["approved_at"],
         )
 
 

@@ -784,7 +784,11 @@ _ERROR_WORDS = {
 def _error_text(kind: str, err: dict[str, Any]) -> str:
     words = _ERROR_WORDS.get(kind)
     if words:
-        return _(words).format(**(err.get("ctx") or {}))
+        ctx = {
+            k: int(v) if isinstance(v, float) and v.is_integer() else v
+            for k, v in (err.get("ctx") or {}).items()
+        }
+        return _(words).format(**ctx)
     return str(err.get("msg", "")).removeprefix("Value error, ")
 
 

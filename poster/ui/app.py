@@ -461,6 +461,7 @@ def create_app(state: UIState) -> Starlette:
         Route("/language", action(views.language), methods=["POST"]),
         Mount("/static", StaticFiles(directory=static), name="static"),
     ]
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield

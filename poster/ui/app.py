@@ -467,7 +467,10 @@ def create_app(state: UIState) -> Starlette:
         yield
         state.tasks.shutdown()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    async def too_large(_request: Request, _exc: Exception) -> Response:
+        return _plain(413, "poster ui: upload too large")
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={BodyTooLarge: too_large})
     app.state.ui = state
 
     def max_body() -> int:

@@ -79,7 +79,10 @@ def upload(rq: Rq) -> Response:
         tags=str(form.get("tags") or ""),
         alt=[str(a) for a in form.getlist("alt")],
         rating=str(form.get("rating") or "general"),
-        targets=None if sorted(chosen) == sorted(enabled) else chosen,
+        # the form marks that it showed the boxes: none ticked then means none, not "all"
+        targets=None
+        if sorted(chosen) == sorted(enabled) or (not chosen and not form.get("targets_shown"))
+        else chosen,
         at=str(form.get("at") or ""),
     )
     wants_json = "application/json" in rq.request.headers.get("accept", "")

@@ -346,15 +346,11 @@ def ui(obj: Ctx, host: str, port: int, no_browser: bool, no_daemon: bool, allow_
         allow_remote=allow_remote,
         warn=lambda text: click.echo(text, err=True),
     )
-    click.echo(launch.url)
     if launch.state.daemon == "outside":
-        click.echo(
-            _("another `poster run` is posting from {folder}; this window only shows and edits").format(
-                folder=cfg.data_dir
-            ),
-            err=True,
-        )
+        text = _("another `poster run` is posting from {folder}; this window only shows and edits")
+        click.echo(text.format(folder=cfg.data_dir), err=True)
     click.echo(_("poster ui is running (Ctrl-C to stop)"), err=True)
+    click.echo(launch.url)  # the one line on stdout, last: a script can read it and go
     launch.serve(open_browser=not no_browser)
 
 

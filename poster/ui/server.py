@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import signal
 import socket
 import threading
 import webbrowser
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from poster import config as config_mod
 from poster import jobs, store
@@ -91,6 +93,7 @@ class Launch:
 
             self.state.daemon = "outside" if daemon_mod.is_running(cfg) else "none"
         self.app = create_app(self.state)
+        self.server: Any = None
         self.url = url_for(host, self.port, self.secret)
 
     def _start_daemon(self, cfg: config_mod.Config) -> None:
@@ -124,17 +127,30 @@ class Launch:
         """Serve until SIGINT/SIGTERM (uvicorn handles them), then stop the daemon cleanly."""
         import uvicorn
 
-        server = uvicorn.Server(
+        self.server = server = uvicorn.Server(
             uvicorn.Config(
                 self.app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5
             )
         )
         if open_browser:
             threading.Timer(0.5, webbrowser.open, args=(self.url,)).start()
+        # uvicorn stops on SIGINT/SIGTERM and then re-raises the signal to the handler it found:
+        # make that handler a quiet one, so a stop is a clean exit (status 0), as for `poster run`
+        old = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, lambda *_a: None)
         try:
             server.run(sockets=[self.socket])
         finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
             self.close()
+
+    def stop(self) -> None:
+        """Ask a serving launch to stop (what SIGINT does); `serve` then returns."""
+        if self.server is not None:
+            self.server.should_exit = True
 
     def close(self) -> None:
         self._stop.set()

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from poster import config, jobs, ledger, store
 from poster.ui.app import SESSION_COOKIE, UIState, create_app
-from tests.conftest import artwork, run_cli
+from tests.conftest import run_cli
 from tests.ui.conftest import BASE, PORT, SECRET, Client, jpeg_bytes, outbox_files, png_bytes
 
 PAGES = ["/", "/queue", "/calendar", "/calendar?view=day", "/trace", "/ledger", "/settings", "/health"]

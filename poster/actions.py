@@ -605,6 +605,7 @@ class TraceItem:
     notes: list[str]
     report: Path | None
     error: str | None = None
+    figures: dict[str, str] = field(default_factory=dict)  # suspect / posted-variant → file in the report
 
 
 def trace_files(
@@ -633,12 +634,20 @@ def trace_files(
             out.append(TraceItem(name, [], [], None, str(exc)))
             continue
         page = None
+        figures: dict[str, str] = {}
         if report_root is not None:
-            page = report_mod.write(report_root / f"{n:02d}", path, image, found, conn, config.data_dir).page
+            written = report_mod.write(report_root / f"{n:02d}", path, image, found, conn, config.data_dir)
+            page = written.page
+            for f in written.files:
+                for kind in ("suspect", "posted-variant"):
+                    if f.stem == kind:
+                        figures[kind] = f.name
+        tz = schedule.zone(config)
         matches = [m.to_json() for m in found.matches]
         for m in matches:
             m["title"] = _title_of_job(conn, m.get("seq"))
-        out.append(TraceItem(name, matches, list(found.notes), page))
+            m["when"] = store.parse_iso(m["posted_at"]).astimezone(tz)
+        out.append(TraceItem(name, matches, list(found.notes), page, figures=figures))
     if progress:
         progress(len(files), len(files), "")
     return out
@@ -727,9 +736,9 @@ class TargetSettings:
     policy: str
     enabled: bool
     slots: list[str]
-    min_interval_minutes: float
+    min_interval_minutes: float | int
     daily_cap: int | None
-    delay_minutes: float
+    delay_minutes: float | int
     approve: bool | None
     credentials: dict[str, str | None]  # field → "env" | "keyring" | None; never a value
 
@@ -759,14 +768,30 @@ def settings(config: Config) -> tuple[dict[str, Any], list[TargetSettings], list
                 policy=t.policy,
                 enabled=t.enabled,
                 slots=list(t.slots),
-                min_interval_minutes=t.min_interval_minutes,
+                min_interval_minutes=_plain_number(t.min_interval_minutes),
                 daily_cap=t.daily_cap,
-                delay_minutes=t.delay_minutes,
+                delay_minutes=_plain_number(t.delay_minutes),
                 approve=t.approve,
                 credentials=credential_sources(name, fields),
             )
         )
     return top, targets, sorted(set(BUILTIN_POLICIES) | set(config.policies))
+
+
+POLICY_LABELS = {
+    "heavy": N_("heavy: size cap, noise, visible watermarks, signature"),
+    "light": N_("light: full size, faint noise, signature"),
+}
+
+
+def policy_label(name: str) -> str:
+    text = POLICY_LABELS.get(name)
+    return _(text) if text else name
+
+
+def _plain_number(value: float) -> float | int:
+    """5.0 → 5 for a form field; 2.5 stays."""
+    return int(value) if float(value).is_integer() else value
 
 
 _ERROR_WORDS = {
@@ -824,8 +849,8 @@ def save_settings(config: Config, form: dict[str, str]) -> dict[str, str]:
     for key in ("artist", "timezone", "language"):
         if key in form:
             value = form[key].strip()
-            if key == "timezone" and key in doc:
-                doc[key] = value  # keep the example's `timezone = ""` line and its comment
+            if key in doc:
+                doc[key] = value  # keep the line (`timezone = ""`) and the comment above it
             else:
                 put(doc, key, value)
     doc["approve"] = form.get("approve") == "on"

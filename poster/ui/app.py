@@ -330,9 +330,10 @@ def make_environment() -> Environment:
     env.install_gettext_callables(gettext=_, ngettext=ngettext, newstyle=False)  # type: ignore[attr-defined]
     env.filters["dt"] = format_datetime
     env.filters["day"] = _date_filter
-    from poster.actions import describe_method
+    from poster.actions import describe_method, policy_label
 
     env.globals["describe_method"] = describe_method
+    env.globals["policy_label"] = policy_label
     return env
 
 

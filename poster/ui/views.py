@@ -29,6 +29,12 @@ NAV = (
 )
 
 
+PLACEHOLDER = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><rect width="10" height="10" '
+    'fill="#eceae5"/><path d="M3 3l4 4M7 3l-4 4" stroke="#b9b3a8" stroke-width=".4"/></svg>'
+)
+
+
 def _flash(rq: Rq) -> dict[str, str | None]:
     q = rq.request.query_params
     return {"message": q.get("msg"), "error": q.get("err")}
@@ -226,8 +232,8 @@ def media_thumb(rq: Rq) -> Response:
     p = rq.request.path_params
     try:
         path = actions.thumbnail(rq.config, rq.db, int(p["artwork_id"]), int(p["idx"]))
-    except (UserError, OSError):
-        return Response(status_code=404)
+    except (UserError, OSError):  # a file that is no image (a .psd dropped by mistake)
+        return Response(PLACEHOLDER, media_type="image/svg+xml")
     return FileResponse(path, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"})
 
 

@@ -50,9 +50,12 @@ def setup(root: Path) -> config.Config:
     path = cli.init_home(root / "home")
     text = path.read_text(encoding="utf-8")
     text = text.replace('artist = ""', 'artist = "Hana"').replace('timezone = ""', 'timezone = "Asia/Tokyo"')
-    text = text.replace('slots = []                  # e.g.', 'slots = ["mon-fri 20:00", "sat,sun 12:00"]  # e.g.')
     text = text.replace(
-        'policy = "light"            # pixiv\'s terms', 'slots = ["daily 19:00"]\npolicy = "light"            # pixiv\'s terms'
+        "slots = []                  # e.g.", 'slots = ["mon-fri 20:00", "sat,sun 12:00"]  # e.g.'
+    )
+    text = text.replace(
+        'policy = "light"            # pixiv\'s terms',
+        'slots = ["daily 19:00"]\npolicy = "light"            # pixiv\'s terms',
     )
     path.write_text(text, encoding="utf-8")
     cfg = config.load(path)
@@ -77,7 +80,10 @@ def setup(root: Path) -> config.Config:
     )
     actions.drop_into_outbox(
         cfg,
-        [actions.Upload("yuugure-1.png", png(painting((900, 1200), 22))), actions.Upload("yuugure-2.png", png(painting((900, 1200), 23)))],
+        [
+            actions.Upload("yuugure-1.png", png(painting((900, 1200), 22))),
+            actions.Upload("yuugure-2.png", png(painting((900, 1200), 23))),
+        ],
         actions.PostFields(title="夕暮れの街", tags="風景", rating="general"),
     )
     (cfg.outbox / "draft.psd").write_bytes(b"8BPS" + b"\0" * 64)

@@ -192,7 +192,7 @@ def test_prepare_renders_the_variant_that_is_then_posted(home: config.Config, dr
     conn = _queued(home, drop)
     job = next(j for j in jobs.all_jobs(conn) if j.target == "pixiv")
     assert "rendered" in actions.prepare(home, conn, job.id)
-    path, mime = actions.variant_file(home, conn, job.id, 0)
+    path, _mime = actions.variant_file(home, conn, job.id, 0)
     shown = path.read_bytes()
     q = actions.variant_quality(home, conn, job.id, 0)
     assert 30 < q["psnr"] < 80 and 0.8 < q["ssim"] <= 1.0

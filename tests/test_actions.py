@@ -13,7 +13,7 @@ from poster.dispatch import Dispatcher
 from poster.errors import InputError, UserError
 from poster.jobs import State
 from tests.conftest import artwork, run_cli
-from tests.ui.conftest import png_bytes
+from tests.ui.conftest import png_bytes, set_top_level
 
 
 def _post(
@@ -22,8 +22,8 @@ def _post(
     return [actions.Upload(n, d) for n, d in files], actions.PostFields(**fields)  # type: ignore[arg-type]
 
 
-def _with(cfg: config.Config, extra: str) -> config.Config:
-    cfg.path.write_text(extra + cfg.path.read_text(encoding="utf-8"), encoding="utf-8")
+def _approving(cfg: config.Config) -> config.Config:
+    set_top_level(cfg.path, "approve", "true")
     return config.load(cfg.path)
 
 
@@ -94,7 +94,7 @@ def test_drop_refuses_what_intake_would_refuse(
 
 
 def test_drop_refuses_a_file_over_the_size_limit(home: config.Config) -> None:
-    cfg = _with(home, "")
+    cfg = home
     big = png_bytes((1200, 1200))
     cfg = config.parse(cfg.path, {**_raw(cfg), "intake": {"max_file_bytes": 1_000_000}})
     files, fields = _post([("big.png", big + b"\0" * (1_000_001 - len(big)))])
@@ -125,7 +125,7 @@ def _queued(cfg: config.Config, drop, n: int = 1) -> object:  # type: ignore[no-
 
 
 def test_with_approve_nothing_posts_until_approved(home: config.Config, drop) -> None:  # type: ignore[no-untyped-def]
-    cfg = _with(home, "approve = true\n")
+    cfg = _approving(home)
     conn = _queued(cfg, drop)
     d = Dispatcher(cfg, conn)
     outcomes = d.run_due(ignore_schedule=True)
@@ -146,15 +146,15 @@ def test_a_target_can_opt_out_of_approval(home: config.Config, drop) -> None:  #
     text = home.path.read_text(encoding="utf-8").replace(
         '[targets.pixiv]\nadapter = "local"', '[targets.pixiv]\nadapter = "local"\napprove = false'
     )
-    home.path.write_text("approve = true\n" + text, encoding="utf-8")
-    cfg = config.load(home.path)
+    home.path.write_text(text, encoding="utf-8")
+    cfg = _approving(home)
     conn = _queued(cfg, drop)
     outcomes = Dispatcher(cfg, conn).run_due(ignore_schedule=True)
     assert [(o.target, o.state) for o in outcomes] == [("pixiv", State.POSTED)]
 
 
 def test_approval_is_withdrawn_when_the_job_is_rendered_again(home: config.Config, drop) -> None:  # type: ignore[no-untyped-def]
-    cfg = _with(home, "approve = true\n")
+    cfg = _approving(home)
     conn = _queued(cfg, drop)
     Dispatcher(cfg, conn).run_due(ignore_schedule=True)
     job = next(j for j in jobs.all_jobs(conn) if j.target == "x")
@@ -176,7 +176,7 @@ def test_approve_refuses_an_unrendered_or_posted_job(home: config.Config, drop) 
 
 
 def test_poster_approve_command(home: config.Config, drop) -> None:  # type: ignore[no-untyped-def]
-    cfg = _with(home, "approve = true\n")
+    cfg = _approving(home)
     conn = _queued(cfg, drop)
     Dispatcher(cfg, conn).run_due(ignore_schedule=True)
     ids = [str(j.id) for j in jobs.all_jobs(conn)]

@@ -15,6 +15,7 @@ from babel.messages.pofile import read_po
 
 from poster import i18n, i18n_tools
 from tests.conftest import REPO
+from tests.ui.conftest import set_top_level
 
 PO_FILES = sorted(i18n.LOCALE_DIR.glob("*/LC_MESSAGES/*.po"))
 PLACEHOLDER = re.compile(r"\{(\w*)[^{}]*\}")
@@ -135,8 +136,7 @@ def test_cli_language_from_lang_then_config(home, tmp_path: Path) -> None:  # ty
     r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "ループバック" in r.stderr, r.stderr
-    text = home.path.read_text(encoding="utf-8")
-    home.path.write_text('language = "en"\n' + text, encoding="utf-8")
+    set_top_level(home.path, "language", '"en"')
     r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "is not a loopback address" in r.stderr, r.stderr

@@ -72,5 +72,15 @@ def client(ui_state: UIState) -> Iterator[Client]:
         yield c
 
 
+def set_top_level(path: Path, key: str, value: str) -> None:
+    """Set a top-level key of a config file (`value` as TOML), replacing its line if it has one."""
+    import re
+
+    text = path.read_text(encoding="utf-8")
+    line = f"{key} = {value}"
+    new, n = re.subn(rf"^{key} = .*$", line, text, count=1, flags=re.M)
+    path.write_text(new if n else line + "\n" + text, encoding="utf-8")
+
+
 def outbox_files(cfg: config.Config) -> list[Path]:
     return sorted(p for p in cfg.outbox.rglob("*") if p.is_file())

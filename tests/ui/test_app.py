@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from poster import config, jobs, ledger, store
 from poster.ui.app import SESSION_COOKIE, UIState, create_app
 from tests.conftest import run_cli
-from tests.ui.conftest import BASE, PORT, SECRET, Client, jpeg_bytes, outbox_files, png_bytes
+from tests.ui.conftest import BASE, PORT, SECRET, Client, jpeg_bytes, outbox_files, png_bytes, set_top_level
 
 PAGES = ["/", "/queue", "/calendar", "/calendar?view=day", "/trace", "/ledger", "/settings", "/health"]
 
@@ -200,7 +200,7 @@ def test_the_language_switch_wins_over_the_browser(client: Client) -> None:
 
 
 def test_config_language_wins_over_the_browser(client: Client, home: config.Config) -> None:
-    home.path.write_text('language = "ja"\n' + home.path.read_text(encoding="utf-8"), encoding="utf-8")
+    set_top_level(home.path, "language", '"ja"')
     time.sleep(0.01)
     assert '<html lang="ja">' in client.get("/", headers={"Accept-Language": "en"}).text
 
@@ -312,7 +312,7 @@ def _wait_task(client: Client, url: str, timeout: float = 120) -> str:
 def test_preview_shows_the_exact_bytes_that_are_posted(client: Client, home: config.Config) -> None:
     """The page shows each target's variant beside the original; its bytes are the file the
     local adapter then publishes (and `poster preview`'s numbers for it)."""
-    home.path.write_text("approve = true\n" + home.path.read_text(encoding="utf-8"), encoding="utf-8")
+    set_top_level(home.path, "approve", "true")
     _upload(client, "fox.png", png_bytes((800, 600), seed=3))
     run_cli("run", "--once", cfg=home)
     conn = store.connect(home.db_path)

@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 
 from poster import config, ledger, store
 from tests.ui.browser import browser, chromium_missing, serving
-from tests.ui.conftest import jpeg_bytes, png_bytes
+from tests.ui.conftest import jpeg_bytes, png_bytes, set_top_level
 
 missing = chromium_missing()
 if missing and os.environ.get("CI") != "true":
@@ -157,7 +157,7 @@ def test_drop_queue_post_ledger_export(page: Any, home: config.Config, tmp_path:
 
 
 def test_preview_shows_the_posted_bytes_at_100_percent(page: Any, ui: Any, home: config.Config) -> None:
-    home.path.write_text("approve = true\n" + home.path.read_text(encoding="utf-8"), encoding="utf-8")
+    set_top_level(home.path, "approve", "true")
     page.set_input_files(
         "input[type=file][name=images]",
         files=[{"name": "fox.png", "mimeType": "image/png", "buffer": png_bytes((1000, 700), seed=12)}],

@@ -9,7 +9,8 @@
     const every = parseInt(el.dataset.every || "3000", 10);
     setTimeout(async () => {
       if (!document.body.contains(el)) return;
-      if (el.closest("form") && el.closest("form").contains(document.activeElement)) { poll(el); return; }
+      const typing = document.activeElement;  // never swap a field out from under the user
+      if (el.contains(typing) && typing.matches("input, textarea, select")) { poll(el); return; }
       try {
         const r = await fetch(el.dataset.poll, { headers: { "X-Partial": "1" }, credentials: "same-origin" });
         if (!r.ok) { poll(el); return; }

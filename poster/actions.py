@@ -691,12 +691,13 @@ def ledger_search(
     in the title or a file name (or the hidden ID, URL), by target and by posting date."""
     names: dict[int, tuple[str, str]] = {}
     for r in conn.execute(
-        "SELECT j.id AS job_id, a.name, a.meta, group_concat(o.name, ' ') AS files FROM jobs j"
+        "SELECT j.id AS job_id, a.name, a.meta, group_concat(o.name, char(31)) AS files FROM jobs j"
         " JOIN artworks a ON a.id = j.artwork_id LEFT JOIN originals o ON o.artwork_id = a.id"
         " GROUP BY j.id"
     ):
         title = json.loads(r["meta"]).get("title") or Path(r["name"].rstrip("/")).stem
-        names[r["job_id"]] = (title, f"{r['name']} {r['files'] or ''}")
+        files = dict.fromkeys([r["name"], *(r["files"] or "").split("\x1f")])  # once each, in order
+        names[r["job_id"]] = (title, " ".join(f for f in files if f))
     words = text.lower().split()
     out = []
     for row in reversed(ledger.rows(conn)):

@@ -238,6 +238,7 @@ def test_ledger_search_filters_and_exports(home: config.Config, drop) -> None:  
     assert len(actions.ledger_search(conn)) == 6
     hits = actions.ledger_search(conn, text="snow")
     assert {h["title"] for h in hits} == {"Snow rabbit"} and len(hits) == 3
+    assert {h["files"] for h in hits} == {"rabbit.png"}  # the artwork's name and its file, once
     assert len(actions.ledger_search(conn, text="fox.png", target="x")) == 1
     tomorrow = date.today() + timedelta(days=2)
     assert actions.ledger_search(conn, since=tomorrow) == []

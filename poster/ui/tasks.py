@@ -32,6 +32,7 @@ class Task:
     error: str | None = None
     finished: bool = False
     started: float = field(default_factory=time.monotonic)
+    language: str = i18n.DEFAULT  # its messages are in the language of whoever started it
 
     def progress(self, done: int, total: int, step: str = "") -> None:
         self.done, self.total, self.step = done, total, step
@@ -54,8 +55,8 @@ class Tasks:
         self._keep = keep
 
     def submit(self, kind: str, work: Work, *, subject: Any = None, task_id: str | None = None) -> Task:
-        task = Task(task_id or secrets.token_hex(8), kind, subject)
-        language = i18n.current()  # the task's messages in the language of whoever started it
+        language = i18n.current()
+        task = Task(task_id or secrets.token_hex(8), kind, subject, language=language)
         with self._lock:
             self._tasks[task.id] = task
             for old in list(self._tasks)[: max(0, len(self._tasks) - self._keep)]:

@@ -440,7 +440,7 @@ def credentials_save(rq: Rq) -> Response:
 # -- health -------------------------------------------------------------------------------------
 def health_page(rq: Rq) -> Response:
     task = rq.state.tasks.latest("health")
-    if task is None or (task.finished and rq.request.query_params.get("again")):
+    if task is None or (task.finished and task.language != rq.language):  # its words are in another language
         task = _start_health(rq)
     return rq.render("health.html", task=task, **_flash(rq))
 

@@ -554,6 +554,60 @@ def variant_quality(config: Config, conn: sqlite3.Connection, job_id: int, idx: 
     return {"psnr": psnr, "ssim": ssim}
 
 
+@dataclass(frozen=True)
+class JobCopy:
+    """One image of a queued job as it will be posted: its bytes, and both images as a viewer
+    sees them (the original at the variant's size), for `poster preview --job` and the UI."""
+
+    data: bytes
+    original: Any  # PIL.Image.Image
+    variant: Any  # PIL.Image.Image
+    report: dict[str, Any]
+
+
+def job_copy(config: Config, conn: sqlite3.Connection, job_id: int, idx: int = 0) -> JobCopy:
+    """The job's own rendered file (rendered now if the job waits and was not yet): exactly
+    the bytes that will be posted, with the numbers `poster preview --json` gives."""
+    from poster.protect import quality
+    from poster.protect.fit import resize
+
+    job = jobs.get(conn, job_id)
+    if not jobs.variants(conn, job_id):
+        prepare(config, conn, job_id)
+    path, _mime = variant_file(config, conn, job_id, idx)
+    v = next(v for v in jobs.variants(conn, job_id) if v.idx == idx)
+    data = path.read_bytes()
+    background = config.render.background
+    decoded = imaging.decode(data)
+    variant = imaging.flatten(decoded, background) if decoded.mode == "RGBA" else decoded.convert("RGB")
+    src = original_file(config, conn, job.artwork_id, idx)
+    original = imaging.flatten(
+        resize(
+            imaging.load(src.read_bytes(), src.name, max_pixels=config.intake.max_image_pixels), variant.size
+        ),
+        background,
+    )
+    mark = v.render.get("mark", {})
+    report = {
+        "psnr": round(quality.psnr(original, variant), 2),
+        "ssim": round(quality.ssim(original, variant), 4),
+        "width": v.width,
+        "height": v.height,
+        "bytes": v.bytes,
+        "format": v.format,
+        "policy": v.render.get("policy", {}).get("name"),
+        "mark_strength": mark.get("strength"),
+        "mark_read": mark.get("read"),
+        "checked": mark.get("checked"),
+        "alpha": v.render.get("alpha"),
+        "mark_id": ledger.format_id(v.mark_id),
+        "job": job_id,
+        "target": job.target,
+        "sha256": v.sha256,
+    }
+    return JobCopy(data, original, variant, report)
+
+
 # -- calendar -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CalendarEntry:

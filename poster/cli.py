@@ -459,8 +459,15 @@ def ledger_head(obj: Ctx, as_json: bool) -> None:
 
 # -- preview -------------------------------------------------------------------------------
 @cli.command()
-@click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--target", "target", required=True, metavar="NAME", help="render as for this target")
+@click.argument("image", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--target", "target", metavar="NAME", help="render as for this target")
+@click.option(
+    "--job",
+    "job_id",
+    type=int,
+    metavar="JOB",
+    help="instead of IMAGE and --target: a queued job's own copy, the exact bytes it will post",
+)
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False), metavar="FILE")
 @click.option(
     "--compare",
@@ -471,21 +478,42 @@ def ledger_head(obj: Ctx, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="print JSON (adds psnr, ssim, size, bytes, format)")
 @click.pass_obj
-def preview(obj: Ctx, image: Path, target: str, out: Path, compare_path: Path | None, as_json: bool) -> None:
+def preview(
+    obj: Ctx,
+    image: Path | None,
+    target: str | None,
+    job_id: int | None,
+    out: Path,
+    compare_path: Path | None,
+    as_json: bool,
+) -> None:
     """Render IMAGE exactly as it would be posted to NAME, without posting.
 
     The preview carries the hidden ID 0, which is never given to a real post, so a preview
     file that leaks traces to no post. PSNR/SSIM compare with the original at the variant's size.
+    With --job, the job's own rendered file instead (rendered now if it was not yet): the very
+    bytes that will be posted, as `poster ui` shows them.
     """
     from poster import render as render_mod
     from poster.protect import quality
 
+    if (job_id is None) == (image is None and target is None) or (job_id is None and not (image and target)):
+        raise UserError(_("give IMAGE and --target NAME, or --job JOB"))
     cfg = obj.config()
-    pv = render_mod.preview(cfg, target, image)
-    out.write_bytes(pv.rendered.data)
+    if job_id is not None:
+        from poster import actions
+
+        with open_db(cfg) as conn:
+            copy = actions.job_copy(cfg, conn, job_id)
+        data, original, variant, info = copy.data, copy.original, copy.variant, copy.report
+    else:
+        assert image is not None and target is not None
+        pv = render_mod.preview(cfg, target, image)
+        data, original, variant, info = pv.rendered.data, pv.original, pv.variant, pv.report()
+    out.write_bytes(data)
     if compare_path is not None:
-        quality.compare(pv.original, pv.variant).save(compare_path, "PNG")
-    report = {"file": str(out), **pv.report()}
+        quality.compare(original, variant).save(compare_path, "PNG")
+    report = {"file": str(out), **info}
     if compare_path is not None:
         report["compare"] = str(compare_path)
     if as_json:

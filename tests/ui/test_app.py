@@ -340,11 +340,12 @@ def test_preview_shows_the_exact_bytes_that_are_posted(client: Client, home: con
         assert hashlib.sha256(published).hexdigest() == row["variant_sha256"]
 
 
-def test_preview_numbers_match_poster_preview(client: Client, home: config.Config, tmp_path: Path) -> None:
-    """PSNR/SSIM on the page are computed as `poster preview --json` computes them: the CLI
-    on the same variant file gives the same numbers."""
-    from poster import actions
-    from poster.protect import quality
+def test_preview_shows_the_bytes_poster_preview_renders(
+    client: Client, home: config.Config, tmp_path: Path
+) -> None:
+    """The preview page and `poster preview --job` give the same file, byte for byte, and the
+    same PSNR/SSIM (the job is rendered from the page, then read by the CLI)."""
+    import json
 
     _upload(client, "owl.png", png_bytes((640, 480), seed=5), targets=["pixiv"], at="2031-01-01T10:00")
     run_cli("run", "--once", cfg=home)
@@ -354,17 +355,17 @@ def test_preview_numbers_match_poster_preview(client: Client, home: config.Confi
     client.post_form(f"/artworks/{job.artwork_id}/prepare")
     page = _wait_task(client, f"/artworks/{job.artwork_id}")
     psnr = float(re.search(r"PSNR <b>([\d.]+)</b>", page).group(1))  # type: ignore[union-attr]
-    from poster import imaging
-    from poster.protect.fit import resize
-
-    path, _ = actions.variant_file(home, conn, job.id, 0)
-    v = imaging.decode(path.read_bytes()).convert("RGB")
-    o = imaging.load(
-        (home.data_dir / jobs.originals(conn, job.artwork_id)[0].archive_path).read_bytes(),
-        "o.png",
-        max_pixels=10**9,
-    )
-    assert psnr == round(quality.psnr(imaging.flatten(resize(o, v.size), "#ffffff"), v), 2)
+    ssim = float(re.search(r"SSIM <b>([\d.]+)</b>", page).group(1))  # type: ignore[union-attr]
+    shown = client.get(f"/media/variant/{job.id}/0").content
+    out = tmp_path / "pixiv.png"
+    code, stdout, err = run_cli("preview", "--job", str(job.id), "--out", str(out), "--json", cfg=home)
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert out.read_bytes() == shown
+    assert (report["psnr"], report["ssim"]) == (psnr, ssim)
+    assert report["sha256"] == hashlib.sha256(shown).hexdigest()
+    code, _out, err = run_cli("preview", "--out", str(out), cfg=home)
+    assert code != 0 and "--job" in err
 
 
 # -- calendar -------------------------------------------------------------------------------

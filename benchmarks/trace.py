@@ -40,9 +40,7 @@ from poster import fingerprint, ledger, store  # noqa: E402
 from poster.trace import MATCH_SCORE, Tracer  # noqa: E402
 from tests.synthetic import painting  # noqa: E402
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-if not CORPUS.is_dir():
-    CORPUS = Path("/work/shared/corpus")
+CORPUS = REPO.parent / "shared" / "corpus"
 
 
 def jpeg(im: Image.Image, q: int) -> Image.Image:
@@ -357,6 +355,8 @@ def main() -> None:
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-calibration", action="store_true")
     args = ap.parse_args()
+    if not args.skip_calibration and not CORPUS.is_dir():
+        ap.error(f"{CORPUS}: the test-art corpus is not beside this repository; use --skip-calibration")
     if not args.skip_calibration:
         calibrate(args.distractors)
     if not args.skip_speed:

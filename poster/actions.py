@@ -1,10 +1,15 @@
 """What a user does, shared by the CLI and the web UI (`poster ui`): act on a job (retry,
-cancel, confirm, approve, prepare), drop art into the outbox, look at the queue, the
+cancel, confirm, release, approve, prepare), drop art into the outbox, look at the queue, the
 calendar and the ledger, trace copies, read and write settings, check health.
 
 Every function takes what it needs (a `Config`, a connection) as values and returns plain
 data or a one-line, translated summary; user-fixable problems raise `UserError`. Nothing here
 knows about HTTP or the terminal.
+
+No action re-posts a job that may already be posted without asking the platform first: an
+`uncertain` job is never retried, a cancelled one that was uncertain goes back to
+`uncertain` (so the next run looks it up), and `confirm --not-posted` looks the post up
+where the adapter can before it lets the job be posted again.
 """
 
 from __future__ import annotations
@@ -27,15 +32,34 @@ from poster.dispatch import Dispatcher
 from poster.errors import InputError, UserError
 from poster.i18n import N_, _
 from poster.jobs import State
-from poster.platforms.base import PostResult
+from poster.platforms.base import Existence, PostResult
 from poster.store import now, transaction
 
 
 # -- one job ---------------------------------------------------------------------------------
 def retry(conn: sqlite3.Connection, job_id: int) -> str:
     job = jobs.get(conn, job_id)
+    if job.state is State.CANCELLED and jobs.previous_state(conn, job_id) is State.UNCERTAIN:
+        # it may be posted: back to `uncertain`, where only a look-up or the user settles it
+        with transaction(conn):
+            if not jobs.transition(
+                conn,
+                job_id,
+                State.CANCELLED,
+                State.UNCERTAIN,
+                reason=_("was uncertain when cancelled: the post may exist"),
+            ):
+                raise UserError(_("job {job} changed meanwhile; see `poster status`").format(job=job_id))
+        return _(
+            "job {job} ({name} → {target}) may already be posted (it was uncertain when cancelled): it "
+            "is uncertain again; the next run looks it up, or settle it with `poster confirm {job} "
+            "--posted URL` or `--not-posted`"
+        ).format(job=job_id, name=job.name, target=job.target)
     has_variants = bool(jobs.variants(conn, job_id))
     new = State.READY if has_variants else State.PENDING
+    at = now()
+    # "try again" is not "post before the release date": that is `release`
+    keep_date = jobs.waits_for_release(job, at)
     with transaction(conn):
         if not jobs.transition(
             conn,
@@ -43,7 +67,7 @@ def retry(conn: sqlite3.Connection, job_id: int) -> str:
             (State.FAILED, State.CANCELLED, State.RETRY_WAIT),
             new,
             reason="retry requested",
-            scheduled_at=now(),
+            scheduled_at=job.scheduled_at if keep_date else at,
         ):
             if job.state is State.UNCERTAIN:
                 raise UserError(
@@ -57,8 +81,40 @@ def retry(conn: sqlite3.Connection, job_id: int) -> str:
                 )
             )
         conn.execute("UPDATE jobs SET attempts = 0 WHERE id = ?", (job_id,))
+    if keep_date:
+        return _(
+            "job {job} ({name} → {target}) will be tried again on its release date {when} "
+            "(`poster release {job}` posts it earlier)"
+        ).format(job=job_id, name=job.name, target=job.target, when=job.meta.get("at"))
     return _("job {job} ({name} → {target}) will be tried again at the next run").format(
         job=job_id, name=job.name, target=job.target
+    )
+
+
+def release(config: Config, conn: sqlite3.Connection, job_id: int) -> str:
+    """Post a job before its time: the release date its sidecar sets (`at`), which even
+    `run --once --now` waits for, or its slot. It goes out at the next run (the daemon still
+    paces it; `run --once --now` does not)."""
+    from poster.schedule import zone
+
+    job = jobs.get(conn, job_id)
+    if job.state not in (State.PENDING, State.READY):
+        raise UserError(
+            _("job {job} is {state}; only a pending or ready job can be released early").format(
+                job=job_id, state=job.state.value
+            )
+        )
+    at = now()
+    if job.scheduled_at <= at:
+        raise UserError(_("job {job} is already due: it goes out at the next run").format(job=job_id))
+    with transaction(conn):
+        if not jobs.transition(
+            conn, job_id, job.state, job.state, reason=_("released early by the user"), scheduled_at=at
+        ):
+            raise UserError(_("job {job} changed meanwhile; see `poster status`").format(job=job_id))
+    when = job.scheduled_at.astimezone(zone(config)).strftime("%Y-%m-%d %H:%M")
+    return _("job {job} ({name} → {target}) released: it goes out at the next run instead of {when}").format(
+        job=job_id, name=job.name, target=job.target, when=when
     )
 
 
@@ -104,6 +160,14 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
             _("job {job} is {state}; --not-posted is for uncertain jobs").format(
                 job=job_id, state=state_label(job.state)
             )
+        )
+    found = _look_up(config, conn, job)
+    if found is not None:
+        raise UserError(
+            _(
+                "job {job}: {target} shows this post at {url}; not posting it again (record it with "
+                "`poster confirm {job} --posted {url}`)"
+            ).format(job=job_id, target=job.target, url=found.url)
         )
     with transaction(conn):
         jobs.transition(
@@ -1014,3 +1078,14 @@ def read_config(path: Path) -> Config:
     from poster import config as config_mod
 
     return config_mod.load(path)
+
+
+def _look_up(config: Config, conn: sqlite3.Connection, job: jobs.Job) -> PostResult | None:
+    """The post of `job` if its platform shows it; None when it does not, or cannot tell (then
+    the user's word decides)."""
+    dispatcher = Dispatcher(config, conn)
+    try:
+        existence, found = dispatcher.adapter(job.target).find_existing(dispatcher.build_post(job))
+    except (UserError, OSError):  # target gone from the config, variant files gone
+        return None
+    return found if existence is Existence.EXISTS else None

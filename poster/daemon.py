@@ -8,7 +8,6 @@ import logging
 import os
 import sqlite3
 import threading
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -92,12 +91,12 @@ def make_tick(config: Callable[[], Config]) -> Callable[[threading.Event], datet
                 d = Dispatcher(cfg, conn, stop=stop)
                 d.resolve_uncertain(throttle=lookups)
                 for r in outbox.scan(conn, cfg, reported=reported):
-                    if r.outcome in ("queued", "failed"):
-                        log.info("%s %s%s", r.outcome, r.name, f": {r.reason}" if r.reason else "")
+                    if r.outcome == "queued":
+                        log.info("queued %s", r.name)
                 refresh_trace_index(cfg, conn, d.run_due())
                 return d.next_due()
             except Exception:  # keep the daemon alive; the next tick tries again
-                log.error("tick failed:\n%s", traceback.format_exc())
+                log.error("tick failed", exc_info=True)
                 return None
             finally:
                 conn.close()

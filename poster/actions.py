@@ -455,6 +455,11 @@ class JobView:
         )
 
     @property
+    def can_release(self) -> bool:
+        """Waits for a later time (a slot or its release date): "post now" can bring it forward."""
+        return self.job.state in (State.PENDING, State.READY) and self.job.scheduled_at > now()
+
+    @property
     def can_prepare(self) -> bool:
         return self.job.state is State.PENDING
 

@@ -136,6 +136,8 @@ def job_action(rq: Rq) -> Response:
             message = actions.cancel(rq.db, job_id)
         elif verb == "approve":
             message = actions.approve(cfg, rq.db, job_id)
+        elif verb == "release":
+            message = actions.release(cfg, rq.db, job_id)
         elif verb == "confirm-posted":
             url = str(rq.form.get("url") or "").strip()
             if not url:
@@ -147,7 +149,7 @@ def job_action(rq: Rq) -> Response:
             return Response(status_code=404)
     except UserError as exc:
         return rq.back(back, error=str(exc))
-    if rq.state.kick is not None and verb in ("retry", "approve", "confirm-not-posted"):
+    if rq.state.kick is not None and verb in ("retry", "approve", "release", "confirm-not-posted"):
         rq.state.kick()
     return rq.back(back, message=message)
 

@@ -277,6 +277,11 @@ def test_job_actions_from_the_page(client: Client, home: config.Config) -> None:
     assert jobs.get(conn, job.id).state is jobs.State.CANCELLED
     r = client.post_form(f"/jobs/{job.id}/retry", {"back": "/"})
     assert jobs.get(conn, job.id).state is jobs.State.PENDING
+    assert f"/jobs/{job.id}/release" in client.get("/queue").text  # waits for 2031: "post now"
+    r = client.post_form(f"/jobs/{job.id}/release", {"back": "/"})
+    assert "err=" not in r.headers["location"]
+    assert jobs.get(conn, job.id).scheduled_at <= store.now()
+    assert f"/jobs/{job.id}/release" not in client.get("/queue").text
     r = client.post_form(f"/jobs/{job.id}/confirm-not-posted", {"back": "/"})
     assert "err=" in r.headers["location"]  # only for an uncertain job
     r = client.post_form(f"/jobs/{job.id}/retry", {"back": "https://evil.example/"})

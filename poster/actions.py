@@ -566,6 +566,13 @@ def waiting_in_outbox(config: Config) -> list[tuple[str, str | None]]:
     return [(c.name, None) for c in found] + [(s.name, s.reason) for s in skipped]
 
 
+def needs_attention(config: Config) -> tuple[Path, list[tuple[str, str]]]:
+    """What intake held back in needs-attention/ (name, reason), and that folder."""
+    from poster import attention
+
+    return attention.folder(config), [(h.name, h.reason) for h in attention.items(config)]
+
+
 def original_file(config: Config, conn: sqlite3.Connection, artwork_id: int, idx: int) -> Path:
     for o in jobs.originals(conn, artwork_id):
         if o.idx == idx:

@@ -43,7 +43,10 @@ def _flash(rq: Rq) -> dict[str, str | None]:
 # -- home / queue -----------------------------------------------------------------------------
 def _queue_context(rq: Rq) -> dict[str, Any]:
     cfg = rq.config
+    held_folder, held = actions.needs_attention(cfg)
     return {
+        "held": held,
+        "held_folder": held_folder,
         "artworks": actions.queue(cfg, rq.db),
         "outbox": actions.waiting_in_outbox(cfg),
         "zone": str(schedule.zone(cfg)),

@@ -482,3 +482,17 @@ def test_health_reports_each_target(client: Client) -> None:
         time.sleep(0.2)
         page = client.get("/health", headers={"Accept-Language": "ja"}).text
     assert "台帳は改ざんされていません" in page
+
+
+def test_what_intake_held_back_is_shown_with_its_reason(client: Client, home: config.Config) -> None:
+    """A file dropped straight into the outbox that cannot be posted is held in
+    needs-attention/ by intake; the queue says so, in the page's language."""
+    import os
+
+    psd = home.outbox / "draft.psd"
+    psd.write_bytes(b"8BPS" + b"\0" * 64)
+    os.utime(psd, (time.time() - 3600, time.time() - 3600))
+    run_cli("run", "--once", cfg=home)
+    page = client.get("/queue", headers={"Accept-Language": "ja"}).text
+    assert "確認が必要なもの" in page
+    assert "draft.psd" in page and "Photoshop" in page

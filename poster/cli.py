@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from poster import __version__, jobs, ledger, markkey, store
+from poster import __version__, i18n, jobs, ledger, markkey, store
 from poster import config as config_mod
 from poster.errors import UserError
 from poster.i18n import _
@@ -40,6 +40,8 @@ class Ctx:
         cfg = config_mod.load(config_mod.find(self.config_path))
         setup_logging(self.verbose, self.debug, cfg.data_dir)
         self.loaded = cfg
+        if cfg.language:  # config `language` wins over LANG from here on
+            i18n.set_language(cfg.language)
         return cfg
 
 
@@ -525,6 +527,52 @@ def confirm(obj: Ctx, job_id: int, posted_url: str | None, not_posted: bool) -> 
         say(actions.confirm(cfg, conn, job_id, posted_url))
 
 
+@cli.command()
+@click.argument("job_ids", metavar="JOB...", type=int, nargs=-1, required=True)
+@click.pass_obj
+def approve(obj: Ctx, job_ids: tuple[int, ...]) -> None:
+    """Approve rendered jobs for posting (config `approve = true`)."""
+    from poster import actions
+
+    cfg = obj.config()
+    with open_db(cfg) as conn:
+        for job_id in job_ids:
+            click.echo(actions.approve(cfg, conn, job_id))
+    if not any(cfg.needs_approval(t) for t in cfg.targets):
+        click.echo(_("note: approval is off in {file}; jobs post without it").format(file=cfg.path), err=True)
+
+
+# -- the web UI --------------------------------------------------------------------------------
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (loopback)")
+@click.option(
+    "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port"
+)
+@click.option("--no-browser", is_flag=True, help="do not open the browser")
+@click.option("--no-daemon", is_flag=True, help="only show and edit; do not post from this process")
+@click.option("--allow-remote", is_flag=True, help="allow a --host that is not loopback (not recommended)")
+@click.pass_obj
+def ui(obj: Ctx, host: str, port: int, no_browser: bool, no_daemon: bool, allow_remote: bool) -> None:
+    """The local web app. Prints one URL (with a secret for this launch) and opens it."""
+    from poster.ui.server import Launch
+
+    cfg = obj.config()
+    launch = Launch(
+        cfg.path,
+        host=host,
+        port=port,
+        daemon=not no_daemon,
+        allow_remote=allow_remote,
+        warn=lambda text: click.echo(text, err=True),
+    )
+    if launch.state.daemon == "outside":
+        text = _("another `poster run` is posting from {folder}; this window only shows and edits")
+        click.echo(text.format(folder=cfg.data_dir), err=True)
+    click.echo(_("poster ui is running (Ctrl-C to stop)"), err=True)
+    click.echo(launch.url)  # the one line on stdout, last: a script can read it and go
+    launch.serve(open_browser=not no_browser)
+
+
 # -- trace and ledger ------------------------------------------------------------------------
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -749,8 +797,15 @@ def _terminal_status(text: str) -> tuple[Any, Any]:
 
 
 @cli.command()
-@click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--target", "target", required=True, metavar="NAME", help="render as for this target")
+@click.argument("image", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--target", "target", metavar="NAME", help="render as for this target")
+@click.option(
+    "--job",
+    "job_id",
+    type=int,
+    metavar="JOB",
+    help="instead of IMAGE and --target: a queued job's own copy, the exact bytes it will post",
+)
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False), metavar="FILE")
 @click.option(
     "--compare",
@@ -761,25 +816,48 @@ def _terminal_status(text: str) -> tuple[Any, Any]:
 )
 @click.option("--json", "as_json", is_flag=True, help="print JSON (adds psnr, ssim, size, bytes, format)")
 @click.pass_obj
-def preview(obj: Ctx, image: Path, target: str, out: Path, compare_path: Path | None, as_json: bool) -> None:
+def preview(
+    obj: Ctx,
+    image: Path | None,
+    target: str | None,
+    job_id: int | None,
+    out: Path,
+    compare_path: Path | None,
+    as_json: bool,
+) -> None:
     """Render IMAGE exactly as it would be posted to NAME, without posting.
 
     The preview carries the hidden ID 0, which is never given to a real post, so a preview
     file that leaks traces to no post. PSNR/SSIM compare with the original at the variant's size.
+    With --job, the job's own rendered file instead (rendered now if it was not yet): the very
+    bytes that will be posted, as `poster ui` shows them.
     """
     from poster import render as render_mod
     from poster.protect import quality
 
+    if (job_id is None) == (image is None and target is None) or (job_id is None and not (image and target)):
+        raise UserError(_("give IMAGE and --target NAME, or --job JOB"))
     cfg = obj.config()
-    say, stop = _terminal_status(_("rendering {file} for {target}").format(file=image.name, target=target))
-    try:
-        pv = render_mod.preview(cfg, target, image, progress=say)
-    finally:
-        stop()
-    out.write_bytes(pv.rendered.data)
+    if job_id is not None:
+        from poster import actions
+
+        with open_db(cfg) as conn:
+            copy = actions.job_copy(cfg, conn, job_id)
+        data, original, variant, info = copy.data, copy.original, copy.variant, copy.report
+    else:
+        assert image is not None and target is not None
+        progress, stop = _terminal_status(
+            _("rendering {file} for {target}").format(file=image.name, target=target)
+        )
+        try:
+            pv = render_mod.preview(cfg, target, image, progress=progress)
+        finally:
+            stop()
+        data, original, variant, info = pv.rendered.data, pv.original, pv.variant, pv.report()
+    out.write_bytes(data)
     if compare_path is not None:
-        quality.compare(pv.original, pv.variant).save(compare_path, "PNG")
-    report = {"file": str(out), **pv.report()}
+        quality.compare(original, variant).save(compare_path, "PNG")
+    report = {"file": str(out), **info}
     if compare_path is not None:
         report["compare"] = str(compare_path)
     if as_json:
@@ -887,6 +965,7 @@ _accept_config_everywhere(cli)
 # -- entry point -----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    i18n.set_language(i18n.from_environment())  # LANG until the config says otherwise
     debug = "--debug" in args
     try:
         rv = cli.main(args=args, prog_name="poster", standalone_mode=False)

@@ -142,6 +142,7 @@ class TargetConfig(BaseModel):
     slots: tuple[str, ...] = ()
     min_interval_minutes: float = Field(5.0, ge=0, le=7 * 24 * 60)  # between two posts
     daily_cap: int | None = Field(None, ge=1, le=10_000)  # posts per rolling 24 hours
+    approve: bool | None = None  # None: the top-level `approve`
 
     @field_validator("slots")
     @classmethod
@@ -204,6 +205,10 @@ class Config(_Strict):
     data_dir: Path
     artist: str = ""
     timezone: str | None = None
+    language: str = ""  # "" (LANG / the browser decides), "en" or "ja"
+    # Nothing posts until the artist approves the rendered copy (in `poster ui` or with
+    # `poster approve JOB`); a target's own `approve` wins.
+    approve: bool = False
     intake: IntakeConfig = IntakeConfig()
     render: RenderConfig = RenderConfig()
     targets: dict[str, TargetConfig]
@@ -242,6 +247,15 @@ class Config(_Strict):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"unknown time zone {v!r}") from None
         return v or None
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        from poster.i18n import LANGUAGES
+
+        if v and v not in LANGUAGES:
+            raise ValueError(f"unknown language {v!r} (known: {', '.join(LANGUAGES)}, or empty)")
+        return v
 
     @model_validator(mode="after")
     def _policies_exist(self) -> Config:
@@ -292,6 +306,11 @@ class Config(_Strict):
     def enabled_targets(self) -> dict[str, TargetConfig]:
         return {n: t for n, t in self.targets.items() if t.enabled}
 
+    def needs_approval(self, target: str) -> bool:
+        tc = self.targets.get(target)
+        own = tc.approve if tc is not None else None
+        return self.approve if own is None else own
+
 
 def _loc(err: dict[str, Any]) -> str:
     parts = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "model-"))]
@@ -306,6 +325,26 @@ def _one_line(path: Path, exc: ValidationError) -> str:
     loc = _loc(err)
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{path}: {loc + ': ' if loc else ''}{msg}{more}"
+
+
+def field_errors(path: Path, data: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every problem with `data` as (dotted key, pydantic error type, error dict), for forms
+    that show each error beside its field; [] when `data` is a valid config."""
+    try:
+        parse(path, data)
+    except ConfigError:
+        pass
+    else:
+        return []
+    data = dict(data)
+    data.pop("data_dir", None)
+    try:
+        Config(path=path, data_dir=path.parent, **data)
+    except ValidationError as exc:
+        return [(_loc(e), str(e["type"]), dict(e)) for e in exc.errors()]
+    except TypeError as exc:
+        return [("", "type_error", {"msg": str(exc)})]
+    return [("data_dir", "value_error", {"msg": "must be a non-empty string path"})]
 
 
 def parse(path: Path, data: dict[str, Any]) -> Config:

@@ -1,5 +1,6 @@
 """One tick of `poster run` (the daemon): pick up config edits, take in the outbox, post what
-is due. The clock that calls it is `poster.schedule.run_daemon`.
+is due. The clock that calls it is `poster.schedule.run_daemon`; `poster ui` runs the same
+tick in-process when no `poster run` holds the data folder.
 
 A tick that fails (a full disk, a database another program holds, a bug) is reported once,
 not on every tick, and the daemon keeps going: the next tick first puts back what the failed
@@ -10,9 +11,13 @@ is looked up), which is safe because ticks never overlap and the run lock keeps 
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +27,33 @@ from poster.i18n import _
 from poster.termsafe import safe
 
 log = logging.getLogger("poster.daemon")
+
+
+@contextmanager
+def run_lock(cfg: config_mod.Config) -> Iterator[None]:
+    """One daemon per data folder (`poster run`, or `poster ui` running it in-process)."""
+    with store.run_lock(cfg.data_dir):
+        yield
+
+
+def is_running(cfg: config_mod.Config) -> bool:
+    """Whether some process (this one included) holds the data folder's run lock: flock on
+    a new descriptor of the folder conflicts with any other descriptor's lock."""
+    try:
+        fd = os.open(cfg.data_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcomes: list[Any]) -> None:
@@ -40,9 +72,17 @@ def refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcom
 class Ticker:
     """The daemon's state between ticks and the tick itself (`__call__`)."""
 
-    def __init__(self, cfg: config_mod.Config, *, reporter: Any = None) -> None:
+    def __init__(
+        self,
+        cfg: config_mod.Config,
+        *,
+        reporter: Any = None,
+        config_source: Callable[[], config_mod.Config] | None = None,
+    ) -> None:
         """`reporter` (the CLI's) is told each post, failure, hold and intake result as it
-        happens and shows render progress; without one the tick only logs."""
+        happens and shows render progress; without one the tick only logs. `config_source`
+        (poster ui's, which validates and writes the settings itself) replaces the file
+        watcher as the place each tick takes its config from."""
         from poster import outbox
         from poster.dispatch import LookupThrottle
         from poster.timestamps import Stamper
@@ -52,24 +92,31 @@ class Ticker:
         self.reported = outbox.Reported()  # a file it cannot take is reported once, not every scan
         self.stamper = Stamper(cfg)  # a TSA that did not answer rests a while before the next try
         self.reporter = reporter
+        self.config_source = config_source
+        # ticks never overlap: the UI may run one at once (after an upload) beside the clock's
+        self._serial = threading.Lock()
         self._problem: str | None = None  # the failure reported last (not repeated)
         self._dirty = False  # the last tick failed: put back what it left half-done
 
     @property
     def config(self) -> config_mod.Config:
-        return self.watcher.config
+        return self.config_source() if self.config_source is not None else self.watcher.config
 
     def interval(self) -> float:
-        return self.watcher.config.intake.scan_interval
+        return self.config.intake.scan_interval
 
     def __call__(self, stop: threading.Event) -> datetime | None:
         """Runs in APScheduler's worker thread, with its own connection. Returns when the
         next job is due, so the clock can wake for it instead of waiting for the next scan."""
+        with self._serial:
+            return self._tick(stop)
+
+    def _tick(self, stop: threading.Event) -> datetime | None:
         from poster import outbox
         from poster.dispatch import Dispatcher
         from poster.timestamps import Stamper
 
-        cfg = self.watcher.poll()
+        cfg = self.config_source() if self.config_source is not None else self.watcher.poll()
         try:
             with store.opened(cfg.db_path) as conn:
                 if self._dirty:
@@ -122,3 +169,9 @@ class Ticker:
             log.warning("%s", _("the data folder works again: carrying on"))
             self._problem = None
         return nxt
+
+
+def make_tick(config: Callable[[], config_mod.Config]) -> Ticker:
+    """The tick for `poster ui`'s in-process daemon, taking its config from `config` (the
+    UI's, so a setting saved in the page applies from the next tick on)."""
+    return Ticker(config(), config_source=config)

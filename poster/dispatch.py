@@ -39,6 +39,7 @@ from poster.store import iso, now, parse_iso, transaction
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=6)
 MAX_LOOKUP_BACKOFF = timedelta(minutes=30)  # between look-ups of a still undecided `uncertain` job
+AWAITING_APPROVAL = "rendered; waiting for your approval"
 
 
 class _Lost(Exception):
@@ -375,6 +376,8 @@ class Dispatcher:
         target = self.config.targets.get(job.target)
         if job.state not in (State.READY, State.RETRY_WAIT):
             return Outcome(job.id, job.target, job.name, job.state)
+        if self.awaiting_approval(job):
+            return Outcome(job.id, job.target, job.name, job.state, AWAITING_APPROVAL)
         try:
             # everything that can fail before a byte is sent, done before `posting`: a target
             # removed from the config or a missing variant fails the job instead of leaving
@@ -443,6 +446,29 @@ class Dispatcher:
             log.warning("job %d → %s: %s; next try %s", job.id, job.target, result.reason, iso(when))
             return Outcome(job.id, job.target, job.name, State.RETRY_WAIT, result.reason)
         return self._fail(job, State.POSTING, result.reason or "the platform refused the post")
+
+    def awaiting_approval(self, job: Job) -> bool:
+        return self.config.needs_approval(job.target) and job.approved_at is None
+
+    def render_for_approval(self) -> list[Outcome]:
+        """Render, ahead of their time, the pending jobs that wait for the artist's approval:
+        what is approved is the exact variant that will be posted, and it should be ready to
+        look at well before its slot."""
+        out = []
+        for job in jobs.all_jobs(self.conn):
+            if self.stop.is_set():
+                break
+            if job.state is State.PENDING and self.awaiting_approval(job):
+                failed = self.render_job(job)
+                if failed is not None:
+                    out.append(failed)
+                else:
+                    with transaction(self.conn):
+                        self.conn.execute(
+                            "UPDATE jobs SET reason = ? WHERE id = ? AND state = ? AND approved_at IS NULL",
+                            (AWAITING_APPROVAL, job.id, State.READY.value),
+                        )
+        return out
 
     def process(self, job: Job) -> Outcome:
         if job.state is State.PENDING:
@@ -558,13 +584,20 @@ class Dispatcher:
         """Process every due job, oldest first. Without `ignore_schedule` (run --now) each
         target's pacing (min interval, daily cap) holds jobs back to a later time. `report`
         is told each outcome as it happens (a run stopped by a full disk still shows what it
-        did before)."""
-        outcomes = []
+        did before). Jobs that wait for the artist's approval are rendered ahead of their
+        time, so there is something to approve."""
+        outcomes = self.render_for_approval()
+        for o in outcomes:
+            self.report(o)
+            if report is not None:
+                report(o)
         at = at or now()
         held: dict[str, datetime] = {}
         for job in jobs.due(self.conn, at, ignore_schedule=ignore_schedule):
             if self.stop.is_set():
                 break
+            if job.state is not State.PENDING and self.awaiting_approval(job):
+                continue  # nothing posts before the artist approves it
             if not ignore_schedule and self.pace(job, at, held):
                 continue
             outcomes.append(self.process(job))
@@ -574,9 +607,18 @@ class Dispatcher:
         return outcomes
 
     def next_due(self) -> datetime | None:
-        """When the earliest waiting job is due (None: nothing waits)."""
+        """When the earliest waiting job is due (None: nothing waits). A rendered job that waits
+        for approval is not due: the daemon must not wake for it on every tick."""
         marks = ",".join("?" * len(jobs.DUE_STATES))
+        gated = [t for t in self.config.targets if self.config.needs_approval(t)]
+        gate = ""
+        if gated:
+            gate = (
+                f" AND NOT (state != 'pending' AND approved_at IS NULL"
+                f" AND target IN ({','.join('?' * len(gated))}))"
+            )
         row = self.conn.execute(
-            f"SELECT MIN(scheduled_at) FROM jobs WHERE state IN ({marks})", [s.value for s in jobs.DUE_STATES]
+            f"SELECT MIN(scheduled_at) FROM jobs WHERE state IN ({marks}){gate}",
+            [*(s.value for s in jobs.DUE_STATES), *gated],
         ).fetchone()
         return parse_iso(row[0]) if row and row[0] else None

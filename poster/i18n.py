@@ -17,6 +17,8 @@ two requests in different languages never see each other's.
 from __future__ import annotations
 
 import gettext
+import io
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,10 +83,33 @@ def negotiate(accept_language: str | None) -> str:
 
 @cache
 def translations(language: str) -> gettext.NullTranslations:
-    """The catalog for `language` (English: the identity)."""
+    """The catalog for `language` (English: the identity). An installed wheel has the `.mo`
+    compiled at build time; a checkout (an editable install) may have only the `.po`, or a
+    `.mo` older than it: then the `.po` is compiled in memory, so a source tree always shows
+    its current translations."""
     if language == DEFAULT:
         return gettext.NullTranslations()
+    folder = LOCALE_DIR / language / "LC_MESSAGES"
+    mo, po = folder / f"{DOMAIN}.mo", folder / f"{DOMAIN}.po"
+    try:
+        if po.exists() and (not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime):
+            return _compile_in_memory(po, language)
+    except Exception as exc:  # a broken .po must not stop poster: fall back to English
+        logging.getLogger(__name__).warning("%s: cannot read the catalog: %s", po, exc)
+        return gettext.NullTranslations()
     return gettext.translation(DOMAIN, localedir=LOCALE_DIR, languages=[language], fallback=True)
+
+
+def _compile_in_memory(po: Path, language: str) -> gettext.GNUTranslations:
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    with po.open("rb") as fh:
+        catalog = read_po(fh, locale=language, domain=DOMAIN)
+    buf = io.BytesIO()
+    write_mo(buf, catalog)
+    buf.seek(0)
+    return gettext.GNUTranslations(buf)
 
 
 def set_language(language: str | None) -> str:

@@ -51,6 +51,7 @@ class Job:
     remote_id: str | None
     name: str
     meta: dict[str, Any]
+    approved_at: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -67,6 +68,7 @@ class Job:
             remote_id=row["remote_id"],
             name=row["name"],
             meta=json.loads(row["meta"]),
+            approved_at=row["approved_at"],
         )
 
 
@@ -232,7 +234,9 @@ def reserve_mark_id(conn: sqlite3.Connection, job_id: int, idx: int) -> int:
 
 
 def save_variants(conn: sqlite3.Connection, job_id: int, items: list[Variant]) -> None:
+    """Replace the job's variants; an approval was of the old pixels, so it is withdrawn."""
     conn.execute("DELETE FROM variants WHERE job_id = ?", (job_id,))
+    conn.execute("UPDATE jobs SET approved_at = NULL WHERE id = ?", (job_id,))
     conn.executemany(
         "INSERT INTO variants (job_id, idx, mark_id, path, sha256, format, width, height, bytes,"
         " render) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

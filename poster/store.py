@@ -142,6 +142,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     # fixed at intake: every render of this original (preview and post) gets the same visible
     # layout per target (poster.protect.layout_seed / post_seed); NULL in older data folders
     ("originals", "layout_seed", "INTEGER"),
+    # when the artist approved the rendered variants (config `approve`); cleared on re-render
+    ("jobs", "approved_at", "TEXT"),
 )
 
 _TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))

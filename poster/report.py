@@ -211,11 +211,7 @@ def write(
     files: list[tuple[str, Path, str]] = [("suspect (as found)", suspect_copy, sha256_file(suspect_path))]
     from poster import timestamps
 
-    if trust is not None:
-        anchors = list(trust)
-    else:
-        fetched = timestamps.cached_roots(data_dir) if data_dir is not None else []
-        anchors = [*timestamps.bundled_anchors(), *fetched]
+    anchors = list(trust) if trust is not None else timestamps.default_anchors(data_dir)
     stamped_check = timestamps.check_ledger(conn, anchors, data_dir)  # `poster ledger verify`'s check
     check = stamped_check.chain
     best: Match | None = result.matches[0] if result.matches else None

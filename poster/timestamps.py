@@ -118,9 +118,8 @@ class DefaultTsa:
 # The TSAs of config.DEFAULT_TSA_URLS (same order) and the source of each one's root; see
 # poster/data/tsa/README.md for how each was checked.
 DEFAULT_TSAS: tuple[DefaultTsa, ...] = (
-    # FreeTSA's root (CN=www.freetsa.org, self-signed, valid to 2041) is in no registry's
-    # package; its fingerprint is the one FreeTSA publishes and the one authsign 0.6.1 (PyPI)
-    # pins in authsign/trusted/roots.yaml.
+    # FreeTSA's root (self-signed) is in no registry's package; its fingerprint is the one
+    # FreeTSA publishes and the one authsign 0.6.1 (PyPI) pins in authsign/trusted/roots.yaml.
     DefaultTsa(
         "freetsa",
         "https://freetsa.org/tsr",
@@ -273,13 +272,18 @@ def fetch_root(
     return cert
 
 
+def default_anchors(data_dir: Path | None) -> list[x509.Certificate]:
+    """The default TSAs' roots: shipped, and pinned ones fetched into `data_dir`."""
+    return [*bundled_anchors(), *(cached_roots(data_dir) if data_dir is not None else [])]
+
+
 def anchors(config: Config) -> list[x509.Certificate]:
     """The roots a token's signer must chain to: the default TSAs' roots (shipped, or fetched
     and pinned into the data folder) and tsa_ca_file."""
     extra: list[x509.Certificate] = []
     if config.proof.tsa_ca_file is not None:
         extra = x509.load_pem_x509_certificates(config.proof.tsa_ca_file.read_bytes())
-    return [*bundled_anchors(), *cached_roots(config.data_dir), *extra]
+    return [*default_anchors(config.data_dir), *extra]
 
 
 def missing_root(data_dir: Path, tsa_url: str | None) -> str | None:

@@ -237,7 +237,7 @@ def fetch_root(
         if certs:
             message = _(
                 "{host}: REFUSED the root certificate from {url}: SHA-256 {got}, not the pinned {pin}"
-                " (a changed root or an altered download); its time-stamps wait"
+                " (a changed root or an altered download); skipped, tried again later"
             ).format(
                 host=host(tsa.tsa_url),
                 url=pin.url,
@@ -247,7 +247,7 @@ def fetch_root(
         else:
             message = _(
                 "{host}: REFUSED what {url} sent: no certificate in it (the pinned root has SHA-256"
-                " {pin}); its time-stamps wait"
+                " {pin}); skipped, tried again later"
             ).format(host=host(tsa.tsa_url), url=pin.url, pin=pin.sha256)
         log.warning(message)
         raise Unreachable(message)

@@ -664,7 +664,7 @@ def ledger_verify(obj: Ctx) -> None:
 
     cfg = obj.config()
     with open_db(cfg, readonly=True) as conn:
-        check = timestamps.check_ledger(conn, timestamps.anchors(cfg))
+        check = timestamps.check_ledger(conn, timestamps.anchors(cfg), cfg.data_dir)
     for bad in check.bad:
         say(
             _("time-stamp of {what} does not verify: {reason}").format(

@@ -156,8 +156,9 @@ class TargetConfig(BaseModel):
 
 
 # Public RFC 3161 time-stamping authorities used when a config has no [proof] table: free, no
-# account, and their trust anchors ship in poster/data/tsa/ (see README.md there for where
-# each came from and how it was checked). Only SHA-256 hashes are sent to them.
+# account. Where trust in each comes from (a shipped root, or a root fetched once and pinned by
+# fingerprint) is timestamps.DEFAULT_TSAS, same order; poster/data/tsa/README.md says how each
+# was checked. Only SHA-256 hashes are sent to them.
 DEFAULT_TSA_URLS: tuple[str, ...] = ("https://freetsa.org/tsr", "http://timestamp.identrust.com")
 
 

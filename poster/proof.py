@@ -222,9 +222,10 @@ def write(
         try:
             token = timestamps.verify(stamp.token or b"", bytes.fromhex(stamp.digest), trust)
         except timestamps.TsaError as exc:
+            missing = timestamps.missing_root(data_dir, stamp.tsa_url) if data_dir is not None else None
             bundle.warnings.append(
                 _("{what}: its time-stamp does not verify ({reason}); left out").format(
-                    what=timestamps.describe(stamp), reason=exc
+                    what=timestamps.describe(stamp), reason=f"{exc}; {missing}" if missing else exc
                 )
             )
             return None

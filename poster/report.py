@@ -201,8 +201,8 @@ def write(
     trust: Sequence[x509.Certificate] | None = None,
 ) -> Written:
     """Write DIR/index.html and the images it shows; returns the page and every file.
-    `trust`: the RFC 3161 trust anchors (timestamps.anchors(config)); default: the bundled
-    roots of the default time-stamping authorities."""
+    `trust`: the RFC 3161 trust anchors (timestamps.anchors(config)); default: the roots of
+    the default time-stamping authorities (shipped, and those fetched into `data_dir`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
     now = datetime.now(UTC).replace(microsecond=0).isoformat()
@@ -211,8 +211,8 @@ def write(
     files: list[tuple[str, Path, str]] = [("suspect (as found)", suspect_copy, sha256_file(suspect_path))]
     from poster import timestamps
 
-    anchors = list(trust) if trust is not None else list(timestamps.bundled_anchors())
-    stamped_check = timestamps.check_ledger(conn, anchors)  # `poster ledger verify`'s check
+    anchors = list(trust) if trust is not None else timestamps.default_anchors(data_dir)
+    stamped_check = timestamps.check_ledger(conn, anchors, data_dir)  # `poster ledger verify`'s check
     check = stamped_check.chain
     best: Match | None = result.matches[0] if result.matches else None
 

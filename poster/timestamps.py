@@ -17,10 +17,14 @@ database, so a backup of the data folder carries them.
 
 Building requests and verifying answers (signature chain to a trust anchor, TSA key usage,
 nonce, message imprint) is done by `rfc3161-client`; this module only decides what to stamp,
-talks HTTP, and keeps the records. Trust anchors: the roots of the default TSAs shipped in
-`poster/data/tsa/` (provenance and fingerprints in its README.md), plus `[proof]
-tsa_ca_file`. A token is checked against the anchors when it arrives and again by
-`poster ledger verify`.
+talks HTTP, and keeps the records. A token is checked against the trust anchors when it
+arrives and again by `poster ledger verify`. The anchors are the roots of the default TSAs
+(`DEFAULT_TSAS`) plus `[proof] tsa_ca_file`. Each default TSA's root comes from one of two
+places: a file shipped in `poster/data/tsa/` (taken from a package registry; provenance in
+its README.md), or, for a root no registry ships, the TSA's own download URL, fetched once on
+first use, accepted only if its SHA-256 fingerprint is the one pinned here, and kept in the
+data folder (`state/tsa-roots/`). Until that root is here, that TSA is skipped like one that
+does not answer.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -39,6 +44,8 @@ from urllib.parse import urlsplit
 
 import requests
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
 from rfc3161_client import (
     HashAlgorithm,
     TimestampRequestBuilder,
@@ -51,7 +58,7 @@ from rfc3161_client import (
 from poster import __version__, ledger
 from poster.config import Config
 from poster.i18n import _
-from poster.store import iso, now, parse_iso, transaction
+from poster.store import ensure_private_dir, iso, now, parse_iso, transaction
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,7 @@ READ_TIMEOUT = 5.0
 REQUEST_DEADLINE = 8.0  # one request, start to last byte
 RUN_DEADLINE = 10.0  # one round of stamping after intake or posting
 MAX_ANSWER_BYTES = 256 * 1024  # answers are a few kilobytes (token + certificates)
+MAX_ROOT_BYTES = 64 * 1024  # a root certificate in PEM is 2-3 kilobytes
 MAX_PER_RUN = 20  # stamps per round: a large backlog goes out over several rounds
 MAX_BACKOFF = timedelta(hours=1)
 COOLDOWN = timedelta(minutes=5)  # a TSA that could not be reached is skipped this long
@@ -82,21 +90,211 @@ class Unreachable(TsaError):
     """The TSA did not answer at all (DNS, connection, timeout): skip it for a while."""
 
 
-# -- trust ------------------------------------------------------------------------------------
+# -- the default TSAs and where trust in each comes from ------------------------------------------
+@dataclass(frozen=True)
+class BundledRoot:
+    """A root certificate shipped in poster/data/tsa/ (taken from a package registry)."""
+
+    file: str
+
+
+@dataclass(frozen=True)
+class PinnedRoot:
+    """A root certificate no package registry ships: downloaded from `url` on first use and
+    accepted only if its SHA-256 fingerprint is `sha256` (pinned here, from a source other
+    than that download)."""
+
+    url: str
+    sha256: str  # lower-case hex
+
+
+@dataclass(frozen=True)
+class DefaultTsa:
+    name: str  # short, for file names
+    tsa_url: str
+    root: BundledRoot | PinnedRoot
+
+
+# The TSAs of config.DEFAULT_TSA_URLS (same order) and the source of each one's root; see
+# poster/data/tsa/README.md for how each was checked.
+DEFAULT_TSAS: tuple[DefaultTsa, ...] = (
+    # FreeTSA's root (self-signed) is in no registry's package; its fingerprint is the one
+    # FreeTSA publishes and the one authsign 0.6.1 (PyPI) pins in authsign/trusted/roots.yaml.
+    DefaultTsa(
+        "freetsa",
+        "https://freetsa.org/tsr",
+        PinnedRoot(
+            "https://freetsa.org/files/cacert.pem",
+            "a6379e7cecc05faa3cbf076013d745e327bbbaa38c0b9af22469d4701d18aabc",
+        ),
+    ),
+    # IdenTrust Commercial Root CA 1: byte-identical in certifi (PyPI) and Debian's ca-certificates
+    DefaultTsa(
+        "identrust", "http://timestamp.identrust.com", BundledRoot("identrust-commercial-root-ca-1.pem")
+    ),
+)
+ROOT_CACHE = Path("state") / "tsa-roots"  # under the data folder
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
 @cache
+def _bundled(file: str) -> tuple[x509.Certificate, ...]:
+    return tuple(x509.load_pem_x509_certificates((TRUST_DIR / file).read_bytes()))
+
+
 def bundled_anchors() -> tuple[x509.Certificate, ...]:
-    found: list[x509.Certificate] = []
-    for pem in sorted(TRUST_DIR.glob("*.pem")):
-        found.extend(x509.load_pem_x509_certificates(pem.read_bytes()))
-    return tuple(found)
+    """The roots shipped with poster for the default TSAs."""
+    return tuple(c for t in DEFAULT_TSAS if isinstance(t.root, BundledRoot) for c in _bundled(t.root.file))
+
+
+def pinned_default(url: str) -> DefaultTsa | None:
+    """The default TSA at `url` if its root is a pinned download."""
+    return next((t for t in DEFAULT_TSAS if t.tsa_url == url and isinstance(t.root, PinnedRoot)), None)
+
+
+def root_path(data_dir: Path, tsa: DefaultTsa) -> Path:
+    assert isinstance(tsa.root, PinnedRoot)
+    return data_dir / ROOT_CACHE / f"{tsa.name}-{tsa.root.sha256[:16]}.pem"
+
+
+def _certificates(data: bytes) -> list[x509.Certificate]:
+    """The certificates in a PEM file, or the one in a DER file; [] if it is neither."""
+    try:
+        return list(x509.load_pem_x509_certificates(data))
+    except ValueError:
+        pass
+    try:
+        return [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        return []
+
+
+def _pinned(certs: Iterable[x509.Certificate], pin: str) -> x509.Certificate | None:
+    return next((c for c in certs if fingerprint(c) == pin), None)
+
+
+def cached_root(data_dir: Path, tsa: DefaultTsa, *, warn: bool = True) -> x509.Certificate | None:
+    """The pinned root from the data folder, if it was fetched and still has its fingerprint
+    (a file that does not is ignored, with a warning unless `warn` is false)."""
+    assert isinstance(tsa.root, PinnedRoot)
+    path = root_path(data_dir, tsa)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    cert = _pinned(_certificates(data), tsa.root.sha256)
+    if cert is None and warn:
+        log.warning(
+            _("{file}: not the pinned root certificate of {host}; ignored, fetched again when needed").format(
+                file=path, host=host(tsa.tsa_url)
+            )
+        )
+    return cert
+
+
+def cached_roots(data_dir: Path) -> list[x509.Certificate]:
+    """Every pinned default root fetched into this data folder (whatever tsa_urls says now:
+    tokens made earlier by a TSA no longer configured still verify)."""
+    found = []
+    for tsa in DEFAULT_TSAS:
+        if isinstance(tsa.root, PinnedRoot):
+            cert = cached_root(data_dir, tsa)
+            if cert is not None:
+                found.append(cert)
+    return found
+
+
+def fetch_root(
+    tsa: DefaultTsa, data_dir: Path, *, session: requests.Session, deadline: float
+) -> x509.Certificate:
+    """Download a pinned root, check its fingerprint, keep it in the data folder (private).
+    Raises Unreachable, saying why, if it cannot be had: the TSA is then skipped like one that
+    does not answer, and tried again later."""
+    pin = tsa.root
+    assert isinstance(pin, PinnedRoot)
+    try:
+        body = _exchange(
+            session,
+            "GET",
+            pin.url,
+            headers={"Accept": "application/x-pem-file, application/pkix-cert"},
+            deadline=deadline,
+            limit=MAX_ROOT_BYTES,
+        )
+    except TsaError as exc:
+        reason = str(exc).removeprefix(f"{host(pin.url)}: ")  # the URL is named already
+        raise Unreachable(
+            _("{host}: cannot fetch its root certificate from {url} ({reason})").format(
+                host=host(tsa.tsa_url), url=pin.url, reason=reason
+            )
+        ) from None
+    certs = _certificates(body)
+    cert = _pinned(certs, pin.sha256)
+    if cert is None:
+        if certs:
+            message = _(
+                "{host}: REFUSED the root certificate from {url}: SHA-256 {got}, not the pinned {pin}"
+                " (a changed root or an altered download); skipped, tried again later"
+            ).format(
+                host=host(tsa.tsa_url),
+                url=pin.url,
+                got=", ".join(fingerprint(c) for c in certs),
+                pin=pin.sha256,
+            )
+        else:
+            message = _(
+                "{host}: REFUSED what {url} sent: no certificate in it (the pinned root has SHA-256"
+                " {pin}); skipped, tried again later"
+            ).format(host=host(tsa.tsa_url), url=pin.url, pin=pin.sha256)
+        log.warning(message)
+        raise Unreachable(message)
+    path = root_path(data_dir, tsa)
+    try:
+        ensure_private_dir(path.parent)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "wb") as f:
+            f.write(cert.public_bytes(Encoding.PEM))
+        os.replace(tmp, path)
+    except OSError as exc:  # without it kept, `ledger verify` could not check the tokens later
+        raise Unreachable(
+            _("{host}: cannot keep its root certificate in {file} ({error})").format(
+                host=host(tsa.tsa_url), file=path, error=exc.strerror
+            )
+        ) from None
+    log.info(
+        _("fetched the root certificate of {host} from {url} (SHA-256 {pin}, as pinned) into {file}").format(
+            host=host(tsa.tsa_url), url=pin.url, pin=pin.sha256, file=path
+        )
+    )
+    return cert
+
+
+def default_anchors(data_dir: Path | None) -> list[x509.Certificate]:
+    """The default TSAs' roots: shipped, and pinned ones fetched into `data_dir`."""
+    return [*bundled_anchors(), *(cached_roots(data_dir) if data_dir is not None else [])]
 
 
 def anchors(config: Config) -> list[x509.Certificate]:
-    """The roots a token's signer must chain to: the default TSAs' roots and tsa_ca_file."""
+    """The roots a token's signer must chain to: the default TSAs' roots (shipped, or fetched
+    and pinned into the data folder) and tsa_ca_file."""
     extra: list[x509.Certificate] = []
     if config.proof.tsa_ca_file is not None:
         extra = x509.load_pem_x509_certificates(config.proof.tsa_ca_file.read_bytes())
-    return [*bundled_anchors(), *extra]
+    return [*default_anchors(config.data_dir), *extra]
+
+
+def missing_root(data_dir: Path, tsa_url: str | None) -> str | None:
+    """Why a token of `tsa_url` cannot chain to its root, if that root is a pinned default one
+    not (or no longer) in the data folder; None otherwise."""
+    tsa = pinned_default(tsa_url or "")
+    if tsa is None or cached_root(data_dir, tsa, warn=False) is not None:
+        return None
+    return _("the root certificate of {host} is not in {dir} (`poster doctor` fetches it)").format(
+        host=host(tsa.tsa_url), dir=data_dir / ROOT_CACHE
+    )
 
 
 @dataclass(frozen=True)
@@ -199,20 +397,27 @@ def host(url: str) -> str:
     return urlsplit(url).hostname or url
 
 
-def _post(session: requests.Session, url: str, body: bytes, deadline: float) -> bytes:
-    """One HTTP exchange with a deadline for the whole of it and a cap on the answer's size."""
+def _exchange(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str],
+    deadline: float,
+    limit: int,
+) -> bytes:
+    """One HTTP exchange with a deadline for the whole of it and a cap on the answer's size
+    (no redirects: the URL is the one configured)."""
     left = deadline - time.monotonic()
     if left <= 0:
         raise Unreachable(_("{host}: no time left in this round").format(host=host(url)))
     try:
-        with session.post(
+        with session.request(
+            method,
             url,
             data=body,
-            headers={
-                "Content-Type": "application/timestamp-query",
-                "Accept": "application/timestamp-reply",
-                "User-Agent": f"poster/{__version__}",
-            },
+            headers={**headers, "User-Agent": f"poster/{__version__}"},
             timeout=(min(CONNECT_TIMEOUT, left), min(READ_TIMEOUT, left)),
             stream=True,
             allow_redirects=False,
@@ -225,11 +430,9 @@ def _post(session: requests.Session, url: str, body: bytes, deadline: float) -> 
             size = 0
             for chunk in answer.iter_content(16384):
                 size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
+                if size > limit:
                     raise TsaError(
-                        _("{host}: answer larger than {limit} bytes").format(
-                            host=host(url), limit=MAX_ANSWER_BYTES
-                        )
+                        _("{host}: answer larger than {limit} bytes").format(host=host(url), limit=limit)
                     )
                 if time.monotonic() > deadline:
                     raise Unreachable(_("{host}: answer not complete in time").format(host=host(url)))
@@ -253,7 +456,15 @@ def request(
 ) -> Token:
     """Ask one TSA to time-stamp SHA-256(`data`) and verify what comes back."""
     query = TimestampRequestBuilder().data(data).hash_algorithm(HashAlgorithm.SHA256).build()
-    body = _post(session, url, query.as_bytes(), deadline)
+    body = _exchange(
+        session,
+        "POST",
+        url,
+        body=query.as_bytes(),
+        headers={"Content-Type": "application/timestamp-query", "Accept": "application/timestamp-reply"},
+        deadline=deadline,
+        limit=MAX_ANSWER_BYTES,
+    )
     try:
         return verify(body, hashlib.sha256(data).digest(), trust, nonce=query.nonce)
     except TsaError as exc:
@@ -462,6 +673,17 @@ class Stamper:
             self._trust = anchors(self.config)
         return self._trust
 
+    def ensure_root(self, url: str, deadline: float) -> None:
+        """Make sure the root that `url`'s tokens chain to is trusted: a pinned default root
+        not yet in the data folder (nor in tsa_ca_file) is fetched now. Raises Unreachable."""
+        tsa = pinned_default(url)
+        if tsa is None or not isinstance(tsa.root, PinnedRoot):
+            return
+        if _pinned(self.trust, tsa.root.sha256) is not None:
+            return
+        fetch_root(tsa, self.config.data_dir, session=self.session, deadline=deadline)
+        self._trust = None  # read again, with the new root
+
     def run(
         self, conn: sqlite3.Connection, *, at: datetime | None = None, deadline: float = RUN_DEADLINE
     ) -> Round:
@@ -506,9 +728,10 @@ class Stamper:
                 skipped.append(self._skip_until[url])
                 continue
             try:
+                self.ensure_root(url, min(end, time.monotonic() + REQUEST_DEADLINE))
                 deadline = min(end, time.monotonic() + REQUEST_DEADLINE)
                 token = request(url, data, self.trust, session=self.session, deadline=deadline)
-            except Unreachable as exc:
+            except Unreachable as exc:  # the TSA, or the root its tokens need, cannot be had now
                 self._skip_until[url] = at + COOLDOWN
                 reasons.append(str(exc))
                 continue
@@ -611,19 +834,23 @@ DOCTOR_DATA = b"poster doctor: is the time-stamping authority answering?"
 
 def doctor(conn: sqlite3.Connection, config: Config, *, session: requests.Session | None = None) -> Health:
     """Ask each configured TSA for a token of a fixed test hash (nothing of the user's) and
-    check it, then add what is waiting or given up. OK when a TSA answered with a valid
-    token and nothing was given up."""
+    check it (fetching a pinned root first if it is not here yet), then add what is waiting
+    or given up. OK when a TSA answered with a valid token and nothing was given up."""
     s = summary(conn, config)
     if not s.enabled:
         return Health(True, _("time-stamping is off ([proof] tsa_urls = [])"))
-    trust = anchors(config)
-    session = session or requests.Session()
+    stamper = Stamper(config, session=session)
     results = []
     working = 0
     for url in config.proof.tsa_urls:
         try:
+            stamper.ensure_root(url, time.monotonic() + REQUEST_DEADLINE)
             token = request(
-                url, DOCTOR_DATA, trust, session=session, deadline=time.monotonic() + REQUEST_DEADLINE
+                url,
+                DOCTOR_DATA,
+                stamper.trust,
+                session=stamper.session,
+                deadline=time.monotonic() + REQUEST_DEADLINE,
             )
         except TsaError as exc:
             results.append(str(exc))
@@ -666,24 +893,28 @@ def label(stamp: Stamp) -> str:
 
 
 def check_tokens(
-    conn: sqlite3.Connection, trust: Sequence[x509.Certificate]
+    conn: sqlite3.Connection, trust: Sequence[x509.Certificate], data_dir: Path | None = None
 ) -> tuple[list[Stamp], list[BadToken]]:
     """Every stored token checked again: signature chain to `trust` and message imprint
-    against the hash it is recorded for. Returns (good, bad)."""
+    against the hash it is recorded for. Returns (good, bad). With `data_dir`, a token that
+    fails because its TSA's pinned root is missing from it says so."""
     good, bad = [], []
     for stamp in stamps(conn, state="stamped"):
         try:
             verify(stamp.token or b"", bytes.fromhex(stamp.digest), trust)
         except (TsaError, ValueError) as exc:
-            bad.append(BadToken(stamp, str(exc)))
+            missing = missing_root(data_dir, stamp.tsa_url) if data_dir is not None else None
+            bad.append(BadToken(stamp, f"{exc}; {missing}" if missing else str(exc)))
             continue
         good.append(stamp)
     return good, bad
 
 
-def check_ledger(conn: sqlite3.Connection, trust: Sequence[x509.Certificate]) -> LedgerCheck:
+def check_ledger(
+    conn: sqlite3.Connection, trust: Sequence[x509.Certificate], data_dir: Path | None = None
+) -> LedgerCheck:
     """`poster ledger verify`: every token, then the chain against every time-stamped head."""
-    good, bad = check_tokens(conn, trust)
+    good, bad = check_tokens(conn, trust, data_dir)
     heads = [ledger.Head(s.seq or 0, s.digest, label(s), s.chain) for s in good if s.kind == HEAD and s.seq]
     result = ledger.verify(conn, heads)
     pinned = [s for s in good if s.kind == HEAD]

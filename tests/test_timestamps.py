@@ -6,6 +6,7 @@ imprint, untrusted signer, altered token, unparsable answer)."""
 from __future__ import annotations
 
 import hashlib
+import re
 import signal
 import socket
 import subprocess
@@ -17,13 +18,11 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from poster import cli, config, ledger, store, timestamps
 from tests.conftest import PUBLIC_TSA_URLS, artwork, copy_home, run_cli, stamped_home, use_tsa
 from tests.servers import tsa as tsa_server
-
-DATA = Path(__file__).parent / "data" / "tsa"
+from tests.servers.base import Response
 
 
 def _stamps(cfg: config.Config) -> list[timestamps.Stamp]:
@@ -373,38 +372,229 @@ def test_ledger_verify_needs_the_trust_anchor(posted: config.Config, tmp_path: P
     assert code != 0 and "does not chain to a trusted TSA root" in err
 
 
-# -- trust anchors and defaults -------------------------------------------------------------------------
-def test_bundled_roots_are_the_documented_ones() -> None:
-    """The roots shipped for the default TSAs, pinned by fingerprint (poster/data/tsa/README.md
-    says where each came from and how it was checked)."""
-    roots = {
-        c.fingerprint(hashes.SHA256()).hex(): c.subject.rfc4514_string() for c in timestamps.bundled_anchors()
-    }
-    assert roots == {
-        "a6379e7cecc05faa3cbf076013d745e327bbbaa38c0b9af22469d4701d18aabc": (
-            "C=DE,ST=Bayern,L=Wuerzburg,1.2.840.113549.1.9.1=busilezas@gmail.com,"
-            "CN=www.freetsa.org,OU=Root CA,O=Free TSA"
-        ),
-        "5d56499be4d2e08bcfcad08a3e38723d50503bde706948e42f55603019e528ae": (
-            "CN=IdenTrust Commercial Root CA 1,O=IdenTrust,C=US"
-        ),
-    }
-    for cert in timestamps.bundled_anchors():
-        assert cert.subject == cert.issuer
-        assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+# -- where trust in each default TSA comes from ---------------------------------------------------------
+FREETSA_PIN = "a6379e7cecc05faa3cbf076013d745e327bbbaa38c0b9af22469d4701d18aabc"
+IDENTRUST_PIN = "5d56499be4d2e08bcfcad08a3e38723d50503bde706948e42f55603019e528ae"
 
 
-def test_a_real_identrust_token_verifies_against_the_bundled_root() -> None:
-    """A token IdenTrust's public TSA issued in March 2025 (tests/data/tsa/CREDITS.md), over
-    SHA-512("hello"): poster's checks accept it with the bundled root only, its TSA
-    certificate having expired since (the chain is checked at the token's time)."""
-    answer = (DATA / "identrust-2025.tsr").read_bytes()
-    token = timestamps.verify(answer, hashlib.sha512(b"hello").digest(), timestamps.bundled_anchors())
-    assert token.tsa_name == "TrustID Timestamp Authority"
-    assert token.gen_time.isoformat() == "2025-03-11T08:52:08+00:00"
-    assert "IdenTrust Commercial Root CA 1" in token.anchor.subject.rfc4514_string()
-    with pytest.raises(timestamps.TsaError, match="wrong message imprint"):
-        timestamps.verify(answer, hashlib.sha512(b"hullo").digest(), timestamps.bundled_anchors())
+def test_the_default_tsas_and_the_source_of_each_root() -> None:
+    """The table behind the defaults (poster/data/tsa/README.md): FreeTSA's root is fetched
+    from FreeTSA and pinned by the fingerprint FreeTSA publishes (and authsign pins on PyPI);
+    IdenTrust's is shipped, the copy in certifi (PyPI) and Debian's ca-certificates. No other
+    certificate is shipped or trusted by default."""
+    import certifi
+
+    assert tuple(t.tsa_url for t in timestamps.DEFAULT_TSAS) == PUBLIC_TSA_URLS
+    freetsa, identrust = timestamps.DEFAULT_TSAS
+    assert freetsa.root == timestamps.PinnedRoot("https://freetsa.org/files/cacert.pem", FREETSA_PIN)
+    assert identrust.root == timestamps.BundledRoot("identrust-commercial-root-ca-1.pem")
+    shipped = sorted(p.name for p in timestamps.TRUST_DIR.glob("*.pem"))
+    assert shipped == ["identrust-commercial-root-ca-1.pem"]
+    (root,) = timestamps.bundled_anchors()
+    assert timestamps.fingerprint(root) == IDENTRUST_PIN
+    assert root.subject.rfc4514_string() == "CN=IdenTrust Commercial Root CA 1,O=IdenTrust,C=US"
+    assert root.subject == root.issuer
+    assert root.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    shipped_text = (timestamps.TRUST_DIR / identrust.root.file).read_text()
+    assert shipped_text in Path(certifi.where()).read_text()  # byte for byte the registry's copy
+
+
+def _pin_local(
+    monkeypatch: pytest.MonkeyPatch, tsa_url: str, root_url: str, root: Path
+) -> timestamps.DefaultTsa:
+    """Make the local TSA a default one whose root is fetched from `root_url` and pinned to
+    `root`'s fingerprint, as FreeTSA's is."""
+    pin = timestamps.fingerprint(x509.load_pem_x509_certificate(root.read_bytes()))
+    entry = timestamps.DefaultTsa("local", tsa_url, timestamps.PinnedRoot(root_url, pin))
+    monkeypatch.setattr(timestamps, "DEFAULT_TSAS", (entry,))
+    return entry
+
+
+def _trusting_nothing_extra(cfg: config.Config, *urls: str) -> config.Config:
+    """`cfg` pointed at `urls`, with no tsa_ca_file: trust comes from the default TSAs alone."""
+    text = "\n".join(ln for ln in cfg.path.read_text().splitlines() if not ln.startswith("tsa_ca_file"))
+    listed = ", ".join(f'"{u}"' for u in urls)
+    cfg.path.write_text(re.sub(r"(?m)^tsa_urls = .*$", f"tsa_urls = [{listed}]", text) + "\n")
+    return config.load(cfg.path)
+
+
+def test_a_pinned_root_is_fetched_once_checked_and_kept(
+    home: config.Config,
+    tsa: tsa_server.TsaServer,
+    drop: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """First use: the root is downloaded, accepted for its pinned fingerprint and kept in the
+    data folder (private); the tokens verify against it, in this run, in the next process,
+    in `ledger verify` and in a proof bundle, which carries it. It is downloaded only once."""
+    entry = _pin_local(monkeypatch, tsa.tsr_url, tsa.root_url, tsa.pki.root)
+    cfg = _trusting_nothing_extra(home, tsa.tsr_url)
+    assert cfg.proof.tsa_ca_file is None
+    drop("rabbit.png", artwork(seed=20))
+    code, out, err = run_cli("run", "--once", "--now", cfg=cfg)
+    assert code == 0, out + err
+    assert out.count("time-stamped 1 (by local TSA)") == 2, out
+    assert len(tsa.calls("GET", "/cacert.pem")) == 1
+    kept = timestamps.root_path(cfg.data_dir, entry)
+    assert kept.parent == cfg.data_dir / "state" / "tsa-roots"
+    assert kept.stat().st_mode & 0o777 == 0o600 and kept.parent.stat().st_mode & 0o777 == 0o700
+    root = x509.load_pem_x509_certificate(tsa.pki.root.read_bytes())
+    assert x509.load_pem_x509_certificates(kept.read_bytes()) == [root]
+    assert timestamps.anchors(cfg) == timestamps.default_anchors(cfg.data_dir) == [root]  # (trace report)
+    drop("hare.png", artwork(seed=21))
+    code, out, err = run_cli("run", "--once", "--now", cfg=cfg)  # a new process: read from the data folder
+    assert code == 0 and out.count("time-stamped 1 (by local TSA)") == 2, out + err
+    assert len(tsa.calls("GET", "/cacert.pem")) == 1
+    code, out, err = run_cli("ledger", "verify", cfg=cfg)
+    assert code == 0 and "4 time-stamp token(s) verified" in out, out + err
+    code, out, err = run_cli("proof", "rabbit.png", "--out", str(tmp_path / "bundle"), cfg=cfg)
+    assert code == 0, out + err
+    (carried,) = (tmp_path / "bundle" / "certs").glob("root-*.pem")
+    assert x509.load_pem_x509_certificates(carried.read_bytes()) == [root]
+
+
+def test_a_root_with_another_fingerprint_is_refused_and_the_stamps_wait(
+    home: config.Config,
+    tsa: tsa_server.TsaServer,
+    tsa_pki: tuple[tsa_server.Pki, tsa_server.Pki],
+    drop: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The root URL serves another certificate (a changed root, or an altered download): it
+    is refused with one loud line, nothing is kept, no token is asked for, the stamp waits
+    and `status` and `doctor` say why; once the right root is served, a later round makes it."""
+    entry = _pin_local(monkeypatch, tsa.tsr_url, tsa.root_url, tsa.pki.root)
+    cfg = _trusting_nothing_extra(home, tsa.tsr_url)
+    tsa.root_body = tsa_pki[1].root.read_bytes()  # the rogue PKI's root
+    rogue = timestamps.fingerprint(x509.load_pem_x509_certificate(tsa.root_body))
+    _drop_unposted(drop, "a", 22)
+    code, out, err = run_cli("run", "--once", cfg=cfg)
+    assert code == 0, out + err
+    warning = [ln for ln in err.splitlines() if ln.startswith("poster: WARNING: 127.0.0.1: REFUSED")]
+    assert len(warning) == 1  # then the usual "not made yet" line names it again, with the next try
+    assert f"SHA-256 {rogue}, not the pinned {entry.root.sha256}" in warning[0]  # type: ignore[union-attr]
+    assert tsa.answered == 0 and not timestamps.root_path(cfg.data_dir, entry).exists()
+    (stamp,) = _stamps(cfg)
+    assert stamp.state == "pending" and "REFUSED the root certificate" in (stamp.last_error or "")
+    _code, out, _ = run_cli("status", cfg=cfg)
+    assert "time-stamps: 1 waiting since" in out and "REFUSED the root certificate" in out
+    code, out, _ = run_cli("doctor", cfg=cfg)
+    assert code != 0 and "time-stamps (rfc3161): PROBLEM: 127.0.0.1: REFUSED the root certificate" in out
+    tsa.root_body = tsa.pki.root.read_bytes()
+    conn = store.connect(cfg.db_path)
+    done = timestamps.Stamper(cfg).run(conn, at=store.now() + timedelta(minutes=2))
+    conn.close()
+    assert [s.kind for s in done.made] == ["original"]
+    assert timestamps.root_path(cfg.data_dir, entry).exists()
+
+
+def test_an_unreachable_root_url_makes_the_stamps_wait_and_a_later_round_fetches_it(
+    home: config.Config,
+    tsa: tsa_server.TsaServer,
+    drop: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    free_port: int,
+) -> None:
+    """Nobody answers at the root's URL: the TSA is skipped like an unreachable one (posting
+    goes on, nothing is sent to the TSA, the reason is in `status`), then rests; a later
+    round, with the root URL answering again, fetches the root and makes the stamps."""
+    down = f"http://127.0.0.1:{free_port}/cacert.pem"
+    _pin_local(monkeypatch, tsa.tsr_url, down, tsa.pki.root)
+    cfg = _trusting_nothing_extra(home, tsa.tsr_url)
+    drop("rabbit.png", artwork(seed=23))
+    code, out, err = run_cli("run", "--once", "--now", cfg=cfg)
+    assert code == 0 and out.count("posted ") == 3, out + err
+    why = f"127.0.0.1: cannot fetch its root certificate from {down} (cannot connect)"
+    assert f"time-stamps waiting: 1 ({why})" in out
+    assert tsa.answered == 0
+    assert sorted((s.kind, s.state) for s in _stamps(cfg)) == [("head", "pending"), ("original", "pending")]
+    _code, out, _ = run_cli("status", cfg=cfg)
+    assert "time-stamps: 2 waiting since" in out and why in out
+    entry = _pin_local(monkeypatch, tsa.tsr_url, tsa.root_url, tsa.pki.root)  # the root URL is back
+    conn = store.connect(cfg.db_path)
+    stamper = timestamps.Stamper(cfg)
+    later = stamper.run(conn, at=store.now() + timestamps.COOLDOWN + timedelta(seconds=5))
+    conn.close()
+    assert sorted(s.kind for s in later.made) == ["head", "original"]
+    assert len(tsa.calls("GET", "/cacert.pem")) == 1 and timestamps.root_path(cfg.data_dir, entry).exists()
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (
+            Response(200, b"-----BEGIN CERTIFICATE-----\n" + b"A" * (64 * 1024)),
+            "cannot fetch its root certificate from {url} (answer larger than 65536 bytes)",
+        ),
+        (
+            Response(404, "<html>not found</html>"),
+            "cannot fetch its root certificate from {url} (answered HTTP 404)",
+        ),
+        (
+            Response(200, "<html>moved</html>"),
+            "REFUSED what {url} sent: no certificate in it (the pinned root has SHA-256 {pin});"
+            " skipped, tried again later",
+        ),
+    ],
+)
+def test_a_root_answer_that_is_no_certificate_is_refused(
+    home: config.Config,
+    tsa: tsa_server.TsaServer,
+    drop: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    answer: Response,
+    reason: str,
+) -> None:
+    _drop_unposted(drop, "a", 24)
+    assert run_cli("run", "--once", cfg=home)[0] == 0  # taken in, time-stamping off
+    entry = _pin_local(monkeypatch, tsa.tsr_url, tsa.root_url, tsa.pki.root)
+    cfg = _trusting_nothing_extra(home, tsa.tsr_url)
+    tsa.fail("GET", r"/cacert\.pem", answer.status, body=answer.body)
+    conn = store.connect(cfg.db_path)
+    done = timestamps.Stamper(cfg).run(conn)
+    conn.close()
+    expected = reason.format(url=tsa.root_url, pin=entry.root.sha256)  # type: ignore[union-attr]
+    assert [why for _s, why in done.waiting] == [f"127.0.0.1: {expected}"]
+    assert tsa.answered == 0 and not timestamps.root_path(cfg.data_dir, entry).exists()
+
+
+def test_a_changed_kept_root_is_not_trusted_and_doctor_fetches_it_again(
+    home: config.Config,
+    tsa: tsa_server.TsaServer,
+    tsa_pki: tuple[tsa_server.Pki, tsa_server.Pki],
+    drop: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kept root file was replaced (by another certificate): it is not trusted, so
+    `ledger verify` fails and says the root is missing and how to get it; `poster doctor`
+    fetches it again (pinned), after which the tokens verify."""
+    entry = _pin_local(monkeypatch, tsa.tsr_url, tsa.root_url, tsa.pki.root)
+    cfg = _trusting_nothing_extra(home, tsa.tsr_url)
+    _drop_unposted(drop, "a", 25)
+    assert run_cli("run", "--once", cfg=cfg)[0] == 0
+    kept = timestamps.root_path(cfg.data_dir, entry)
+    kept.write_bytes(tsa_pki[1].root.read_bytes())
+    assert timestamps.anchors(cfg) == []
+    code, _out, err = run_cli("ledger", "verify", cfg=cfg)
+    assert code != 0 and "time-stamp of original" in err and "does not verify: no trust anchor" in err
+    assert f"the root certificate of 127.0.0.1 is not in {kept.parent} (`poster doctor` fetches it)" in err
+    assert "not the pinned root certificate of 127.0.0.1; ignored" in err
+    code, out, _ = run_cli("doctor", cfg=cfg)
+    assert "time-stamps (rfc3161): ok:" in out
+    assert len(tsa.calls("GET", "/cacert.pem")) == 2
+    assert run_cli("ledger", "verify", cfg=cfg)[0] == 0
+
+
+def test_a_root_already_trusted_through_tsa_ca_file_is_not_fetched(
+    home: config.Config, tsa: tsa_server.TsaServer, drop: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = _pin_local(monkeypatch, tsa.tsr_url, tsa.root_url, tsa.pki.root)
+    cfg = use_tsa(home, tsa.pki, tsa.tsr_url)  # the same root in tsa_ca_file
+    _drop_unposted(drop, "a", 26)
+    code, out, _ = run_cli("run", "--once", cfg=cfg)
+    assert code == 0 and "time-stamped 1 (by local TSA)" in out
+    assert tsa.calls("GET", "/cacert.pem") == [] and not timestamps.root_path(cfg.data_dir, entry).exists()
 
 
 def test_poster_init_writes_the_public_defaults_and_tests_never_use_them(tmp_path: Path) -> None:

@@ -10,7 +10,10 @@ man in the middle of plain HTTP) could:
 * `rogue`          answer with a token signed by another PKI (a root poster does not trust);
 * `tamper`         answer with a valid token with one bit of its signed content changed.
 
-Scripted HTTP failures (`server.fail("POST", "/tsr", 503, times=2)`) come from the base.
+It also serves its PKI's root certificate at `GET /cacert.pem` (`root_url`), the way FreeTSA
+publishes its root for poster to fetch and pin; `root_body` replaces what it serves (another
+certificate, a page that is no certificate). Scripted HTTP failures
+(`server.fail("POST", "/tsr", 503, times=2)`) come from the base.
 """
 
 from __future__ import annotations
@@ -162,11 +165,20 @@ class TsaServer(StandInServer):
         self.mode = "ok"
         self.answered = 0
         self._ts_lock = threading.Lock()  # `openssl ts -reply` keeps a serial file
+        self.root_body: bytes = pki.root.read_bytes()
         self.route("POST", r"/tsr", self.stamp)
+        self.route("GET", r"/cacert\.pem", self.root)
 
     @property
     def tsr_url(self) -> str:
         return f"{self.url}/tsr"
+
+    @property
+    def root_url(self) -> str:
+        return f"{self.url}/cacert.pem"
+
+    def root(self, _req: Request, _m: Any) -> Response:
+        return Response(200, self.root_body, content_type="application/x-pem-file")
 
     def stamp(self, req: Request, _m: Any) -> Response:
         if req.header("content-type") != "application/timestamp-query":

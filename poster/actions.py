@@ -857,11 +857,62 @@ def ledger_export(rows: list[dict[str, Any]], fmt: str) -> str:
     return json.dumps(plain, ensure_ascii=False, indent=2, default=str)
 
 
-def ledger_verify(conn: sqlite3.Connection) -> tuple[bool, str]:
-    result = ledger.verify(conn)
-    if result.ok:
-        return True, _("The ledger is intact: {rows} rows, hash chain unbroken.").format(rows=result.rows)
-    return False, _("The ledger was altered: {problem}").format(problem=result.problem)
+@dataclass(frozen=True)
+class LedgerCheck:
+    """`poster ledger verify` (and the UI's verify button): `ok`, the one-line verdict,
+    warnings (time-stamps that do not verify) and further lines of detail."""
+
+    ok: bool
+    verdict: str
+    warnings: list[str]
+    details: list[str]
+
+
+def check_ledger(config: Config, conn: sqlite3.Connection) -> LedgerCheck:
+    """The database file, the hash chain, and the chain against every time-stamped head with
+    each token's signature and imprint (poster.timestamps.check_ledger)."""
+    from poster import timestamps
+
+    check = timestamps.check_ledger(conn, timestamps.anchors(config), config.data_dir)
+    warnings = [
+        _("time-stamp of {what} does not verify: {reason}").format(
+            what=timestamps.describe(bad.stamp), reason=bad.reason
+        )
+        for bad in check.bad
+    ]
+    if not check.chain.ok:
+        verdict = _("ledger check failed: {problem}").format(problem=check.chain.problem)
+        return LedgerCheck(False, verdict, warnings, [])
+    if check.bad:
+        verdict = _("ledger check failed: {count} time-stamp(s) do not verify").format(count=len(check.bad))
+        return LedgerCheck(False, verdict, warnings, [])
+    details = []
+    if check.last_head is not None:
+        details.append(
+            _("matches {heads} time-stamped head(s); rows 1-{seq} {label}").format(
+                heads=check.chain.heads, seq=check.last_head.seq, label=timestamps.label(check.last_head)
+            )
+        )
+    if check.tokens:
+        details.append(
+            _("{count} time-stamp token(s) verified (signature and hash)").format(count=check.tokens)
+        )
+    if check.unstamped_after is not None:
+        details.append(
+            _("rows after {seq} are not time-stamped yet (see `poster status`)").format(
+                seq=check.unstamped_after
+            )
+        )
+    verdict = _("ledger OK: {rows} rows, hash chain intact, database file sound ({file})").format(
+        rows=check.chain.rows, file=config.db_path
+    )
+    return LedgerCheck(True, verdict, warnings, details)
+
+
+def ledger_verify(config: Config, conn: sqlite3.Connection) -> tuple[bool, str]:
+    """The UI's short form of `check_ledger`: ok and one paragraph."""
+    c = check_ledger(config, conn)
+    return c.ok, " ".join([c.verdict, *c.details, *c.warnings])
 
 
 # -- settings ---------------------------------------------------------------------------------
@@ -882,7 +933,7 @@ class TargetSettings:
 def settings(config: Config) -> tuple[dict[str, Any], list[TargetSettings], list[str]]:
     """The editable settings (top level, per target) and the policy names to choose from."""
     from poster.platforms import adapter_class
-    from poster.policies import BUILTIN_POLICIES
+    from poster.config import builtin_policies
     from poster.secrets import credential_sources, login_prompt_fields
 
     top = {
@@ -911,7 +962,7 @@ def settings(config: Config) -> tuple[dict[str, Any], list[TargetSettings], list
                 credentials=credential_sources(name, fields),
             )
         )
-    return top, targets, sorted(set(BUILTIN_POLICIES) | set(config.policies))
+    return top, targets, sorted(set(builtin_policies()) | set(config.policies))
 
 
 POLICY_LABELS = {
@@ -1083,7 +1134,7 @@ def health(config: Config, conn: sqlite3.Connection, *, only: Iterable[str] | No
     return Health(
         targets=reports,
         keyring=secrets.keyring_status(),
-        ledger=ledger_verify(conn),
+        ledger=ledger_verify(config, conn),
         daemon_running=daemon.is_running(config),
         outbox=config.outbox,
         waiting=len(waiting_in_outbox(config)),

@@ -660,43 +660,18 @@ def ledger_export(obj: Ctx, fmt: str) -> None:
 def ledger_verify(obj: Ctx) -> None:
     """Check the database file, the hash chain and its time-stamps; fails naming the damage or
     the first bad row."""
-    from poster import timestamps
+    from poster import actions
 
     cfg = obj.config()
     with open_db(cfg, readonly=True) as conn:
-        check = timestamps.check_ledger(conn, timestamps.anchors(cfg), cfg.data_dir)
-    for bad in check.bad:
-        say(
-            _("time-stamp of {what} does not verify: {reason}").format(
-                what=timestamps.describe(bad.stamp), reason=bad.reason
-            ),
-            err=True,
-        )
-    if not check.chain.ok:
-        raise UserError(_("ledger check failed: {problem}").format(problem=check.chain.problem))
-    if check.bad:
-        raise UserError(
-            _("ledger check failed: {count} time-stamp(s) do not verify").format(count=len(check.bad))
-        )
-    say(
-        _("ledger OK: {rows} rows, hash chain intact, database file sound ({file})").format(
-            rows=check.chain.rows, file=cfg.db_path
-        )
-    )
-    if check.last_head is not None:
-        say(
-            _("matches {heads} time-stamped head(s); rows 1-{seq} {label}").format(
-                heads=check.chain.heads, seq=check.last_head.seq, label=timestamps.label(check.last_head)
-            )
-        )
-    if check.tokens:
-        say(_("{count} time-stamp token(s) verified (signature and hash)").format(count=check.tokens))
-    if check.unstamped_after is not None:
-        say(
-            _("rows after {seq} are not time-stamped yet (see `poster status`)").format(
-                seq=check.unstamped_after
-            )
-        )
+        check = actions.check_ledger(cfg, conn)
+    for line in check.warnings:
+        say(line, err=True)
+    if not check.ok:
+        raise UserError(check.verdict)
+    say(check.verdict)
+    for line in check.details:
+        say(line)
 
 
 @ledger_group.command(name="head")

@@ -400,7 +400,7 @@ def ledger_export(rq: Rq) -> Response:
 
 
 def ledger_verify(rq: Rq) -> Response:
-    ok, text = actions.ledger_verify(rq.db)
+    ok, text = actions.ledger_verify(rq.config, rq.db)
     return rq.back("/ledger", message=text if ok else None, error=None if ok else text)
 
 

@@ -932,8 +932,8 @@ class TargetSettings:
 
 def settings(config: Config) -> tuple[dict[str, Any], list[TargetSettings], list[str]]:
     """The editable settings (top level, per target) and the policy names to choose from."""
-    from poster.platforms import adapter_class
     from poster.config import builtin_policies
+    from poster.platforms import adapter_class
     from poster.secrets import credential_sources, login_prompt_fields
 
     top = {

@@ -337,7 +337,7 @@ def field_errors(path: Path, data: dict[str, Any]) -> list[tuple[str, str, dict[
         pass
     else:
         return []
-    data = dict(data)
+    data = _relative_files(path, dict(data))
     data.pop("data_dir", None)
     try:
         Config(path=path, data_dir=path.parent, **data)
@@ -348,14 +348,9 @@ def field_errors(path: Path, data: dict[str, Any]) -> list[tuple[str, str, dict[
     return [("data_dir", "value_error", {"msg": "must be a non-empty string path"})]
 
 
-def parse(path: Path, data: dict[str, Any]) -> Config:
-    data = dict(data)
-    raw_dir = data.pop("data_dir", "queue")
-    if not isinstance(raw_dir, str) or not raw_dir:
-        raise ConfigError(f"{path}: data_dir: must be a non-empty string path")
-    data_dir = Path(os.path.expanduser(raw_dir))
-    if not data_dir.is_absolute():
-        data_dir = path.parent / data_dir
+def _relative_files(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """Files named in the config are relative to the config file; "" (the example config's
+    value) means not set. Shared by `parse` and `field_errors` so a form sees the same rules."""
     proof = data.get("proof")
     if isinstance(proof, dict) and isinstance(proof.get("tsa_ca_file"), str):
         ca = Path(os.path.expanduser(proof["tsa_ca_file"]))
@@ -370,6 +365,18 @@ def parse(path: Path, data: dict[str, Any]) -> Config:
             elif isinstance(value, str):
                 render[key] = (path.parent / os.path.expanduser(value)).resolve()
         data["render"] = render
+    return data
+
+
+def parse(path: Path, data: dict[str, Any]) -> Config:
+    data = dict(data)
+    raw_dir = data.pop("data_dir", "queue")
+    if not isinstance(raw_dir, str) or not raw_dir:
+        raise ConfigError(f"{path}: data_dir: must be a non-empty string path")
+    data_dir = Path(os.path.expanduser(raw_dir))
+    if not data_dir.is_absolute():
+        data_dir = path.parent / data_dir
+    data = _relative_files(path, data)
     try:
         return Config(path=path, data_dir=data_dir.resolve(), **data)
     except ValidationError as exc:

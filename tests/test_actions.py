@@ -321,9 +321,9 @@ def test_ledger_search_filters_and_exports(home: config.Config, drop) -> None:  
     csv_text = actions.ledger_export(hits, "csv")
     assert csv_text.splitlines()[0].startswith("id,target,url,posted_at")
     assert len(csv_text.splitlines()) == 4
-    assert actions.ledger_verify(conn)[0] is True
+    assert actions.ledger_verify(home, conn)[0] is True
     conn.execute("UPDATE ledger SET target = 'evil' WHERE seq = 2")
-    ok, text = actions.ledger_verify(conn)
+    ok, text = actions.ledger_verify(home, conn)
     assert not ok and "2" in text
 
 

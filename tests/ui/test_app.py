@@ -475,7 +475,7 @@ def test_health_reports_each_target(client: Client) -> None:
     for t in ("x", "pixiv", "xfolio"):
         assert f'data-target="{t}"' in page
     assert page.count('class="ok"') >= 4  # three local targets and the ledger
-    assert "hash chain unbroken" in page
+    assert "hash chain intact" in page
     # a check made in English is made again for a Japanese page: its words are in the result
     page = client.get("/health", headers={"Accept-Language": "ja"}).text
     while 'data-poll="/tasks/' in page and time.time() < deadline:

@@ -32,21 +32,25 @@ EXTS = (".png", ".jpg", ".jpeg", ".webp")
 def _files(root: Path, min_bytes: int, pattern: str = "*") -> list[Path]:
     if not root.is_dir():
         return []
-    return sorted(p for p in root.rglob(pattern) if p.suffix.lower() in EXTS and p.stat().st_size >= min_bytes)
+    return sorted(
+        p for p in root.rglob(pattern) if p.suffix.lower() in EXTS and p.stat().st_size >= min_bytes
+    )
 
 
 def sources() -> dict[str, list[Path]]:
     """Named groups of image files found on this machine."""
     out: dict[str, list[Path]] = {}
-    out["wesnoth portraits"] = _files(Path("/usr/share/games/wesnoth/1.16/data/core/images/portraits"), 20_000)
+    out["wesnoth portraits"] = _files(
+        Path("/usr/share/games/wesnoth/1.16/data/core/images/portraits"), 20_000
+    )
     out["wesnoth art"] = [
-        p
-        for p in _files(Path("/usr/share/games/wesnoth/1.16/data"), 60_000)
-        if "/portraits/" not in str(p)
+        p for p in _files(Path("/usr/share/games/wesnoth/1.16/data"), 60_000) if "/portraits/" not in str(p)
     ]
     out["openclipart"] = _files(Path("/usr/share/openclipart/png"), 30_000)
     out["tuxpaint stamps"] = _files(Path("/usr/share/tuxpaint/stamps"), 30_000)
-    out["wallpapers"] = _files(Path("/usr/share/backgrounds"), 50_000) + _files(Path("/usr/share/wallpapers"), 50_000)
+    out["wallpapers"] = _files(Path("/usr/share/backgrounds"), 50_000) + _files(
+        Path("/usr/share/wallpapers"), 50_000
+    )
     try:
         import skimage
 

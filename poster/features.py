@@ -131,7 +131,9 @@ class Features:
         return len(self.xy)
 
 
-def grey(image: Image.Image, long: int = FEATURE_LONG, background: tuple[int, int, int] = (255, 255, 255)) -> tuple[np.ndarray, float]:
+def grey(
+    image: Image.Image, long: int = FEATURE_LONG, background: tuple[int, int, int] = (255, 255, 255)
+) -> tuple[np.ndarray, float]:
     """8-bit grey at most `long` px on the long edge (transparency over `background`), and
     the scale applied."""
     im = image
@@ -152,7 +154,11 @@ def grey(image: Image.Image, long: int = FEATURE_LONG, background: tuple[int, in
 
 
 def extract(
-    image: Image.Image, *, keep: int = KEEP, long: int = FEATURE_LONG, background: tuple[int, int, int] = (255, 255, 255)
+    image: Image.Image,
+    *,
+    keep: int = KEEP,
+    long: int = FEATURE_LONG,
+    background: tuple[int, int, int] = (255, 255, 255),
 ) -> Features:
     """SIFT keypoints and RootSIFT descriptors, at most `keep`, spread over the picture."""
     cv2 = _cv2()
@@ -181,7 +187,9 @@ def _spread(xy: np.ndarray, resp: np.ndarray, size: tuple[int, int], keep: int) 
     if len(xy) <= keep:
         return np.argsort(-resp)
     w, h = size
-    cell = (np.minimum(xy[:, 1] * GRID // h, GRID - 1) * GRID + np.minimum(xy[:, 0] * GRID // w, GRID - 1)).astype(int)
+    cell = (
+        np.minimum(xy[:, 1] * GRID // h, GRID - 1) * GRID + np.minimum(xy[:, 0] * GRID // w, GRID - 1)
+    ).astype(int)
     order = np.lexsort((-resp, cell))
     sorted_cells = cell[order]
     starts = np.searchsorted(sorted_cells, sorted_cells, side="left")
@@ -224,8 +232,8 @@ def quantise(desc: np.ndarray, book: Codebook, assign: int = 1) -> tuple[np.ndar
         b = parts[1].argmin(1)[:, None]
     else:
         k = 2
-        ia = np.argsort(parts[0], axis=1)[:, :k]
-        ib = np.argsort(parts[1], axis=1)[:, :k]
+        ia = np.argpartition(parts[0], k, axis=1)[:, :k]
+        ib = np.argpartition(parts[1], k, axis=1)[:, :k]
         da = np.take_along_axis(parts[0], ia, 1)
         db = np.take_along_axis(parts[1], ib, 1)
         tot = (da[:, :, None] + db[:, None, :]).reshape(n, k * k)
@@ -256,7 +264,12 @@ class Entry:
     composition: np.ndarray | None = None  # the rework descriptor (poster.composition), float16
 
 
-def entry_of(key: str, image: Image.Image, book: Codebook | None = None, background: tuple[int, int, int] = (255, 255, 255)) -> Entry:
+def entry_of(
+    key: str,
+    image: Image.Image,
+    book: Codebook | None = None,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> Entry:
     from poster import composition
 
     book = book or codebook()
@@ -305,7 +318,9 @@ class Segment:
         order = np.argsort(words, kind="stable")
         offsets = np.zeros(WORDS + 1, np.int64)
         offsets[1:] = np.cumsum(np.bincount(words, minlength=WORDS))
-        keys = np.array([np.frombuffer(bytes.fromhex(e.key), np.uint8) for e in entries], np.uint8).reshape(-1, 32)
+        keys = np.array([np.frombuffer(bytes.fromhex(e.key), np.uint8) for e in entries], np.uint8).reshape(
+            -1, 32
+        )
         frames = np.array([(e.size[0], e.size[1], e.scale) for e in entries], np.float64).reshape(-1, 3)
         comp = np.zeros((len(entries), dims), np.float16)
         for i, e in enumerate(entries):
@@ -506,7 +521,8 @@ class FeatureIndex:
             votes = np.bincount(vimg, minlength=len(self))
             top = np.argsort(-votes)[:candidates]
             for i in top:
-                if votes[i] < MIN_INLIERS:
+                # too few votes to reach MIN_INLIERS, or far behind the best candidate
+                if votes[i] < MIN_INLIERS or votes[i] < 0.15 * votes[top[0]]:
                     break
                 sel = img == i
                 hit = self._verify(int(i), g, q[sel], x[sel], y[sel], flipped, f)
@@ -556,7 +572,15 @@ class FeatureIndex:
             pts_s[:, 0] = f.size[0] / f.scale - pts_s[:, 0]
         Hp = Hp / Hp[2, 2]
         cover = _coverage(H, (w, h), g.size)
-        return Hit(self.key(img), n_inl, int(len(np.unique(q))), Hp, flipped, np.hstack([pts_o, pts_s]).astype(np.float32), cover)
+        return Hit(
+            self.key(img),
+            n_inl,
+            len(np.unique(q)),
+            Hp,
+            flipped,
+            np.hstack([pts_o, pts_s]).astype(np.float32),
+            cover,
+        )
 
     # -- reworks ------------------------------------------------------------------------------
     def composition_matrix(self) -> np.ndarray:
@@ -572,7 +596,9 @@ class FeatureIndex:
 
         if self._comp is None:
             dims = self.segments[0].composition.shape[1] if self.segments else 0
-            index = faiss.IndexScalarQuantizer(dims, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+            index = faiss.IndexScalarQuantizer(
+                dims, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+            )
             for s in self.segments:
                 c = s.composition
                 for a in range(0, len(c), 65536):
@@ -611,7 +637,9 @@ def _plausible(H: np.ndarray, orig: tuple[float, float], susp: tuple[int, int]) 
         cross.append((b[0] - a[0]) * (c[1] - b[1]) - (b[1] - a[1]) * (c[0] - b[0]))
     if not (all(c > 0 for c in cross)):
         return False
-    area = 0.5 * abs(sum(quad[i, 0] * quad[(i + 1) % 4, 1] - quad[(i + 1) % 4, 0] * quad[i, 1] for i in range(4)))
+    area = 0.5 * abs(
+        sum(quad[i, 0] * quad[(i + 1) % 4, 1] - quad[(i + 1) % 4, 0] * quad[i, 1] for i in range(4))
+    )
     scale = math.sqrt(area / (orig[0] * orig[1]))
     if not 0.05 <= scale <= 20:
         return False
@@ -690,10 +718,14 @@ def update(
     todo = pending(conn, data_dir, index.covered)
     if retry:
         rows = conn.execute(
-            f"SELECT rowid, sha256, archive_path FROM originals WHERE sha256 IN ({','.join('?' * len(retry))})",
+            "SELECT rowid, sha256, archive_path FROM originals "
+            f"WHERE sha256 IN ({','.join('?' * len(retry))})",
             retry,
         ).fetchall()
-        todo = [Pending(0, str(s), (data_dir / r) if (data_dir / r).is_file() else None, "#ffffff") for _, s, r in rows] + todo
+        todo = [
+            Pending(0, str(s), (data_dir / r) if (data_dir / r).is_file() else None, "#ffffff")
+            for _, s, r in rows
+        ] + todo
     if not todo:
         return index
     if budget is not None:
@@ -727,7 +759,15 @@ def update(
         Segment.write(root / name, entries, dims)
         segments.append(name)
         segments = _merge(root, segments, dims)
-    _write_manifest(root, {"codebook": book.version, "segments": segments, "covered": covered, "retry": sorted(set(still_missing))})
+    _write_manifest(
+        root,
+        {
+            "codebook": book.version,
+            "segments": segments,
+            "covered": covered,
+            "retry": sorted(set(still_missing)),
+        },
+    )
     _tidy(root, segments)
     return FeatureIndex(root, book)
 

@@ -1,8 +1,12 @@
-"""What the user does to one job: retry, cancel, confirm. Each returns a one-line summary."""
+"""What the user does: retry, cancel, confirm one job (each returns a one-line summary), and
+trace found images."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from poster import jobs
 from poster.config import Config
@@ -11,6 +15,9 @@ from poster.errors import UserError
 from poster.jobs import State
 from poster.platforms.base import PostResult
 from poster.store import now, transaction
+
+if TYPE_CHECKING:
+    from poster.trace import Traced
 
 
 def retry(conn: sqlite3.Connection, job_id: int) -> str:
@@ -73,3 +80,24 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
             scheduled_at=now(),
         )
     return f"job {job_id} will be posted again at the next run"
+
+
+def trace_images(
+    config: Config,
+    conn: sqlite3.Connection,
+    items: Sequence[Path | bytes | tuple[str, bytes]],
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> list[Traced]:
+    """Trace found images (paths, bytes, or (name, bytes) as uploaded) against this data
+    folder's ledger and archive: one `poster.trace.Traced` per item, in order, each with its
+    verdict (`result.verdict`), matches and evidence, or the reason it could not be read.
+    `progress(done, total, name)` is called after each image. The JSON of one item is
+    `Traced.to_json()` (the CONTRACT's `{"file", "matches"}` plus `verdict`, `artwork`)."""
+    from poster import markkey
+    from poster import trace as trace_mod
+
+    tracer = trace_mod.Tracer(
+        conn, markkey.load(config.data_dir), config.data_dir, cache=trace_mod.index_cache(config.data_dir)
+    )
+    return trace_mod.trace_many(tracer, items, progress=progress, keep_images=True)

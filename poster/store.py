@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     prev_hash TEXT NOT NULL,
     row_hash TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS ledger_original ON ledger (original_sha256);  -- trace: an artwork's posts
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     job_id INTEGER NOT NULL,

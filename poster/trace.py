@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from poster import fingerprint, imaging, ledger, mark
-from poster.errors import InputError
-from poster.i18n import N_
+from poster.errors import InputError, UserError
+from poster.i18n import N_, _
 from poster.mark import informed
 
 log = logging.getLogger(__name__)
@@ -358,8 +359,9 @@ class Tracer:
             ordered = sorted(rows, key=lambda r: r["id"] != best)
             matches = [
                 Match(
-                    r["id"], r["target"], r["url"], r["posted_at"], "visible-layers" if r["id"] == best else art.method,
-                    art.score, r, art.mirrored, via=None, post="exact" if r["id"] == best else ARTWORK, extra=extra,
+                    r["id"], r["target"], r["url"], r["posted_at"],
+                    "visible-layers" if r["id"] == best else art.method, art.score, r, art.mirrored,
+                    via=None, post="exact" if r["id"] == best else ARTWORK, extra=extra,
                 )
                 for r in ordered
             ]  # fmt: skip
@@ -416,8 +418,8 @@ class Tracer:
 
     def _artwork_name(self, key: str) -> str | None:
         row = self.conn.execute(
-            "SELECT a.name, o.name FROM originals o JOIN artworks a ON a.id = o.artwork_id WHERE o.sha256 = ? "
-            "ORDER BY o.rowid LIMIT 1",
+            "SELECT a.name, o.name FROM originals o JOIN artworks a ON a.id = o.artwork_id "
+            "WHERE o.sha256 = ? ORDER BY o.rowid LIMIT 1",
             (key,),
         ).fetchone()
         if row is None:
@@ -684,7 +686,7 @@ class Tracer:
 def _refine(
     x: np.ndarray, b: Image.Image, cur: list[float], best: float, size: tuple[int, int], step: float
 ) -> tuple[list[float], float]:
-    for _ in range(20):
+    for _round in range(20):
         improved = False
         for edge in range(4):
             for delta in (-step, step):
@@ -721,8 +723,13 @@ def index_cache(data_dir: Path) -> Path:
 
 def refresh_index(conn: sqlite3.Connection, data_dir: Path) -> None:
     """Add newly posted rows to the on-disk index right after posting, so even the first
-    trace afterwards only reads the cache (the cold read of a large ledger is the slow part)."""
+    trace afterwards only reads the cache (the cold read of a large ledger is the slow part).
+    The local-feature index gets every newly archived original here too (poster.features:
+    extracted once per original, not per trace)."""
     load_index(conn, index_cache(data_dir))
+    from poster import features
+
+    features.update(conn, data_dir)
 
 
 def load_index(conn: sqlite3.Connection, cache: Path | None = None) -> fingerprint.Index:
@@ -824,3 +831,84 @@ def original_path(conn: sqlite3.Connection, data_dir: Path | None, row: dict[str
 
 def trace(conn: sqlite3.Connection, path: Path, key: bytes, data_dir: Path | None = None) -> list[Match]:
     return Tracer(conn, key, data_dir).trace_path(path).matches
+
+
+# -- batches ---------------------------------------------------------------------------------
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic")
+
+
+def expand(paths: Sequence[Path]) -> list[Path]:
+    """Files to trace: each file as given, each folder's images (recursively, sorted)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+@dataclass
+class Traced:
+    """One image of a batch: its name, the result, or the one-line reason it could not be traced."""
+
+    name: str
+    result: Result | None
+    image: Image.Image | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"file": self.name}
+        if self.result is None:
+            out.update(matches=[], verdict="error", error=self.error)
+            return out
+        out["matches"] = [m.to_json() for m in self.result.matches]
+        out.update(self.result.summary())
+        if self.result.notes:
+            out["notes"] = self.result.notes
+        return out
+
+
+Source = Path | bytes | tuple[str, bytes]
+
+
+def trace_many(
+    tracer: Tracer,
+    items: Sequence[Source],
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+    keep_images: bool = False,
+) -> list[Traced]:
+    """Trace each item (a file path, image bytes, or (name, bytes)); a bad item is reported
+    in its entry and does not stop the others. `progress(done, total, name)` after each."""
+    out: list[Traced] = []
+    for n, item in enumerate(items, 1):
+        if isinstance(item, Path):
+            name = str(item)
+        elif isinstance(item, tuple):
+            name = item[0]
+        else:
+            name = f"image {n}"
+        try:
+            if isinstance(item, Path):
+                image = load_suspect(item)
+            else:
+                image = suspect_from_bytes(item[1] if isinstance(item, tuple) else item, name)
+            out.append(Traced(name, tracer.trace_image(image), image if keep_images else None))
+        except UserError as exc:
+            out.append(Traced(name, None, error=str(exc)))
+        if progress is not None:
+            progress(n, len(items), name)
+    return out
+
+
+def suspect_from_bytes(data: bytes, name: str) -> Image.Image:
+    im = imaging.open_image(data, name)
+    if im.size[0] * im.size[1] > MAX_TRACE_PIXELS:
+        raise InputError(_("{file}: image too large to trace").format(file=name))
+    try:
+        im.load()
+        im = ImageOps.exif_transpose(im) or im
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(_("{file}: damaged image ({reason})").format(file=name, reason=exc)) from None
+    return im.convert("RGBA").convert("RGB") if im.mode in ("P", "LA", "PA") else im.convert("RGB")

@@ -26,7 +26,7 @@ import images  # noqa: E402
 
 from poster import cli, composition, config, features, fingerprint, ledger, markkey, store  # noqa: E402
 from poster import trace as trace_mod  # noqa: E402
-from tests.synthetic import painting, photo_like  # noqa: E402
+from tests.synthetic import painting  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus"
 if not CORPUS.is_dir():
@@ -357,7 +357,7 @@ def calibration(n_unrelated: int, n_feature: int, seed: int = 5) -> None:
         print(f"indexed {len(index)} artworks in {time.perf_counter() - t0:.0f}s")
         srcs = images.sources()
         files = [(g, p) for g, ps in srcs.items() for p in ps]
-        print("sources: " + ", ".join(f"{g} {len(ps)}" for g, ps in srcs.items()) + f", procedural")
+        print("sources: " + ", ".join(f"{g} {len(ps)}" for g, ps in srcs.items()) + ", procedural")
         rng = np.random.default_rng(seed)
         sims, pdq_d, groups = [], [], {}
         feat_hits, feat_n, feat_max = 0, 0, 0

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (benchmark tables: one f-string per printed row)
 """Round-2 trace benchmarks (issue 17), run through benchmarks/trace.py."""
 
 from __future__ import annotations
@@ -360,7 +361,7 @@ def calibration(n_unrelated: int, n_feature: int, seed: int = 5) -> None:
         print("sources: " + ", ".join(f"{g} {len(ps)}" for g, ps in srcs.items()) + ", procedural")
         rng = np.random.default_rng(seed)
         sims, pdq_d, groups = [], [], {}
-        feat_hits, feat_n, feat_max = 0, 0, 0
+        feat_hits, feat_n, _feat_max = 0, 0, 0
         done = 0
         base_iter = iter(files)
         proc_iter = images.procedural(10**6, seed=99)
@@ -488,7 +489,7 @@ def scale_table(sizes: list[int]) -> None:
     # word frequencies of a collection: measured on unrelated package images and procedural
     # art (not the two query artworks), smoothed so every word has some postings
     sample = [im for _, im in images.procedural(10, seed=31)]
-    for group, files in images.sources().items():
+    for _group, files in images.sources().items():
         sample += [
             x
             for x in (images.load(p, 1024) for p in files[1 :: max(1, len(files) // 6)][:6])

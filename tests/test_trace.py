@@ -279,7 +279,7 @@ def test_unposted_original_is_never_named_as_a_post(posted: Any, tmp_path: Path)
     """The artist's own file (no hidden ID, no signature) traced: "your artwork, not from any
     post as posted" (or at most "artwork only"), never a post. It used to answer "pixiv post
     of …, this post told apart"."""
-    home, rows = posted
+    home, _rows = posted
     conn = store.connect(home.db_path)
     try:
         archived = conn.execute("SELECT archive_path FROM originals ORDER BY rowid LIMIT 1").fetchone()[0]
@@ -310,7 +310,7 @@ def test_batch_folder_and_stdin(posted: Any, tmp_path: Path) -> None:
     save(folder, "a.jpg", published(rows[0]), 85)
     save(folder, "b.jpg", artwork((500, 400), seed=77), 85)
     (folder / "c.png").write_bytes(b"not an image")
-    code, out, err = run_cli("trace", str(folder), "--json", cfg=home)
+    code, out, _err = run_cli("trace", str(folder), "--json", cfg=home)
     assert code == 1
     by_name = {Path(r["file"]).name: r for r in json.loads(out)}
     assert by_name["a.jpg"]["verdict"] == "exact post"

@@ -1,4 +1,4 @@
-# ruff: noqa: E501  (benchmark tables: one f-string per printed row)
+# ruff: noqa: E501, B007
 """Round-2 trace benchmarks (issue 17), run through benchmarks/trace.py."""
 
 from __future__ import annotations

@@ -50,9 +50,7 @@ from poster import fingerprint, ledger, store  # noqa: E402
 from poster.trace import MATCH_SCORE, Tracer  # noqa: E402
 from tests.synthetic import painting  # noqa: E402
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-if not CORPUS.is_dir():
-    CORPUS = Path("/work/shared/corpus")
+CORPUS = REPO.parent / "shared" / "corpus"
 
 
 def jpeg(im: Image.Image, q: int) -> Image.Image:
@@ -380,6 +378,8 @@ def main() -> None:
     if "scale" in only:
         r2.scale_table(args.scale)
     if "pdq" in only:  # the perceptual stage's own calibration and speed (PDQ, as before)
+        if not CORPUS.is_dir():
+            ap.error(f"{CORPUS}: the test-art corpus is not beside this repository")
         calibrate(args.distractors)
         speed(args.rows)
     sys.stdout.flush()

@@ -1,5 +1,11 @@
-"""What the user does: retry, cancel, confirm one job (each returns a one-line summary), and
-trace found images."""
+"""What the user does: retry, cancel, confirm, release one job (each returns a one-line
+summary), and trace found images; the CLI and the web UI call the same functions.
+
+No action re-posts a job that may already be posted without asking the platform first: an
+`uncertain` job is never retried, a cancelled one that was uncertain goes back to
+`uncertain` (so the next run looks it up), and `confirm --not-posted` looks the post up
+where the adapter can before it lets the job be posted again.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,9 @@ from poster import jobs
 from poster.config import Config
 from poster.dispatch import Dispatcher
 from poster.errors import UserError
+from poster.i18n import _
 from poster.jobs import State
-from poster.platforms.base import PostResult
+from poster.platforms.base import Existence, PostResult
 from poster.store import now, transaction
 
 if TYPE_CHECKING:
@@ -22,8 +29,27 @@ if TYPE_CHECKING:
 
 def retry(conn: sqlite3.Connection, job_id: int) -> str:
     job = jobs.get(conn, job_id)
+    if job.state is State.CANCELLED and jobs.previous_state(conn, job_id) is State.UNCERTAIN:
+        # it may be posted: back to `uncertain`, where only a look-up or the user settles it
+        with transaction(conn):
+            if not jobs.transition(
+                conn,
+                job_id,
+                State.CANCELLED,
+                State.UNCERTAIN,
+                reason=_("was uncertain when cancelled: the post may exist"),
+            ):
+                raise UserError(_("job {job} changed meanwhile; see `poster status`").format(job=job_id))
+        return _(
+            "job {job} ({name} → {target}) may already be posted (it was uncertain when cancelled): it "
+            "is uncertain again; the next run looks it up, or settle it with `poster confirm {job} "
+            "--posted URL` or `--not-posted`"
+        ).format(job=job_id, name=job.name, target=job.target)
     has_variants = bool(jobs.variants(conn, job_id))
     new = State.READY if has_variants else State.PENDING
+    at = now()
+    # "try again" is not "post before the release date": that is `release`
+    keep_date = jobs.waits_for_release(job, at)
     with transaction(conn):
         if not jobs.transition(
             conn,
@@ -31,14 +57,46 @@ def retry(conn: sqlite3.Connection, job_id: int) -> str:
             (State.FAILED, State.CANCELLED, State.RETRY_WAIT),
             new,
             reason="retry requested",
-            scheduled_at=now(),
+            scheduled_at=job.scheduled_at if keep_date else at,
         ):
             raise UserError(
                 f"job {job_id} is {job.state.value}; only failed, cancelled or waiting jobs can be retried"
                 + (" (an uncertain job needs `poster confirm`)" if job.state is State.UNCERTAIN else "")
             )
         conn.execute("UPDATE jobs SET attempts = 0 WHERE id = ?", (job_id,))
+    if keep_date:
+        return _(
+            "job {job} ({name} → {target}) will be tried again on its release date {when} "
+            "(`poster release {job}` posts it earlier)"
+        ).format(job=job_id, name=job.name, target=job.target, when=job.meta.get("at"))
     return f"job {job_id} ({job.name} → {job.target}) will be tried again at the next run"
+
+
+def release(config: Config, conn: sqlite3.Connection, job_id: int) -> str:
+    """Post a job before its time: the release date its sidecar sets (`at`), which even
+    `run --once --now` waits for, or its slot. It goes out at the next run (the daemon still
+    paces it; `run --once --now` does not)."""
+    from poster.schedule import zone
+
+    job = jobs.get(conn, job_id)
+    if job.state not in (State.PENDING, State.READY):
+        raise UserError(
+            _("job {job} is {state}; only a pending or ready job can be released early").format(
+                job=job_id, state=job.state.value
+            )
+        )
+    at = now()
+    if job.scheduled_at <= at:
+        raise UserError(_("job {job} is already due: it goes out at the next run").format(job=job_id))
+    with transaction(conn):
+        if not jobs.transition(
+            conn, job_id, job.state, job.state, reason=_("released early by the user"), scheduled_at=at
+        ):
+            raise UserError(_("job {job} changed meanwhile; see `poster status`").format(job=job_id))
+    when = job.scheduled_at.astimezone(zone(config)).strftime("%Y-%m-%d %H:%M")
+    return _("job {job} ({name} → {target}) released: it goes out at the next run instead of {when}").format(
+        job=job_id, name=job.name, target=job.target, when=when
+    )
 
 
 def cancel(conn: sqlite3.Connection, job_id: int) -> str:
@@ -70,6 +128,14 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
         return f"job {job_id} recorded as posted at {posted_url}"
     if job.state is not State.UNCERTAIN:
         raise UserError(f"job {job_id} is {job.state.value}; --not-posted is for uncertain jobs")
+    found = _look_up(config, conn, job)
+    if found is not None:
+        raise UserError(
+            _(
+                "job {job}: {target} shows this post at {url}; not posting it again (record it with "
+                "`poster confirm {job} --posted {url}`)"
+            ).format(job=job_id, target=job.target, url=found.url)
+        )
     with transaction(conn):
         jobs.transition(
             conn,
@@ -80,6 +146,17 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
             scheduled_at=now(),
         )
     return f"job {job_id} will be posted again at the next run"
+
+
+def _look_up(config: Config, conn: sqlite3.Connection, job: jobs.Job) -> PostResult | None:
+    """The post of `job` if its platform shows it; None when it does not, or cannot tell (then
+    the user's word decides)."""
+    dispatcher = Dispatcher(config, conn)
+    try:
+        existence, found = dispatcher.adapter(job.target).find_existing(dispatcher.build_post(job))
+    except (UserError, OSError):  # target gone from the config, variant files gone
+        return None
+    return found if existence is Existence.EXISTS else None
 
 
 def trace_images(

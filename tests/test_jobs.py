@@ -6,11 +6,12 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from poster import cli, config, jobs, ledger, outbox, store
+from poster import actions, cli, config, jobs, ledger, outbox, store
 from poster.dispatch import Dispatcher
 from poster.jobs import State
 from tests.conftest import artwork, run_cli
@@ -73,9 +74,11 @@ def test_run_refuses_while_another_run_holds_the_data_folder(cfg: config.Config)
         assert jobs.all_jobs(conn) == []  # nothing was taken in either
 
 
-def test_not_posted_reuses_the_key_so_a_wrong_answer_cannot_duplicate(cfg: config.Config) -> None:
-    """The user says `--not-posted`, but the post did go out: the job posts again with the
-    same key, which the local adapter (like Mastodon's Idempotency-Key) recognises."""
+def test_a_wrong_not_posted_answer_cannot_duplicate(cfg: config.Config) -> None:
+    """The user says `--not-posted`, but the post did go out: `confirm` looks it up first
+    (the local adapter can), refuses and names the post; the next run records it. One post,
+    one ledger row. (Where the platform cannot look posts up, the job's key is kept, so one
+    that honours it — Mastodon's Idempotency-Key — returns the post instead of a second.)"""
     with store.connect(cfg.db_path) as conn:
         outbox.scan(conn, cfg)
         job = first(conn)
@@ -86,10 +89,10 @@ def test_not_posted_reuses_the_key_so_a_wrong_answer_cannot_duplicate(cfg: confi
             conn.execute("DELETE FROM ledger")
             conn.execute("UPDATE jobs SET state = 'uncertain' WHERE id = ?", (job.id,))
     code, _, err = run_cli("confirm", str(job.id), "--not-posted", cfg=cfg)
-    assert code == 0, err
+    assert code != 0 and "file://" in err and "--posted" in err
     with store.connect(cfg.db_path) as conn:
-        assert first(conn).state is State.READY
-        Dispatcher(cfg, conn).run_due(ignore_schedule=True)
+        assert first(conn).state is State.UNCERTAIN
+        Dispatcher(cfg, conn).resolve_uncertain()
         assert first(conn).state is State.POSTED
         assert len([r for r in ledger.rows(conn) if r["target"] == "x"]) == 1
     assert len(list((cfg.data_dir / "posted" / "x").iterdir())) == 1
@@ -106,3 +109,21 @@ def test_job_commands_refuse_what_would_lose_or_duplicate(cfg: config.Config) ->
         assert code != 0 and err.startswith("poster: error:"), args
     code, _, err = run_cli("confirm", "999", "--not-posted", cfg=cfg)
     assert code != 0 and "no job 999" in err
+
+
+def test_due_under_now_leaves_a_release_date_alone_until_released(cfg: config.Config) -> None:
+    """`ignore_schedule` (run --now) makes pending jobs due at once, except a job waiting for
+    the time the artist wrote in its sidecar; `release` ends that wait."""
+    (cfg.outbox / "a.toml").write_text('at = "2099-01-01T00:00:00+00:00"\n', encoding="utf-8")
+    os.utime(cfg.outbox / "a.toml", (time.time() - 3600,) * 2)
+    with store.connect(cfg.db_path) as conn:
+        outbox.scan(conn, cfg)
+        at = datetime.now(UTC)
+        assert jobs.due(conn, at, ignore_schedule=True) == []
+        assert jobs.due(conn, at) == []
+        assert len(jobs.due(conn, datetime(2099, 1, 1, tzinfo=UTC), ignore_schedule=True)) == 3
+        x = first(conn, "x")
+        assert "released" in actions.release(cfg, conn, x.id)
+        assert [j.id for j in jobs.due(conn, at + timedelta(seconds=1), ignore_schedule=True)] == [x.id]
+        assert [j.id for j in jobs.due(conn, at + timedelta(seconds=1))] == [x.id]
+        assert events(conn, x.id) == ["pending", "pending"]  # the release is in the job's history

@@ -6,7 +6,12 @@ graphemes.
 
 No duplicates: the record key (a TID) is chosen before the create call and remembered under
 `data_dir/state/`, so a retry reuses it and `find_existing` can ask the PDS whether that
-record exists.
+record exists — also when the createRecord answer is unreadable or never comes (the error
+is `Ambiguous`: the job is settled by that look-up, never failed).
+
+Every call goes to `api_base`: the adapter never switches to a PDS named in the session's
+DID document (bsky.social serves its accounts through its entryway), so the app password and
+the session tokens only reach the server the user configured.
 
 Settings: `api_base` (the PDS, default https://bsky.social), `web_base` (for post URLs,
 default https://bsky.app), `langs` (list, optional), `link_back` (bool, default false: add
@@ -38,10 +43,11 @@ from poster.platforms.http import (
     AuthFailure,
     Fatal,
     HttpAdapter,
-    PlatformError,
     RateLimited,
     Retryable,
     json_body,
+    json_object,
+    no_post_id,
 )
 from poster.platforms.media import shrink_to, strip_metadata
 from poster.platforms.text import bluesky_facets, compose, grapheme_length
@@ -330,16 +336,13 @@ class BlueskyAdapter(HttpAdapter):
         """Create the record; None when the PDS wants smaller blobs (limit learned)."""
         rkey = self._pending().get(post.key) or make_tid()
         self._remember(post.key, rkey)
-        try:
-            r = self._xrpc(
-                "POST",
-                "com.atproto.repo.createRecord",
-                json={"repo": session["did"], "collection": POST_NSID, "rkey": rkey, "record": record},
-                idempotent=True,  # the fixed rkey makes a repeat fail instead of duplicate
-            )
-        except PlatformError as exc:
-            exc.ambiguous = exc.retryable
-            raise
+        r = self._xrpc(
+            "POST",
+            "com.atproto.repo.createRecord",
+            json={"repo": session["did"], "collection": POST_NSID, "rkey": rkey, "record": record},
+            idempotent=True,  # the fixed rkey makes a repeat fail instead of duplicate
+            creates=True,
+        )
         if r.status_code != 200:
             existing = self._get_record(session, rkey)
             if existing is not None:  # an earlier attempt did create it
@@ -358,8 +361,9 @@ class BlueskyAdapter(HttpAdapter):
                 self.write_state("limits", limits)
                 return None
             self._raise_for(r, "create the post")
-        body = json_body(r, self.name)
-        uri = body.get("uri") or f"at://{session['did']}/{POST_NSID}/{rkey}"
+        uri = json_object(r, self.name, creates=True).get("uri")
+        if not isinstance(uri, str) or not uri.endswith(f"/{rkey}"):
+            raise no_post_id(self.name, f"uri of record {rkey}")
         self._remember(post.key, None)
         return PostResult.posted(uri, self._url(session, rkey))
 

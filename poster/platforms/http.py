@@ -2,11 +2,25 @@
 
 `HttpClient` wraps a `requests.Session` with:
 
-* timeouts on every call;
+* **one origin**: a client talks only to the scheme, host and port of its `base_url` (the
+  target's `api_base`). A URL elsewhere is refused before anything is sent, redirects are
+  never followed to another origin (they are an error naming the other server), and
+  same-origin redirects only for an adapter that declares them (`same_origin_redirects`).
+  Credential cookies are kept out of the session's jar and added only to those requests.
+  So a credential — a header, a body field, a cookie — can only reach the server the user
+  configured;
+* **an overall deadline** per request, covering connect, send and the whole answer: a
+  watchdog shuts the socket down when it passes, so a server trickling its status line,
+  headers or body cannot hold a run (a per-read timeout alone restarts with every byte).
+  Uploads get extra time for their size (`UPLOAD_FLOOR_RATE`). Only name resolution is left
+  to the system resolver's own timeouts (it cannot be interrupted);
+* **a size cap** on every answer, read as a stream and dropped at the limit for its kind
+  (`ANSWER_LIMITS`), so a huge answer costs neither memory nor time;
 * bounded retries with exponential backoff and jitter on network errors and 5xx answers —
-  for requests that are safe to repeat. A request that creates something (`idempotent=False`)
-  is only repeated when it surely did not reach the server (connection refused, 429, 503);
-  any other failure is reported as *ambiguous*, because the post may exist;
+  for requests that are safe to repeat. A request that creates something (`creates=True`,
+  the default for non-idempotent methods) is only repeated when it surely did not reach the
+  server (connection refused, 429, 503); any other failure — no answer, 5xx, a redirect, a
+  deadline hit, an over-long answer — is raised as `Ambiguous`, because the post may exist;
 * 429 handling: `Retry-After` (seconds or HTTP date), `x-rate-limit-reset` (epoch seconds,
   X), `X-RateLimit-Reset` (ISO 8601, Mastodon) and `ratelimit-reset` are honoured; short waits
   are slept in place, long ones are raised as `RateLimited` with `retry_at` so the scheduler
@@ -16,23 +30,36 @@
 
 Adapters raise `PlatformError` (or let these errors through) inside `HttpAdapter._post`;
 `HttpAdapter.post` turns all of them into a `PostResult`, so expected failures never raise.
+An `Ambiguous` error becomes `posted` (the adapter found the post) or `uncertain`, never
+`failed`: a failed job can be retried, and a retry of a post that exists is a duplicate.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import email.utils
 import json
 import logging
 import random
+import re
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import requests.adapters
+from requests.cookies import RequestsCookieJar, create_cookie
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from poster.errors import ConfigError
+from poster.i18n import _
 from poster.platforms.base import (
     Adapter,
     CheckResult,
@@ -46,6 +73,28 @@ from poster.secrets import env_name, mask
 log = logging.getLogger("poster.http")
 
 USER_AGENT = "poster/0.1 (+https://github.com/; art poster)"
+
+# ------------------------------------------------------------------ limits of one request
+# Every limit of the seam, in one place. Adapters pick an answer kind per call; they never
+# pass raw numbers.
+MiB = 1024 * 1024
+ANSWER_LIMITS: dict[str, int] = {
+    # JSON answers of every API poster calls; the largest real ones (Mastodon's instance
+    # document, Misskey's meta, a list of drive files) are tens of kilobytes
+    "api": 1 * MiB,
+    # web pages read for a token (pixiv's upload page: a few hundred kilobytes of HTML with
+    # its __NEXT_DATA__ script)
+    "page": 8 * MiB,
+}
+# An upload gets `deadline + body bytes / UPLOAD_FLOOR_RATE` seconds: the slowest uplink
+# poster waits for (512 kbit/s), so a 5 MB image on a slow line is not cut off while a
+# stalled request still ends.
+UPLOAD_FLOOR_RATE = 64 * 1024  # bytes per second
+DEFAULT_DEADLINE = 60.0  # seconds; adapters use the target's `timeout`
+MAX_REDIRECTS = 5  # same-origin hops, for adapters that declare them
+_CHUNK = 64 * 1024
+_REDIRECTS = (301, 302, 303, 307, 308)
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 # --------------------------------------------------------------------------------- errors
@@ -80,6 +129,8 @@ class PlatformError(Exception):
         return str(self.args[0]) if self.args else type(self).__name__
 
     def to_result(self) -> PostResult:
+        if self.ambiguous:
+            return PostResult.uncertain(self.message)
         if self.retryable:
             return PostResult.retryable(self.message, retry_at=self.retry_at)
         return PostResult.fatal(self.message)
@@ -103,6 +154,36 @@ class NetworkFailure(Retryable):
 
 class AuthFailure(Fatal):
     """401/403 on credentials: the user has to log in again."""
+
+
+class Ambiguous(PlatformError):
+    """A request that may have created the post reached the platform, and what came back
+    does not say whether it did (no answer, 5xx, a redirect, a deadline hit, an over-long or
+    unreadable answer, no post id). Never retried blindly: the adapter looks the post up,
+    otherwise the job waits as `uncertain`. The message says what happened, nothing more."""
+
+    retryable = False
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs["ambiguous"] = True
+        super().__init__(message, **kwargs)
+
+
+class RedirectRefused(Fatal):
+    """The server answered with a redirect poster does not follow (to another origin, or one
+    the adapter does not declare). Not retried: the same request would get the same answer."""
+
+
+class OtherOrigin(Fatal):
+    """A request for a URL outside the client's origin: refused before anything is sent."""
+
+
+class DeadlineExceeded(NetworkFailure):
+    """A request did not finish (connect, send, whole answer) within its overall deadline."""
+
+
+class AnswerTooLarge(Fatal):
+    """The answer was longer than the limit for its kind; reading stopped there."""
 
 
 # ------------------------------------------------------------------------- header parsing
@@ -168,6 +249,177 @@ def _surely_not_sent(exc: requests.RequestException) -> bool:
     return False
 
 
+# ---------------------------------------------------------------------------------- origin
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an absolute URL, normalised: what "the same server" means."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: matches nothing
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme, -1)
+
+
+def origin_text(url: str) -> str:
+    """An origin for messages: scheme://host:port, never a path or query (they may carry
+    tokens)."""
+    scheme, host, port = origin(url)
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" + ("" if _DEFAULT_PORTS.get(scheme) == port else f":{port}")
+
+
+# -------------------------------------------------------------------------------- deadline
+class _Deadline:
+    """The overall deadline of one request. A watchdog timer shuts down every socket the
+    request uses when it passes; a blocked connect, send or read then ends at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._token: contextvars.Token[_Deadline | None] | None = None
+
+    def __enter__(self) -> _Deadline:
+        self._token = _current_deadline.set(self)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._sockets.clear()
+        if self._token is not None:
+            _current_deadline.reset(self._token)
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+_current_deadline: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
+    "poster_http_deadline", default=None
+)
+
+
+def _shut(sock: socket.socket) -> None:
+    # the plain socket's shutdown, also for a TLS socket (whose own shutdown() would drop
+    # its SSL object under the thread reading it): the blocked recv/send returns at once
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _watch(sock: socket.socket | None) -> None:
+    deadline = _current_deadline.get()
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _watch(sock)  # before the TLS handshake, which the deadline covers too
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        _watch(self.sock)  # a kept-alive connection serving a new request
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _watch(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        _watch(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """requests' transport, with connections whose sockets the request deadline can cut."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS has its own connection classes
+            manager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
+        return manager
+
+
+def _body_size(kwargs: Mapping[str, Any]) -> int:
+    """Roughly how many bytes a request sends (for its upload allowance)."""
+    size = 0
+    data = kwargs.get("data")
+    if isinstance(data, bytes | bytearray | memoryview):
+        size += len(data)
+    elif isinstance(data, str):
+        size += len(data.encode())
+    elif isinstance(data, Mapping):
+        size += sum(len(str(k)) + len(str(v)) for k, v in data.items())
+    elif isinstance(data, list | tuple):
+        size += sum(len(str(item)) for item in data)
+    files = kwargs.get("files")
+    items = files.values() if isinstance(files, Mapping) else (f[1] for f in files or ())
+    for item in items:
+        content = item[1] if isinstance(item, tuple) and len(item) > 1 else item
+        if isinstance(content, bytes | bytearray | str):
+            size += len(content)
+    if kwargs.get("json") is not None:
+        size += len(json.dumps(kwargs["json"], default=str))
+    return size
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _read_answer(response: requests.Response, limit: int) -> None:
+    """Read the streamed body into the response (so `.text`/`.json()` work), at most `limit`
+    bytes after decoding; over it, the connection is closed and `_TooLarge` raised."""
+    declared = (response.headers.get("Content-Length") or "").strip()
+    if declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise _TooLarge
+    body = bytearray()
+    for chunk in response.iter_content(_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            response.close()
+            raise _TooLarge
+    response._content = bytes(body)
+    response._content_consumed = True
+
+
 # ---------------------------------------------------------------------------------- client
 # Libraries that log credentials at DEBUG (OAuth1 signing logs consumer key, token and the
 # request body): kept at WARNING whatever the user's verbosity.
@@ -187,7 +439,8 @@ def _register_global(values: Iterable[str]) -> None:
 
 
 class HttpClient:
-    """A `requests.Session` with timeouts, bounded retries, 429 handling and secret masking."""
+    """A `requests.Session` bound to one origin, with an overall deadline and an answer cap
+    per request, bounded retries, 429 handling and secret masking."""
 
     def __init__(
         self,
@@ -197,6 +450,7 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         auth: Any = None,
         timeout: float | tuple[float, float] = (10.0, 60.0),
+        deadline: float = DEFAULT_DEADLINE,
         max_retries: int = 3,
         backoff: float = 1.0,
         max_backoff: float = 30.0,
@@ -205,17 +459,25 @@ class HttpClient:
         on_unauthorized: Callable[[HttpClient], bool] | None = None,
         session: requests.Session | None = None,
         platform: str = "server",
+        same_origin_redirects: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.origin = origin(self.base_url)
         self._secrets: set[str] = {s for s in secrets if s}
         _register_global(self._secrets)
         self.session = session or requests.Session()
+        for prefix in ("http://", "https://"):
+            self.session.mount(prefix, _WatchedAdapter())
+        # credential cookies live here, not in the session's jar: they are added only to
+        # requests the seam has checked go to the configured origin
+        self._cookies = RequestsCookieJar()
         self.session.headers["User-Agent"] = USER_AGENT
         if headers:
             self.session.headers.update(headers)
         if auth is not None:
             self.session.auth = auth
         self.timeout = timeout
+        self.deadline = deadline
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -223,6 +485,7 @@ class HttpClient:
         self.sleep = sleep
         self.on_unauthorized = on_unauthorized
         self.platform = platform
+        self.same_origin_redirects = same_origin_redirects
 
     # -- masking
     def add_secret(self, *values: str | None) -> None:
@@ -233,15 +496,41 @@ class HttpClient:
     def mask(self, text: str) -> str:
         return mask(str(text), self._secrets)
 
+    # -- credentials in cookies
+    def set_cookie(self, name: str, value: str) -> None:
+        """A credential cookie, sent only with this client's requests (so only to the
+        configured origin) — never kept in the session's jar, where any request made with
+        the session would carry it to its host on any port."""
+        scheme, host, _port = self.origin
+        self.add_secret(value)
+        self._cookies.set_cookie(create_cookie(name, value, domain=host, path="/", secure=scheme == "https"))
+
     # -- requests
     def url(self, path: str) -> str:
-        if path.startswith(("http://", "https://")):
-            return path
-        return f"{self.base_url}/{path.lstrip('/')}"
+        """The absolute URL for `path`; a URL on any other origin is refused (`OtherOrigin`)."""
+        absolute = _ABSOLUTE.match(path) is not None
+        url = path if absolute else f"{self.base_url}/{path.lstrip('/')}"
+        if origin(url) != self.origin:
+            raise OtherOrigin(
+                _(
+                    "refusing to send a {platform} request to {other}: poster sends requests "
+                    "(and credentials) only to {configured}"
+                ).format(
+                    platform=self.platform,
+                    other=self.mask(origin_text(url)),
+                    configured=origin_text(self.base_url),
+                )
+            )
+        return url
 
     def _delay(self, attempt: int) -> float:
         base = min(self.max_backoff, self.backoff * (2**attempt))
         return base * (0.5 + random.random() / 2)  # jitter: 50–100 % of the step
+
+    def _socket_timeouts(self, deadline: float) -> tuple[float, float]:
+        connect, read = self.timeout if isinstance(self.timeout, tuple) else (self.timeout, self.timeout)
+        # connect is not watched until the socket exists: bound it by the deadline itself
+        return min(connect, deadline), read
 
     def request(
         self,
@@ -249,49 +538,106 @@ class HttpClient:
         path: str,
         *,
         idempotent: bool | None = None,
+        creates: bool | None = None,
+        answer: str = "api",
         ok: Iterable[int] = (),
         **kwargs: Any,
     ) -> requests.Response:
         """Send a request; return the response for any status that is not retried.
 
         `idempotent` defaults to True for GET/HEAD/PUT/DELETE and False for POST/PATCH.
+        `creates` (default: not idempotent) marks a call that may create the post: any
+        failure after it may have reached the server is raised as `Ambiguous`.
+        `answer` picks the body cap from `ANSWER_LIMITS`. `allow_redirects=False` returns a
+        3xx answer to the caller (which reads it); otherwise a redirect to another origin,
+        or any redirect the client was not told to follow, raises `RedirectRefused` (or
+        `Ambiguous` for a create call).
         5xx/network failures are retried (idempotent requests only) up to `max_retries`, then
-        raised as `NetworkFailure` (or an ambiguous `Retryable` for non-idempotent ones).
+        raised as `NetworkFailure`. A deadline hit is not retried in place.
         429 is retried in place while the wait is short, then raised as `RateLimited`.
         The caller handles 4xx answers itself (they are platform-specific).
         """
         if idempotent is None:
             idempotent = method.upper() in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
+        if creates is None:
+            creates = not idempotent
+        limit = ANSWER_LIMITS[answer]
+        return_redirects = kwargs.pop("allow_redirects", True) is False
+        kwargs.pop("timeout", None)
+        kwargs.pop("stream", None)
+        if kwargs.get("cookies"):
+            jar = RequestsCookieJar()
+            jar.update(self._cookies)
+            jar.update(kwargs.pop("cookies"))
+        else:
+            kwargs.pop("cookies", None)
+            jar = self._cookies
         url = self.url(path)
-        kwargs.setdefault("timeout", self.timeout)
+        seconds = self.deadline + _body_size(kwargs) / UPLOAD_FLOOR_RATE
         refreshed = False
         attempt = 0
-        shown = self.mask(f"{method.upper()} {url.split('?')[0]}")
+        hops = 0
         while True:
-            try:
-                response = self.session.request(method, url, **kwargs)
-            except requests.RequestException as exc:
-                reason = self.mask(f"{type(exc).__name__}: {exc}")
-                safe = idempotent or _surely_not_sent(exc)
-                if safe and attempt < self.max_retries:
-                    delay = self._delay(attempt)
-                    log.warning("%s failed (%s); retry in %.1fs", shown, reason, delay)
-                    self.sleep(delay)
-                    attempt += 1
-                    continue
-                if not safe:
-                    raise Retryable(
-                        f"{self.platform} did not answer {shown} ({reason}); the post may or may not exist",
-                        ambiguous=True,
+            shown = self.mask(f"{method.upper()} {url.split('?')[0]}")
+            deadline = _Deadline(seconds)
+            with deadline:
+                try:
+                    response = self.session.request(
+                        method,
+                        url,
+                        timeout=self._socket_timeouts(seconds),
+                        allow_redirects=False,
+                        stream=True,
+                        cookies=jar,
+                        **kwargs,
+                    )
+                    try:
+                        _read_answer(response, limit)
+                    except BaseException:
+                        response.close()
+                        raise
+                    if deadline.expired:
+                        # a socket shut mid-head can parse as a short, complete-looking
+                        # answer (http.client takes EOF for the end of the headers)
+                        response.close()
+                        self._deadline_hit(shown, seconds, creates)
+                except _TooLarge:
+                    self._too_large(shown, limit, creates)
+                except requests.RequestException as exc:
+                    if deadline.expired:
+                        self._deadline_hit(shown, seconds, creates)
+                    reason = self.mask(f"{type(exc).__name__}: {exc}")
+                    maybe_sent = not _surely_not_sent(exc)
+                    if (idempotent or not maybe_sent) and attempt < self.max_retries:
+                        delay = self._delay(attempt)
+                        log.warning("%s failed (%s); retry in %.1fs", shown, reason, delay)
+                        self.sleep(delay)
+                        attempt += 1
+                        continue
+                    if creates and maybe_sent:
+                        raise Ambiguous(
+                            _("{platform} did not answer {request} ({reason})").format(
+                                platform=self.platform, request=shown, reason=reason
+                            )
+                        ) from None
+                    raise NetworkFailure(
+                        _("cannot reach {platform}: {reason} (after {attempts} attempts)").format(
+                            platform=self.platform, reason=reason, attempts=attempt + 1
+                        )
                     ) from None
-                raise NetworkFailure(
-                    f"cannot reach {self.platform}: {reason} (after {attempt + 1} attempts)"
-                ) from None
 
             status = response.status_code
             log.debug("%s -> %s", shown, status)
             if status in set(ok):
                 return response
+
+            if status in _REDIRECTS and response.headers.get("Location") and not return_redirects:
+                target = urljoin(url, response.headers["Location"])
+                if self._follows(method, status, target) and hops < MAX_REDIRECTS:
+                    log.info("%s redirected (%s) within %s", shown, status, origin_text(url))
+                    url, hops = target, hops + 1
+                    continue
+                self._refuse_redirect(shown, status, target, creates)
 
             if status == 401 and self.on_unauthorized is not None and not refreshed:
                 refreshed = True
@@ -330,12 +676,12 @@ class HttpClient:
                         attempt += 1
                         continue
                 detail = self.mask(_short_body(response))
-                if not retry_ok:
-                    raise Retryable(
-                        f"{self.platform} answered {status} to {shown}: {detail}; the post "
-                        "may or may not exist",
+                if creates and status != 503:  # 503: the server says it did not take it
+                    raise Ambiguous(
+                        _("{platform} answered {status} to {request}: {detail}").format(
+                            platform=self.platform, status=status, request=shown, detail=detail
+                        ),
                         status=status,
-                        ambiguous=True,
                     )
                 raise NetworkFailure(
                     f"{self.platform} answered {status} (server error) after "
@@ -344,6 +690,58 @@ class HttpClient:
                     retry_at=parse_retry_at(response.headers),
                 )
             return response
+
+    def _follows(self, method: str, status: int, target: str) -> bool:
+        """A redirect is followed only within the origin, only when the adapter declared
+        that its platform uses them, and only where the request stays what it was."""
+        if not self.same_origin_redirects or origin(target) != self.origin:
+            return False
+        return status in (307, 308) or method.upper() in ("GET", "HEAD")
+
+    def _refuse_redirect(self, shown: str, status: int, target: str, creates: bool) -> None:
+        if origin(target) != self.origin:
+            what = _(
+                "{platform} answered {request} with a redirect ({status}) to another server, "
+                "{other}; poster sends requests and credentials only to {configured} and did not "
+                "follow it"
+            ).format(
+                platform=self.platform,
+                request=shown,
+                status=status,
+                other=self.mask(origin_text(target)),
+                configured=origin_text(self.base_url),
+            )
+        else:
+            what = _(
+                "{platform} answered {request} with a redirect ({status}) to {path}, which its "
+                "API does not use; poster did not follow it (check api_base)"
+            ).format(
+                platform=self.platform,
+                request=shown,
+                status=status,
+                path=self.mask(urlsplit(target).path or "/"),
+            )
+        if creates:  # the server got the whole request: it may have acted on it
+            raise Ambiguous(what, status=status)
+        raise RedirectRefused(what, status=status)
+
+    def _deadline_hit(self, shown: str, seconds: float, creates: bool) -> None:
+        what = _(
+            "{platform} did not finish {request} within {seconds:.0f} s (connecting, sending "
+            "and the whole answer)"
+        ).format(platform=self.platform, request=shown, seconds=seconds)
+        if creates:
+            raise Ambiguous(what) from None
+        raise DeadlineExceeded(what) from None
+
+    def _too_large(self, shown: str, limit: int, creates: bool) -> None:
+        what = _(
+            "{platform} answered {request} with more than {limit} bytes, more than any answer "
+            "poster expects there; reading stopped"
+        ).format(platform=self.platform, request=shown, limit=limit)
+        if creates:
+            raise Ambiguous(what) from None
+        raise AnswerTooLarge(what) from None
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return self.request("GET", path, **kwargs)
@@ -361,16 +759,41 @@ def _short_body(response: requests.Response, limit: int = 200) -> str:
     return text[:limit] + ("…" if len(text) > limit else "")
 
 
-def json_body(response: requests.Response, platform: str) -> Any:
-    """The decoded JSON body, or a `Fatal` saying the platform answered something else."""
+def json_body(response: requests.Response, platform: str, *, creates: bool = False) -> Any:
+    """The decoded JSON body, or an error saying the platform answered something else:
+    `Fatal` (the API may have changed), or `Ambiguous` for the answer to a create call — the
+    request reached the server and may have created the post."""
     try:
         return response.json()
     except (ValueError, json.JSONDecodeError):
-        raise Fatal(
-            f"{platform} answered {response.status_code} with something that is not JSON "
-            f"({response.headers.get('Content-Type', 'no content type')}): the API may have "
-            "changed"
-        ) from None
+        what = _("{platform} answered {status} with something that is not JSON ({content_type})").format(
+            platform=platform,
+            status=response.status_code,
+            content_type=response.headers.get("Content-Type", "no content type"),
+        )
+        if creates:
+            raise Ambiguous(what) from None
+        raise Fatal(what + _(": the API may have changed")) from None
+
+
+def json_object(response: requests.Response, platform: str, *, creates: bool = False) -> dict[str, Any]:
+    """Like `json_body`, for answers that must be a JSON object."""
+    body = json_body(response, platform, creates=creates)
+    if isinstance(body, dict):
+        return body
+    what = _("{platform} answered {status} with JSON that is not an object").format(
+        platform=platform, status=response.status_code
+    )
+    if creates:
+        raise Ambiguous(what)
+    raise Fatal(what + _(": the API may have changed"))
+
+
+def no_post_id(platform: str, what: str) -> Ambiguous:
+    """The create call was answered with success but the answer names no post."""
+    return Ambiguous(
+        _("{platform} accepted the request but its answer has no {what}").format(platform=platform, what=what)
+    )
 
 
 # ------------------------------------------------------------------------ adapter helper
@@ -382,6 +805,9 @@ class HttpAdapter(Adapter):
     """
 
     default_api_base: ClassVar[str] = ""
+    # True only for a platform that documents redirects within its own server on the calls
+    # the adapter makes; redirects to another origin are refused whatever this says.
+    same_origin_redirects: ClassVar[bool] = False
     # settings keys every HTTP adapter accepts, besides the adapter's own ones
     common_settings: ClassVar[frozenset[str]] = frozenset(
         {"adapter", "policy", "api_base", "timeout", "min_interval"}
@@ -430,7 +856,9 @@ class HttpAdapter(Adapter):
         options: dict[str, Any] = {
             "secrets": self.secrets(),
             "timeout": (min(10.0, self._timeout), self._timeout),
+            "deadline": self._timeout,
             "platform": self.name,
+            "same_origin_redirects": self.same_origin_redirects,
         }
         options.update(self.http_options)
         options.update(overrides)
@@ -469,16 +897,18 @@ class HttpAdapter(Adapter):
         existence, found = self.find_existing(post)
         if existence is Existence.EXISTS and found is not None:
             return found
+        what = self.mask(exc.message)
         if existence is Existence.ABSENT:
             # "Not found" a moment after a timed-out create proves nothing: the request may
             # still land. The dispatcher looks again once it no longer can (timeout + margin).
             return PostResult.uncertain(
-                self.mask(exc.message.split("; the post may")[0])
-                + "; not visible yet, poster will look again before posting anything"
+                _("{what}; not visible yet, poster will look again before posting anything").format(what=what)
             )
         return PostResult.uncertain(
-            self.mask(exc.message)
-            + f"; check the {self.name} account, then run `poster confirm` for this job"
+            _(
+                "{what}; the post may or may not exist: check the {platform} account, then run "
+                "`poster confirm` for this job"
+            ).format(what=what, platform=self.name)
         )
 
     def _post(self, post: Post) -> PostResult:  # pragma: no cover - abstract
@@ -558,16 +988,25 @@ def http_status_error(
 
 
 __all__ = [
+    "ANSWER_LIMITS",
+    "Ambiguous",
+    "AnswerTooLarge",
     "AuthFailure",
+    "DeadlineExceeded",
     "Fatal",
     "HttpAdapter",
     "HttpClient",
     "NetworkFailure",
+    "OtherOrigin",
     "PlatformError",
     "PostStatus",
     "RateLimited",
+    "RedirectRefused",
     "Retryable",
     "http_status_error",
     "json_body",
+    "json_object",
+    "no_post_id",
+    "origin",
     "parse_retry_at",
 ]

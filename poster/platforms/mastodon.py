@@ -1,6 +1,8 @@
 """Mastodon: `POST /api/v2/media` (with `description` as alt text), wait for processing,
 then `POST /api/v1/statuses` with `media_ids[]` and an `Idempotency-Key` (the job's key), so
-a repeated request after a timeout cannot create a second status.
+a repeated request after a timeout cannot create a second status (within the hour Mastodon
+keeps the key). Once the bounded in-place repeats are spent, or the answer does not name
+the status, the job is `uncertain`: there is no look-up by key.
 
 Settings: `instance` (or `api_base`) — the server URL; `visibility` (public | unlisted |
 private | direct, default public); `sensitive_for` (ratings marked sensitive, default r18
@@ -22,6 +24,8 @@ from poster.platforms.http import (
     Retryable,
     http_status_error,
     json_body,
+    json_object,
+    no_post_id,
 )
 from poster.platforms.instance import InstanceAdapter
 from poster.platforms.text import compose
@@ -147,15 +151,20 @@ class MastodonAdapter(InstanceAdapter):
             json=body,
             headers={"Idempotency-Key": post.key},
             idempotent=True,  # the Idempotency-Key makes a repeat return the same status
+            creates=True,
         )
         if r.status_code != 200:
             raise self._classify(r, "publish the status")
-        status = json_body(r, self.name)
+        status = json_object(r, self.name, creates=True)
         sid = str(status.get("id") or "")
         url = status.get("url") or status.get("uri")
-        if not sid or not url:
-            raise Fatal("mastodon answered without a status id or URL")
-        media_urls = tuple(m.get("url") for m in status.get("media_attachments") or () if m.get("url"))
+        if not sid or not isinstance(url, str) or not url:
+            raise no_post_id(self.name, "status id or URL")
+        media_urls = tuple(
+            m["url"]
+            for m in status.get("media_attachments") or ()
+            if isinstance(m, dict) and isinstance(m.get("url"), str)
+        )
         return PostResult.posted(sid, url, media_urls)
 
     def _check(self) -> CheckResult:

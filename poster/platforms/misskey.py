@@ -3,7 +3,8 @@
 
 Duplicate-proof: each uploaded file is named `poster-<job key>-<n>.<ext>`, so after a crash
 `find_existing` asks `drive/files/find` for that name and `drive/files/attached-notes` for a
-note using it — a real answer (exists / absent) instead of a guess.
+note using it — a real answer (exists / absent) instead of a guess. That look-up also settles
+a `notes/create` whose answer is missing, late or unreadable (`Ambiguous`).
 
 Settings: `instance` (or `api_base`), `visibility` (public | home | followers | specified,
 default public), `sensitive_for` (ratings marked sensitive, default r18 and r18g), `cw_for`
@@ -26,7 +27,7 @@ from poster.platforms.base import (
     Post,
     PostResult,
 )
-from poster.platforms.http import AuthFailure, Fatal, HttpAdapter, Retryable, json_body
+from poster.platforms.http import AuthFailure, Fatal, HttpAdapter, Retryable, json_body, no_post_id
 from poster.platforms.instance import InstanceAdapter
 from poster.platforms.text import compose
 
@@ -72,8 +73,11 @@ class MisskeyAdapter(InstanceAdapter):
     # -- calls
     def _classify(self, r, action: str) -> Exception:
         try:
-            err = (r.json() or {}).get("error") or {}
-        except Exception:
+            body = r.json()
+        except ValueError:
+            body = None
+        err = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(err, dict):  # not Misskey's error shape: the status says enough
             err = {}
         code = str(err.get("code") or "")
         message = str(err.get("message") or r.text[:200])
@@ -94,16 +98,18 @@ class MisskeyAdapter(InstanceAdapter):
         return Fatal(f"misskey refused to {action} ({r.status_code} {code}: {message})")
 
     def _api(
-        self, endpoint: str, body: dict[str, Any] | None = None, *, action: str, idempotent: bool = True
+        self, endpoint: str, body: dict[str, Any] | None = None, *, action: str, creates: bool = False
     ) -> Any:
+        """A call with the token in its body (`i`); `creates`: it may create the note, so
+        an answer that does not say so clearly is `Ambiguous`."""
         r = self.client.post(
-            f"/api/{endpoint}", json={"i": self.token, **(body or {})}, idempotent=idempotent
+            f"/api/{endpoint}", json={"i": self.token, **(body or {})}, idempotent=not creates
         )
         if r.status_code == 204:
             return None
         if r.status_code != 200:
             raise self._classify(r, action)
-        return json_body(r, self.name)
+        return json_body(r, self.name, creates=creates)
 
     # -- limits (cached by InstanceAdapter.effective_capabilities)
     def _fetch_limits(self) -> dict[str, Any]:
@@ -158,12 +164,11 @@ class MisskeyAdapter(InstanceAdapter):
         body: dict[str, Any] = {"text": text, "fileIds": ids, "visibility": self.visibility}
         if post.rating in self.rating_sets["cw_for"]:
             body["cw"] = post.rating.upper()
-        note = (self._api("notes/create", body, action="create the note", idempotent=False) or {}).get(
-            "createdNote"
-        ) or {}
-        nid = str(note.get("id") or "")
+        answer = self._api("notes/create", body, action="create the note", creates=True)
+        note = answer.get("createdNote") if isinstance(answer, dict) else None
+        nid = str(note.get("id") or "") if isinstance(note, dict) else ""
         if not nid:
-            raise Fatal("misskey answered without a note id")
+            raise no_post_id(self.name, "createdNote.id")
         return PostResult.posted(nid, f"{self.api_base}/notes/{nid}")
 
     def _find_existing(self, post: Post) -> tuple[Existence, PostResult | None]:

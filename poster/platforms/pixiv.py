@@ -15,7 +15,12 @@ Settings: `api_base` (default https://www.pixiv.net), `restrict` (public | mypix
 private), `ai_generated` (bool — REQUIRED somewhere: here or `ai_generated` in the sidecar;
 `notAiGenerated` is only sent when the user said so), `original` (bool, default false),
 `allow_tag_edit` (default true), `allow_comment` (default true). Credential: `SESSION` (the
-`PHPSESSID` cookie value, or a full `Cookie:` header string).
+`PHPSESSID` cookie value, or a full `Cookie:` header string), sent as cookies for
+`api_base`'s host only.
+
+Once the create request has reached pixiv, nothing but pixiv's own refusal (an error answer,
+a redirect to its login) fails the job: an unreadable answer, or any failure while polling
+for the work's id, leaves it `uncertain` — pixiv may have the work, and there is no look-up.
 """
 
 from __future__ import annotations
@@ -29,13 +34,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from poster.errors import ConfigError
+from poster.i18n import _
 from poster.platforms.base import Capabilities, CheckResult, Post, PostResult
 from poster.platforms.http import (
+    Ambiguous,
     AuthFailure,
     Fatal,
     HttpAdapter,
+    HttpClient,
+    PlatformError,
     Retryable,
     _short_body,
+    no_post_id,
+    origin,
+    origin_text,
 )
 from poster.platforms.text import compose
 
@@ -53,6 +65,26 @@ PROGRESS_API = "/ajax/work/create/illustration/progress"
 
 class PageChanged(Fatal):
     pass
+
+
+class ConversionFailed(Fatal):
+    """pixiv's progress poll said FAILED: its own answer that the work was not published."""
+
+
+def session_cookies(session: str) -> list[tuple[str, str]]:
+    """The SESSION credential as cookies: a bare PHPSESSID value, or a `Cookie:` header
+    string (`PHPSESSID=…; other=…`)."""
+    session = session.strip()
+    if session.lower().startswith("cookie:"):
+        session = session[len("cookie:") :]
+    if "=" not in session:
+        return [("PHPSESSID", session)] if session else []
+    pairs = []
+    for part in session.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name.strip():
+            pairs.append((name.strip(), value.strip()))
+    return pairs
 
 
 def _find_key(node: Any, key: str, depth: int = 0) -> Any:
@@ -139,21 +171,37 @@ class PixivAdapter(HttpAdapter):
     def effective_capabilities(self) -> Capabilities:
         return replace(self.capabilities, min_interval=self._min_interval(self.capabilities.min_interval))
 
-    def make_client(self, **overrides: Any):
-        session = self._credentials.get("SESSION", "")
-        cookie = session if "=" in session else f"PHPSESSID={session}"
+    def make_client(self, **overrides: Any) -> HttpClient:
         client = super().make_client(
             headers={
-                "Cookie": cookie,
                 "Accept-Language": "ja,en;q=0.8",
                 "Referer": f"{self.api_base}{CREATE_PAGE}",
                 "Origin": self.api_base,
             },
             **overrides,
         )
+        # the session goes into the cookie jar, scoped to api_base's host (never a raw
+        # Cookie header, which would go wherever a request went)
+        for name, value in session_cookies(self._credentials.get("SESSION", "")):
+            client.set_cookie(name, value)
         return client
 
     # -- session and token
+    @staticmethod
+    def _to_login(r) -> bool:
+        """A redirect to pixiv's login: the session is not (or no longer) logged in."""
+        where = r.headers.get("Location", "")
+        return "login" in where or "accounts." in where
+
+    def _where(self, r) -> str:
+        """Where a redirect points, for a message: the origin and path, never the query."""
+        from urllib.parse import urljoin, urlsplit
+
+        target = urljoin(self.client.url(CREATE_PAGE), r.headers.get("Location", ""))
+        path = urlsplit(target).path or "/"
+        where = path if origin(target) == self.client.origin else origin_text(target) + path
+        return self.mask(where)
+
     def _expired(self, why: str) -> AuthFailure:
         return AuthFailure(
             f"pixiv session expired or not logged in ({why}): log in to pixiv in a browser, "
@@ -161,12 +209,15 @@ class PixivAdapter(HttpAdapter):
         )
 
     def csrf_token(self) -> str:
-        r = self.client.get(CREATE_PAGE, allow_redirects=False)
+        r = self.client.get(CREATE_PAGE, allow_redirects=False, answer="page")
         if r.status_code in (301, 302, 303, 307, 308):
-            where = r.headers.get("Location", "")
-            if "login" in where or "accounts." in where:
+            if self._to_login(r):
                 raise self._expired("the upload page redirects to the login page")
-            raise PageChanged(f"pixiv's upload page has moved (redirect to {where})")
+            raise PageChanged(
+                _("pixiv's upload page has moved (redirect to {where}); poster did not follow it").format(
+                    where=self._where(r)
+                )
+            )
         if r.status_code in (401, 403):
             raise self._expired(f"the upload page answered {r.status_code}")
         if r.status_code != 200:
@@ -225,12 +276,29 @@ class PixivAdapter(HttpAdapter):
             fields.append((f"imageOrder[{i}][fileKey]", str(i)))
         return fields, files
 
-    def _answer(self, r, action: str) -> dict[str, Any]:
-        if r.status_code in (301, 302, 303, 307, 308) or r.status_code == 401:
+    def _answer(self, r, action: str, *, creates: bool = False) -> dict[str, Any]:
+        """The JSON answer of a pixiv ajax call. `creates`: the call may have created the work,
+        so an answer that is a success without being readable is `Ambiguous`; pixiv's own
+        error answers (and redirects to its login) still say nothing was created."""
+        if r.status_code in (301, 302, 303, 307, 308):
+            if self._to_login(r) or not creates:
+                raise self._expired(f"{action} answered {r.status_code}")
+            raise Ambiguous(
+                _("pixiv answered the request to {action} with a redirect ({status}) to {where}").format(
+                    action=action, status=r.status_code, where=self._where(r)
+                )
+            )
+        if r.status_code == 401:
             raise self._expired(f"{action} answered {r.status_code}")
         try:
             body = r.json()
         except ValueError:
+            if creates and r.status_code < 300:
+                raise Ambiguous(
+                    _(
+                        "pixiv answered the request to {action} with {status} and something that is not JSON"
+                    ).format(action=action, status=r.status_code)
+                ) from None
             if "<html" in r.text[:500].lower():
                 raise self._expired(f"{action} answered an HTML page instead of JSON") from None
             raise PageChanged(
@@ -238,6 +306,10 @@ class PixivAdapter(HttpAdapter):
                 f"({r.status_code}): the web API may have changed"
             ) from None
         if not isinstance(body, dict) or "error" not in body:
+            if creates and r.status_code < 300:
+                raise Ambiguous(
+                    _("pixiv answered the request to {action} in an unknown shape").format(action=action)
+                )
             raise PageChanged(f"pixiv's {action} answer has an unknown shape: the web API may have changed")
         if body.get("error"):
             errors = (body.get("body") or {}).get("errors") if isinstance(body.get("body"), dict) else None
@@ -276,18 +348,24 @@ class PixivAdapter(HttpAdapter):
             allow_redirects=False,
             idempotent=False,
         )
-        body = self._answer(r, "create the work")
-        convert_key = (body.get("body") or {}).get("convertKey")
-        if not convert_key:
-            raise PageChanged(
-                "pixiv accepted the work but sent no convertKey: the web API may "
-                "have changed; check the account before retrying"
-            )
-        illust_id = self._await(convert_key)
+        body = self._answer(r, "create the work", creates=True)
+        inner = body.get("body")
+        convert_key = inner.get("convertKey") if isinstance(inner, dict) else None
+        if not isinstance(convert_key, str) or not convert_key:
+            raise no_post_id(self.name, "convertKey")
+        try:
+            illust_id = self._await(convert_key)
+        except (Ambiguous, ConversionFailed):
+            raise
+        except PlatformError as exc:
+            # pixiv took the work: whatever goes wrong while waiting for its id, it may exist
+            raise Ambiguous(
+                _("pixiv accepted the work, then: {reason}").format(reason=self.mask(exc.message))
+            ) from None
         return PostResult.posted(str(illust_id), f"{self.api_base}/artworks/{illust_id}")
 
     def _await(self, convert_key: str) -> str:
-        for _ in range(self.progress_poll_limit):
+        for _poll in range(self.progress_poll_limit):
             r = self.client.get(
                 PROGRESS_API,
                 params={"convertKey": convert_key},
@@ -299,12 +377,9 @@ class PixivAdapter(HttpAdapter):
             if status == "COMPLETE" and body.get("illustId"):
                 return str(body["illustId"])
             if status == "FAILED":
-                raise Fatal("pixiv could not process the images (progress: FAILED)")
+                raise ConversionFailed("pixiv could not process the images (progress: FAILED)")
             time.sleep(self.progress_poll_interval)
-        raise Retryable(
-            "pixiv is still processing the work; it may appear later — check the account",
-            ambiguous=True,
-        )
+        raise Ambiguous(_("pixiv is still processing the work; it may appear later"))
 
     def _check(self) -> CheckResult:
         self.csrf_token()

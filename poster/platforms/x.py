@@ -5,7 +5,10 @@ Images: `POST /2/media/upload` (one request) or, above `chunk_threshold` bytes, 
 `initialize → append… → finalize (→ STATUS)` flow; alt text through `POST /2/media/metadata`;
 the post through `POST /2/tweets` with `media.media_ids`. Up to 4 images; the text is cut to
 X's weighted 280 with a warning. A link (e.g. to the pixiv post) is added only when
-`link_back = true` — since 2026-02 a post with a URL costs about 13× more.
+`link_back = true` — since 2026-02 a post with a URL costs about 13× more. Uploads go to
+`api_base` too (never the old `upload.twitter.com`). X cannot look a post up by the job's
+key, so a `POST /2/tweets` whose answer leaves open whether it was made (no answer, 5xx, a
+redirect, no post id) leaves the job `uncertain` for `poster confirm`.
 
 Settings: `api_base` (default https://api.x.com), `username` (for nicer post URLs; otherwise
 https://x.com/i/web/status/ID), `link_back` (bool, default false), `chunk_threshold` (bytes,
@@ -31,6 +34,8 @@ from poster.platforms.http import (
     Retryable,
     _short_body,
     json_body,
+    json_object,
+    no_post_id,
     parse_retry_at,
 )
 from poster.platforms.text import compose, x_weighted_length
@@ -101,7 +106,9 @@ class XAdapter(HttpAdapter):
             body = response.json()
         except Exception:
             return "", _short_body(response)
-        errors = body.get("errors") or []
+        if not isinstance(body, dict):
+            return "", _short_body(response)
+        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
         title = str(body.get("title") or (errors[0].get("title") if errors else "") or "")
         detail = str(
             body.get("detail") or (errors[0].get("message") if errors else "") or body.get("reason") or ""
@@ -264,10 +271,10 @@ class XAdapter(HttpAdapter):
             idempotent=False,
             json={"text": text, "media": {"media_ids": ids}},
         )
-        data = json_body(r, self.name).get("data") or {}
-        tweet_id = str(data.get("id") or "")
+        data = json_object(r, self.name, creates=True).get("data")
+        tweet_id = str(data.get("id") or "") if isinstance(data, dict) else ""
         if not tweet_id:
-            raise Fatal("X answered without a post id")
+            raise no_post_id(self.name, "data.id")
         who = self.username or "i/web"
         return PostResult.posted(tweet_id, f"https://x.com/{who}/status/{tweet_id}")
 

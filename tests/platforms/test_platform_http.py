@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from poster.platforms.http import (
+    Ambiguous,
     HttpClient,
     NetworkFailure,
     RateLimited,
-    Retryable,
     parse_retry_at,
 )
 from poster.platforms.media import has_metadata, strip_metadata
@@ -85,7 +85,7 @@ def test_5xx_gives_up_after_bounded_retries(server):
 
 def test_non_idempotent_500_is_ambiguous_not_retried(server):
     server.fail("POST", "/create", 500, times=1)
-    with pytest.raises(Retryable) as err:
+    with pytest.raises(Ambiguous) as err:
         client(server).post("/create", json={})
     assert err.value.ambiguous and len(server.calls("POST", "/create")) == 1
 

@@ -363,7 +363,12 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--distractors", type=int, default=150)
     ap.add_argument("--only", choices=("attacks", "scale", "calibration", "pdq"), action="append")
-    ap.add_argument("--images", type=int, default=6, help="corpus artworks posted for the attack table")
+    ap.add_argument("--images", type=int, default=16, help="corpus artworks posted for the attack table")
+    ap.add_argument("--synthetic", type=int, default=4, help="synthetic artworks posted beside them")
+    ap.add_argument("--targets", default="x,pixiv", help="whose posted copies are attacked")
+    ap.add_argument("--before", type=Path, help="a checkout of main: its engine traces the same copies")
+    ap.add_argument("--after", type=Path, help="the checkout whose engine is measured (default: this one)")
+    ap.add_argument("--resume", action="store_true", help="keep the answers of an interrupted run")
     ap.add_argument("--scale", type=int, nargs="*", default=[1_000, 10_000, 100_000, 1_000_000])
     ap.add_argument("--unrelated", type=int, default=10_000)
     ap.add_argument("--feature-unrelated", type=int, default=1_000)
@@ -372,7 +377,10 @@ def main() -> None:
     import trace_round2 as r2
 
     if "attacks" in only:
-        r2.attack_table(args.images)
+        r2.attack_table(
+            args.images, targets=tuple(args.targets.split(",")), before=args.before, after=args.after,
+            fresh=not args.resume, n_synthetic=args.synthetic,
+        )  # fmt: skip
     if "calibration" in only:
         r2.calibration(args.unrelated, args.feature_unrelated)
     if "scale" in only:

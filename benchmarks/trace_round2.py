@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import images  # noqa: E402
 
-from poster import cli, composition, config, features, fingerprint, ledger, markkey, store  # noqa: E402
+from poster import cli, composition, config, features, fingerprint, store  # noqa: E402
 from poster import trace as trace_mod  # noqa: E402
-from tests.synthetic import painting  # noqa: E402
+from tests.synthetic import painting, photo_like  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus"
 if not CORPUS.is_dir():
@@ -200,116 +200,229 @@ ATTACKS: dict[str, Callable[[Image.Image, np.random.Generator], Image.Image]] = 
 
 
 # -- the attack table ---------------------------------------------------------------------------
-def _post(names: list[str], root: Path) -> tuple[config.Config, list[dict[str, Any]]]:
+OUT = REPO / "benchmarks" / "out"
+HOME = OUT / "attack-home"  # the posted data folder, kept between runs (posting is the slow part)
+SYNTHETIC = 4  # synthetic artworks posted beside the corpus
+
+
+def _synthetic_art(i: int) -> Image.Image:
+    return painting((1400, 1000), 7000 + i) if i % 2 == 0 else photo_like(1200, 1500, 7000 + i)
+
+
+def posted_home(names: list[str], n_synthetic: int) -> tuple[config.Config, list[dict[str, Any]]]:
+    """A data folder where `names` (corpus) and `n_synthetic` synthetic artworks went through
+    `poster run --once --now` (x heavy, pixiv and xfolio light). Kept in benchmarks/out: only
+    artworks not posted yet are posted on a rerun."""
     from tests.conftest import run_cli
 
-    home = config.load(cli.init_home(root / "home"))
-    for name in names:
-        dest = home.outbox / name
-        dest.write_bytes((CORPUS / name).read_bytes())
-        os.utime(dest, (time.time() - 3600,) * 2)
-    code, out, err = run_cli("run", "--once", "--now", cfg=home)
-    if code != 0:
-        raise SystemExit(out + err)
-    return home, json.loads(run_cli("ledger", "export", cfg=home)[1])
+    cfg_path = HOME / "home" / "config.toml"
+    home = config.load(cfg_path if cfg_path.is_file() else cli.init_home(HOME / "home"))
+    rows = json.loads(run_cli("ledger", "export", cfg=home)[1] or "[]")
+    have = {r["original_sha256"] for r in rows}
+    want: dict[str, bytes] = {n: (CORPUS / n).read_bytes() for n in names}
+    for i in range(n_synthetic):
+        buf = io.BytesIO()
+        _synthetic_art(i).save(buf, "PNG")
+        want[f"synthetic-{i}.png"] = buf.getvalue()
+    import hashlib
 
-
-def attack_table(n_images: int, seed: int = 17) -> None:
-    names = list(ORDER[:n_images])
-    print(
-        f"== attacks: {len(names)} corpus artworks posted to x (heavy), pixiv, xfolio (light); the X copy attacked =="
-    )
-    t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="trace-bench-"))
-    try:
-        home, rows = _post(names, tmp)
-        print(f"posted {len(rows)} rows in {time.perf_counter() - t0:.0f}s")
-        conn = store.connect(home.db_path)
-        key = markkey.load(home.data_dir)
-        tracer = trace_mod.Tracer(conn, key, home.data_dir)
+    todo = {n: b for n, b in want.items() if hashlib.sha256(b).hexdigest() not in have}
+    if todo:
+        for name, data in todo.items():
+            dest = home.outbox / name
+            dest.write_bytes(data)
+            os.utime(dest, (time.time() - 3600,) * 2)
         t = time.perf_counter()
-        _ = tracer.findex  # the feature index (already built after posting; a no-op here)
-        print(f"feature index ready in {time.perf_counter() - t:.2f}s ({len(tracer.findex)} originals)")
-        x_rows = [r for r in rows if r["target"] == "x"]
-        rng = np.random.default_rng(seed)
-        header = f"{'attack':62} {'exact':>6} {'artwork':>8} {'nothing':>8} {'wrong':>6} {'median s':>9} | {'perceptual':>10} {'blind ID':>9}"
-        print(header)
-        all_rows = []
-        cases = [*ATTACKS.items(), ("unposted original (JPEG 90, 1600 px)", None)]
-        for attack, fn in cases:
-            counts = {"exact": 0, "artwork": 0, "nothing": 0, "wrong": 0}
-            perc = blind = 0
-            times = []
-            details = []
-            for row in x_rows:
-                original = Path(home.data_dir / _archive_path(conn, row))
-                with Image.open(original) as o:
-                    o.load()
-                    orig = images.load(original, 8192) or o.convert("RGB")
-                if fn is None:
-                    suspect = encode(fit(orig, 1600), "JPEG", 90)
+        code, out, err = run_cli("run", "--once", "--now", cfg=home)
+        if code != 0:
+            raise SystemExit(out + err)
+        print(f"posted {len(todo)} artworks in {time.perf_counter() - t:.0f}s", flush=True)
+        rows = json.loads(run_cli("ledger", "export", cfg=home)[1])
+    shas = {hashlib.sha256(b).hexdigest(): n for n, b in want.items()}
+    return home, [dict(r, name=shas[r["original_sha256"]]) for r in rows if r["original_sha256"] in shas]
+
+
+def crop_centre(im: Image.Image, area: float) -> Image.Image:
+    w, h = im.size
+    s = np.sqrt(area)
+    cw, ch = round(w * s), round(h * s)
+    return im.crop(((w - cw) // 2, (h - ch) // 2, (w - cw) // 2 + cw, (h - ch) // 2 + ch))
+
+
+UNPOSTED = "control: unposted original"
+ATTACK_SET: dict[str, Callable[[Image.Image, np.random.Generator], Image.Image]] = {
+    "X twice (4096 q85 → 680 → q75)": x_twice,
+    "phone screenshot + bars + JPEG 70": phone_screenshot,
+    "crop 30 % centre + rescale + JPEG/WebP": lambda im, r: lossy(crop_centre(im, 0.30), r),
+    "crop 30 % random position + rescale + JPEG/WebP": lambda im, r: lossy(crop_area(im, 0.30, r), r),
+    "crop 20–25 % any position + rescale + JPEG/WebP": lambda im, r: lossy(
+        crop_area(im, r.uniform(0.2, 0.25), r), r
+    ),
+    "rotate 5–10° + crop + rescale + JPEG/WebP": rotate_crop,
+    "mirror + rescale + JPEG/WebP": lambda im, r: lossy(ImageOps.mirror(im), r),
+    "meme caption band + rescale + JPEG/WebP": caption,
+    "collage panel + rescale + JPEG/WebP": lambda im, r: lossy(collage(im, r), r),
+    "photo of a screen (perspective, blur, moiré, noise, JPEG 80)": screen_photo,
+    "img2img-like rework (smooth, posterise, lines, hue) + lossy": rework,
+}
+CONTROLS: dict[str, Callable[[Image.Image, np.random.Generator], Image.Image]] = {
+    UNPOSTED + " (1600 px, JPEG 90)": lambda im, r: encode(fit(im, 1600), "JPEG", 90),
+    UNPOSTED + ", crop 30 % + rescale + JPEG/WebP": lambda im, r: lossy(crop_area(im, 0.30, r), r),
+}
+
+
+def prepare_cases(
+    home: config.Config, rows: list[dict[str, Any]], targets: tuple[str, ...], seed: int
+) -> Path:
+    """Attacked copies as files (benchmarks/out/attack-cases/), and CASES.json naming each
+    copy's source post (or the unposted original): the same files go through every engine."""
+    folder = OUT / "attack-cases"
+    folder.mkdir(parents=True, exist_ok=True)
+    conn = store.connect(home.db_path)
+    cases = []
+    for n_attack, (attack, fn) in enumerate({**ATTACK_SET, **CONTROLS}.items()):
+        control = attack.startswith(UNPOSTED)
+        for row in rows:
+            if row["target"] not in targets or (control and row["target"] != targets[0]):
+                continue
+            tag = f"{n_attack:02d}-{row['target']}-{Path(row['name']).stem}"
+            path = folder / f"{tag}.png"
+            if not path.is_file():
+                rng = np.random.default_rng([seed, n_attack, int(row["seq"])])
+                if control:
+                    src = images.load(home.data_dir / _archive_path(conn, row), 8192)
                 else:
                     with Image.open(Path(row["url"].removeprefix("file://"))) as v:
-                        suspect = fn(v.convert("RGB"), rng)
-                t = time.perf_counter()
-                res = tracer.trace_image(suspect)
-                times.append(time.perf_counter() - t)
-                outcome = classify(res, row, unposted=fn is None, rework=fn is rework)
-                counts[outcome] += 1
-                if outcome != "exact":
-                    details.append(f"{Path(row['url']).name}: {res.verdict}")
-                p = tracer.perceptual(suspect)
-                if p.matches and p.matches[0].row["original_sha256"] == row["original_sha256"]:
-                    perc += 1
-                found, _m = trace_mod.read_hidden_id(suspect, key)
-                blind += found == ledger.parse_id(row["id"])
-            n = len(x_rows)
-            line = (
-                f"{attack:62} {counts['exact']:>3}/{n:<2} {counts['artwork']:>8} {counts['nothing']:>8} "
-                f"{counts['wrong']:>6} {statistics.median(times):>9.2f} | {perc:>6}/{n:<3} {blind:>5}/{n:<3}"
+                        src = v.convert("RGB")
+                fn(src, rng).save(path)
+            cases.append(
+                {
+                    "file": str(path),
+                    "attack": attack,
+                    "target": row["target"],
+                    "name": row["name"],
+                    "id": None if control else row["id"],
+                    "original": row["original_sha256"],
+                    "rework": fn is rework,
+                }
             )
-            print(line, flush=True)
-            all_rows.append((attack, counts, details))
-        print(
-            "(exact: the post named is the source; artwork: the right artwork, no post named — for the "
-            "rework row the artwork named as a likely rework; for the unposted original 'artwork' is "
-            "'not from any post' or 'artwork only'; wrong: any other post or artwork named, or any post "
-            "named for the unposted original. perceptual: the perceptual stage alone ranks the right "
-            "artwork first; blind ID: the blind read alone gives the post's ID.)"
-        )
-        for attack, counts, details in all_rows:
-            if details:
-                print(f"  {attack}: " + "; ".join(details))
-        conn.close()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    conn.close()
+    spec = OUT / "attack-cases.json"
+    spec.write_text(json.dumps({"data_dir": str(home.data_dir), "cases": cases}, indent=1))
+    return spec
+
+
+def run_engine(spec: Path, out: Path, root: Path, extras: bool, fresh: bool) -> list[dict[str, Any]]:
+    """Trace every case with the `poster` package of checkout `root` (a subprocess)."""
+    import subprocess
+
+    if fresh:
+        out.unlink(missing_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(root), OPENBLAS_NUM_THREADS="1")
+    cmd = [sys.executable, str(REPO / "benchmarks" / "trace_attack_runner.py"), str(spec), str(out)]
+    subprocess.run([*cmd, *(["--extras"] if extras else [])], env=env, check=True)
+    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+def outcome(case: dict[str, Any], rec: dict[str, Any]) -> str:
+    """exact | artwork | nothing | wrong, as the issue counts them."""
+    if rec["named"] is not None:
+        if case["id"] is None or case["rework"]:  # a post named for the unposted original/a rework
+            return "wrong"
+        return "exact" if rec["named"] == case["id"] else "wrong"
+    art = rec["artwork"] or rec["top_original"]
+    if art is None or rec.get("verdict") == "no match":
+        return "nothing"
+    return "artwork" if art == case["original"] else "wrong"
+
+
+def attack_table(
+    n_images: int, seed: int = 17, *, targets: tuple[str, ...] = ("x", "pixiv"), before: Path | None = None,
+    after: Path | None = None, fresh: bool = True, n_synthetic: int = SYNTHETIC,
+) -> None:  # fmt: skip
+    names = list(ORDER[:n_images]) if n_images <= len(ORDER) else sorted(
+        p.name for p in CORPUS.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")
+    )[:n_images]  # fmt: skip
+    t0 = time.perf_counter()
+    home, rows = posted_home(names, n_synthetic)
+    print(
+        f"== attacks: {len(names)} corpus + {n_synthetic} synthetic artworks posted to x (heavy), pixiv, "
+        f"xfolio (light); the {'/'.join(targets)} copies attacked; load average {os.getloadavg()[0]:.1f} =="
+    )
+    spec = prepare_cases(home, rows, targets, seed)
+    cases = json.loads(spec.read_text())["cases"]
+    print(f"{len(cases)} attacked copies ready in {time.perf_counter() - t0:.0f}s", flush=True)
+    t = time.perf_counter()
+    new = run_engine(spec, OUT / "attack-after.jsonl", after or REPO, True, fresh)
+    print(f"this branch traced them in {time.perf_counter() - t:.0f}s", flush=True)
+    old = None
+    if before is not None:
+        t = time.perf_counter()
+        old = run_engine(spec, OUT / "attack-before.jsonl", before, False, fresh)
+        print(f"main traced them in {time.perf_counter() - t:.0f}s", flush=True)
+    print_attack_table(cases, new, old)
     print(f"attack table: {time.perf_counter() - t0:.0f}s")
+
+
+def print_attack_table(
+    cases: list[dict[str, Any]], after: list[dict[str, Any]], before: list[dict[str, Any]] | None
+) -> None:
+    by_file = {r["file"]: r for r in after}
+    old = {r["file"]: r for r in before} if before else {}
+    attacks = list(dict.fromkeys(c["attack"] for c in cases))
+    head = "| attack | n | exact | artwork only | nothing | wrong | median s (cpu) | perceptual alone | blind read |"
+    if old:
+        head += " main: exact / artwork / nothing / wrong |"
+    print(head)
+    print("|" + " --- |" * (head.count("|") - 1))
+    details = []
+    for attack in attacks:
+        cs = [c for c in cases if c["attack"] == attack and c["file"] in by_file]
+        if not cs:
+            continue
+        counts = dict.fromkeys(("exact", "artwork", "nothing", "wrong"), 0)
+        ocounts = dict.fromkeys(("exact", "artwork", "nothing", "wrong"), 0)
+        perc = blind = 0
+        for c in cs:
+            r = by_file[c["file"]]
+            o = outcome(c, r)
+            counts[o] += 1
+            if o in ("wrong", "nothing") or (o == "artwork" and c["id"] and not c["rework"]):
+                details.append(
+                    f"{attack} / {c['target']} {c['name']}: {o} ({r['verdict']}, {r['artwork_method']})"
+                )
+            perc += r.get("perceptual") == c["original"]
+            blind += c["id"] is not None and r.get("blind") == c["id"]
+            if c["file"] in old:
+                ocounts[outcome(c, old[c["file"]])] += 1
+        n = len(cs)
+        wall = statistics.median(by_file[c["file"]]["wall"] for c in cs)
+        cpu = statistics.median(by_file[c["file"]]["cpu"] for c in cs)
+        line = (
+            f"| {attack} | {n} | {counts['exact']} ({counts['exact'] / n:.0%}) | {counts['artwork']} | "
+            f"{counts['nothing']} | {counts['wrong']} | {wall:.2f} ({cpu:.2f}) | {perc}/{n} | {blind}/{n} |"
+        )
+        if old:
+            line += (
+                f" {ocounts['exact']} / {ocounts['artwork']} / {ocounts['nothing']} / {ocounts['wrong']} |"
+            )
+        print(line, flush=True)
+    print(
+        "(exact: the post named is the source; artwork only: the right artwork, no post named — for "
+        "reworks, the artwork named as a likely rework; for the controls (unposted original) the right "
+        "answer is 'not from any post' or 'artwork only' (counted as artwork); wrong: another post or "
+        "artwork named, any post named for a control or a rework. median s: wall time of one "
+        "Tracer.trace_image in-process (cpu: process time); perceptual alone: the perceptual stage "
+        "ranks the right artwork first; blind read: the blind hidden-ID read alone gives the post.)"
+    )
+    for d in details:
+        print("  " + d)
 
 
 def _archive_path(conn: Any, row: dict[str, Any]) -> str:
     return conn.execute(
         "SELECT archive_path FROM originals WHERE sha256 = ?", (row["original_sha256"],)
     ).fetchone()[0]
-
-
-def classify(res: trace_mod.Result, row: dict[str, Any], *, unposted: bool, rework: bool) -> str:
-    if res.verdict == trace_mod.EXACT:
-        if unposted:
-            return "wrong"
-        return (
-            "exact"
-            if res.matches[0].id == row["id"] and not rework
-            else (
-                "artwork"
-                if rework and res.matches[0].row["original_sha256"] == row["original_sha256"]
-                else "wrong"
-            )
-        )
-    if res.artwork is not None:
-        return "artwork" if res.artwork.key == row["original_sha256"] else "wrong"
-    if res.matches:
-        return "artwork" if res.matches[0].row["original_sha256"] == row["original_sha256"] else "wrong"
-    return "nothing"
 
 
 # -- calibration -------------------------------------------------------------------------------

@@ -370,8 +370,8 @@ def main() -> None:
     ap.add_argument("--after", type=Path, help="the checkout whose engine is measured (default: this one)")
     ap.add_argument("--resume", action="store_true", help="keep the answers of an interrupted run")
     ap.add_argument("--scale", type=int, nargs="*", default=[1_000, 10_000, 100_000, 1_000_000])
-    ap.add_argument("--unrelated", type=int, default=10_000)
-    ap.add_argument("--feature-unrelated", type=int, default=1_000)
+    ap.add_argument("--unrelated", type=int, default=12_000)
+    ap.add_argument("--workers", type=int, default=2, help="calibration worker processes")
     args = ap.parse_args()
     only = set(args.only or ("attacks", "scale", "calibration"))
     import trace_round2 as r2
@@ -382,9 +382,13 @@ def main() -> None:
             fresh=not args.resume, n_synthetic=args.synthetic,
         )  # fmt: skip
     if "calibration" in only:
-        r2.calibration(args.unrelated, args.feature_unrelated)
+        import trace_calibration
+
+        trace_calibration.calibration(args.unrelated, args.workers)
     if "scale" in only:
-        r2.scale_table(args.scale)
+        import trace_scale
+
+        trace_scale.scale_table(args.scale)
     if "pdq" in only:  # the perceptual stage's own calibration and speed (PDQ, as before)
         if not CORPUS.is_dir():
             ap.error(f"{CORPUS}: the test-art corpus is not beside this repository")

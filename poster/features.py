@@ -73,6 +73,12 @@ CANDIDATES = 12  # images verified geometrically per query
 MIN_INLIERS = 14  # matches agreeing on one geometry for an artwork to count as found
 RANSAC_PX = 5.0  # reprojection error (suspect feature-frame px) of an inlier
 MAX_PER_KEYPOINT = 3  # postings per query keypoint and image kept for RANSAC
+# Stop words: a query skips words with more than MAX_LIST_FACTOR times the mean number of
+# postings per word (at least MIN_LIST_CAP): at 10^6 originals the few most frequent words
+# would otherwise be most of what a query reads (benchmarks/TRACE_RESULTS.md, scale).
+MAX_LIST_FACTOR = 8.0
+MIN_LIST_CAP = 2000
+READ_BATCH = 2_000_000  # postings read and filtered at a time (bounded temporaries)
 INDEX_DIR = "features"
 MANIFEST = "MANIFEST.json"
 FORMAT = 1  # bumped when extraction or the codebook changes: old segments are rebuilt
@@ -232,8 +238,7 @@ def quantise(desc: np.ndarray, book: Codebook, assign: int = 1) -> tuple[np.ndar
         b = parts[1].argmin(1)[:, None]
     else:
         k = 2
-        ia = np.argpartition(parts[0], k, axis=1)[:, :k]
-        ib = np.argpartition(parts[1], k, axis=1)[:, :k]
+        ia, ib = _two_smallest(parts[0]), _two_smallest(parts[1])
         da = np.take_along_axis(parts[0], ia, 1)
         db = np.take_along_axis(parts[1], ib, 1)
         tot = (da[:, :, None] + db[:, None, :]).reshape(n, k * k)
@@ -248,6 +253,16 @@ def quantise(desc: np.ndarray, book: Codebook, assign: int = 1) -> tuple[np.ndar
         bits = (desc - centre) @ book.projection.T > 0
         sigs[:, j] = (bits.astype(np.uint64) @ weights).astype(np.uint32)
     return words, sigs
+
+
+def _two_smallest(d: np.ndarray) -> np.ndarray:
+    """Column indices of the two smallest values of each row (n, 2). Two argmin passes:
+    numpy's row-wise argpartition costs ~80 µs a row, 400 times more (profiled)."""
+    rows = np.arange(len(d))
+    first = d.argmin(axis=1)
+    masked = d.copy()
+    masked[rows, first] = np.inf
+    return np.stack([first, masked.argmin(axis=1)], axis=1)
 
 
 # -- stored entries ---------------------------------------------------------------------------
@@ -425,6 +440,7 @@ class FeatureIndex:
         self.base = np.cumsum([0] + [len(s) for s in self.segments])
         self._idf: np.ndarray | None = None
         self._comp: Any = None
+        self._longest: int | None = None
 
     def __len__(self) -> int:
         return int(self.base[-1])
@@ -479,31 +495,65 @@ class FeatureIndex:
             return np.empty(0, POSTING), np.empty(0, np.int64)
         return np.concatenate(parts), np.concatenate(which)
 
+    def list_lengths(self, words: np.ndarray) -> np.ndarray:
+        """How many postings each word has, over every segment."""
+        w = words.astype(np.int64)
+        total = np.zeros(len(w), np.int64)
+        for s in self.segments:
+            total += np.asarray(s.offsets[w + 1]) - np.asarray(s.offsets[w])
+        return total
+
+    @property
+    def longest_list(self) -> int:
+        """Postings above which a word is a stop word for queries (see MAX_LIST_FACTOR)."""
+        if self._longest is None:
+            total = sum(int(s.offsets[-1]) for s in self.segments)
+            self._longest = max(MIN_LIST_CAP, int(MAX_LIST_FACTOR * total / WORDS))
+        return self._longest
+
     def matches(self, f: Features, assign: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(query keypoint, image, x, y) of every Hamming-embedding match."""
+        """(query keypoint, image, x, y) of every Hamming-embedding match. Words whose lists
+        are longer than `longest_list` are skipped (stop words: they cost the most to read
+        and tell the least), and the lists are read and filtered a batch of words at a time,
+        so the temporaries stay bounded at any index size."""
         words, sigs = quantise(f.desc, self.book, assign)
         flat_w, flat_s = words.ravel(), sigs.ravel()
         qkp = np.repeat(np.arange(len(f)), words.shape[1])
         uniq, inv = np.unique(flat_w, return_inverse=True)
-        post, which = self._postings(uniq)
-        if len(post) == 0:
-            e = np.empty(0, np.int64)
-            return e, e, e.astype(np.float32), e.astype(np.float32)
-        # each unique word may serve several query keypoints: expand (word -> its queries)
+        lens = self.list_lengths(uniq)
+        # each unique word may serve several query keypoints: (word -> its query entries)
         order = np.argsort(inv, kind="stable")
         starts = np.searchsorted(inv[order], np.arange(len(uniq)))
         counts = np.bincount(inv, minlength=len(uniq))
-        # pair every posting with every query entry of its word
-        pc = counts[which]
-        rep_post = np.repeat(np.arange(len(post)), pc)
-        first = np.repeat(starts[which], pc)
-        within = np.arange(len(rep_post)) - np.repeat(np.cumsum(pc) - pc, pc)
-        q_entry = order[first + within]
-        ham = np.bitwise_count(post["sig"][rep_post] ^ flat_s[q_entry])
-        ok = ham <= HAMMING
-        rp, qe = rep_post[ok], q_entry[ok]
-        p = post[rp]
-        return qkp[qe], p["img"].astype(np.int64), p["x"] / POS_SCALE, p["y"] / POS_SCALE
+        usable = np.nonzero((lens > 0) & (lens <= self.longest_list))[0]
+        out_q, out_img, out_x, out_y = [], [], [], []
+        a = 0
+        csum = np.cumsum(lens[usable])
+        while a < len(usable):
+            # words a..b whose lists add up to at most READ_BATCH postings (at least one word)
+            b = max(a + 1, int(np.searchsorted(csum, (csum[a - 1] if a else 0) + READ_BATCH, side="right")))
+            sel = usable[a:b]
+            a = b
+            post, which_local = self._postings(uniq[sel])
+            if len(post) == 0:
+                continue
+            which = sel[which_local]
+            pc = counts[which]
+            rep_post = np.repeat(np.arange(len(post)), pc)
+            first = np.repeat(starts[which], pc)
+            within = np.arange(len(rep_post)) - np.repeat(np.cumsum(pc) - pc, pc)
+            q_entry = order[first + within]
+            ham = np.bitwise_count(post["sig"][rep_post] ^ flat_s[q_entry])
+            ok = ham <= HAMMING
+            p = post[rep_post[ok]]
+            out_q.append(qkp[q_entry[ok]])
+            out_img.append(p["img"].astype(np.int64))
+            out_x.append(p["x"] / POS_SCALE)
+            out_y.append(p["y"] / POS_SCALE)
+        if not out_q:
+            e = np.empty(0, np.int64)
+            return e, e, e.astype(np.float32), e.astype(np.float32)
+        return np.concatenate(out_q), np.concatenate(out_img), np.concatenate(out_x), np.concatenate(out_y)
 
     def search(self, f: Features, *, candidates: int = CANDIDATES, mirror: bool = True) -> list[Hit]:
         """Artworks whose keypoints agree with the suspect's on one geometry, best first."""
@@ -519,7 +569,9 @@ class FeatureIndex:
             pair = np.unique(q * np.int64(len(self) + 1) + img)
             vimg = pair % (len(self) + 1)
             votes = np.bincount(vimg, minlength=len(self))
-            top = np.argsort(-votes)[:candidates]
+            k = min(candidates, len(votes))
+            top = np.argpartition(-votes, k - 1)[:k]  # O(n), not a sort of every image
+            top = top[np.argsort(-votes[top], kind="stable")]
             for i in top:
                 # too few votes to reach MIN_INLIERS, or far behind the best candidate
                 if votes[i] < MIN_INLIERS or votes[i] < 0.15 * votes[top[0]]:

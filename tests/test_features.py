@@ -120,7 +120,7 @@ def _add_original(conn: sqlite3.Connection, data: Path, i: int) -> str:
     key = f"{i:064x}"
     rel = f"archive/{key[:2]}/{key}.png"
     (data / rel).parent.mkdir(parents=True, exist_ok=True)
-    painting((400, 300), 300 + i).save(data / rel)
+    photo_like(400, 300, 300 + i).save(data / rel)  # textured: enough keypoints at 400 px
     conn.execute(
         "INSERT INTO originals (artwork_id, idx, name, sha256, archive_path) VALUES (1, ?, ?, ?, ?)",
         (i, f"{i}.png", key, rel),
@@ -141,7 +141,7 @@ def test_update_is_incremental_and_merges_segments(tmp_path: Path) -> None:
     assert len(idx.segments) <= 3  # similar-sized segments were merged
     seg_dirs = sorted(p.name for p in (data / features.INDEX_DIR).iterdir() if p.is_dir())
     assert seg_dirs == sorted(idx.manifest["segments"])  # merged-away folders removed
-    im = painting((400, 300), 305)
+    im = photo_like(400, 300, 305)
     hits = idx.search(features.extract(jpeg(im, 90), keep=features.QUERY_KEEP))
     assert hits and hits[0].key == f"{5:064x}"
 
@@ -173,3 +173,24 @@ def test_a_crash_leaves_a_usable_index(tmp_path: Path) -> None:
     assert sorted(rebuilt.keys()) == sorted(idx.keys())
     assert json.loads((root / features.MANIFEST).read_text())["covered"] == 2
     assert not (root / "seg-999999.tmp").exists()
+
+
+def test_stop_words_and_batched_reads(index: features.FeatureIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Words with lists longer than `longest_list` are not read; reading the lists in small
+    batches gives the same matches as reading them at once."""
+    f = features.extract(jpeg(ART[f"{4:064x}"]), keep=features.QUERY_KEEP)
+    whole = index.matches(f)
+    assert len(whole[0]) > 50
+    monkeypatch.setattr(features, "READ_BATCH", 3)  # a few postings at a time
+    batched = index.matches(f)
+    key = lambda m: sorted(zip(*(a.tolist() for a in m), strict=True))  # noqa: E731
+    assert key(batched) == key(whole)
+    words, _ = features.quantise(f.desc, index.book, 2)
+    lens = index.list_lengths(np.unique(words))
+    index._longest = int(np.median(lens[lens > 0]))  # every longer list is a stop word now
+    fewer = index.matches(f)
+    assert 0 < len(fewer[0]) < len(whole[0]) and set(key(fewer)) <= set(key(whole))
+    index._longest = 0
+    assert len(index.matches(f)[0]) == 0
+    index._longest = None
+    assert index.longest_list == features.MIN_LIST_CAP  # a small index: nothing is a stop word

@@ -549,7 +549,7 @@ class Tracer:
         idx = self.index
         if len(idx) == 0:
             return Result([], quality=q.quality)
-        dist, trans, region = idx.distances(q)
+        dist, trans, region = idx.distances(q, radius=UNRELATED_DISTANCE)
         via: dict[int, str] = {}
         boxes: dict[int, tuple[float, float, float, float]] = {}
         hits = np.nonzero(dist <= MATCH_DISTANCE)[0]

@@ -14,27 +14,27 @@ Every answer says how far the evidence goes (`Result.verdict`, and `post` on eac
 * **likely rework** — no copy of the artwork, but its composition at thumbnail scale
   (poster.composition): an img2img "AI tracing" or a repaint. Calibrated score; never a post.
 
-Stages, cheapest first:
+Stages:
 
-1. The hidden ID (the codec searches scale and offset itself; the mirrored image is tried too,
-   since flipped tracing is common). A hit names the exact ledger row: method `hidden-id`.
-2. Otherwise perceptual similarity (poster.fingerprint) against every ledger row at once:
-   whole-image and window hashes of the posted variant and of the original, the suspect's 8
-   dihedral hashes; then, for a short list, a crop search on the stored thumbnail. Rows whose
-   calibrated score reaches MATCH_SCORE come back as method `perceptual`, best first.
-3. One artwork is usually posted to several targets, and their variants differ (resolution cap,
-   random watermark layout). Among rows of the same original, the closest *variant* wins, and
-   when the variant files are still in the data folder their pixels decide; `post` in the
-   JSON says whether the post was told apart (`distinguished`) or not (`ambiguous`).
-0. (before 2) **Local features** (poster.features): SIFT keypoints of every archived original
-   in an inverted file; the suspect's keypoints find the artwork and, by RANSAC, where the
-   copy sits (crop, scale, turn, mirror, perspective, a panel of a collage). The hidden ID is
-   then read with the original through that geometry (step 4), else the visible layers are
-   compared (`_layers`).
-4. When the blind read found nothing but a perceptual match did, the hidden ID is read again
-   with that artwork's original from the archive (`poster.mark.informed`: the copy is
-   registered on the original and the art subtracted). A hit is method `hidden-id` with
-   `via: "read with the original"`; it names the exact post even among variants of one original.
+1. **Local features** (poster.features): SIFT keypoints of every archived original in an
+   inverted file; the suspect's keypoints find the artwork and, by RANSAC, where the copy
+   sits (crop, scale, turn, mirror, perspective, a panel of a collage). The hidden ID is then
+   read with the original through that geometry (`poster.mark.informed`): a hit is method
+   `hidden-id` with `via: "read with the original"` and names the exact post, and trace
+   stops there (the blind read costs more and reads nothing the informed read cannot).
+2. Otherwise the hidden ID read blind (the codec searches scale and offset itself; the
+   mirrored image is tried too, since flipped tracing is common). A hit in this ledger names
+   the exact ledger row: method `hidden-id`.
+3. When the features found the artwork but no ID was read, the visible layers are compared
+   (`_layers`): one post's layers, none (not from any post), or "artwork only".
+4. When the features found nothing: perceptual similarity (poster.fingerprint) against
+   every ledger row at once (faiss's binary range search on large ledgers): whole-image and
+   window hashes of the posted variant and of the original, the suspect's 8 dihedral
+   hashes; then, for a short list, a crop search on the stored thumbnail. Rows whose
+   calibrated score reaches MATCH_SCORE name the artwork (never a post by themselves); the
+   hidden ID is read again with that artwork's original, and the closest variant is listed
+   first.
+5. Last, a composition match at thumbnail scale (poster.composition): a likely rework.
 
 Score: 1.0 for a hidden-ID hit. For perceptual matches it is a piecewise-linear map of the
 Hamming distance d (0-256) calibrated on the corpus (benchmarks/trace.py): 1 at d = 0, 0.5 at
@@ -288,19 +288,27 @@ class Tracer:
         return self.trace_image(load_suspect(path))
 
     def trace_image(self, image: Image.Image) -> Result:
+        # Local features first (~0.5 s): when they find the artwork, the hidden ID read with
+        # the original through the found geometry names the post, and the blind read (2-4 s
+        # of CPU on a large copy, both orientations) is not needed: it reads nothing the
+        # informed read cannot (benchmarks/TRACE_RESULTS.md, attack table).
+        by_features = self._by_features(image, read_id=True)
+        if by_features is not None and _read_exact(by_features):
+            return by_features
         found, mirrored = read_hidden_id(image, self.key)
         if found is not None:
             row = ledger.find(self.conn, found)
-            if row is not None:
+            if row is not None:  # a hidden ID in this ledger outranks any visible-layer verdict
                 m = Match(
                     row["id"], row["target"], row["url"], row["posted_at"], "hidden-id", 1.0, row, mirrored,
                     post="exact",
                 )  # fmt: skip
-                return Result([m], found, mirrored, verdict=EXACT)
+                art = by_features.artwork if by_features is not None else None
+                return Result([m], found, mirrored, verdict=EXACT, artwork=art)
         notes = []
         if found is not None:
             notes.append(f"a hidden ID ({ledger.format_id(found)}) was read but is not in this ledger")
-        result = self._by_features(image, read_id=found is None)
+        result = by_features
         if result is None:
             result = self.perceptual(image)
             if found is None and result.matches:
@@ -774,6 +782,11 @@ def _save_cache(
         os.replace(tmp, cache)
     except OSError:
         pass  # a read-only data folder: trace still works, just without the cache
+
+
+def _read_exact(result: Result) -> bool:
+    """The result names a post by its hidden ID (read with the original)."""
+    return result.verdict == EXACT and bool(result.matches) and result.matches[0].method == "hidden-id"
 
 
 def _with_post(m: Match, post: str) -> Match:

@@ -323,3 +323,33 @@ def test_batch_folder_and_stdin(posted: Any, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli.cli, ["--config", str(home.path), "trace", "-", "--json"], input=data)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["matches"][0]["id"] == rows[0]["id"]
+
+
+def test_features_and_the_informed_read_come_before_the_blind_read(
+    posted: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crop the local features find is named by the hidden ID read with the original through
+    the found geometry, without the (costlier) blind read; an image they do not find still
+    gets the blind read."""
+    home, rows = posted
+    key = markkey.load(home.data_dir)
+    blind: list[int] = []
+    real = trace.read_hidden_id
+    monkeypatch.setattr(trace, "read_hidden_id", lambda im, k: blind.append(1) or real(im, k))
+    conn = store.connect(home.db_path)
+    try:
+        tracer = trace.Tracer(conn, key, home.data_dir)
+        row = next(r for r in rows if r["target"] == "x")
+        im = published(row)
+        w, h = im.size
+        crop = im.crop((int(w * 0.3), int(h * 0.25), int(w * 0.9), int(h * 0.85)))
+        result = tracer.trace_image(trace.load_suspect(save(tmp_path, "crop.jpg", crop, quality=85)))
+        assert result.verdict == trace.EXACT
+        assert (result.matches[0].id, result.matches[0].via) == (row["id"], "read with the original")
+        assert result.artwork is not None and result.artwork.method == "features"
+        assert blind == []
+        with Image.open(data_path(UNRELATED[0])) as other:
+            result = tracer.trace_image(other.convert("RGB"))
+        assert result.verdict == trace.NOTHING and blind == [1]
+    finally:
+        conn.close()

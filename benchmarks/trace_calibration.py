@@ -226,7 +226,7 @@ def scores(im: Image.Image) -> dict[str, Any]:
     d = pdq.distances(q)[0]
     k = int(np.argmin(d))
     rec["pdq"], rec["pdq_to"] = int(d[k]), names[k]
-    hits = index.search(features.extract(im, keep=features.QUERY_KEEP))
+    hits = index.search(features.extract_query(im))
     rec["inliers"] = max((h.inliers for h in hits), default=0)
     rec["inliers_to"] = names[int(hits[0].key, 16)] if hits else None
     return rec
@@ -240,7 +240,7 @@ def _work(item: tuple[str, str, str]) -> dict[str, Any]:
         return {"id": qid, "skip": "unreadable or tiny"}
     rng = np.random.default_rng(int(hashlib.sha256(qid.encode()).hexdigest()[:8], 16))
     x = im if aug == "as is" else AUGMENT[aug](im, rng)
-    rec = {"id": qid, **scores(x), "size": list(x.size), "cpu": round(time.process_time() - t, 3)}
+    rec = {"id": qid, **scores(x), "size": list(x.size), "cpu": round(time.process_time() - t, 3), "v": 2}
     return rec
 
 
@@ -253,7 +253,9 @@ def run(target: int, workers: int) -> list[dict[str, Any]]:
         for line in results_file.read_text().splitlines():
             if line.strip():
                 rec = json.loads(line)
-                have[rec["id"]] = rec
+                # before v2 small queries were not enlarged (features.extract_query): redo them
+                if rec.get("v") == 2 or "skip" in rec or max(rec["size"]) >= features.QUERY_MIN_LONG:
+                    have[rec["id"]] = rec
     todo = [q for q in queries(target) if q[0] not in have]
     print(f"{len(have):,} queries cached, {len(todo):,} to compute with {workers} workers", flush=True)
     t0 = time.perf_counter()

@@ -303,6 +303,9 @@ def prepare_cases(
                 }
             )
     conn.close()
+    # artwork by artwork, every attack in turn: a run cut short still covers every attack
+    order = {r["name"]: i for i, r in enumerate(rows)}
+    cases.sort(key=lambda c: (order[c["name"]], c["target"]))
     spec = OUT / "attack-cases.json"
     spec.write_text(json.dumps({"data_dir": str(home.data_dir), "cases": cases}, indent=1))
     return spec

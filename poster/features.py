@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 FEATURE_LONG = 1024  # originals and suspects are described at (at most) this long edge
 KEEP = 600  # keypoints kept per original (the inverted file's size is about 12 bytes each)
 QUERY_KEEP = 1500  # keypoints of a suspect (many: a crop may hold a small part of the art)
+QUERY_MIN_LONG = 640  # smaller suspects are enlarged to this long edge before extraction
+MAX_UPSCALE = 3.0
 GRID = 6  # keypoints are spread over GRID x GRID cells (a quota per cell)
 SUB = 64  # dimensions per half of a descriptor (product quantiser)
 CENTROIDS = 256  # centroids per half: 65,536 words
@@ -138,10 +140,14 @@ class Features:
 
 
 def grey(
-    image: Image.Image, long: int = FEATURE_LONG, background: tuple[int, int, int] = (255, 255, 255)
+    image: Image.Image,
+    long: int = FEATURE_LONG,
+    background: tuple[int, int, int] = (255, 255, 255),
+    min_long: int = 0,
 ) -> tuple[np.ndarray, float]:
     """8-bit grey at most `long` px on the long edge (transparency over `background`), and
-    the scale applied."""
+    the scale applied; an image smaller than `min_long` is enlarged (bicubic, at most
+    MAX_UPSCALE times) to that long edge."""
     im = image
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
@@ -156,6 +162,11 @@ def grey(
             im = im.reduce(factor)
         im = im.convert("RGB").resize(size, Image.Resampling.LANCZOS)
         scale = size[0] / image.width
+    elif max(im.size) < min_long:
+        up = min(MAX_UPSCALE, min_long / max(im.size))
+        size = (max(1, round(im.width * up)), max(1, round(im.height * up)))
+        im = im.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+        scale = size[0] / image.width
     return np.asarray(im.convert("L")), scale
 
 
@@ -165,10 +176,11 @@ def extract(
     keep: int = KEEP,
     long: int = FEATURE_LONG,
     background: tuple[int, int, int] = (255, 255, 255),
+    min_long: int = 0,
 ) -> Features:
     """SIFT keypoints and RootSIFT descriptors, at most `keep`, spread over the picture."""
     cv2 = _cv2()
-    g, scale = grey(image, long, background)
+    g, scale = grey(image, long, background, min_long)
     h, w = g.shape
     empty = Features(np.empty((0, 2), np.float32), np.empty((0, 128), np.float32), (w, h), scale)
     if min(w, h) < 16:
@@ -185,6 +197,14 @@ def extract(
     d = desc[chosen].astype(np.float32)
     d /= d.sum(axis=1, keepdims=True) + 1e-7
     return Features(xy[chosen], np.sqrt(d), (w, h), scale, resp[chosen])
+
+
+def extract_query(image: Image.Image) -> Features:
+    """A suspect's features: up to QUERY_KEEP keypoints, and a small copy (a tight crop of a
+    small post, a thumbnail) enlarged to QUERY_MIN_LONG first: the crop's part of the original
+    was described at up to FEATURE_LONG px, and at a few hundred pixels SIFT finds too few
+    keypoints there (a 230 px crop of a 768 px post: 7 inliers, enlarged twice: 22)."""
+    return extract(image, keep=QUERY_KEEP, min_long=QUERY_MIN_LONG)
 
 
 def _spread(xy: np.ndarray, resp: np.ndarray, size: tuple[int, int], keep: int) -> np.ndarray:

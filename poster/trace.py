@@ -333,7 +333,7 @@ class Tracer:
             return None
         from poster import features
 
-        hits = index.search(features.extract(image, keep=features.QUERY_KEEP))
+        hits = index.search(features.extract_query(image))
         if not hits:
             return None
         for hit in hits[:INFORMED_TRIES]:

@@ -58,7 +58,14 @@ def test_mirror_permutation_matches_opencv() -> None:
 
 @pytest.mark.parametrize(
     "attack",
-    ["crop a third", "turn 9 degrees + crop", "mirror + downscale", "perspective", "collage panel"],
+    [
+        "crop a third",
+        "small crop",
+        "turn 9 degrees + crop",
+        "mirror + downscale",
+        "perspective",
+        "collage panel",
+    ],
 )
 def test_artwork_and_geometry_found(index: features.FeatureIndex, attack: str) -> None:
     key = f"{4:064x}"  # photo-like: textured ground, as real art has texture
@@ -70,6 +77,10 @@ def test_artwork_and_geometry_found(index: features.FeatureIndex, attack: str) -
         box = (400, 250, 400 + 480, 250 + 400)
         suspect = jpeg(art.crop(box).resize((360, 300)), 75)
         true_h = np.diag([360 / 480, 300 / 400, 1.0]) @ np.array([[1, 0, -400], [0, 1, -250], [0, 0, 1.0]])
+    elif attack == "small crop":  # a quarter of the area at 250 px: enlarged before extraction
+        box = (350, 200, 350 + 450, 200 + 350)
+        suspect = jpeg(art.crop(box).resize((250, 194)), 80)
+        true_h = np.diag([250 / 450, 194 / 350, 1.0]) @ np.array([[1, 0, -350], [0, 1, -200], [0, 0, 1.0]])
     elif attack == "turn 9 degrees + crop":
         m = cv2.getRotationMatrix2D((w / 2, h / 2), 9, 1.0)
         turned = cv2.warpAffine(np.asarray(art), m, (w, h))
@@ -90,7 +101,9 @@ def test_artwork_and_geometry_found(index: features.FeatureIndex, attack: str) -
         canvas.paste(art.resize((450, 350)), (520, 20))
         suspect = jpeg(canvas, 85)
         true_h = np.array([[0.5, 0, 520], [0, 0.5, 20], [0, 0, 1.0]])
-    hits = index.search(features.extract(suspect, keep=features.QUERY_KEEP))
+    f = features.extract_query(suspect)
+    assert (f.scale > 1) == (attack == "small crop")
+    hits = index.search(f)
     assert hits and hits[0].key == key, [(h.key[-2:], h.inliers) for h in hits]
     assert hits[0].inliers >= features.MIN_INLIERS
     assert hits[0].mirrored == (attack == "mirror + downscale")

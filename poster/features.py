@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 FEATURE_LONG = 1024  # originals and suspects are described at (at most) this long edge
 KEEP = 600  # keypoints kept per original (the inverted file's size is about 12 bytes each)
 QUERY_KEEP = 1500  # keypoints of a suspect (many: a crop may hold a small part of the art)
-QUERY_MIN_LONG = 640  # smaller suspects are enlarged to this long edge before extraction
+QUERY_MIN_LONG = 480  # smaller suspects are enlarged to this long edge before extraction
 MAX_UPSCALE = 3.0
 GRID = 6  # keypoints are spread over GRID x GRID cells (a quota per cell)
 SUB = 64  # dimensions per half of a descriptor (product quantiser)
@@ -74,6 +74,7 @@ POS_SCALE = 32.0  # positions are stored in 1/32 px of the feature frame (uint16
 CANDIDATES = 12  # images verified geometrically per query
 MIN_INLIERS = 14  # matches agreeing on one geometry for an artwork to count as found
 RANSAC_PX = 5.0  # reprojection error (suspect feature-frame px) of an inlier
+AFFINE_SHARE = 0.9  # inliers an affine map must explain to replace the homography (_simplest)
 MAX_PER_KEYPOINT = 3  # postings per query keypoint and image kept for RANSAC
 # Stop words: a query skips words with more than MAX_LIST_FACTOR times the mean number of
 # postings per word (at least MIN_LIST_CAP): at 10^6 originals the few most frequent words
@@ -628,6 +629,7 @@ class FeatureIndex:
         n_inl = min(len(np.unique(qi)), len(np.unique(np.round(src[inl] / 2), axis=0)))
         if n_inl < MIN_INLIERS:
             return None
+        H = _simplest(H, src[inl], dst[inl])
         w, h, scale = self.frame(img)
         if not _plausible(H, (w, h), g.size):
             return None
@@ -681,6 +683,21 @@ class FeatureIndex:
             return np.empty((len(vectors), 0)), np.empty((len(vectors), 0), np.int64)
         sims, ids = self._comp.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
         return sims, ids
+
+
+def _simplest(H: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The affine map instead of the homography when it explains the inliers as well (within
+    RANSAC_PX for AFFINE_SHARE of them): the perspective terms of a fit to a small crop are
+    poorly held and throw the original's outline far off (tens of pixels at its corners),
+    while a photo of a screen, which needs them, shows enough of the art to pin them down."""
+    cv2 = _cv2()
+    a = cv2.estimateAffine2D(src, dst, method=cv2.LMEDS)[0]
+    if a is None:
+        return H
+    err = np.hypot(*(src @ a[:, :2].T + a[:, 2] - dst).T)
+    if (err <= RANSAC_PX).mean() >= AFFINE_SHARE:
+        return np.vstack([a, [0.0, 0.0, 1.0]])
+    return H
 
 
 def _corners(size: tuple[float, float]) -> np.ndarray:

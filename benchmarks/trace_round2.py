@@ -290,7 +290,7 @@ def prepare_cases(
                 else:
                     with Image.open(Path(row["url"].removeprefix("file://"))) as v:
                         src = v.convert("RGB")
-                fn(src, rng).save(path)
+                fn(src, rng).save(path, compress_level=1)  # lossless, fast
             cases.append(
                 {
                     "file": str(path),

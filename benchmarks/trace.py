@@ -1,7 +1,16 @@
-"""Trace benchmark: calibration of the perceptual match on the corpus, and lookup speed at
-100,000 ledger rows.
+"""Trace benchmark.
 
-    .venv/bin/python benchmarks/trace.py [--rows 100000] [--distractors 150] [--skip-speed]
+    .venv/bin/python benchmarks/trace.py [--only attacks|calibration|scale|pdq ...]
+
+attacks      corpus art posted through `poster run --once --now` (local adapter: x heavy,
+             pixiv and xfolio light), the X copy attacked as a leaker would; per attack:
+             exact post / artwork only / nothing / wrong and time, beside the perceptual
+             stage alone and the blind read; plus the unposted original (benchmarks/
+             trace_round2.py)
+calibration  the rework threshold and the features' MIN_INLIERS against >= 10,000 unrelated
+             images (procedural art, package image sets, augmentations)
+scale        search time and memory of the feature index at 10^3 ... 10^6 generated entries
+pdq          the perceptual stage's own calibration and speed (below, as measured before)
 
 Part 1 — calibration (real code path: ledger rows in SQLite, `Tracer.perceptual`):
   * "posted" images: the 16 corpus images, each as a simulated posted variant (long edge ≤ 2048,
@@ -35,6 +44,7 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the shared synthetic images live in tests/
     sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from poster import fingerprint, ledger, store  # noqa: E402
 from poster.trace import MATCH_SCORE, Tracer  # noqa: E402
@@ -352,14 +362,37 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--distractors", type=int, default=150)
-    ap.add_argument("--skip-speed", action="store_true")
-    ap.add_argument("--skip-calibration", action="store_true")
+    ap.add_argument("--only", choices=("attacks", "scale", "calibration", "pdq"), action="append")
+    ap.add_argument("--images", type=int, default=16, help="corpus artworks posted for the attack table")
+    ap.add_argument("--synthetic", type=int, default=4, help="synthetic artworks posted beside them")
+    ap.add_argument("--targets", default="x,pixiv", help="whose posted copies are attacked")
+    ap.add_argument("--before", type=Path, help="a checkout of main: its engine traces the same copies")
+    ap.add_argument("--after", type=Path, help="the checkout whose engine is measured (default: this one)")
+    ap.add_argument("--resume", action="store_true", help="keep the answers of an interrupted run")
+    ap.add_argument("--scale", type=int, nargs="*", default=[1_000, 10_000, 100_000, 1_000_000])
+    ap.add_argument("--unrelated", type=int, default=12_000)
+    ap.add_argument("--workers", type=int, default=2, help="calibration worker processes")
     args = ap.parse_args()
-    if not args.skip_calibration and not CORPUS.is_dir():
-        ap.error(f"{CORPUS}: the test-art corpus is not beside this repository; use --skip-calibration")
-    if not args.skip_calibration:
+    only = set(args.only or ("attacks", "scale", "calibration"))
+    import trace_round2 as r2
+
+    if "attacks" in only:
+        r2.attack_table(
+            args.images, targets=tuple(args.targets.split(",")), before=args.before, after=args.after,
+            fresh=not args.resume, n_synthetic=args.synthetic,
+        )  # fmt: skip
+    if "calibration" in only:
+        import trace_calibration
+
+        trace_calibration.calibration(args.unrelated, args.workers)
+    if "scale" in only:
+        import trace_scale
+
+        trace_scale.scale_table(args.scale)
+    if "pdq" in only:  # the perceptual stage's own calibration and speed (PDQ, as before)
+        if not CORPUS.is_dir():
+            ap.error(f"{CORPUS}: the test-art corpus is not beside this repository")
         calibrate(args.distractors)
-    if not args.skip_speed:
         speed(args.rows)
     sys.stdout.flush()
 

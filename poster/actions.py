@@ -20,12 +20,12 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from poster import imaging, jobs, ledger, outbox, schedule, sidecar, store
 from poster import proof as proof_mod
@@ -36,6 +36,9 @@ from poster.i18n import N_, _
 from poster.jobs import State
 from poster.platforms.base import Existence, PostResult
 from poster.store import now, transaction
+
+if TYPE_CHECKING:
+    from poster.trace import Traced
 
 
 # -- one job ---------------------------------------------------------------------------------
@@ -1224,3 +1227,22 @@ def restore(backup_dir: Path, data_dir: Path) -> list[str]:
             ).format(count=r.held)
         )
     return lines
+def trace_images(
+    config: Config,
+    conn: sqlite3.Connection,
+    items: Sequence[Path | bytes | tuple[str, bytes]],
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> list[Traced]:
+    """Trace found images (paths, bytes, or (name, bytes) as uploaded) against this data
+    folder's ledger and archive: one `poster.trace.Traced` per item, in order, each with its
+    verdict (`result.verdict`), matches and evidence, or the reason it could not be read.
+    `progress(done, total, name)` is called after each image. The JSON of one item is
+    `Traced.to_json()` (the CONTRACT's `{"file", "matches"}` plus `verdict`, `artwork`)."""
+    from poster import markkey
+    from poster import trace as trace_mod
+
+    tracer = trace_mod.Tracer(
+        conn, markkey.load(config.data_dir), config.data_dir, cache=trace_mod.index_cache(config.data_dir)
+    )
+    return trace_mod.trace_many(tracer, items, progress=progress, keep_images=True)

@@ -585,51 +585,174 @@ def ui(obj: Ctx, host: str, port: int, no_browser: bool, no_daemon: bool, allow_
 )
 @click.pass_obj
 def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | None) -> None:
-    """Which post did each IMAGE come from? (hidden ID first, then perceptual similarity)"""
+    """Which post did each IMAGE come from? IMAGE: files, folders (every image in them), or
+    - for image bytes on standard input."""
+    from poster import actions
     from poster import report as report_mod
     from poster import timestamps
     from poster import trace as trace_mod
+    from poster.i18n import _
 
     cfg = obj.config()
-    key = markkey.load(cfg.data_dir)
-    results = []
+    items: list[Path | tuple[str, bytes]] = []
+    for p in images:
+        if str(p) == "-":
+            items.append(("-", sys.stdin.buffer.read()))
+        else:
+            items.extend(trace_mod.expand([p]) if p.is_dir() else [p])
+    if not items:
+        raise UserError(_("{paths}: no images to trace").format(paths=", ".join(map(str, images))))
     trust = cache(lambda: timestamps.anchors(cfg))
     # no integrity check here: at 100,000 rows it costs 8x the trace itself (benchmarks/
     # data_folder.py); status, run, ledger verify and doctor find damage
-    with open_db(cfg, readonly=True) as conn:
-        tracer = trace_mod.Tracer(conn, key, cfg.data_dir, cache=trace_mod.index_cache(cfg.data_dir))
-        for n, path in enumerate(images, 1):
-            image = trace_mod.load_suspect(path)
-            found = tracer.trace_image(image)
-            item: dict[str, Any] = {"file": str(path), "matches": [m.to_json() for m in found.matches]}
-            if report_dir is not None:
-                sub = report_dir if len(images) == 1 else report_dir / f"{n:02d}-{path.stem}"
-                page = report_mod.write(sub, path, image, found, conn, cfg.data_dir, trust=trust()).page
-                item["report"] = str(page)
-            item["notes"] = found.notes
-            results.append(item)
+    with open_db(cfg, readonly=True) as conn, _trace_progress(len(items)) as progress:
+        traced = actions.trace_images(cfg, conn, items, progress=progress)
+        if len(traced) == 1 and traced[0].result is None:
+            raise UserError(traced[0].error or _("{file}: cannot be traced").format(file=traced[0].name))
+        out = []
+        for n, (item, t) in enumerate(zip(items, traced, strict=True), 1):
+            entry = t.to_json()
+            if report_dir is not None and t.result is not None and t.image is not None:
+                stem = "stdin" if t.name == "-" else Path(t.name).stem
+                sub = report_dir if len(traced) == 1 else report_dir / f"{n:02d}-{stem}"
+                src = item if isinstance(item, Path) else _stdin_file(sub, item[1])
+                page = report_mod.write(sub, src, t.image, t.result, conn, cfg.data_dir, trust=trust()).page
+                entry["report"] = str(page)
+            out.append(entry)
     if as_json:
-        for r in results:
-            if not r["notes"]:
-                del r["notes"]  # only when there is something to say (e.g. an ID from elsewhere)
-        emit_json(results[0] if len(results) == 1 else results)
+        if len(out) == 1:
+            del out[0]["file"]  # one image: {"matches": [...], ...} as before
+        emit_json(out[0] if len(out) == 1 else out)
+    else:
+        _print_traced(out)
+    if any(e.get("verdict") == "error" for e in out):
+        sys.exit(1)
+
+
+def _stdin_file(folder: Path, data: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "stdin.img"
+    path.write_bytes(data)
+    return path
+
+
+@contextmanager
+def _trace_progress(total: int) -> Iterator[Any]:
+    """A progress bar on an interactive terminal (stderr), for batches; otherwise nothing."""
+    if total < 2 or not sys.stderr.isatty():
+        yield None
         return
-    for r in results:
-        if not r["matches"]:
-            say(f"{r['file']}: no match (no hidden ID from this ledger, nothing similar enough)")
-        for m in r["matches"]:
-            flip = ", mirrored" if m["mirrored"] else ""
-            which = {"distinguished": ", this post told apart", "ambiguous": ", variants look alike"}.get(
-                m.get("post") or "", ""
-            )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from poster.i18n import _
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        transient=True, console=_stderr_console(),
+    ) as bar:  # fmt: skip
+        task = bar.add_task(_("tracing"), total=total)
+
+        def step(done: int, _total: int, name: str) -> None:
+            bar.update(task, completed=done, description=Path(name).name[:40])
+
+        yield step
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _print_traced(entries: list[dict[str, Any]]) -> None:
+    from poster.i18n import _
+
+    for r in entries:
+        name = r["file"]
+        if r.get("verdict") == "error":
+            say(_("{file}: cannot trace: {reason}").format(file=name, reason=r.get("error")), err=True)
+            continue
+        verdict = r.get("verdict", "no match")
+        art = r.get("artwork") or {}
+        if verdict == "no match":
             say(
-                f"{r['file']}: {m['method']} {m['id']} → {m['target']} post of {m['posted_at']} "
-                f"{m['url'] or ''} (score {m['score']:.2f}{flip}{which})"
+                _("{file}: no match (no hidden ID from this ledger, nothing similar enough)").format(
+                    file=name
+                )
             )
-        for note in r["notes"]:
-            say(f"{r['file']}: note: {note}")
+        elif verdict == "not from any post":
+            say(
+                _("{file}: your artwork {name}, not from any post as posted (score {score:.2f})").format(
+                    file=name,
+                    name=art.get("name") or art.get("original_sha256", "")[:12],
+                    score=art.get("score", 0),
+                )
+            )
+        elif verdict in ("artwork only", "likely rework"):
+            line = (
+                _("{file}: likely rework of your artwork {name} (score {score:.2f}); no post can be named")
+                if verdict == "likely rework"
+                else _("{file}: your artwork {name} (score {score:.2f}); which post cannot be told")
+            )
+            say(line.format(file=name, name=art.get("name") or "?", score=art.get("score", 0)))
+        for m in r["matches"]:
+            flip = _(", mirrored") if m["mirrored"] else ""
+            if m.get("post") == "exact":
+                how = {"hidden-id": _("hidden ID"), "visible-layers": _("visible layers")}.get(
+                    m["method"], m["method"]
+                )
+                line = _("{file}: {how} {id} → {target} post of {posted_at} {url} (score {score:.2f}{flip})")
+                say(
+                    line.format(
+                        file=name, how=how, id=m["id"], target=m["target"], posted_at=m["posted_at"],
+                        url=m["url"] or "", score=m["score"], flip=flip,
+                    )
+                )  # fmt: skip
+            else:
+                say(
+                    _("{file}:   one of its posts: {id} → {target} post of {posted_at} {url}").format(
+                        file=name,
+                        id=m["id"],
+                        target=m["target"],
+                        posted_at=m["posted_at"],
+                        url=m["url"] or "",
+                    )
+                )
+        for note in r.get("notes", []):
+            say(_("{file}: note: {note}").format(file=name, note=note))
         if "report" in r:
-            say(f"{r['file']}: evidence report: {r['report']}")
+            say(_("{file}: evidence report: {report}").format(file=name, report=r["report"]))
+    if len(entries) > 1:
+        _summary_table(entries)
+
+
+def _summary_table(entries: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=_("summary"))
+    for col in (_("file"), _("verdict"), _("post"), _("artwork"), _("method"), _("score")):
+        table.add_column(col)
+    counts: dict[str, int] = {}
+    for r in entries:
+        verdict = r.get("verdict", "no match")
+        counts[verdict] = counts.get(verdict, 0) + 1
+        exact = next((m for m in r["matches"] if m.get("post") == "exact"), None)
+        art = r.get("artwork") or {}
+        method = exact["method"] if exact else art.get("method", "")
+        score = exact["score"] if exact else art.get("score")
+        table.add_row(
+            escape(safe(Path(r["file"]).name)),  # names from outside: no control characters, no markup
+            _(verdict),
+            f"{exact['target']} {exact['id']}" if exact else "—",
+            escape(safe(art.get("name") or "—")),
+            method or "—",
+            f"{score:.2f}" if isinstance(score, float | int) else "—",
+        )
+    console = Console(file=click.get_text_stream("stdout"), width=120)
+    console.print(table)
+    say(", ".join(f"{_(k)}: {v}" for k, v in sorted(counts.items())))
 
 
 @cli.group(name="ledger")

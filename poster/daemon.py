@@ -57,14 +57,18 @@ def is_running(cfg: config_mod.Config) -> bool:
 
 
 def refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcomes: list[Any]) -> None:
-    """Bring trace's index cache up to date right after posting (only a speed-up: trace
-    rebuilds the index itself if needed)."""
-    if not any(o.state == jobs.State.POSTED for o in outcomes):
-        return
+    """After intake and posting: local features of newly archived originals (once each, and
+    a no-op when there are none), and the fingerprint cache when something was posted. Only a
+    speed-up: trace brings both up to date itself if needed."""
     from poster import trace as trace_mod
 
     try:
-        trace_mod.refresh_index(conn, cfg.data_dir)
+        if any(o.state == jobs.State.POSTED for o in outcomes):
+            trace_mod.refresh_index(conn, cfg.data_dir)
+        else:
+            from poster import features
+
+            features.update(conn, cfg.data_dir)
     except Exception as exc:
         log.warning("could not update the trace index: %s", exc)
 

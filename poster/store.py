@@ -125,6 +125,7 @@ CREATE TABLE IF NOT EXISTS stamps (
     UNIQUE (kind, digest)
 );
 CREATE INDEX IF NOT EXISTS stamps_due ON stamps (state, next_try);
+CREATE INDEX IF NOT EXISTS ledger_original ON ledger (original_sha256);  -- trace: an artwork's posts
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     job_id INTEGER NOT NULL,

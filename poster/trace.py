@@ -1,19 +1,40 @@
 """Leak lookup: which post did this image come from?
 
-1. The hidden ID (the codec searches scale and offset itself; the mirrored image is tried too,
-   since flipped tracing is common). A hit names the exact ledger row: method `hidden-id`.
-2. Otherwise perceptual similarity (poster.fingerprint) against every ledger row at once:
-   whole-image and window hashes of the posted variant and of the original, the suspect's 8
-   dihedral hashes; then, for a short list, a crop search on the stored thumbnail. Rows whose
-   calibrated score reaches MATCH_SCORE come back as method `perceptual`, best first.
-3. One artwork is usually posted to several targets, and their variants differ (resolution cap,
-   random watermark layout). Among rows of the same original, the closest *variant* wins, and
-   when the variant files are still in the data folder their pixels decide; `post` in the
-   JSON says whether the post was told apart (`distinguished`) or not (`ambiguous`).
-4. When the blind read found nothing but a perceptual match did, the hidden ID is read again
-   with that artwork's original from the archive (`poster.mark.informed`: the copy is
-   registered on the original and the art subtracted). A hit is method `hidden-id` with
-   `via: "read with the original"`; it names the exact post even among variants of one original.
+Every answer says how far the evidence goes (`Result.verdict`, and `post` on each match):
+
+* **exact post** — the copy carries that post's hidden ID (read blind, or with the original
+  at hand), or that post's visible layers (its random watermark layout, its signature) and
+  not those of the artwork's other posts. Only then is one post named.
+* **artwork only** — the copy shows the artwork (local features agree on one geometry, or
+  the perceptual hashes are close) but nothing ties it to one post: every post of the
+  artwork is listed, none is named.
+* **not from any post** — the copy shows the artwork but none of the visible layers every
+  one of its posts carries: a leak of the source file (the artist's disk, a stream, a
+  commission client), not of a post. No post is listed.
+* **likely rework** — no copy of the artwork, but its composition at thumbnail scale
+  (poster.composition): an img2img "AI tracing" or a repaint. Calibrated score; never a post.
+
+Stages:
+
+1. **Local features** (poster.features): SIFT keypoints of every archived original in an
+   inverted file; the suspect's keypoints find the artwork and, by RANSAC, where the copy
+   sits (crop, scale, turn, mirror, perspective, a panel of a collage). The hidden ID is then
+   read with the original through that geometry (`poster.mark.informed`): a hit is method
+   `hidden-id` with `via: "read with the original"` and names the exact post, and trace
+   stops there (the blind read costs more and reads nothing the informed read cannot).
+2. Otherwise the hidden ID read blind (the codec searches scale and offset itself; the
+   mirrored image is tried too, since flipped tracing is common). A hit in this ledger names
+   the exact ledger row: method `hidden-id`.
+3. When the features found the artwork but no ID was read, the visible layers are compared
+   (`_layers`): one post's layers, none (not from any post), or "artwork only".
+4. When the features found nothing: perceptual similarity (poster.fingerprint) against
+   every ledger row at once (faiss's binary range search on large ledgers): whole-image and
+   window hashes of the posted variant and of the original, the suspect's 8 dihedral
+   hashes; then, for a short list, a crop search on the stored thumbnail. Rows whose
+   calibrated score reaches MATCH_SCORE name the artwork (never a post by themselves); the
+   hidden ID is read again with that artwork's original, and the closest variant is listed
+   first.
+5. Last, a composition match at thumbnail scale (poster.composition): a likely rework.
 
 Score: 1.0 for a hidden-ID hit. For perceptual matches it is a piecewise-linear map of the
 Hamming distance d (0-256) calibrated on the corpus (benchmarks/trace.py): 1 at d = 0, 0.5 at
@@ -23,8 +44,10 @@ between unrelated images. Only scores ≥ 0.5 are reported.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +56,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from poster import fingerprint, imaging, ledger, mark
-from poster.errors import InputError
+from poster.errors import InputError, UserError
+from poster.i18n import N_, _
 from poster.mark import informed
 
+log = logging.getLogger(__name__)
 MAX_TRACE_PIXELS = 400_000_000
 # Calibrated in benchmarks/trace.py (corpus + synthetic attacks; see the README): unrelated art
 # never came closer than 82 bits (274 queries, 0 false matches), reworks and crops of posted art
@@ -47,7 +72,16 @@ MAX_MATCHES = 10
 SHORTLIST = 5  # rows per short list (4 lists) that get the crop search, ~6 ms each
 CROP_SEARCH_ABOVE = 32  # also search crops when the best stage-one distance is only this good
 INFORMED_TRIES = 3  # originals tried for the informed read (stage 4), best perceptual match first
+COPY_DISTANCE = 32  # perceptual matches farther than this (bits) may be reworks rather than copies
 REGION_NAMES = ("whole", "centre 80%", "top-left 80%", "top-right 80%", "bottom-left 80%", "bottom-right 80%")
+
+
+def features_score(inliers: int) -> float:
+    """0.5 at MIN_INLIERS matches agreeing on one geometry, towards 1 with more (calibrated
+    in benchmarks/trace.py: unrelated images never reached MIN_INLIERS)."""
+    from poster import features
+
+    return float(min(1.0, 1.0 - 0.5 * features.MIN_INLIERS / max(inliers, features.MIN_INLIERS)))
 
 
 def score_of(distance: int) -> float:
@@ -70,6 +104,7 @@ class Match:
     via: str | None = None  # perceptual: which print matched ("variant, whole", "variant, crop …")
     post: str | None = None  # perceptual: distinguished | ambiguous (among variants of one original)
     box: tuple[float, float, float, float] | None = None  # crop of the variant the suspect shows
+    extra: dict[str, Any] | None = None  # more JSON fields (e.g. the features' inliers)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -83,9 +118,59 @@ class Match:
             "mirrored": self.mirrored,
         }
         if self.method == "perceptual":
-            out.update(distance=self.distance, via=self.via, post=self.post)
+            out.update(distance=self.distance, via=self.via)
         elif self.via:
             out.update(via=self.via)
+        if self.post:
+            out["post"] = self.post
+        if self.extra:
+            out.update(self.extra)
+        return out
+
+
+# verdicts (Result.verdict) and what `post` says on each match
+EXACT = "exact post"
+ARTWORK = "artwork only"
+UNPOSTED = "not from any post"
+REWORK = "likely rework"
+NOTHING = "no match"
+VERDICT_TEXT = {  # the human wording (translated where shown)
+    EXACT: N_("exact post"),
+    ARTWORK: N_("your artwork; which post cannot be told"),
+    UNPOSTED: N_("your artwork, not from any post as posted"),
+    REWORK: N_("likely rework of your artwork"),
+    NOTHING: N_("no match"),
+}
+
+
+@dataclass(frozen=True)
+class Artwork:
+    """The artwork a copy shows (one archived original) and how it was found."""
+
+    key: str  # the original's sha256
+    name: str | None  # the outbox name it came in as
+    method: str  # features | perceptual | rework
+    score: float
+    mirrored: bool = False
+    geometry: np.ndarray | None = None  # 3 x 3: original pixels -> suspect pixels
+    inliers: int | None = None  # features: matches that agree on the geometry
+    pairs: np.ndarray | None = None  # features: (n, 4) original x, y -> suspect x, y
+    similarity: float | None = None  # rework: composition similarity (poster.composition)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "original_sha256": self.key,
+            "name": self.name,
+            "method": self.method,
+            "score": round(self.score, 4),
+            "mirrored": self.mirrored,
+        }
+        if self.inliers is not None:
+            out["inliers"] = self.inliers
+        if self.similarity is not None:
+            out["similarity"] = round(self.similarity, 4)
+        if self.geometry is not None:
+            out["geometry"] = [[round(float(v), 6) for v in row] for row in self.geometry]
         return out
 
 
@@ -98,6 +183,31 @@ class Result:
     hidden_id_mirrored: bool = False
     quality: int = 0
     notes: list[str] = field(default_factory=list)
+    verdict: str = ""
+    artwork: Artwork | None = None
+    layers: dict[str, Any] | None = None  # the visible-layer comparison, when one was made
+
+    def __post_init__(self) -> None:
+        if not self.verdict:
+            self.verdict = _verdict_of(self.matches)
+
+    def summary(self) -> dict[str, Any]:
+        """The per-image JSON beyond `matches` (added fields of the CONTRACT's shape)."""
+        out: dict[str, Any] = {"verdict": self.verdict}
+        if self.artwork is not None:
+            out["artwork"] = self.artwork.to_json()
+        if self.layers is not None:
+            out["layers"] = self.layers
+        return out
+
+
+def _verdict_of(matches: list[Match]) -> str:
+    if not matches:
+        return NOTHING
+    post = matches[0].post
+    if post == "exact":
+        return EXACT
+    return REWORK if post == REWORK else ARTWORK
 
 
 def load_suspect(path: Path) -> Image.Image:
@@ -134,16 +244,25 @@ def read_hidden_id(image: Image.Image, key: bytes) -> tuple[int | None, bool]:
 
 
 class Tracer:
-    """Traces any number of images against one ledger; the fingerprint matrix is loaded once."""
+    """Traces any number of images against one ledger; the indexes are loaded once."""
 
     def __init__(
-        self, conn: sqlite3.Connection, key: bytes, data_dir: Path | None = None, *, cache: Path | None = None
+        self,
+        conn: sqlite3.Connection,
+        key: bytes,
+        data_dir: Path | None = None,
+        *,
+        cache: Path | None = None,
+        features_index: bool = True,
     ) -> None:
         self.conn = conn
         self.key = key
         self.data_dir = data_dir
         self.cache = cache
+        self.use_features = features_index and data_dir is not None
         self._index: fingerprint.Index | None = None
+        self._findex: Any = None
+        self._originals: dict[str, Image.Image | None] = {}
 
     @property
     def index(self) -> fingerprint.Index:
@@ -151,76 +270,284 @@ class Tracer:
             self._index = load_index(self.conn, self.cache)
         return self._index
 
+    @property
+    def findex(self) -> Any:
+        """The local-feature index (poster.features), brought up to date with the archive
+        first: originals that were never indexed (a crash, an older poster) are added now."""
+        if self._findex is None and self.use_features and self.data_dir is not None:
+            from poster import features
+
+            try:
+                self._findex = features.update(self.conn, self.data_dir)
+            except OSError as exc:  # a read-only data folder: use what is there
+                log.warning("feature index not updated: %s", exc)
+                self._findex = features.FeatureIndex(self.data_dir / features.INDEX_DIR)
+        return self._findex
+
     def trace_path(self, path: Path) -> Result:
         return self.trace_image(load_suspect(path))
 
     def trace_image(self, image: Image.Image) -> Result:
+        # Local features first (~0.5 s): when they find the artwork, the hidden ID read with
+        # the original through the found geometry names the post, and the blind read (2-4 s
+        # of CPU on a large copy, both orientations) is not needed: it reads nothing the
+        # informed read cannot (benchmarks/TRACE_RESULTS.md, attack table).
+        by_features = self._by_features(image, read_id=True)
+        if by_features is not None and _read_exact(by_features):
+            return by_features
         found, mirrored = read_hidden_id(image, self.key)
         if found is not None:
             row = ledger.find(self.conn, found)
-            if row is not None:
+            if row is not None:  # a hidden ID in this ledger outranks any visible-layer verdict
                 m = Match(
-                    row["id"], row["target"], row["url"], row["posted_at"], "hidden-id", 1.0, row, mirrored
-                )
-                return Result([m], found, mirrored)
-        result = self.perceptual(image)
-        if found is None and result.matches:
-            informed = self._read_with_original(image, result.matches)
-            if informed is not None:
-                return informed
-        result.hidden_id, result.hidden_id_mirrored = found, mirrored
+                    row["id"], row["target"], row["url"], row["posted_at"], "hidden-id", 1.0, row, mirrored,
+                    post="exact",
+                )  # fmt: skip
+                art = by_features.artwork if by_features is not None else None
+                return Result([m], found, mirrored, verdict=EXACT, artwork=art)
+        notes = []
         if found is not None:
-            result.notes.append(f"a hidden ID ({ledger.format_id(found)}) was read but is not in this ledger")
+            notes.append(f"a hidden ID ({ledger.format_id(found)}) was read but is not in this ledger")
+        result = by_features
+        if result is None:
+            result = self.perceptual(image)
+            if found is None and result.matches:
+                informed = self._read_with_original(image, result.matches)
+                if informed is not None:
+                    return informed
+            if result.matches:
+                result = self._perceptual_verdict(image, result)
+            else:
+                result = self._rework(image, result)
+        if result.hidden_id is None:
+            result.hidden_id, result.hidden_id_mirrored = found, mirrored
+        result.notes = notes + result.notes
         return result
 
-    def _read_with_original(self, image: Image.Image, matches: list[Match]) -> Result | None:
-        """The hidden ID read with the artwork's original at hand (stage 4).
+    # -- local features ----------------------------------------------------------------------
+    def _by_features(self, image: Image.Image, *, read_id: bool) -> Result | None:
+        """Stage 0: the artwork by local features, then its post by the hidden ID read with
+        the original through the found geometry, else by the visible layers."""
+        index = self.findex
+        if index is None or len(index) == 0:
+            return None
+        from poster import features
 
-        The blind read fails where the art's own texture drowns the mark (small busy images,
-        pixel art, sketches on white); subtracting the original removes the art. The original
-        from the archive is used, never a posted variant: a variant carries an ID itself, and
-        whatever of it survived a removal would bias the read towards that post.
-        """
-        tried: set[tuple[Path, tuple[int, int] | None]] = set()
-        originals: dict[Path, Image.Image | None] = {}
-        for m in matches[:INFORMED_TRIES]:
-            path = original_path(self.conn, self.data_dir, m.row)
-            size = marked_size(self.conn, m.row)
-            if path is None or (path, size) in tried:
-                continue
-            tried.add((path, size))
-            if path not in originals:
-                try:
-                    data = imaging.read_file(path)
-                    originals[path] = imaging.load(data, str(path), max_pixels=MAX_TRACE_PIXELS)
-                except (InputError, OSError):
-                    originals[path] = None
-            ref = originals[path]
-            if ref is None:
-                continue
-            try:
-                background = str((m.row.get("render") or {}).get("background") or "#ffffff")
-                d = informed.extract_informed(
-                    image,
-                    ref,
-                    key=self.key,
-                    marked_size=size,
-                    backgrounds=informed.backgrounds_for(background),
+        hits = index.search(features.extract_query(image))
+        if not hits:
+            return None
+        for hit in hits[:INFORMED_TRIES]:
+            rows = self._rows_of(hit.key)
+            art = Artwork(
+                hit.key, self._artwork_name(hit.key), "features", features_score(hit.inliers), hit.mirrored,
+                hit.homography, hit.inliers, hit.pairs,
+            )  # fmt: skip
+            if read_id and rows:
+                got = self._informed(image, hit.key, rows, hit.homography)
+                if got is not None:
+                    got.artwork = art
+                    return got
+            if rows or hit is hits[-1] or hit is hits[INFORMED_TRIES - 1]:
+                return self._artwork_verdict(image, art, rows)
+        return None
+
+    def _artwork_verdict(self, image: Image.Image, art: Artwork, rows: list[dict[str, Any]]) -> Result:
+        """The artwork is known, its hidden ID was not read: the visible layers decide between
+        one post, the source file (no post) and "artwork only"."""
+        layers = self.layers(image, art, rows) if art.geometry is not None else None
+        extra = {"inliers": art.inliers} if art.inliers is not None else None
+        if layers is not None and layers["verdict"] == UNPOSTED:
+            return Result([], verdict=UNPOSTED, artwork=art, layers=layers)
+        if not rows:  # archived, never posted (yet)
+            return Result(
+                [], verdict=UNPOSTED, artwork=art, layers=layers, notes=["this artwork has no posts"]
+            )
+        if layers is not None and layers["verdict"] == EXACT:
+            best = layers["post"]
+            ordered = sorted(rows, key=lambda r: r["id"] != best)
+            matches = [
+                Match(
+                    r["id"], r["target"], r["url"], r["posted_at"],
+                    "visible-layers" if r["id"] == best else art.method, art.score, r, art.mirrored,
+                    via=None, post="exact" if r["id"] == best else ARTWORK, extra=extra,
                 )
-            except ValueError:  # MarkError, or a background colour that does not parse
+                for r in ordered
+            ]  # fmt: skip
+            return Result(matches, verdict=EXACT, artwork=art, layers=layers)
+        matches = [
+            Match(r["id"], r["target"], r["url"], r["posted_at"], art.method, art.score, r, art.mirrored,
+                  post=ARTWORK, extra=extra)
+            for r in sorted(rows, key=lambda r: -r["seq"])
+        ]  # fmt: skip
+        return Result(matches, verdict=ARTWORK, artwork=art, layers=layers)
+
+    def _perceptual_verdict(self, image: Image.Image, result: Result) -> Result:
+        """Perceptual matches name the artwork, never a post (the closest variant is listed
+        first); a distant one is a likely rework rather than a copy."""
+        best = result.matches[0]
+        key = best.row["original_sha256"]
+        if (best.distance or 0) > COPY_DISTANCE:
+            rework = self._rework(image, Result([], quality=result.quality))
+            if rework.matches:
+                return rework
+        box = best.box
+        art = Artwork(key, self._artwork_name(key), "perceptual", best.score, best.mirrored)
+        geometry = self._box_geometry(image, key, box, best.mirrored)
+        if geometry is not None:
+            art = Artwork(key, art.name, "perceptual", best.score, best.mirrored, geometry)
+        layers = self.layers(image, art, self._rows_of(key)) if geometry is not None else None
+        if layers is not None and layers["verdict"] in (UNPOSTED, EXACT):
+            return self._artwork_verdict(image, art, self._rows_of(key))
+        matches = [_with_post(m, ARTWORK) for m in result.matches]
+        return Result(
+            matches, quality=result.quality, notes=result.notes, verdict=ARTWORK, artwork=art, layers=layers
+        )
+
+    def _box_geometry(
+        self, image: Image.Image, key: str, box: tuple[float, float, float, float] | None, mirrored: bool
+    ) -> np.ndarray | None:
+        """The map original -> suspect of a perceptual match: the suspect shows `box` (the
+        whole picture when None) of the artwork, scaled."""
+        ref = self._original(key)
+        if ref is None:
+            return None
+        bx = box or (0.0, 0.0, 1.0, 1.0)
+        rw, rh = ref.size
+        x0, y0, x1, y1 = bx[0] * rw, bx[1] * rh, bx[2] * rw, bx[3] * rh
+        sx, sy = image.width / max(1e-6, x1 - x0), image.height / max(1e-6, y1 - y0)
+        h = np.array([[sx, 0.0, -x0 * sx], [0.0, sy, -y0 * sy], [0.0, 0.0, 1.0]])
+        if mirrored:
+            h = np.array([[-1.0, 0.0, image.width], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ h
+        return h
+
+    def _rows_of(self, key: str) -> list[dict[str, Any]]:
+        found = self.conn.execute("SELECT seq FROM ledger WHERE original_sha256 = ? ORDER BY seq", (key,))
+        return [r for r in (ledger.get(self.conn, int(s)) for (s,) in found.fetchall()) if r is not None]
+
+    def _artwork_name(self, key: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT a.name, o.name FROM originals o JOIN artworks a ON a.id = o.artwork_id "
+            "WHERE o.sha256 = ? ORDER BY o.rowid LIMIT 1",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        return row[0] if row[0] == row[1] else f"{row[0]}/{row[1]}"
+
+    def _original(self, key: str) -> Image.Image | None:
+        if key not in self._originals:
+            ref = None
+            found = self.conn.execute(
+                "SELECT archive_path FROM originals WHERE sha256 = ? LIMIT 1", (key,)
+            ).fetchone()
+            if found is not None and self.data_dir is not None:
+                path = self.data_dir / found[0]
+                try:
+                    ref = imaging.load(imaging.read_file(path), str(path), max_pixels=MAX_TRACE_PIXELS)
+                except (InputError, OSError):
+                    ref = None
+            if len(self._originals) > 4:  # a batch: keep a few, not every artwork in memory
+                self._originals.pop(next(iter(self._originals)))
+            self._originals[key] = ref
+        return self._originals[key]
+
+    def _informed(
+        self, image: Image.Image, key: str, rows: list[dict[str, Any]], geometry: np.ndarray | None
+    ) -> Result | None:
+        """The hidden ID read with the original `key` at hand (through `geometry` if known),
+        once per distinct marked size among its posts."""
+        ref = self._original(key)
+        if ref is None:
+            return None
+        tried: set[tuple[tuple[int, int] | None, str]] = set()
+        for row in rows:
+            size = marked_size(self.conn, row)
+            background = str((row.get("render") or {}).get("background") or "#ffffff")
+            if (size, background) in tried:
+                continue
+            tried.add((size, background))
+            try:
+                d = informed.extract_informed(
+                    image, ref, key=self.key, marked_size=size,
+                    backgrounds=informed.backgrounds_for(background), geometry=geometry,
+                )  # fmt: skip
+            except ValueError:
                 continue
             if d is None:
                 continue
-            row = ledger.find(self.conn, d.payload)
-            if row is None:
+            hit_row = ledger.find(self.conn, d.payload)
+            if hit_row is None:
                 note = f"a hidden ID ({ledger.format_id(d.payload)}) was read but is not in this ledger"
                 return Result([], d.payload, d.mirrored, notes=[note])
-            hit = Match(
-                row["id"], row["target"], row["url"], row["posted_at"], "hidden-id", 1.0, row,
-                d.mirrored, via="read with the original",
+            m = Match(
+                hit_row["id"], hit_row["target"], hit_row["url"], hit_row["posted_at"], "hidden-id", 1.0,
+                hit_row, d.mirrored, via="read with the original", post="exact",
             )  # fmt: skip
-            return Result([hit], d.payload, d.mirrored)
+            return Result([m], d.payload, d.mirrored, verdict=EXACT)
         return None
+
+    def _read_with_original(self, image: Image.Image, matches: list[Match]) -> Result | None:
+        """The hidden ID read with the artwork's original at hand (stage 4), for perceptual
+        matches: the original from the archive is used, never a posted variant (a variant
+        carries an ID itself, and whatever of it survived would bias the read)."""
+        seen: set[str] = set()
+        for m in matches:
+            key = m.row["original_sha256"]
+            if key in seen:
+                continue
+            seen.add(key)
+            if len(seen) > INFORMED_TRIES:
+                break
+            got = self._informed(image, key, self._rows_of(key), None)
+            if got is not None:
+                return got
+        return None
+
+    # -- visible layers ----------------------------------------------------------------------
+    def layers(self, image: Image.Image, art: Artwork, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Which posted variant's visible layers (signature, random watermark) the copy shows,
+        if any: see `poster.layers`. None when the files to compare are not there."""
+        from poster import layers as layers_mod
+
+        ref = self._original(art.key)
+        if ref is None or art.geometry is None:
+            return None
+        variants: dict[str, Image.Image | None] = {}
+        for r in rows:
+            path = variant_path(self.conn, self.data_dir, r)
+            variants[r["id"]] = fingerprint.load_file(path) if path is not None else None
+        return layers_mod.compare(image, ref, variants, art.geometry)
+
+    # -- reworks -----------------------------------------------------------------------------
+    def _rework(self, image: Image.Image, result: Result) -> Result:
+        """The last stage: a composition match at thumbnail scale (poster.composition)."""
+        index = self.findex
+        if index is None or len(index) == 0:
+            return result
+        from poster import composition
+
+        grid = composition.luma_grid(image)
+        if composition.energy(grid) < composition.MIN_ENERGY:
+            return result
+        v = composition.from_grid(grid)
+        sims, ids = index.composition_search(np.stack([v, composition.mirror(v)]), k=1)
+        if sims.size == 0:
+            return result
+        flip = int(np.argmax(sims[:, 0]))
+        sim, img = float(sims[flip, 0]), int(ids[flip, 0])
+        if img < 0 or sim < composition.REWORK_SIMILARITY:
+            return result
+        key = index.key(img)
+        score = composition.score_of(sim)
+        art = Artwork(key, self._artwork_name(key), "rework", score, bool(flip), similarity=sim)
+        rows = self._rows_of(key)
+        extra = {"similarity": round(sim, 4)}
+        matches = [
+            Match(r["id"], r["target"], r["url"], r["posted_at"], "rework", score, r, bool(flip),
+                  post=REWORK, extra=extra)
+            for r in sorted(rows, key=lambda r: -r["seq"])
+        ]  # fmt: skip
+        return Result(matches, quality=result.quality, notes=result.notes, verdict=REWORK, artwork=art)
 
     # -- perceptual ------------------------------------------------------------------------
     def perceptual(self, image: Image.Image) -> Result:
@@ -230,7 +557,7 @@ class Tracer:
         idx = self.index
         if len(idx) == 0:
             return Result([], quality=q.quality)
-        dist, trans, region = idx.distances(q)
+        dist, trans, region = idx.distances(q, radius=UNRELATED_DISTANCE)
         via: dict[int, str] = {}
         boxes: dict[int, tuple[float, float, float, float]] = {}
         hits = np.nonzero(dist <= MATCH_DISTANCE)[0]
@@ -294,7 +621,10 @@ class Tracer:
 
     def _which_post(self, image: Image.Image, q: fingerprint.Query, matches: list[Match]) -> list[Match]:
         """Among matches showing the same original, put the post whose variant is closest
-        first. Variant prints decide first; the variant files' pixels, when present, settle it."""
+        first (variant prints first, then the variant files' pixels). An order, not a claim:
+        every match is "artwork only" (a closer variant is no proof, e.g. the unposted
+        original is closest to the variant with the fewest visible layers); `layers`
+        decides whether one post can be named."""
         if not matches:
             return matches
         groups: dict[str, list[Match]] = {}
@@ -303,7 +633,7 @@ class Tracer:
         out: list[Match] = []
         for group in sorted(groups.values(), key=lambda g: min(m.distance or 0 for m in g)):
             if len(group) == 1:
-                out.append(_with_post(group[0], "distinguished"))
+                out.append(_with_post(group[0], ARTWORK))
                 continue
             # compare every variant through the same crop window: the window found for the
             # best match (all variants show the same art, so the same fractions apply)
@@ -311,12 +641,7 @@ class Tracer:
             keyed = sorted(
                 ((self._variant_closeness(image, q, m, box), m) for m in group), key=lambda km: km[0]
             )
-            (best_print, best_px), (second_print, second_px) = keyed[0][0], keyed[1][0]
-            # told apart when the variant prints differ clearly (a watermark layout, a crop of
-            # one variant only) or the pixels of one variant file are clearly closer
-            clear = best_print < second_print or best_px < 0.9 * second_px
-            label = "distinguished" if clear else "ambiguous"
-            out.extend(_with_post(m, label if j == 0 else "ambiguous") for j, (_, m) in enumerate(keyed))
+            out.extend(_with_post(m, ARTWORK) for _, m in keyed)
         return out
 
     def _variant_closeness(
@@ -369,7 +694,7 @@ class Tracer:
 def _refine(
     x: np.ndarray, b: Image.Image, cur: list[float], best: float, size: tuple[int, int], step: float
 ) -> tuple[list[float], float]:
-    for _ in range(20):
+    for _round in range(20):
         improved = False
         for edge in range(4):
             for delta in (-step, step):
@@ -406,8 +731,13 @@ def index_cache(data_dir: Path) -> Path:
 
 def refresh_index(conn: sqlite3.Connection, data_dir: Path) -> None:
     """Add newly posted rows to the on-disk index right after posting, so even the first
-    trace afterwards only reads the cache (the cold read of a large ledger is the slow part)."""
+    trace afterwards only reads the cache (the cold read of a large ledger is the slow part).
+    The local-feature index gets every newly archived original here too (poster.features:
+    extracted once per original, not per trace)."""
     load_index(conn, index_cache(data_dir))
+    from poster import features
+
+    features.update(conn, data_dir)
 
 
 def load_index(conn: sqlite3.Connection, cache: Path | None = None) -> fingerprint.Index:
@@ -454,6 +784,11 @@ def _save_cache(
         pass  # a read-only data folder: trace still works, just without the cache
 
 
+def _read_exact(result: Result) -> bool:
+    """The result names a post by its hidden ID (read with the original)."""
+    return result.verdict == EXACT and bool(result.matches) and result.matches[0].method == "hidden-id"
+
+
 def _with_post(m: Match, post: str) -> Match:
     return Match(
         m.id,
@@ -468,6 +803,7 @@ def _with_post(m: Match, post: str) -> Match:
         m.via,
         post,
         m.box,
+        m.extra,
     )
 
 
@@ -508,3 +844,84 @@ def original_path(conn: sqlite3.Connection, data_dir: Path | None, row: dict[str
 
 def trace(conn: sqlite3.Connection, path: Path, key: bytes, data_dir: Path | None = None) -> list[Match]:
     return Tracer(conn, key, data_dir).trace_path(path).matches
+
+
+# -- batches ---------------------------------------------------------------------------------
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic")
+
+
+def expand(paths: Sequence[Path]) -> list[Path]:
+    """Files to trace: each file as given, each folder's images (recursively, sorted)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+@dataclass
+class Traced:
+    """One image of a batch: its name, the result, or the one-line reason it could not be traced."""
+
+    name: str
+    result: Result | None
+    image: Image.Image | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"file": self.name}
+        if self.result is None:
+            out.update(matches=[], verdict="error", error=self.error)
+            return out
+        out["matches"] = [m.to_json() for m in self.result.matches]
+        out.update(self.result.summary())
+        if self.result.notes:
+            out["notes"] = self.result.notes
+        return out
+
+
+Source = Path | bytes | tuple[str, bytes]
+
+
+def trace_many(
+    tracer: Tracer,
+    items: Sequence[Source],
+    *,
+    progress: Callable[[int, int, str], None] | None = None,
+    keep_images: bool = False,
+) -> list[Traced]:
+    """Trace each item (a file path, image bytes, or (name, bytes)); a bad item is reported
+    in its entry and does not stop the others. `progress(done, total, name)` after each."""
+    out: list[Traced] = []
+    for n, item in enumerate(items, 1):
+        if isinstance(item, Path):
+            name = str(item)
+        elif isinstance(item, tuple):
+            name = item[0]
+        else:
+            name = f"image {n}"
+        try:
+            if isinstance(item, Path):
+                image = load_suspect(item)
+            else:
+                image = suspect_from_bytes(item[1] if isinstance(item, tuple) else item, name)
+            out.append(Traced(name, tracer.trace_image(image), image if keep_images else None))
+        except UserError as exc:
+            out.append(Traced(name, None, error=str(exc)))
+        if progress is not None:
+            progress(n, len(items), name)
+    return out
+
+
+def suspect_from_bytes(data: bytes, name: str) -> Image.Image:
+    im = imaging.open_image(data, name)
+    if im.size[0] * im.size[1] > MAX_TRACE_PIXELS:
+        raise InputError(_("{file}: image too large to trace").format(file=name))
+    try:
+        im.load()
+        im = ImageOps.exif_transpose(im) or im
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(_("{file}: damaged image ({reason})").format(file=name, reason=exc)) from None
+    return im.convert("RGBA").convert("RGB") if im.mode in ("P", "LA", "PA") else im.convert("RGB")

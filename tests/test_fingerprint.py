@@ -158,3 +158,29 @@ def test_agrees_with_metas_reference_implementation(name: str) -> None:
     assert fp.distance(mine, bytes.fromhex(REFERENCE[name])) <= 16
     others = [bytes.fromhex(h) for n, h in REFERENCE.items() if n != name]
     assert min(fp.distance(mine, h) for h in others) >= 80
+
+
+def test_range_search_agrees_with_the_scan(
+    corpus: dict[str, Image.Image], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large ledger's faiss range search gives the scan's distance, transform and region
+    for every row within the radius, and NO_MATCH beyond it; rows without prints never match."""
+    names = list(corpus)
+    prints = [fp.of_image(corpus[n]) for n in names] + [fp.of_image(artwork(seed=s)) for s in range(6)]
+    prints[-1] = b""  # a row without a variant print
+    originals = [b""] * (len(prints) - 2) + [fp.of_image(corpus[names[0]]), b""]
+    idx = fp.Index.from_rows(list(range(1, len(prints) + 1)), prints, originals)
+    for name in names[:4]:
+        for suspect in (
+            ImageOps.mirror(ATTACKS["blur r4"](corpus[name])),
+            corpus[name].transpose(Image.Transpose.ROTATE_90),
+        ):
+            q = fp.query(suspect)
+            scan = idx.distances(q)
+            monkeypatch.setattr(fp, "SCAN_ROWS", 0)
+            d, t, r = idx.distances(q, radius=100)
+            monkeypatch.setattr(fp, "SCAN_ROWS", 50_000)
+            near = scan[0] <= 100
+            assert near.any() and (d[~near] == fp.NO_MATCH).all()
+            assert (d[near] == scan[0][near]).all()
+            assert (t[near] == scan[1][near]).all() and (r[near] == scan[2][near]).all()

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageColor
@@ -65,6 +65,9 @@ COARSE_LONG = 192  # long edge of the coarse registration level (original's fram
 COARSE_R = 3  # radius of the high-pass used at the coarse level (robust to small turns)
 MIN_NCC = 0.1  # overlap correlation of the registered high-pass images to attempt a decode
 MIN_OVERLAP = 0.3  # fraction of the original that must be covered by the copy
+# ... when the geometry is known (local features found where the copy sits): a crop down to
+# a tenth of the original can be read, since no blind search has to find it
+KNOWN_OVERLAP = 0.08
 OCCLUDED_MIN = 6.0  # local mean difference (grey levels) above which a place is not the original
 INFORMED_LONG = 1024  # most working pixels on the long edge (1024 at least)
 
@@ -171,7 +174,12 @@ def _overlap_ncc(ref: np.ndarray, mov: np.ndarray, dx: int, dy: int) -> float:
 
 
 def _refine(
-    f_ref: np.ndarray, f_mov: np.ndarray, a: np.ndarray, iters: int, stride: int = 1
+    f_ref: np.ndarray,
+    f_mov: np.ndarray,
+    a: np.ndarray,
+    iters: int,
+    stride: int = 1,
+    min_overlap: float = MIN_OVERLAP,
 ) -> tuple[np.ndarray, float]:
     """Gauss-Newton on the 6 affine parameters (forward compositional, symmetric gradients),
     on every ``stride``-th pixel (big levels need far fewer than all)."""
@@ -188,7 +196,7 @@ def _refine(
     best_a, best_ncc = a, -1.0
     for it in range(iters + 1):
         warped_full, valid_full = _warp(f_mov, a, size)
-        if valid_full.mean() < MIN_OVERLAP:
+        if valid_full.mean() < min_overlap:
             break
         warped, m = warped_full[sub], valid_full[sub].ravel()
         p, q = ref.ravel()[m], warped.ravel()[m]
@@ -274,7 +282,32 @@ def register(host: np.ndarray, copy: np.ndarray) -> Registration | None:
     if best is None or best[0] < 0.1:
         return None
     _, mirrored, a_coarse, _ = best
-    src = flipped if mirrored else copy
+    a, ncc = _pyramid(host, flipped if mirrored else copy, a_coarse)
+    if ncc < MIN_NCC:
+        return None
+    return Registration(a, mirrored, ncc)
+
+
+def register_known(host: np.ndarray, copy: np.ndarray, a_host: np.ndarray) -> Registration | None:
+    """Refine a known map (``a_host``: the original's working frame -> copy pixels, e.g. from
+    matched local features) instead of searching for it; crops down to KNOWN_OVERLAP."""
+    hh, hw = host.shape
+    cs = COARSE_LONG / max(hh, hw)
+    a = a_host.copy()
+    a[:, :2] = a[:, :2] / cs  # the coarse frame is the host scaled by cs
+    a, ncc = _pyramid(host, copy, a, KNOWN_OVERLAP)
+    if ncc < MIN_NCC:
+        return None
+    return Registration(a, False, ncc)
+
+
+def _pyramid(
+    host: np.ndarray, src: np.ndarray, a_coarse: np.ndarray, min_overlap: float = MIN_OVERLAP
+) -> tuple[np.ndarray, float]:
+    """Gauss-Newton refinement of ``a_coarse`` (coarse host frame -> ``src`` pixels) over a
+    pyramid up to the host's resolution; the map at the host's frame and its correlation."""
+    hh, hw = host.shape
+    ch, cw = src.shape
     # pyramid refinement; the copy is pre-scaled to about each level's resolution
     a = a_coarse.copy()  # coarse host frame -> copy pixels
     ncc = -1.0
@@ -296,11 +329,11 @@ def register(host: np.ndarray, copy: np.ndarray) -> Registration | None:
         a_l = a * np.array([[pre_x], [pre_y]])
         r = 1 if long <= 384 else 2
         iters, stride = (25, 1) if long < 768 else (8, 1)
-        a_l, ncc = _refine(_features(_resize_to(host, size), r), _features(src_l, r), a_l, iters, stride)
+        a_l, ncc = _refine(
+            _features(_resize_to(host, size), r), _features(src_l, r), a_l, iters, stride, min_overlap
+        )
         a = a_l / np.array([[pre_x], [pre_y]])
-    if ncc < MIN_NCC:
-        return None
-    return Registration(a, mirrored, ncc)
+    return a, ncc
 
 
 def _tone_curve(x: np.ndarray, y: np.ndarray, bins: int = 48) -> tuple[np.ndarray, np.ndarray]:
@@ -354,7 +387,11 @@ def _predict(host: np.ndarray, seen: np.ndarray, valid: np.ndarray) -> np.ndarra
 
 
 def _unoccluded(
-    seen: np.ndarray, pred: np.ndarray, valid: np.ndarray, refit: Callable[[np.ndarray], np.ndarray]
+    seen: np.ndarray,
+    pred: np.ndarray,
+    valid: np.ndarray,
+    refit: Callable[[np.ndarray], np.ndarray],
+    min_overlap: float = MIN_OVERLAP,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """What does not follow the original at all (an added border, a caption, a sticker) is
     left out, and the prediction fitted again without it (``refit(valid) -> prediction``)."""
@@ -364,7 +401,7 @@ def _unoccluded(
         if (bad & valid).sum() < 0.002 * valid.sum():
             break
         valid = valid & (box(bad.astype(np.float64), 4) < 1e-6)
-        if valid.mean() < MIN_OVERLAP * 0.5:
+        if valid.mean() < min_overlap * 0.5:
             return None
         pred = refit(valid)
     return pred, valid
@@ -497,9 +534,17 @@ def extract_informed(
     key: bytes,
     marked_size: tuple[int, int] | None = None,
     backgrounds: Sequence[tuple[int, int, int]] = ((255, 255, 255), (0, 0, 0)),
+    geometry: np.ndarray | None = None,
 ) -> Detection | None:
     """The payload of ``image``, a copy of ``reference`` (the unmarked original) after any
     edits; ``None`` when it cannot be read (not a copy, wrong key, unmarked, too damaged).
+
+    ``geometry``: where the copy sits, when it is known (poster.features): a 3 x 3 homography
+    from the reference's pixels to the copy's (a mirror shows as a negative determinant). The
+    copy is then cut to the original's outline (captions, UI bars and other collage panels
+    left out), straightened when the map has perspective (a photo of a screen), and the
+    registration refines that map instead of searching (turns of any angle, crops down to
+    KNOWN_OVERLAP of the original). When the refined map does not hold, the blind search runs.
 
     ``marked_size``: the size of the image the mark was embedded in, when the reference is
     the same picture at another size (the artist's full-size original of a fitted post); the
@@ -515,11 +560,82 @@ def extract_informed(
         return None
     amp_small = amplitude_small(ref)
     transparent = ref.mode in ("LA", "RGBA") and ref.getchannel("A").getextrema()[0] < 255
+    view = None if geometry is None else known_view(image, ref.size, np.asarray(geometry, np.float64))
     for background in dict.fromkeys(backgrounds) if transparent else ((255, 255, 255),):
-        found = _extract_on(image, ref, amp_small, key, background, marked_size)
+        found = None
+        if view is not None:
+            found = _extract_on(view.image, ref, amp_small, key, background, marked_size, view.a)
+            if found is not None and view.mirrored:
+                found = replace(found, mirrored=True)
+        else:  # no known view (a known view that did not read: the blind search would not either)
+            found = _extract_on(image, ref, amp_small, key, background, marked_size)
         if found is not None:
             return found
     return None
+
+
+@dataclass(frozen=True)
+class KnownView:
+    """The part of a copy that shows the original, un-mirrored (and straightened when the map
+    has perspective), and the affine map from the original's pixels to it."""
+
+    image: Image.Image
+    a: np.ndarray  # 2 x 3: original pixels -> view pixels
+    mirrored: bool
+
+
+PERSPECTIVE_PX = 1.5  # deviation from an affine map (copy px) above which a copy is straightened
+
+
+def known_view(image: Image.Image, ref_size: tuple[int, int], h: np.ndarray) -> KnownView | None:
+    """Cut (and if needed straighten) ``image`` to where the original lands under ``h``."""
+    if h.shape != (3, 3) or not np.isfinite(h).all() or abs(h[2, 2]) < 1e-12:
+        return None
+    h = h / h[2, 2]
+    mirrored = bool(np.linalg.det(h[:2, :2]) < 0)
+    if mirrored:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        h = np.array([[-1.0, 0.0, image.width], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ h
+    rw, rh = ref_size
+    corners = np.array([[0, 0, 1], [rw, 0, 1], [rw, rh, 1], [0, rh, 1]], np.float64) @ h.T
+    if (corners[:, 2] <= 0).any():
+        return None
+    quad = corners[:, :2] / corners[:, 2:3]
+    # the affine map through three corners; how far the fourth lands from it is the perspective
+    src = np.array([[0, 0], [rw, 0], [0, rh]], np.float64)
+    aff = np.linalg.solve(np.c_[src, np.ones(3)], quad[[0, 1, 3]]).T  # 2 x 3
+    fourth = aff @ np.array([rw, rh, 1.0])
+    margin = 4
+    x0 = max(0, math.floor(quad[:, 0].min()) - margin)
+    y0 = max(0, math.floor(quad[:, 1].min()) - margin)
+    x1 = min(image.width, math.ceil(quad[:, 0].max()) + margin)
+    y1 = min(image.height, math.ceil(quad[:, 1].max()) + margin)
+    if x1 - x0 < 32 or y1 - y0 < 32:
+        return None
+    if float(np.hypot(*(fourth - quad[2]))) <= PERSPECTIVE_PX:
+        a = aff - np.array([[0, 0, x0], [0, 0, y0]], np.float64)
+        return KnownView(image.crop((x0, y0, x1, y1)), a, mirrored)
+    # straighten: resample the copy into the original's frame at the copy's own scale
+    scale = math.sqrt(abs(np.linalg.det(aff[:, :2])))
+    sw, sh = max(32, round(rw * scale)), max(32, round(rh * scale))
+    to_copy = h @ np.diag([1 / scale, 1 / scale, 1.0])  # view px -> copy px
+    inv = to_copy / to_copy[2, 2]
+    data = tuple(inv.ravel()[:8])
+    rgb = image.convert("RGB")
+    straight = rgb.transform((sw, sh), Image.Transform.PERSPECTIVE, data, Image.Resampling.BICUBIC)
+    # where the copy had no pixels, the view shows the copy's mean colour (left out as occluded)
+    mask = Image.new("L", rgb.size, 255).transform(
+        (sw, sh), Image.Transform.PERSPECTIVE, data, Image.Resampling.NEAREST
+    )
+    mean = tuple(int(v) for v in np.asarray(rgb, np.float64).reshape(-1, 3).mean(0))
+    straight = Image.composite(straight, Image.new("RGB", (sw, sh), mean), mask)
+    bbox = mask.getbbox()
+    if bbox is None:
+        return None
+    bx0, by0 = bbox[:2]
+    view = straight.crop(bbox)
+    a = np.array([[scale, 0.0, -bx0], [0.0, scale, -by0]], np.float64)
+    return KnownView(view, a, mirrored)
 
 
 KERNELS = (Image.BILINEAR, Image.BICUBIC, Image.LANCZOS, Image.BOX)  # resamplers simulated
@@ -657,13 +773,24 @@ def _extract_on(
     key: bytes,
     background: tuple[int, int, int],
     marked_size: tuple[int, int],
+    known: np.ndarray | None = None,
 ) -> Detection | None:
     rw, rh = ref.size
     # work at about the copy's own resolution (sharp pixel art needs it), 1024-1536 px
     ratio = max(image.width / rw, image.height / rh)
     host = _luma(ref, round(min(max(WORK_LONG, max(rw, rh) * ratio), INFORMED_LONG)), background)
     copy = _luma(image, 2048, background)
-    reg = register(host, copy)
+    min_overlap = MIN_OVERLAP
+    if known is not None:
+        hh0, hw0 = host.shape
+        fh = np.diag([rw / hw0, rh / hh0, 1.0])  # host px -> original px
+        fc = np.diag([copy.shape[1] / image.width, copy.shape[0] / image.height])  # copy luma scale
+        reg = register_known(host, copy, fc @ np.asarray(known, np.float64) @ fh)
+        if reg is None:
+            return None
+        min_overlap = KNOWN_OVERLAP
+    else:
+        reg = register(host, copy)
     if reg is None:
         return None
     hh, hw = host.shape
@@ -702,14 +829,16 @@ def _extract_on(
             d, inside = to_grid(resid, flipped=True)
             cover, _ = to_grid(ok.astype(np.float64), flipped=True)
             valid = inside & (cover > 0.999)
-            if valid.mean() >= MIN_OVERLAP * 0.5:
+            if valid.mean() >= min_overlap * 0.5:
                 found = _decode_residual(d, valid, amp, lat, key)
     if found is None:
         # the general path: turned and sheared copies, and what the exact chain did not read
         seen, valid = to_grid(_luma(image, size=size, background=background))
-        if valid.mean() < MIN_OVERLAP:
+        if valid.mean() < min_overlap:
             return None
-        kept = _unoccluded(seen, _predict(host, seen, valid), valid, lambda v: _predict(host, seen, v))
+        kept = _unoccluded(
+            seen, _predict(host, seen, valid), valid, lambda v: _predict(host, seen, v), min_overlap
+        )
         if kept is None:
             return None
         pred, valid = kept

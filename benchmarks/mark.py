@@ -552,6 +552,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-informed", action="store_true", help="skip the reads with the original")
     ap.add_argument("--false-ids-informed", type=int, default=0, metavar="N")
     args = ap.parse_args(argv)
+    if not args.images and not CORPUS.is_dir():
+        ap.error(f"{CORPUS}: the test-art corpus is not beside this repository; pass --images DIR")
 
     dirs = args.images or [CORPUS]
     images = load_images(dirs, args.synthetic, args.max_side)

@@ -102,6 +102,11 @@ def main() -> None:
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--child", nargs=3, metavar=("POLICY", "ADAPTER", "SIDE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if not args.image.is_file():
+        ap.error(
+            f"{args.image}: no such image (the default is in the test-art corpus beside this "
+            "repository); pass --image PATH, e.g. tests/data/revoy_forest_painting.jpg"
+        )
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]), args.image)
         return

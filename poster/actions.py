@@ -1,5 +1,5 @@
-"""What the user does: retry, cancel, confirm one job (each returns a one-line summary), and
-trace found images."""
+"""What the user does: retry, cancel, confirm, release one job (each returns a one-line
+summary), and trace found images. The CLI and the web UI call the same functions."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from poster import jobs
 from poster.config import Config
 from poster.dispatch import Dispatcher
 from poster.errors import UserError
+from poster.i18n import _
 from poster.jobs import State
 from poster.platforms.base import PostResult
 from poster.store import now, transaction
@@ -24,6 +25,9 @@ def retry(conn: sqlite3.Connection, job_id: int) -> str:
     job = jobs.get(conn, job_id)
     has_variants = bool(jobs.variants(conn, job_id))
     new = State.READY if has_variants else State.PENDING
+    at = now()
+    # "try again" is not "post before the release date": that is `release`
+    keep_date = jobs.waits_for_release(job, at)
     with transaction(conn):
         if not jobs.transition(
             conn,
@@ -31,14 +35,46 @@ def retry(conn: sqlite3.Connection, job_id: int) -> str:
             (State.FAILED, State.CANCELLED, State.RETRY_WAIT),
             new,
             reason="retry requested",
-            scheduled_at=now(),
+            scheduled_at=job.scheduled_at if keep_date else at,
         ):
             raise UserError(
                 f"job {job_id} is {job.state.value}; only failed, cancelled or waiting jobs can be retried"
                 + (" (an uncertain job needs `poster confirm`)" if job.state is State.UNCERTAIN else "")
             )
         conn.execute("UPDATE jobs SET attempts = 0 WHERE id = ?", (job_id,))
+    if keep_date:
+        return _(
+            "job {job} ({name} → {target}) will be tried again on its release date {when} "
+            "(`poster release {job}` posts it earlier)"
+        ).format(job=job_id, name=job.name, target=job.target, when=job.meta.get("at"))
     return f"job {job_id} ({job.name} → {job.target}) will be tried again at the next run"
+
+
+def release(config: Config, conn: sqlite3.Connection, job_id: int) -> str:
+    """Post a job before its time: the release date its sidecar sets (`at`), which even
+    `run --once --now` waits for, or its slot. It goes out at the next run (the daemon still
+    paces it; `run --once --now` does not)."""
+    from poster.schedule import zone
+
+    job = jobs.get(conn, job_id)
+    if job.state not in (State.PENDING, State.READY):
+        raise UserError(
+            _("job {job} is {state}; only a pending or ready job can be released early").format(
+                job=job_id, state=job.state.value
+            )
+        )
+    at = now()
+    if job.scheduled_at <= at:
+        raise UserError(_("job {job} is already due: it goes out at the next run").format(job=job_id))
+    with transaction(conn):
+        if not jobs.transition(
+            conn, job_id, job.state, job.state, reason=_("released early by the user"), scheduled_at=at
+        ):
+            raise UserError(_("job {job} changed meanwhile; see `poster status`").format(job=job_id))
+    when = job.scheduled_at.astimezone(zone(config)).strftime("%Y-%m-%d %H:%M")
+    return _("job {job} ({name} → {target}) released: it goes out at the next run instead of {when}").format(
+        job=job_id, name=job.name, target=job.target, when=when
+    )
 
 
 def cancel(conn: sqlite3.Connection, job_id: int) -> str:

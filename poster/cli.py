@@ -22,7 +22,9 @@ import click
 from poster import __version__, jobs, ledger, markkey, store
 from poster import config as config_mod
 from poster.errors import UserError
+from poster.i18n import _
 from poster.logs import mask_text, setup_logging
+from poster.termsafe import json_text, safe, safe_block
 
 log = logging.getLogger("poster")
 
@@ -40,7 +42,15 @@ class Ctx:
 
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+    # exact values; only characters a terminal would act on are written as \u escapes
+    click.echo(json_text(json.dumps(value, ensure_ascii=False, indent=2, default=str)))
+
+
+def say(text: object = "", *, err: bool = False) -> None:
+    """One line of human output. Everything printed goes through here: text from outside in
+    it (file names, sidecar text, reasons and URLs from servers) is shown with control
+    characters escaped (poster.termsafe), so it cannot forge a line or drive the terminal."""
+    click.echo(mask_text(safe(text)), err=err)
 
 
 @contextmanager
@@ -76,7 +86,7 @@ class _UserFailure(click.ClickException):
         self.exit_code = exit_code
 
     def show(self, file: Any = None) -> None:
-        click.echo(mask_text(f"poster: error: {self.message}"), err=True)
+        say(f"poster: error: {self.message}", err=True)
 
 
 class _Group(click.Group):
@@ -127,10 +137,8 @@ def init_home(directory: Path) -> Path:
 def init(directory: Path) -> None:
     """Create DIR/config.toml and the data folder DIR/queue/ with outbox/."""
     cfg_path = init_home(directory)
-    click.echo(f"created {cfg_path}")
-    click.echo(
-        f"drop art into {directory / 'queue' / 'outbox'}, then: poster --config {cfg_path} run --once --now"
-    )
+    say(f"created {cfg_path}")
+    say(f"drop art into {directory / 'queue' / 'outbox'}, then: poster --config {cfg_path} run --once --now")
 
 
 @cli.command()
@@ -152,7 +160,7 @@ def demo(obj: Ctx, directory: Path) -> None:
         with resources.as_file(sample.joinpath(name)) as src:
             shutil.copyfile(src, dest)
         os.utime(dest, (0, 0))  # old enough to count as stable at once
-    click.echo(f"sample artwork (Pepper&Carrot by David Revoy, CC BY 4.0) → {cfg.outbox}")
+    say(f"sample artwork (Pepper&Carrot by David Revoy, CC BY 4.0) → {cfg.outbox}")
     _run_once(cfg, now=True)
     with open_db(cfg) as conn:
         rows = ledger.rows(conn)
@@ -161,36 +169,59 @@ def demo(obj: Ctx, directory: Path) -> None:
         last = rows[-1]
         published = Path(last["url"].removeprefix("file://"))
         matches = trace_mod.trace(conn, published, markkey.load(cfg.data_dir))
-    click.echo(f"\npublished copies are in {cfg.data_dir / 'posted'}")
+    say()
+    say(f"published copies are in {cfg.data_dir / 'posted'}")
     if matches:
         m = matches[0]
-        click.echo(f"trace {published.name}: hidden ID {m.id} → {m.target} post of {m.posted_at}")
-    click.echo(
-        f"next: drop your own art into {cfg.outbox} and run `poster --config {cfg_path} run --once --now`"
-    )
+        say(f"trace {published.name}: hidden ID {m.id} → {m.target} post of {m.posted_at}")
+    say(f"next: drop your own art into {cfg.outbox} and run `poster --config {cfg_path} run --once --now`")
 
 
 # -- run -------------------------------------------------------------------------------------
 def _print_intake(results: list[Any]) -> None:
     for r in results:
         if r.outcome == "queued":
-            click.echo(f"queued   {r.name}")
+            say(f"queued   {r.name}")
         elif r.outcome == "duplicate":
-            click.echo(f"skipped  {r.name}: {r.reason}")
+            say(f"skipped  {r.name}: {r.reason}")
         elif r.outcome == "waiting":
-            click.echo(f"waiting  {r.name}: {r.reason}")
+            say(f"waiting  {r.name}: {r.reason}")
         elif r.outcome == "skipped":
-            click.echo(f"ignored  {r.name}: {r.reason}")
+            say(f"ignored  {r.name}: {r.reason}")
+        elif r.moved_to is not None:
+            say(
+                _("held     {name}: {reason} → moved to {path} (the reason is beside it)").format(
+                    name=r.name, reason=r.reason, path=r.moved_to
+                ),
+                err=True,
+            )
         else:
-            click.echo(f"failed   {r.name}: {r.reason}", err=True)
+            say(_("held     {name}: {reason}").format(name=r.name, reason=r.reason), err=True)
         for w in r.warnings:
-            click.echo(f"warning  {w}", err=True)
+            say(f"warning  {w}", err=True)
+
+
+def _print_release_dates(cfg: config_mod.Config, conn: sqlite3.Connection) -> None:
+    """`run --now` posts everything pending except what waits for its release date: say so."""
+    from poster.schedule import zone
+
+    at = store.now()
+    for job in jobs.waiting(conn):
+        if jobs.waits_for_release(job, at):
+            release = jobs.artist_time(job)
+            when = (release or job.scheduled_at).astimezone(zone(cfg)).strftime("%Y-%m-%d %H:%M")
+            say(
+                _(
+                    "waiting  job {job} {name} → {target}: release date {when} (sidecar `at`); "
+                    "`poster release {job}` posts it earlier"
+                ).format(job=job.id, name=job.name, target=job.target, when=when)
+            )
 
 
 def _print_outcomes(outcomes: list[Any]) -> None:
     for o in outcomes:
         detail = o.url if o.state == jobs.State.POSTED else (o.reason or "")
-        click.echo(f"{o.state.value:<9} job {o.job_id} {o.name} → {o.target}  {detail}".rstrip())
+        say(f"{o.state.value:<9} job {o.job_id} {o.name} → {o.target}  {detail}".rstrip())
 
 
 def _refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcomes: list[Any]) -> None:
@@ -218,25 +249,38 @@ def _run_once(cfg: config_mod.Config, *, now: bool) -> int:
     stop = threading.Event()  # Ctrl-C lets the post in flight finish and be recorded
     with schedule.stop_signals(stop), run_lock(cfg), open_db(cfg) as conn:
         for job in jobs.recover(conn):
-            click.echo(f"uncertain job {job.id} ({job.name} → {job.target}): {job.reason}", err=True)
+            say(f"uncertain job {job.id} ({job.name} → {job.target}): {job.reason}", err=True)
         dispatcher = Dispatcher(cfg, conn, stop=stop)
         _print_outcomes(dispatcher.resolve_uncertain())
-        _print_intake(outbox.scan(conn, cfg, wait=True))
+        intake = outbox.scan(conn, cfg, wait=True)
+        _print_intake(intake)
         outcomes = dispatcher.run_due(ignore_schedule=now)
         _print_outcomes(outcomes)
+        if now:
+            _print_release_dates(cfg, conn)
         _refresh_trace_index(cfg, conn, outcomes)
         if stop.is_set():
-            click.echo("poster: interrupted; the remaining jobs wait for the next run", err=True)
+            say("poster: interrupted; the remaining jobs wait for the next run", err=True)
             return 130
-        return 1 if any(o.state == jobs.State.FAILED for o in outcomes) else 0
+        held = any(r.outcome == "held" for r in intake)
+        return 1 if held or any(o.state == jobs.State.FAILED for o in outcomes) else 0
 
 
 @cli.command()
 @click.option("--once", is_flag=True, help="take in the outbox, post what is due, then exit")
-@click.option("--now", is_flag=True, help="with --once: treat every pending job as due now")
+@click.option(
+    "--now",
+    is_flag=True,
+    help="with --once: post every pending job now, ignoring slots and pacing, but never before "
+    "a release date its sidecar sets (`at`; see `poster release`)",
+)
 @click.pass_obj
 def run(obj: Ctx, once: bool, now: bool) -> None:
-    """Watch the outbox and post at the scheduled times (until SIGTERM/SIGINT)."""
+    """Watch the outbox and post at the scheduled times (until SIGTERM/SIGINT).
+
+    An artwork that cannot be posted as it is (a broken sidecar, not an image, over a limit)
+    is moved to the data folder's needs-attention/ with NAME.reason.txt beside it; fix it and
+    move it back into the outbox."""
     cfg = obj.config()
     if now and not once:
         raise UserError("--now only goes with --once")
@@ -259,15 +303,15 @@ def run(obj: Ctx, once: bool, now: bool) -> None:
                 try:
                     d.resolve_uncertain(throttle=lookups)
                     for r in outbox.scan(tconn, cfg, reported=reported):
-                        if r.outcome in ("queued", "failed"):
-                            log.info("%s %s%s", r.outcome, r.name, f": {r.reason}" if r.reason else "")
+                        if r.outcome == "queued":
+                            log.info("queued %s", r.name)
                     _refresh_trace_index(cfg, tconn, d.run_due())
                     return d.next_due()
                 except Exception:  # keep the daemon alive; the next tick tries again
-                    log.error("tick failed:\n%s", traceback.format_exc())
+                    log.error("tick failed", exc_info=True)
                     return None
 
-        click.echo(f"poster is running on {cfg.outbox} (Ctrl-C to stop)", err=True)
+        say(f"poster is running on {cfg.outbox} (Ctrl-C to stop)", err=True)
         schedule.run_daemon(cfg, tick)
 
 
@@ -290,30 +334,46 @@ def _job_json(j: jobs.Job) -> dict[str, Any]:
 @click.pass_obj
 def status(obj: Ctx, as_json: bool) -> None:
     """The queue: one line per job."""
+    from poster import attention
+
     cfg = obj.config()
     with open_db(cfg) as conn:
         items = [_job_json(j) for j in jobs.all_jobs(conn)]
     if as_json:
         emit_json(items)
         return
+    held = attention.items(cfg)
+    if held:
+        say(
+            _(
+                "{count} artwork(s) not taken in, waiting in {folder} (the reason is in NAME.reason.txt):"
+            ).format(count=len(held), folder=attention.folder(cfg))
+        )
+        for h in held:
+            say(f"  {h.name}: {h.reason}")
+        say(_("Fix each, then move it back into {outbox}.").format(outbox=cfg.outbox))
+        if items:
+            say()
     if not items:
-        click.echo(f"no jobs; drop art into {cfg.outbox}")
+        if not held:
+            say(f"no jobs; drop art into {cfg.outbox}")
         return
     from poster.schedule import zone
 
     tz = zone(cfg)  # times as the user thinks of them: the zone the slots are written in
-    click.echo(f"{'JOB':>4}  {'TARGET':<10} {'STATE':<10} {'SCHEDULED':<17} FILE / REASON")
+    say(f"{'JOB':>4}  {'TARGET':<10} {'STATE':<10} {'SCHEDULED':<17} FILE / REASON")
     for it in items:
         extra = it["url"] if it["state"] == "posted" else (it["reason"] or "")
         when = store.parse_iso(it["scheduled_at"]).astimezone(tz).strftime("%a %m-%d %H:%M")
-        click.echo(
+        say(
             f"{it['id']:>4}  {it['target']:<10} {it['state']:<10} {when:<17} "
             f"{it['file']}{'  ' + extra if extra else ''}"
         )
     waiting = [it for it in items if it["state"] == "uncertain"]
     if waiting:
-        click.echo(
-            f"\n{len(waiting)} job(s) may or may not have been posted: check the platform, then "
+        say()
+        say(
+            f"{len(waiting)} job(s) may or may not have been posted: check the platform, then "
             "`poster confirm JOB --posted URL` or `--not-posted`"
         )
 
@@ -327,7 +387,7 @@ def retry(obj: Ctx, job_id: int) -> None:
 
     cfg = obj.config()
     with open_db(cfg) as conn:
-        click.echo(actions.retry(conn, job_id))
+        say(actions.retry(conn, job_id))
 
 
 @cli.command()
@@ -339,7 +399,21 @@ def cancel(obj: Ctx, job_id: int) -> None:
 
     cfg = obj.config()
     with open_db(cfg) as conn:
-        click.echo(actions.cancel(conn, job_id))
+        say(actions.cancel(conn, job_id))
+
+
+@cli.command()
+@click.argument("job_ids", metavar="JOB...", type=int, nargs=-1, required=True)
+@click.pass_obj
+def release(obj: Ctx, job_ids: tuple[int, ...]) -> None:
+    """Post JOB before its time: the release date its sidecar sets (`at`), which even
+    `run --once --now` waits for, or its slot. It goes out at the next run."""
+    from poster import actions
+
+    cfg = obj.config()
+    with open_db(cfg) as conn:
+        for job_id in job_ids:
+            say(actions.release(cfg, conn, job_id))
 
 
 @cli.command()
@@ -355,7 +429,7 @@ def confirm(obj: Ctx, job_id: int, posted_url: str | None, not_posted: bool) -> 
         raise UserError("give exactly one of --posted URL or --not-posted")
     cfg = obj.config()
     with open_db(cfg) as conn:
-        click.echo(actions.confirm(cfg, conn, job_id, posted_url))
+        say(actions.confirm(cfg, conn, job_id, posted_url))
 
 
 # -- trace and ledger ------------------------------------------------------------------------
@@ -433,9 +507,17 @@ def _trace_progress(total: int) -> Iterator[Any]:
         task = bar.add_task(_("tracing"), total=total)
 
         def step(done: int, _total: int, name: str) -> None:
-            bar.update(task, completed=done, description=Path(name).name[:40])
+            bar.update(task, completed=done, description=_rich_text(Path(name).name[:40]))
 
         yield step
+
+
+def _rich_text(text: str) -> str:
+    """Outside text (a file name) for a rich cell: control characters escaped as `say` does,
+    and `[` not read as rich markup."""
+    from rich.markup import escape
+
+    return escape(safe(text))
 
 
 def _stderr_console() -> Any:
@@ -450,18 +532,18 @@ def _print_traced(entries: list[dict[str, Any]]) -> None:
     for r in entries:
         name = r["file"]
         if r.get("verdict") == "error":
-            click.echo(_("{file}: cannot trace: {reason}").format(file=name, reason=r.get("error")), err=True)
+            say(_("{file}: cannot trace: {reason}").format(file=name, reason=r.get("error")), err=True)
             continue
         verdict = r.get("verdict", "no match")
         art = r.get("artwork") or {}
         if verdict == "no match":
-            click.echo(
+            say(
                 _("{file}: no match (no hidden ID from this ledger, nothing similar enough)").format(
                     file=name
                 )
             )
         elif verdict == "not from any post":
-            click.echo(
+            say(
                 _("{file}: your artwork {name}, not from any post as posted (score {score:.2f})").format(
                     file=name,
                     name=art.get("name") or art.get("original_sha256", "")[:12],
@@ -474,7 +556,7 @@ def _print_traced(entries: list[dict[str, Any]]) -> None:
                 if verdict == "likely rework"
                 else _("{file}: your artwork {name} (score {score:.2f}); which post cannot be told")
             )
-            click.echo(line.format(file=name, name=art.get("name") or "?", score=art.get("score", 0)))
+            say(line.format(file=name, name=art.get("name") or "?", score=art.get("score", 0)))
         for m in r["matches"]:
             flip = _(", mirrored") if m["mirrored"] else ""
             if m.get("post") == "exact":
@@ -482,14 +564,14 @@ def _print_traced(entries: list[dict[str, Any]]) -> None:
                     m["method"], m["method"]
                 )
                 line = _("{file}: {how} {id} → {target} post of {posted_at} {url} (score {score:.2f}{flip})")
-                click.echo(
+                say(
                     line.format(
                         file=name, how=how, id=m["id"], target=m["target"], posted_at=m["posted_at"],
                         url=m["url"] or "", score=m["score"], flip=flip,
                     )
                 )  # fmt: skip
             else:
-                click.echo(
+                say(
                     _("{file}:   one of its posts: {id} → {target} post of {posted_at} {url}").format(
                         file=name,
                         id=m["id"],
@@ -499,9 +581,9 @@ def _print_traced(entries: list[dict[str, Any]]) -> None:
                     )
                 )
         for note in r.get("notes", []):
-            click.echo(_("{file}: note: {note}").format(file=name, note=note))
+            say(_("{file}: note: {note}").format(file=name, note=note))
         if "report" in r:
-            click.echo(_("{file}: evidence report: {report}").format(file=name, report=r["report"]))
+            say(_("{file}: evidence report: {report}").format(file=name, report=r["report"]))
     if len(entries) > 1:
         _summary_table(entries)
 
@@ -523,7 +605,7 @@ def _summary_table(entries: list[dict[str, Any]]) -> None:
         art = r.get("artwork") or {}
         method = exact["method"] if exact else art.get("method", "")
         score = exact["score"] if exact else art.get("score")
-        table.add_row(
+        cells = (
             Path(r["file"]).name,
             _(verdict),
             f"{exact['target']} {exact['id']}" if exact else "—",
@@ -531,9 +613,10 @@ def _summary_table(entries: list[dict[str, Any]]) -> None:
             method or "—",
             f"{score:.2f}" if isinstance(score, float | int) else "—",
         )
+        table.add_row(*(_rich_text(c) for c in cells))
     console = Console(file=click.get_text_stream("stdout"), width=120)
     console.print(table)
-    click.echo(", ".join(f"{_(k)}: {v}" for k, v in sorted(counts.items())))
+    say(", ".join(f"{_(k)}: {v}" for k, v in sorted(counts.items())))
 
 
 @cli.group(name="ledger")
@@ -565,7 +648,7 @@ def ledger_verify(obj: Ctx) -> None:
         result = ledger.verify(conn)
     if not result.ok:
         raise UserError(f"ledger check failed: {result.problem}")
-    click.echo(f"ledger OK: {result.rows} rows, hash chain intact")
+    say(f"ledger OK: {result.rows} rows, hash chain intact")
 
 
 @ledger_group.command(name="head")
@@ -582,7 +665,7 @@ def ledger_head(obj: Ctx, as_json: bool) -> None:
     if as_json:
         emit_json(head)
         return
-    click.echo(f"{head['row_hash']}  ({head['rows']} rows, last {head['seq']}, {head['at']})")
+    say(f"{head['row_hash']}  ({head['rows']} rows, last {head['seq']}, {head['at']})")
 
 
 # -- preview -------------------------------------------------------------------------------
@@ -619,7 +702,7 @@ def preview(obj: Ctx, image: Path, target: str, out: Path, compare_path: Path | 
     if as_json:
         emit_json(report)
         return
-    click.echo(
+    say(
         f"{out}: {report['format']} {report['width']}x{report['height']}, {report['bytes']} bytes, "
         f"PSNR {report['psnr']} dB, SSIM {report['ssim']} (policy {report['policy']}, "
         f"hidden-ID strength {report['mark_strength']}"
@@ -642,16 +725,16 @@ def login(obj: Ctx, target: str) -> None:
 
     def ask(f: Any) -> str:
         if f.help:
-            click.echo(f.help, err=True)
+            say(f.help, err=True)
         return click.prompt(f.prompt, hide_input=f.secret, err=True)
 
     stored = doctor_mod.login(target, tc.adapter, ask)
     if not stored:
-        click.echo(f"{target}: the {tc.adapter} adapter needs no credentials")
+        say(f"{target}: the {tc.adapter} adapter needs no credentials")
         return
-    click.echo(f"{target}: stored {', '.join(stored)} in the keyring")
+    say(f"{target}: stored {', '.join(stored)} in the keyring")
     report = doctor_mod.check_target(target, tc.adapter, tc.settings(), cfg.data_dir)
-    click.echo(f"{target}: {'ok' if report.ok else 'PROBLEM'}: {report.message}")
+    say(f"{target}: {'ok' if report.ok else 'PROBLEM'}: {report.message}")
 
 
 @cli.command()
@@ -671,7 +754,7 @@ def doctor(obj: Ctx, target: str | None, as_json: bool) -> None:
         for r in reports:
             missing = [f for f, src in r.credentials.items() if src is None]
             extra = f" (missing: {', '.join(missing)})" if missing and not r.ok else ""
-            click.echo(f"{r.target} ({r.adapter}): {'ok' if r.ok else 'PROBLEM'}: {r.message}{extra}")
+            say(f"{r.target} ({r.adapter}): {'ok' if r.ok else 'PROBLEM'}: {r.message}{extra}")
     bad = [r.target for r in reports if not r.ok]
     if bad:
         raise UserError(f"{len(bad)} of {len(reports)} targets need attention: {', '.join(bad)}")
@@ -710,7 +793,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = cli.main(args=args, prog_name="poster", standalone_mode=False)
     except UserError as exc:
-        click.echo(mask_text(f"poster: error: {exc}"), err=True)
+        say(f"poster: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
@@ -718,15 +801,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
-        click.echo("poster: interrupted", err=True)
+        say("poster: interrupted", err=True)
         sys.exit(130)
     except Exception as exc:
-        logging.getLogger("poster").debug("unexpected error:\n%s", traceback.format_exc())
+        logging.getLogger("poster").debug("unexpected error", exc_info=True)
         if debug:
-            traceback.print_exc()
-        click.echo(
-            mask_text(f"poster: internal error: {type(exc).__name__}: {exc} (run with --debug for details)"),
-            err=True,
-        )
+            click.echo(mask_text(safe_block(traceback.format_exc())), err=True)
+        say(f"poster: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
         sys.exit(70)
     sys.exit(rv if isinstance(rv, int) else 0)

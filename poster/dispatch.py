@@ -15,7 +15,6 @@ import os
 import random
 import sqlite3
 import threading
-import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -193,7 +192,7 @@ class Dispatcher:
                 job, State.RENDERING, f"cannot read or write files: {exc.strerror} ({exc.filename})"
             )
         except Exception as exc:  # a bug: keep the daemon alive and the reason visible
-            log.debug("render of job %d crashed:\n%s", job.id, traceback.format_exc())
+            log.debug("render of job %d crashed", job.id, exc_info=True)
             return self._fail(
                 job, State.RENDERING, f"internal error while rendering: {type(exc).__name__}: {exc}"
             )
@@ -333,7 +332,7 @@ class Dispatcher:
         try:
             result = adapter.post(post)
         except Exception as exc:  # unknown whether anything reached the platform
-            log.debug("adapter crashed on job %d:\n%s", job.id, traceback.format_exc())
+            log.debug("adapter crashed on job %d", job.id, exc_info=True)
             reason = f"adapter error, the post may or may not exist: {type(exc).__name__}: {exc}"
             with transaction(self.conn):
                 jobs.transition(self.conn, job.id, State.POSTING, State.UNCERTAIN, reason=reason)

@@ -49,7 +49,6 @@ import io
 import logging
 import sqlite3
 import struct
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -250,7 +249,7 @@ def for_job(
             original = data_dir / o.archive_path if o is not None else data_dir / "missing"
             out[v.idx] = for_files(data_dir / v.path, original)
     except Exception:  # a bug here must not cost the ledger row
-        log.warning("job %d: fingerprints not computed:\n%s", job_id, traceback.format_exc())
+        log.warning("job %d: fingerprints not computed", job_id, exc_info=True)
     return out
 
 

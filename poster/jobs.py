@@ -148,15 +148,45 @@ def all_jobs(conn: sqlite3.Connection) -> list[Job]:
     return [Job.from_row(r) for r in conn.execute(f"{_SELECT} ORDER BY jobs.scheduled_at, jobs.id")]
 
 
+def artist_time(job: Job) -> datetime | None:
+    """The time the artist wrote in the sidecar (`at`): a release date. None if not set."""
+    value = job.meta.get("at")
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        return None
+
+
+def waits_for_release(job: Job, at: datetime) -> bool:
+    """True while `job` waits for the time the artist wrote (sidecar `at`). `run --now`
+    ignores slots, pacing and delays, never that; `poster release` (which moves the job's
+    time before it) is the explicit way to post earlier."""
+    release = artist_time(job)
+    return release is not None and at < release <= job.scheduled_at
+
+
 def due(conn: sqlite3.Connection, at: datetime, *, ignore_schedule: bool = False) -> list[Job]:
     """Jobs to work on now, oldest first. `ignore_schedule` (run --now) makes pending and
-    ready jobs due at once, but a retry time the platform asked for is still honoured."""
+    ready jobs due at once, except those waiting for the release date their sidecar sets;
+    a retry time the platform asked for is still honoured."""
+    return [
+        j
+        for j in waiting(conn)
+        if j.scheduled_at <= at
+        or (ignore_schedule and j.state != State.RETRY_WAIT and not waits_for_release(j, at))
+    ]
+
+
+def waiting(conn: sqlite3.Connection) -> list[Job]:
+    """Every job that will still be worked on (pending, ready, retry_wait), oldest first."""
+    marks = ",".join("?" * len(DUE_STATES))
     rows = conn.execute(
-        f"{_SELECT} WHERE jobs.state IN (?, ?, ?) ORDER BY jobs.scheduled_at, jobs.id",
+        f"{_SELECT} WHERE jobs.state IN ({marks}) ORDER BY jobs.scheduled_at, jobs.id",
         [s.value for s in DUE_STATES],
     ).fetchall()
-    jobs = [Job.from_row(r) for r in rows]
-    return [j for j in jobs if j.scheduled_at <= at or (ignore_schedule and j.state != State.RETRY_WAIT)]
+    return [Job.from_row(r) for r in rows]
 
 
 def originals(conn: sqlite3.Connection, artwork_id: int) -> list[Original]:

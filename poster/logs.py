@@ -2,7 +2,10 @@
 
 Every credential value poster knows of (POSTER_* environment variables, and anything an
 adapter registers with `register_secret`) is replaced by *** in every record, whatever the
-verbosity, before any handler sees it.
+verbosity, before any handler sees it. Every record is one line: control characters in it
+(a file name with a newline or an ANSI escape, a server's answer) are shown escaped
+(poster.termsafe), so a log line cannot forge another or drive the terminal; a traceback
+(`exc_info=True`) follows on lines of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from poster.secrets import mask
+from poster.termsafe import safe, safe_block
 
 _SECRETS: set[str] = set()
 
@@ -44,6 +48,25 @@ class MaskSecrets(logging.Filter):
         return True
 
 
+class SafeFormatter(logging.Formatter):
+    """Formats each record as one line with outside text escaped; a traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = safe(record.message)
+        return super().formatMessage(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        exc_text = record.exc_text
+        if exc_text:
+            record.exc_text = safe_block(exc_text)
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = exc_text
+
+
 def setup_logging(verbose: int, debug: bool, data_dir: Path | None) -> None:
     root = logging.getLogger("poster")
     for h in list(root.handlers):
@@ -54,7 +77,7 @@ def setup_logging(verbose: int, debug: bool, data_dir: Path | None) -> None:
     mask = MaskSecrets()
     err = logging.StreamHandler()
     err.setLevel(logging.DEBUG if debug or verbose >= 2 else logging.INFO if verbose else logging.WARNING)
-    err.setFormatter(logging.Formatter("poster: %(levelname)s: %(message)s"))
+    err.setFormatter(SafeFormatter("poster: %(levelname)s: %(message)s"))
     err.addFilter(mask)
     root.addHandler(err)
     if data_dir is not None:
@@ -67,6 +90,6 @@ def setup_logging(verbose: int, debug: bool, data_dir: Path | None) -> None:
         except OSError:
             return
         fh.setLevel(logging.DEBUG if debug else logging.INFO)
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        fh.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         fh.addFilter(mask)
         root.addHandler(fh)

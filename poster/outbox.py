@@ -3,11 +3,27 @@ and create one job per target — in that order, so a crash at any point leaves 
 either still in the outbox or archived with its jobs (a re-scan then only tidies up).
 
 An artwork is `NAME.ext` (+ optional `NAME.toml`) or a folder `NAME/` of images with an
-optional `NAME/post.toml`.
+optional `NAME/post.toml`. Each entry of the outbox ends in one of these ways:
+
+- queued: archived, one job per target, removed from the outbox;
+- duplicate: the same files and sidecar were taken before, and not posted twice;
+- held: it cannot be posted as it is (a sidecar that does not parse, not an image poster
+  posts, over a limit, a link or a pipe where a file should be): moved whole into
+  needs-attention/ with the reason beside it (poster.attention); nothing is recorded, so the
+  fixed artwork moved back is taken like a new one;
+- waiting: not settled yet (still being written), unreadable, or no enabled target to post
+  to: it stays in the outbox and is taken once that changes;
+- skipped: not an artwork (not an image, a link, a pipe, a sidecar without its image): left
+  where it is.
+
+Only regular files are ever opened, never through a link (O_NOFOLLOW), never blocking on a
+pipe (O_NONBLOCK, then fstat); the daemon reports each problem once per version of the files
+(`Reported`), `run --once` every time.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -15,19 +31,35 @@ import os
 import sqlite3
 import stat
 import time
-import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from poster import jobs, schedule, sidecar
+from poster import attention, imaging, jobs, schedule, sidecar
+from poster.attention import Kind
 from poster.config import Config
 from poster.errors import InputError
-from poster.imaging import IMAGE_EXTENSIONS, probe
+from poster.i18n import _
+from poster.imaging import IMAGE_EXTENSIONS
 from poster.store import iso, now, transaction
+from poster.termsafe import safe
 
 log = logging.getLogger(__name__)
 FOLDER_SIDECAR = "post.toml"
+
+
+class Rejected(Exception):
+    """The artwork cannot be posted as it is: hold it (needs-attention) with this reason."""
+
+    def __init__(self, reason: str, kind: Kind) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+class NotNow(Exception):
+    """The artwork is fine but cannot be taken yet (no enabled target): leave it in place."""
 
 
 @dataclass
@@ -36,22 +68,28 @@ class Candidate:
     images: list[Path]
     sidecar: Path | None
     folder: Path | None = None
+    problem: Rejected | None = None  # found while listing: held once its files settle
 
     def paths(self) -> list[Path]:
         return [*self.images, *([self.sidecar] if self.sidecar else [])]
+
+    def members(self) -> list[Path]:
+        """What is moved if the artwork is held: its folder, or its files."""
+        return [self.folder] if self.folder is not None else self.paths()
 
 
 @dataclass
 class IntakeResult:
     name: str
-    outcome: str  # queued | duplicate | failed | waiting | skipped
+    outcome: str  # queued | duplicate | held | waiting | skipped
     reason: str | None = None
     artwork_id: int | None = None
     warnings: list[str] = field(default_factory=list)
+    moved_to: Path | None = None  # held: where the artwork is now
 
 
-# Art formats people drop by mistake: each gets a failed job with the reason, so it shows in
-# `poster status` instead of sitting unnoticed in the outbox.
+# Art formats people drop by mistake: each is held with the reason, so the file shows in
+# `poster status` and in needs-attention/ instead of sitting unnoticed in the outbox.
 UNPOSTED_FORMATS = {
     ".psd": "Photoshop",
     ".psb": "Photoshop",
@@ -78,65 +116,192 @@ def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_EXTENSIONS or p.suffix.lower() in UNPOSTED_FORMATS
 
 
-def find_candidates(outbox: Path) -> tuple[list[Candidate], list[IntakeResult]]:
-    """Artworks in the outbox, plus entries that will never be taken (and why)."""
+def _file_type(mode: int) -> str:
+    """What a directory entry is: '' for a regular file, else link | folder | fifo | socket | device."""
+    if stat.S_ISREG(mode):
+        return ""
+    if stat.S_ISLNK(mode):
+        return "link"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"
+
+
+def _what(kind: str) -> str:
+    """A `_file_type` in words."""
+    return {
+        "link": _("a symbolic link"),
+        "folder": _("a folder"),
+        "fifo": _("a named pipe (FIFO)"),
+        "socket": _("a socket"),
+    }.get(kind, _("a device"))
+
+
+def _entry_type(entry: os.DirEntry[str]) -> str | None:
+    """`_file_type` of a directory entry; None if it vanished meanwhile."""
+    try:
+        return _file_type(entry.stat(follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return None
+
+
+def _not_regular(shown: str, kind: str) -> Rejected:
+    if kind == "link":
+        reason = _("{file}: is a symbolic link, which poster never follows: put the file itself there")
+    else:
+        reason = _("{file}: is {what}, not a regular file: put the file itself there")
+    return Rejected(reason.format(file=shown, what=_what(kind)), Kind.LINK)
+
+
+def _name_problem(c: Candidate) -> Rejected | None:
+    """SQLite, JSON and the platforms need text: a name that is not valid UTF-8 cannot be kept."""
+    for p in [*(c.members()), *c.paths()]:
+        try:
+            p.name.encode("utf-8")
+        except UnicodeEncodeError:
+            return Rejected(
+                _("{file}: the file name is not valid UTF-8; rename it").format(file=p.name), Kind.NAME
+            )
+    return None
+
+
+def _folder_candidate(entry: os.DirEntry[str]) -> Candidate | IntakeResult | None:
+    path = Path(entry.path)
+    try:
+        members = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError as exc:
+        return IntakeResult(
+            entry.name + "/", "waiting", _("cannot read the folder: {why}").format(why=exc.strerror)
+        )
+    images: list[Path] = []
+    side: Path | None = None
+    problem: Rejected | None = None
+    for m in members:
+        kind = _entry_type(m)
+        if kind is None:
+            continue
+        shown = f"{entry.name}/{m.name}"
+        if m.name == FOLDER_SIDECAR:
+            side = Path(m.path)
+            if kind and problem is None:
+                problem = _not_regular(shown, kind)
+        elif _is_image(Path(m.name)):
+            if not kind:
+                images.append(Path(m.path))
+            elif kind != "folder" and problem is None:
+                problem = _not_regular(shown, kind)
+    if not images and problem is None:
+        return None  # a folder without images is not an artwork (yet)
+    return Candidate(entry.name + "/", images, side, path, problem)
+
+
+def find_candidates(outbox: Path) -> tuple[list[Candidate], list[tuple[IntakeResult, Path]]]:
+    """Artworks in the outbox, plus entries that will not be taken (why, and which file)."""
     found: list[Candidate] = []
-    skipped: list[IntakeResult] = []
+    skipped: list[tuple[IntakeResult, Path]] = []
     try:
         entries = sorted(os.scandir(outbox), key=lambda e: e.name)
     except FileNotFoundError:
         return [], []
-    names = {e.name for e in entries}
+    by_name = {e.name: e for e in entries}
+    image_names: dict[str, list[str]] = {}  # stem → image-like names of any type, in order
+    for e in entries:
+        if _is_image(Path(e.name)):
+            image_names.setdefault(Path(e.name).stem, []).append(e.name)
+    taken_together: set[str] = set()
+
+    def skip(entry: os.DirEntry[str], reason: str) -> None:
+        skipped.append((IntakeResult(entry.name, "skipped", reason), Path(entry.path)))
+
     for entry in entries:
+        if entry.name in taken_together:
+            continue
         path = Path(entry.path)
-        if entry.is_symlink():
-            skipped.append(IntakeResult(entry.name, "skipped", "symbolic link: not followed"))
+        kind = _entry_type(entry)
+        if kind is None:
             continue
-        if entry.is_dir(follow_symlinks=False):
-            images = sorted(
-                (
-                    Path(e.path)
-                    for e in os.scandir(path)
-                    if e.is_file(follow_symlinks=False) and _is_image(Path(e.path))
-                ),
-                key=lambda p: p.name,
-            )
-            side = path / FOLDER_SIDECAR
-            if images:
-                found.append(Candidate(entry.name + "/", images, side if side.is_file() else None, path))
-            continue
-        if not entry.is_file(follow_symlinks=False):
+        if kind == "folder":
+            got = _folder_candidate(entry)
+            if isinstance(got, Candidate):
+                found.append(got)
+            elif got is not None:
+                skipped.append((got, path))
             continue
         if _is_image(path):
+            if kind == "link":
+                skip(entry, _("symbolic link: not followed; left in place"))
+                continue
+            if kind:
+                skip(entry, _("{what}, not a file: not read; left in place").format(what=_what(kind)))
+                continue
             side_name = path.stem + ".toml"
-            found.append(
-                Candidate(entry.name, [path], path.with_name(side_name) if side_name in names else None)
-            )
-        elif path.suffix.lower() != ".toml" and not entry.name.startswith("."):
-            skipped.append(IntakeResult(entry.name, "skipped", "not an image; left in place"))
+            side = by_name.get(side_name)
+            c = Candidate(entry.name, [path], path.with_name(side_name) if side is not None else None)
+            siblings = [n for n in image_names[path.stem] if n != entry.name]
+            if side is not None and siblings:
+                # one sidecar for two images: taking one would leave the other without it
+                c.images = [Path(by_name[n].path) for n in image_names[path.stem]]
+                taken_together.update(siblings)
+                c.problem = Rejected(
+                    _(
+                        "{files} share the sidecar {sidecar}: give each image its own name, or put them "
+                        "in a folder to post them together"
+                    ).format(files=", ".join(image_names[path.stem]), sidecar=side_name),
+                    Kind.SIDECAR,
+                )
+            elif side is not None and (side_kind := _entry_type(side)):
+                c.problem = _not_regular(side_name, side_kind)
+            found.append(c)
+        elif entry.name.startswith("."):
+            continue  # hidden files: partial downloads, .DS_Store
+        elif path.suffix.lower() == ".toml" and path.stem in image_names:
+            continue  # a sidecar, taken with its image
+        elif entry.name.endswith(attention.REASON_SUFFIX) and (
+            entry.name.removesuffix(attention.REASON_SUFFIX) in by_name
+        ):
+            continue  # poster's note about an artwork moved back with it: removed when taken
+        elif kind == "link":
+            skip(entry, _("symbolic link: not followed; left in place"))
+        elif kind:
+            skip(entry, _("{what}, not a file: not read; left in place").format(what=_what(kind)))
+        elif path.suffix.lower() == ".toml":
+            skip(entry, _("a sidecar without an image of the same name; left in place"))
+        else:
+            skip(entry, _("not an image; left in place"))
+    for c in found:
+        c.problem = c.problem or _name_problem(c)
     return found, skipped
 
 
 class Reported:
-    """Problems already reported for artworks left in the outbox. The daemon scans every few
-    seconds; a file it cannot take (unreadable, too large) is reported once for as long as it
-    stays the same (path, size, mtime), and again once it changes — not on every scan."""
+    """What the daemon already reported, for its life. It scans every few seconds; a problem
+    with an entry left in the outbox (unreadable, not a file, no target) is reported once for
+    as long as the files stay the same (path, size, mtime), and again once they change — not
+    on every scan. It also remembers when it first saw files whose modification time lies in
+    the future, to tell when they have settled."""
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[object, ...]] = {}
+        self.settling: dict[tuple[str, str, int, int], float] = {}
 
-    def first_time(self, c: Candidate, problem: str) -> bool:
+    def first_time(self, name: str, problem: str, paths: Iterable[Path]) -> bool:
         """True (and remembered) unless this very problem with these very files was reported."""
-        key = (problem, *(_signature(p) for p in c.paths()))
-        if self._seen.get(c.name) == key:
+        key = (problem, *(_signature(p) for p in paths))
+        if self._seen.get(name) == key:
             return False
-        self._seen[c.name] = key
+        self._seen[name] = key
         return True
 
     def keep_only(self, names: set[str]) -> None:
-        """Forget artworks no longer in the outbox (taken, or removed by the user)."""
+        """Forget entries no longer in the outbox (taken, held, or removed by the user)."""
         for name in [n for n in self._seen if n not in names]:
             del self._seen[name]
+        for key in [k for k in self.settling if k[0] not in names]:
+            del self.settling[key]
 
 
 def _signature(p: Path) -> tuple[str, int | None, int | None]:
@@ -147,38 +312,91 @@ def _signature(p: Path) -> tuple[str, int | None, int | None]:
     return str(p), st.st_size, st.st_mtime_ns
 
 
-def _stable(c: Candidate, min_age: float, at: float) -> bool:
+# A modification time this far ahead of our clock (another machine's clock, a camera's card)
+# says nothing about whether the file is still being written: watch it instead.
+_FUTURE_SLACK = 2.0
+
+
+def _stable(
+    c: Candidate, min_age: float, at: float, settling: dict[tuple[str, str, int, int], float]
+) -> bool:
+    """Every file's size and mtime have not changed for `min_age` seconds."""
     for p in c.paths():
         try:
             st = p.stat(follow_symlinks=False)
         except FileNotFoundError:
             return False
-        if at - st.st_mtime < min_age:
-            return False
+        if at - st.st_mtime >= min_age:
+            continue
+        if st.st_mtime > at + _FUTURE_SLACK:
+            # first sight of this exact version, and unchanged since then for min_age
+            first = settling.setdefault((c.name, str(p), st.st_size, st.st_mtime_ns), at)
+            if at - first >= min_age:
+                continue
+        return False
     return True
 
 
-class TooLarge(Exception):
-    pass
+def _read_regular(p: Path, shown: str, cap: int, *, is_sidecar: bool, dir_fd: int | None) -> bytes | None:
+    """The bytes of regular file `p`; None if it changed while being read. Opened without
+    following a link and without blocking (a named pipe would block `open` for ever), then
+    checked on the open descriptor, so a file swapped for a link or pipe meanwhile is refused
+    too. A file over `cap` is refused before reading (of a sidecar, one byte past the limit is
+    read, which the parser then refuses)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+    try:
+        fd = os.open(p.name if dir_fd is not None else p, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _not_regular(shown, "link") from None
+        if exc.errno == errno.ENXIO:  # a socket
+            raise _not_regular(shown, "socket") from None
+        raise
+    try:
+        before = os.fstat(fd)
+        kind = _file_type(before.st_mode)
+        if kind:
+            raise _not_regular(shown, kind)
+        if before.st_size > cap and not is_sidecar:
+            raise Rejected(
+                _("{file}: {size} bytes, over the limit of {limit} (intake.max_file_bytes)").format(
+                    file=shown, size=before.st_size, limit=cap
+                ),
+                Kind.IMAGE,
+            )
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(min(before.st_size, cap) + 1)
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
+    if changed or (len(data) <= cap and len(data) != after.st_size):
+        return None
+    return data
 
 
 def _read_stable(c: Candidate, limits: dict[Path, int]) -> dict[Path, bytes] | None:
-    """Read every file; None if one changed while reading (still being written). Sizes are
-    checked before reading, so a huge image is refused without being loaded; of a huge
-    sidecar only one byte past its limit is read, which the parser then refuses."""
-    data: dict[Path, bytes] = {}
-    for p in c.paths():
-        before = p.stat(follow_symlinks=False)
-        cap = limits[p]
-        if before.st_size > cap and p != c.sidecar:
-            raise TooLarge(f"{p.name}: {before.st_size} bytes, over the limit of {cap}")
-        with p.open("rb") as fh:
-            data[p] = fh.read(cap + 1)
-        after = p.stat(follow_symlinks=False)
-        changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
-        if changed or (len(data[p]) <= cap and len(data[p]) != after.st_size):
-            return None
-    return data
+    """Read every file; None if one changed while reading (still being written)."""
+    dir_fd = None
+    if c.folder is not None:
+        try:
+            dir_fd = os.open(c.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                return None  # replaced meanwhile: the next scan sees what it is now
+            raise
+    try:
+        data: dict[Path, bytes] = {}
+        for p in c.paths():
+            shown = f"{c.name}{p.name}" if c.folder is not None else p.name
+            got = _read_regular(p, shown, limits[p], is_sidecar=p == c.sidecar, dir_fd=dir_fd)
+            if got is None:
+                return None
+            data[p] = got
+        return data
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
 
 
 def archive_bytes(archive: Path, data: bytes, suffix: str) -> tuple[str, Path]:
@@ -203,63 +421,105 @@ def archive_bytes(archive: Path, data: bytes, suffix: str) -> tuple[str, Path]:
     return digest, dest
 
 
-def _remove(c: Candidate) -> None:
+def _remove(config: Config, c: Candidate) -> None:
     for p in c.paths():
         p.unlink(missing_ok=True)
     if c.folder is not None:
         try:
             c.folder.rmdir()
         except OSError:
-            log.warning("%s: left the folder in the outbox: it still holds other files", c.name)
+            log.warning("%s: left the folder in the outbox: it still holds other files", safe(c.name))
+    attention.tidy(config, c.name)
 
 
-def _targets_for(config: Config, side: sidecar.Sidecar | None) -> tuple[list[str], str | None]:
+def _targets_for(config: Config, side: sidecar.Sidecar | None, side_name: str) -> list[str]:
     enabled = list(config.enabled_targets())
-    if side is None or side.targets is None:
-        return enabled, None
-    unknown = [t for t in side.targets if t not in config.targets]
-    if unknown:
-        return (
-            enabled,
-            f"targets: unknown target {', '.join(map(repr, unknown))} (known: {', '.join(config.targets)})",
+    targets = enabled
+    if side is not None and side.targets is not None:
+        unknown = [t for t in side.targets if t not in config.targets]
+        if unknown:
+            raise Rejected(
+                _("{file}: targets: unknown target {names} (known: {known})").format(
+                    file=side_name, names=", ".join(map(repr, unknown)), known=", ".join(config.targets)
+                ),
+                Kind.SIDECAR,
+            )
+        targets = [t for t in side.targets if t in enabled]
+    if not targets:
+        raise NotNow(
+            _("no enabled target to post to (enabled = false in {config}); taken once one is enabled").format(
+                config=config.path.name
+            )
         )
-    return [t for t in side.targets if t in enabled], None
+    return targets
+
+
+def check(
+    config: Config, c: Candidate, data: dict[Path, bytes]
+) -> tuple[sidecar.Sidecar | None, list[str], list[str]]:
+    """Everything that decides whether the artwork can be posted as it is, before anything
+    is written: (sidecar, warnings, targets). Raises Rejected (hold it) or NotNow (leave it)."""
+    side: sidecar.Sidecar | None = None
+    warnings: list[str] = []
+    side_name = c.name + FOLDER_SIDECAR if c.folder else (c.sidecar.name if c.sidecar else "")
+    if c.sidecar is not None:
+        try:
+            side, warnings = sidecar.parse(
+                data[c.sidecar], side_name, max_bytes=config.intake.max_sidecar_bytes
+            )
+        except InputError as exc:
+            raise Rejected(str(exc), Kind.SIDECAR) from None
+    # before decoding: the daemon looks at a waiting artwork again on every scan
+    targets = _targets_for(config, side, side_name)
+    for p in c.images:
+        shown = f"{c.name}{p.name}" if c.folder is not None else p.name
+        kind = UNPOSTED_FORMATS.get(p.suffix.lower())
+        if kind:
+            raise Rejected(
+                _("{file}: {kind} files are not posted; export PNG or JPEG").format(file=shown, kind=kind),
+                Kind.IMAGE,
+            )
+        try:
+            # decoded once here, as rendering will: a damaged file is held now, with the
+            # file kept, rather than archived and failing each of its jobs later
+            imaging.load(data[p], shown, max_pixels=config.intake.max_image_pixels).close()
+        except InputError as exc:
+            raise Rejected(str(exc), Kind.IMAGE) from None
+    return side, warnings, targets
+
+
+def _earlier(conn: sqlite3.Connection, content_key: str) -> int | None:
+    """The artwork these very files were taken in as before, if it still counts: None if
+    there is none, or if every job of it failed or was cancelled before anything was sent
+    (then the drop is taken afresh, and the old record keeps its history under a retired key)."""
+    row = conn.execute("SELECT id FROM artworks WHERE content_key = ?", (content_key,)).fetchone()
+    if row is None:
+        return None
+    artwork_id = int(row["id"])
+    live = conn.execute(
+        "SELECT 1 FROM jobs WHERE artwork_id = ? AND (state NOT IN ('failed', 'cancelled') OR EXISTS"
+        " (SELECT 1 FROM events WHERE events.job_id = jobs.id AND events.state IN"
+        " ('posting', 'posted', 'uncertain'))) LIMIT 1",
+        (artwork_id,),
+    ).fetchone()
+    if live is not None:
+        return artwork_id
+    conn.execute(
+        "UPDATE artworks SET content_key = content_key || ':retired:' || id WHERE id = ?", (artwork_id,)
+    )
+    return None
 
 
 def intake_one(
     conn: sqlite3.Connection, config: Config, c: Candidate, data: dict[Path, bytes]
 ) -> IntakeResult:
-    warnings: list[str] = []
-    problem: str | None = None
-    side: sidecar.Sidecar | None = None
-    if c.sidecar is not None:
-        try:
-            side, warnings = sidecar.parse(
-                data[c.sidecar],
-                c.name if c.folder else c.sidecar.name,
-                max_bytes=config.intake.max_sidecar_bytes,
-            )
-        except InputError as exc:
-            problem = str(exc)
-    for p in c.images:
-        if problem:
-            break
-        kind = UNPOSTED_FORMATS.get(p.suffix.lower())
-        if kind:
-            problem = f"{p.name}: {kind} files are not posted; export PNG or JPEG"
-            break
-        try:
-            probe(data[p], p.name, max_pixels=config.intake.max_image_pixels)
-        except InputError as exc:
-            problem = str(exc)
-    targets, target_problem = _targets_for(config, side)
-    problem = problem or target_problem
+    side, warnings, targets = check(config, c, data)
 
     # 1. originals into the archive (idempotent), before anything else
     archived = [(p.name, *archive_bytes(config.archive, data[p], p.suffix)) for p in c.images]
     side_raw = data[c.sidecar].decode("utf-8", "replace") if c.sidecar else None
     key_src = (
-        "\n".join(d for _, d, _ in archived)
+        "\n".join(d for _n, d, _p in archived)
         + "\n"
         + hashlib.sha256(data[c.sidecar] if c.sidecar else b"").hexdigest()
     )
@@ -272,9 +532,11 @@ def intake_one(
     # 2. the artwork and its jobs, in one transaction; a known content key means a re-scan
     created_at = now()
     with transaction(conn):
-        row = conn.execute("SELECT id FROM artworks WHERE content_key = ?", (content_key,)).fetchone()
-        if row is not None:
-            result = IntakeResult(c.name, "duplicate", "already taken in (same files and sidecar)", row["id"])
+        earlier = _earlier(conn, content_key)
+        if earlier is not None:
+            result = IntakeResult(
+                c.name, "duplicate", _("already taken in (same files and sidecar)"), earlier
+            )
         else:
             cur = conn.execute(
                 "INSERT INTO artworks (content_key, name, meta, created_at) VALUES (?, ?, ?, ?)",
@@ -291,30 +553,42 @@ def intake_one(
             at = side.at if side else None
             for target in schedule.stagger_order(config, targets):
                 when = schedule.initial_time(config, target, at, created_at, conn=conn, artwork_id=artwork_id)
-                state = jobs.State.FAILED if problem else jobs.State.PENDING
                 cur = conn.execute(
                     "INSERT INTO jobs (artwork_id, target, state, scheduled_at, reason, post_key,"
                     " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         artwork_id,
                         target,
-                        state.value,
+                        jobs.State.PENDING.value,
                         iso(when),
-                        problem,
+                        None,
                         jobs.new_post_key(),
                         iso(created_at),
                         iso(created_at),
                     ),
                 )
-                jobs._event(conn, int(cur.lastrowid or 0), state, problem)
-            result = IntakeResult(c.name, "failed" if problem else "queued", problem, artwork_id, warnings)
+                jobs._event(conn, int(cur.lastrowid or 0), jobs.State.PENDING, None)
+            result = IntakeResult(c.name, "queued", None, artwork_id, warnings)
     # 3. only now does the file leave the outbox
-    _remove(c)
+    _remove(config, c)
     for w in warnings:
-        log.warning("%s", w)
-    if problem:
-        log.error("%s", problem)
+        log.warning("%s", safe(w))
     return result
+
+
+def _hold(config: Config, c: Candidate, problem: Rejected) -> IntakeResult:
+    """Move the artwork into needs-attention with its reason; if even that fails, it stays."""
+    try:
+        dest = attention.hold(config, c.members(), problem.reason, problem.kind, is_folder=bool(c.folder))
+    except OSError as exc:
+        return IntakeResult(
+            c.name,
+            "held",
+            _("{reason}; left in the outbox (could not move it to {folder}: {why})").format(
+                reason=problem.reason, folder=attention.FOLDER, why=exc.strerror
+            ),
+        )
+    return IntakeResult(c.name, "held", problem.reason, moved_to=dest)
 
 
 def scan(
@@ -327,15 +601,24 @@ def scan(
 ) -> list[IntakeResult]:
     """Take every stable artwork in the outbox. With `wait`, files that are too fresh are
     waited for (up to the stability interval) instead of being left for the next scan.
-    A file left in the outbox with a problem is in the results of every scan; with
-    `reported` (the daemon's, for its life) it is logged only the first time."""
-    candidates, results = find_candidates(config.outbox)
+
+    With `reported` (the daemon's, for its life) each problem is logged as a warning the first
+    time only, as the daemon's log is all the user sees; without it (`run --once`, which
+    prints every result itself) problems are logged at info level, for the log file."""
+    candidates, skipped = find_candidates(config.outbox)
     if reported is not None:
-        reported.keep_only({c.name for c in candidates})
+        reported.keep_only({c.name for c in candidates} | {r.name for r, _p in skipped})
+    settling = reported.settling if reported is not None else {}
+    level = logging.WARNING if reported is not None else logging.INFO
 
-    def first_time(c: Candidate, problem: str) -> bool:
-        return reported is None or reported.first_time(c, problem)
+    def report(name: str, problem: str, paths: Iterable[Path], message: str) -> None:
+        if reported is None or reported.first_time(name, problem, paths):
+            log.log(level, "%s", safe(message))
 
+    results: list[IntakeResult] = []
+    for r, path in skipped:
+        results.append(r)
+        report(r.name, r.reason or "", [path], f"{r.name}: {r.reason}")
     min_age = config.intake.stable_seconds
     deadline = time.time() + min_age + 1
     for c in candidates:
@@ -343,20 +626,30 @@ def scan(
         if c.sidecar is not None:
             limits[c.sidecar] = config.intake.max_sidecar_bytes
         try:
-            results.append(_take(conn, config, c, limits, wait=wait, min_age=min_age, deadline=deadline))
-        except TooLarge as exc:
-            results.append(IntakeResult(c.name, "skipped", f"{exc}; left in place"))
-            if first_time(c, str(exc)):
-                log.error("%s; left in the outbox", exc)
+            r = _take(
+                conn, config, c, limits, wait=wait, min_age=min_age, deadline=deadline, settling=settling
+            )
+        except Rejected as exc:
+            r = _hold(config, c, exc)
+            where = r.moved_to.parent if r.moved_to else config.outbox
+            report(
+                c.name,
+                r.reason or "",
+                c.paths(),
+                _("{name}: held in {folder}: {reason}").format(name=c.name, folder=where, reason=r.reason),
+            )
+        except NotNow as exc:
+            r = IntakeResult(c.name, "waiting", str(exc))
+            report(c.name, str(exc), c.paths(), f"{c.name}: {exc}")
         except OSError as exc:
-            results.append(IntakeResult(c.name, "waiting", f"cannot read or archive: {exc.strerror}"))
-            if first_time(c, f"OSError: {exc}"):
-                log.error("%s: cannot read or archive: %s", c.name, exc.strerror)
+            r = IntakeResult(c.name, "waiting", _("cannot read or archive: {why}").format(why=exc.strerror))
+            report(c.name, f"OSError: {exc}", c.paths(), f"{c.name}: {r.reason}")
         except Exception as exc:  # a bug must not stop the other files from being taken
-            results.append(IntakeResult(c.name, "waiting", f"internal error: {type(exc).__name__}: {exc}"))
-            if first_time(c, f"{type(exc).__name__}: {exc}"):
-                log.debug("intake of %s crashed:\n%s", c.name, traceback.format_exc())
-                log.error("%s: internal error during intake: %s", c.name, exc)
+            r = IntakeResult(c.name, "waiting", f"internal error: {type(exc).__name__}: {exc}")
+            if reported is None or reported.first_time(c.name, f"{type(exc).__name__}: {exc}", c.paths()):
+                log.debug("intake of %s crashed", safe(c.name), exc_info=True)
+                log.error("%s", safe(f"{c.name}: internal error during intake: {exc}"))
+        results.append(r)
     return results
 
 
@@ -369,13 +662,16 @@ def _take(
     wait: bool,
     min_age: float,
     deadline: float,
+    settling: dict[tuple[str, str, int, int], float],
 ) -> IntakeResult:
     while True:
         t = time.time()
-        if _stable(c, min_age, t):
+        if _stable(c, min_age, t, settling):
+            if c.problem is not None:
+                raise c.problem
             data = _read_stable(c, limits)
             if data is not None:
                 return intake_one(conn, config, c, data)
         if not wait or t > deadline:
-            return IntakeResult(c.name, "waiting", "still changing; taken once it settles")
+            return IntakeResult(c.name, "waiting", _("still changing; taken once it settles"))
         time.sleep(0.2)

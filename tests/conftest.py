@@ -18,7 +18,17 @@ from poster import cli, config
 from tests.synthetic import painting
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus"
+DATA = REPO / "tests" / "data"
+
+
+def data_path(name: str) -> Path:
+    """A test image committed under tests/data/ (small copies of real art, credited in
+    tests/data/CREDITS.md). The suite reads nothing outside the repository, so it runs from a
+    fresh clone; new images go there too, with their credit."""
+    path = DATA / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such test image (tests/data/CREDITS.md lists them)")
+    return path
 
 
 @pytest.fixture

@@ -8,12 +8,13 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from poster import imaging, sidecar
+from poster import imaging, sidecar, store
 from poster.errors import InputError
 from tests.conftest import artwork
 
@@ -113,3 +114,37 @@ def test_parsing_any_sidecar_raises_only_input_error(text: bytes) -> None:
         return
     assert side.rating in ("general", "r18", "r18g")
     assert all(w.startswith("fuzz.toml: ") for w in warnings)
+
+
+# any date-time TOML can write: years 1 to 9999, offsets up to ±23:59, with or without one
+TOML_DATETIMES = st.builds(
+    lambda dt, minutes: dt.replace(tzinfo=None if minutes is None else timezone(timedelta(minutes=minutes))),
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+    st.one_of(st.none(), st.integers(-(24 * 60 - 1), 24 * 60 - 1)),
+)
+
+
+@FUZZ
+@given(
+    st.one_of(
+        TOML_DATETIMES.map(lambda dt: dt.isoformat()),
+        TOML_DATETIMES.map(lambda dt: f'"{dt.isoformat()}"'),
+        st.integers().map(str),
+        st.floats(allow_nan=False).map(repr),  # 'inf', '1e+300' are TOML floats too
+    )
+)
+def test_a_sidecar_at_is_refused_with_one_line_or_is_safe_to_use_later(value: str) -> None:
+    """What intake and planning do with `at` (add a target's delay of up to a week, store it
+    in UTC, show it in any zone) must never overflow: `at` 9999-12-31T23:59:59-12:00 once
+    left a file waiting for ever on "internal error: date value out of range"."""
+    try:
+        side, _ = sidecar.parse(f"at = {value}\n".encode(), "fuzz.toml", max_bytes=65536)
+    except InputError as exc:
+        assert str(exc).startswith("fuzz.toml: ") and "\n" not in str(exc)
+        return
+    assert side.at is not None and side.at.utcoffset() is not None
+    for shifted in (side.at + timedelta(days=7), side.at - timedelta(days=7)):
+        assert store.parse_iso(store.iso(shifted)) == shifted
+        shifted.astimezone(timezone(timedelta(hours=14)))
+        shifted.astimezone(timezone(timedelta(hours=-12)))
+    assert side.at.astimezone(UTC).year in range(2000, 3000)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from poster import cli, config, jobs, ledger, outbox, store
+from poster import actions, cli, config, jobs, ledger, outbox, store
 from poster.dispatch import Dispatcher
 from poster.jobs import State
 from tests.conftest import artwork, run_cli
@@ -106,3 +107,21 @@ def test_job_commands_refuse_what_would_lose_or_duplicate(cfg: config.Config) ->
         assert code != 0 and err.startswith("poster: error:"), args
     code, _, err = run_cli("confirm", "999", "--not-posted", cfg=cfg)
     assert code != 0 and "no job 999" in err
+
+
+def test_due_under_now_leaves_a_release_date_alone_until_released(cfg: config.Config) -> None:
+    """`ignore_schedule` (run --now) makes pending jobs due at once, except a job waiting for
+    the time the artist wrote in its sidecar; `release` ends that wait."""
+    (cfg.outbox / "a.toml").write_text('at = "2099-01-01T00:00:00+00:00"\n', encoding="utf-8")
+    os.utime(cfg.outbox / "a.toml", (time.time() - 3600,) * 2)
+    with store.connect(cfg.db_path) as conn:
+        outbox.scan(conn, cfg)
+        at = datetime.now(UTC)
+        assert jobs.due(conn, at, ignore_schedule=True) == []
+        assert jobs.due(conn, at) == []
+        assert len(jobs.due(conn, datetime(2099, 1, 1, tzinfo=UTC), ignore_schedule=True)) == 3
+        x = first(conn, "x")
+        assert "released" in actions.release(cfg, conn, x.id)
+        assert [j.id for j in jobs.due(conn, at + timedelta(seconds=1), ignore_schedule=True)] == [x.id]
+        assert [j.id for j in jobs.due(conn, at + timedelta(seconds=1))] == [x.id]
+        assert events(conn, x.id) == ["pending", "pending"]  # the release is in the job's history

@@ -1,17 +1,23 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from PIL import Image
+
 from poster import config, jobs, outbox, store
-from tests.conftest import artwork, unprivileged
+from tests.conftest import artwork, run_cli, unprivileged
 
 
 def scan(cfg: config.Config, **kw: object) -> list[outbox.IntakeResult]:
@@ -28,6 +34,34 @@ def all_jobs(cfg: config.Config) -> list[jobs.Job]:
         return jobs.all_jobs(conn)
     finally:
         conn.close()
+
+
+def held(cfg: config.Config) -> Path:
+    return cfg.data_dir / "needs-attention"
+
+
+def age(*paths: Path, seconds: float = 3600) -> None:
+    """Make files (or links, or pipes) old enough to count as stable."""
+    old = time.time() - seconds
+    for p in paths:
+        os.utime(p, (old, old), follow_symlinks=False)
+
+
+def png_bytes(size: tuple[int, int] = (640, 480), seed: int = 0) -> bytes:
+    buf = io.BytesIO()
+    image = artwork(size, seed=seed) if min(size) >= 64 else Image.new("RGB", size, (200, 30, 30))
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def with_intake(cfg: config.Config, **settings: object) -> config.Config:
+    """The same home with other [intake] settings."""
+    text = cfg.path.read_text(encoding="utf-8")
+    for key, value in settings.items():
+        lines = [ln for ln in text.splitlines() if ln.startswith(f"{key} = ")]
+        text = text.replace(lines[0], f"{key} = {value}")
+    cfg.path.write_text(text, encoding="utf-8")
+    return config.load(cfg.path)
 
 
 def test_stable_file_is_archived_and_gets_one_job_per_target(
@@ -87,16 +121,20 @@ def test_sidecar_at_sets_the_schedule(home: config.Config, drop: Callable[..., P
     assert {store.iso(j.scheduled_at) for j in all_jobs(home)} == {"2030-01-01T18:04:05+00:00"}
 
 
-def test_invalid_sidecar_fails_the_artwork_with_the_reason(
+def test_invalid_sidecar_holds_the_artwork_with_the_reason(
     home: config.Config, drop: Callable[..., Path]
 ) -> None:
     img = drop("bad.png", artwork())
-    drop("bad.toml", b'rating = "spicy"\n')
+    side = drop("bad.toml", b'rating = "spicy"\n')
+    image, text = img.read_bytes(), side.read_bytes()
     [result] = scan(home)
-    assert result.outcome == "failed" and "bad.toml: rating" in (result.reason or "")
-    assert not img.exists()  # the original is kept in the archive, not lost
-    assert {j.state for j in all_jobs(home)} == {jobs.State.FAILED}
-    assert all("rating" in (j.reason or "") for j in all_jobs(home))
+    assert result.outcome == "held" and "bad.toml: rating" in (result.reason or "")
+    assert all_jobs(home) == []  # never posted without the age rating the artist meant
+    assert not img.exists() and not side.exists()
+    assert (held(home) / "bad.png").read_bytes() == image  # kept, byte for byte
+    assert (held(home) / "bad.toml").read_bytes() == text
+    note = (held(home) / "bad.png.reason.txt").read_text(encoding="utf-8")
+    assert result.reason in note and "理由" in note and "What to do" in note
 
 
 def test_unknown_sidecar_keys_warn_by_name(home: config.Config, drop: Callable[..., Path]) -> None:
@@ -143,15 +181,14 @@ def test_symlink_is_never_followed(home: config.Config, tmp_path: Path) -> None:
     assert all_jobs(home) == []
 
 
-def test_broken_image_fails_with_reason_and_keeps_original(
-    home: config.Config, drop: Callable[..., Path]
-) -> None:
+def test_broken_image_is_held_with_reason_and_kept(home: config.Config, drop: Callable[..., Path]) -> None:
     data = b"\x89PNG\r\n\x1a\n" + b"garbage" * 10
     drop("broken.png", data)
     [result] = scan(home)
-    assert result.outcome == "failed" and "broken.png" in (result.reason or "")
-    digest = hashlib.sha256(data).hexdigest()
-    assert (home.archive / digest[:2] / f"{digest}.png").read_bytes() == data
+    assert result.outcome == "held" and "broken.png" in (result.reason or "")
+    assert result.moved_to == held(home) / "broken.png"
+    assert (held(home) / "broken.png").read_bytes() == data
+    assert all_jobs(home) == []
 
 
 def test_palette_and_grayscale_are_accepted(home: config.Config, drop: Callable[..., Path]) -> None:
@@ -173,37 +210,36 @@ class Records(logging.Handler):
         self.messages.append(record.getMessage())
 
     def __enter__(self) -> Records:
+        self.level_before = self.logger.level
+        self.logger.setLevel(logging.DEBUG)
         self.logger.addHandler(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.logger.removeHandler(self)
+        self.logger.setLevel(self.level_before)
 
 
-def test_a_file_left_in_the_outbox_is_reported_once_until_it_changes(home: config.Config) -> None:
-    """The daemon scans every few seconds: a file it cannot take is kept and shows in every
-    scan's results, but is logged once per (path, size, mtime), and again once it changes."""
-    text = home.path.read_text().replace("max_file_bytes = 200000000", "max_file_bytes = 1000000")
-    home.path.write_text(text)
-    cfg = config.load(home.path)
-    big = cfg.outbox / "big.png"
-    big.write_bytes(b"\x89PNG" + b"\0" * 1_000_000)
-    os.utime(big, (1_000_000_000, 1_000_000_000))
+def test_an_entry_left_in_the_outbox_is_reported_once_until_it_changes(home: config.Config) -> None:
+    """The daemon scans every few seconds: an entry it leaves alone (here a named pipe, which
+    is never opened) shows in every scan's results, but is logged once per (path, size,
+    mtime), and again once it changes."""
+    pipe = home.outbox / "pipe.png"
+    os.mkfifo(pipe)
+    os.utime(pipe, (1_000_000_000, 1_000_000_000))
     reported = outbox.Reported()
     with Records("poster.outbox") as log:
         for _ in range(3):
-            [result] = scan(cfg, reported=reported)
-            assert result.outcome == "skipped" and "over the limit" in (result.reason or "")
-        assert len(log.messages) == 1 and "big.png" in log.messages[0]
-        with big.open("ab") as fh:  # the file changed (size and mtime): a new report
-            fh.write(b"\0")
-        os.utime(big, (1_000_000_100, 1_000_000_100))
-        scan(cfg, reported=reported)
-        scan(cfg, reported=reported)
+            [result] = scan(home, reported=reported)
+            assert result.outcome == "skipped" and "named pipe" in (result.reason or "")
+        assert len(log.messages) == 1 and "pipe.png" in log.messages[0]
+        os.utime(pipe, (1_000_000_100, 1_000_000_100))  # it changed: a new report
+        scan(home, reported=reported)
+        scan(home, reported=reported)
         assert len(log.messages) == 2
-        scan(cfg)  # without the daemon's memory (`run --once`): reported as before
+        scan(home)  # without the daemon's memory (`run --once`): reported as before
         assert len(log.messages) == 3
-    assert big.exists() and all_jobs(cfg) == []
+    assert stat.S_ISFIFO(pipe.lstat().st_mode) and all_jobs(home) == []
 
 
 def test_daemon_reports_an_unreadable_file_once_per_version(home: config.Config, tmp_path: Path) -> None:
@@ -252,3 +288,263 @@ def test_daemon_reports_an_unreadable_file_once_per_version(home: config.Config,
         assert proc.wait(timeout=30) == 0
     assert log.read_text().count(message) == 2, log.read_text()
     assert locked.exists()  # kept in the outbox, taken once readable
+
+
+# -- only regular files, never through a link (issue 13, items 4 and 5) ----------------------
+def test_a_named_pipe_never_blocks_run_once(home: config.Config) -> None:
+    """`mkfifo ff.toml` beside ff.png: opening the pipe for reading would block for ever. A
+    real `poster run --once --now` finishes: ff.png is held (its sidecar is not a file), a
+    lone pipe is reported and left alone, and the other artwork is posted."""
+    artwork(seed=1).save(home.outbox / "ff.png")
+    os.mkfifo(home.outbox / "ff.toml")
+    os.mkfifo(home.outbox / "pipe.png")
+    artwork(seed=2).save(home.outbox / "ok.png")
+    age(*home.outbox.iterdir())
+    proc = subprocess.run(
+        [sys.executable, "-m", "poster", "--config", str(home.path), "run", "--once", "--now"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out  # something was held: a script can tell
+    assert "ff.toml: is a named pipe (FIFO), not a regular file" in out, out
+    assert "pipe.png: a named pipe (FIFO), not a file: not read; left in place" in out, out
+    assert (held(home) / "ff.png").is_file()
+    assert stat.S_ISFIFO((held(home) / "ff.toml").lstat().st_mode)
+    assert stat.S_ISFIFO((home.outbox / "pipe.png").lstat().st_mode)
+    assert {(j.name, j.state) for j in all_jobs(home)} == {("ok.png", jobs.State.POSTED)}
+
+
+def test_a_symlinked_sidecar_is_never_read_and_holds_its_image(
+    home: config.Config, drop: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Reported as "not followed", it used to be read all the same, and the image then waited
+    for ever as "still changing". Now the link is not read and the image is held at once,
+    with a reason that says what to do (posting without the caption or rating the artist
+    meant would be worse)."""
+    outside = tmp_path / "elsewhere.toml"
+    outside.write_text('rating = "r18"\ncaption = "from elsewhere"\n', encoding="utf-8")
+    drop("b.png", artwork())
+    os.symlink(outside, home.outbox / "b.toml")
+    age(home.outbox / "b.toml")
+    [result] = scan(home, wait=True)
+    assert result.outcome == "held"
+    assert (
+        result.reason == "b.toml: is a symbolic link, which poster never follows: put the file itself there"
+    )
+    assert all_jobs(home) == []
+    assert (held(home) / "b.png").is_file()
+    assert (held(home) / "b.toml").is_symlink() and os.readlink(held(home) / "b.toml") == str(outside)
+    assert outside.read_text(encoding="utf-8").startswith('rating = "r18"')
+
+
+@pytest.mark.parametrize("linked", ["2.png", "post.toml"])
+def test_a_link_inside_an_artwork_folder_holds_the_whole_folder(
+    home: config.Config, drop: Callable[..., Path], tmp_path: Path, linked: str
+) -> None:
+    """A linked image used to be dropped from the post without a word, a linked post.toml
+    was read through the link. Links are never followed anywhere in the outbox."""
+    drop("set/1.png", artwork(seed=1))
+    outside = tmp_path / "outside"
+    if linked == "2.png":
+        artwork(seed=2).save(outside, "PNG")
+    else:
+        outside.write_text('title = "elsewhere"\n', encoding="utf-8")
+    os.symlink(outside, home.outbox / "set" / linked)
+    age(home.outbox / "set" / linked)
+    [result] = scan(home)
+    assert result.outcome == "held"
+    assert (result.reason or "").startswith(f"set/{linked}: is a symbolic link")
+    assert all_jobs(home) == []
+    assert (held(home) / "set" / "1.png").is_file() and (held(home) / "set" / linked).is_symlink()
+    assert (held(home) / "set.reason.txt").is_file() and not (home.outbox / "set").exists()
+
+
+def test_a_file_dated_in_the_future_is_taken_once_it_has_settled(home: config.Config) -> None:
+    """A modification time ahead of our clock (another machine, a camera's card) cannot say
+    when the file was last written: it is watched instead, not waited for until that date."""
+    cfg = with_intake(home, stable_seconds=0.5)
+    path = cfg.outbox / "future.png"
+    artwork().save(path)
+    ahead = time.time() + 86400
+    os.utime(path, (ahead, ahead))
+    [result] = scan(cfg, wait=True)
+    assert result.outcome == "queued"
+
+
+# -- nothing the user wrote is lost; a fixed re-drop is taken (issue 13, item 6) ----------------
+def test_what_cannot_be_taken_is_kept_with_its_reason_and_taken_once_fixed(home: config.Config) -> None:
+    """Held artworks go, whole and byte for byte, to needs-attention/ with NAME.reason.txt;
+    `status` lists them; once fixed and moved back (the same image with a corrected sidecar,
+    the same file after the limit was raised) they are taken like a new drop."""
+    cfg = with_intake(home, max_image_pixels=1000000)
+    box = cfg.outbox
+    files = {
+        "cap.png": png_bytes(seed=1),
+        "cap.toml": ('caption = "' + "x" * 100_000 + '"\n').encode(),
+        "broken.png": png_bytes(seed=2),
+        "broken.toml": b'title = "unclosed\n',
+        "doc.png": b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n",  # a renamed PDF
+        "dot.png": png_bytes((1, 1)),  # 1×1
+        "big.png": png_bytes((1200, 1000), seed=3),  # 1.2 megapixels, over the 1 MP limit
+    }
+    for name, data in files.items():
+        (box / name).write_bytes(data)
+    age(*box.iterdir())
+    code, out, err = run_cli("run", "--once", "--now", cfg=cfg)
+    assert code == 1, out + err
+    assert sorted(os.listdir(box)) == []
+    for name, data in files.items():
+        assert (held(cfg) / name).read_bytes() == data, name
+    reasons = {
+        "cap.png": "cap.toml: sidecar is over the 65536-byte limit (intake.max_sidecar_bytes)",
+        "broken.png": "broken.toml: invalid TOML",
+        "doc.png": "doc.png: not an image",
+        "dot.png": "dot.png: 1x1 is too small",
+        "big.png": "big.png: 1200x1000 is 1 megapixels, over the limit of 1 (intake.max_image_pixels)",
+    }
+    for name, reason in reasons.items():
+        assert reason in (held(cfg) / f"{name}.reason.txt").read_text(encoding="utf-8"), name
+        assert f"held     {name}: {reason}" in err, err
+    assert json.loads(run_cli("status", "--json", cfg=cfg)[1]) == []  # no job: nothing recorded
+    code, out, _err = run_cli("status", cfg=cfg)
+    assert code == 0 and "5 artwork(s) not taken in" in out
+    for name, reason in reasons.items():
+        assert f"  {name}: {reason}" in out
+
+    # the illustrator fixes three of them and moves them back
+    os.replace(held(cfg) / "broken.png", box / "broken.png")
+    (box / "broken.toml").write_text('title = "closed"\n', encoding="utf-8")
+    os.replace(held(cfg) / "cap.png", box / "cap.png")
+    (box / "cap.toml").write_text('caption = "short"\n', encoding="utf-8")
+    cfg = with_intake(cfg, max_image_pixels=2000000)
+    os.replace(held(cfg) / "big.png", box / "big.png")
+    age(*box.iterdir())
+    code, out, err = run_cli("run", "--once", "--now", cfg=cfg)
+    assert code == 0, out + err
+    for name in ("big.png", "broken.png", "cap.png"):
+        assert f"queued   {name}" in out
+        assert not (held(cfg) / f"{name}.reason.txt").exists()  # poster's stale note is gone
+    states = {(j.name, j.state) for j in all_jobs(cfg)}
+    assert states == {(n, jobs.State.POSTED) for n in ("big.png", "broken.png", "cap.png")}
+    [job] = [j for j in all_jobs(cfg) if j.name == "broken.png" and j.target == "x"]
+    assert job.meta["title"] == "closed"
+    out = run_cli("status", cfg=cfg)[1]
+    assert "2 artwork(s) not taken in" in out and "doc.png" in out and "dot.png" in out
+
+
+def test_a_second_held_artwork_of_the_same_name_is_kept_beside_the_first(
+    home: config.Config, drop: Callable[..., Path]
+) -> None:
+    drop("a.png", b"not an image")
+    scan(home)
+    drop("a.png", b"still not an image")
+    drop("a.toml", b'title = "A"\n')
+    [result] = scan(home)
+    assert result.outcome == "held" and result.moved_to == held(home) / "a (2).png"
+    assert (held(home) / "a.png").read_bytes() == b"not an image"
+    assert (held(home) / "a (2).png").read_bytes() == b"still not an image"
+    assert (held(home) / "a (2).toml").read_bytes() == b'title = "A"\n'
+    note = (held(home) / "a (2).png.reason.txt").read_text(encoding="utf-8")
+    assert "Renamed a.png to a (2).png" in note and "Renamed a.toml to a (2).toml" in note
+
+
+def test_two_images_sharing_one_sidecar_are_held_together(
+    home: config.Config, drop: Callable[..., Path]
+) -> None:
+    """Taking one would remove the sidecar, and the other would then be posted without the
+    rating meant for it."""
+    drop("a.png", artwork(seed=1))
+    drop("a.jpg", artwork(seed=2), fmt="JPEG")
+    drop("a.toml", b'rating = "r18"\n')
+    [result] = scan(home)
+    assert result.outcome == "held" and "a.jpg, a.png share the sidecar a.toml" in (result.reason or "")
+    assert scan(home) == []
+    assert all_jobs(home) == []
+    assert sorted(os.listdir(held(home))) == ["a.jpg", "a.jpg.reason.txt", "a.png", "a.toml"]
+
+
+def test_a_sidecar_without_its_image_is_reported_and_left(
+    home: config.Config, drop: Callable[..., Path]
+) -> None:
+    side = drop("lonely.toml", b'title = "Lonely"\n')
+    [result] = scan(home)
+    assert result.outcome == "skipped" and "sidecar without an image" in (result.reason or "")
+    assert side.exists()
+
+
+def test_a_file_name_that_is_not_utf8_is_held_not_stuck(home: config.Config) -> None:
+    """It used to wait for ever ("internal error") and broke the log line reporting it."""
+    name = os.path.join(os.fsencode(home.outbox), b"caf\xe9.png")
+    with open(name, "wb") as fh:
+        fh.write(png_bytes())
+    os.utime(name, (1_000_000_000, 1_000_000_000))
+    [result] = scan(home)
+    assert result.outcome == "held" and "not valid UTF-8" in (result.reason or "")
+    assert os.path.exists(os.path.join(os.fsencode(held(home)), b"caf\xe9.png"))
+    code, out, err = run_cli("status", cfg=home)
+    assert code == 0 and "caf\\udce9.png: caf\\udce9.png: the file name is not valid UTF-8" in out, err
+
+
+def test_an_earlier_drop_that_never_went_out_does_not_block_the_same_files(
+    home: config.Config, drop: Callable[..., Path]
+) -> None:
+    """Data folders of earlier versions hold artworks whose every job failed at intake (and
+    a user may cancel every job of one): nothing of it was ever sent, so dropping the same
+    files again takes them afresh. An artwork still queued, or with a job that was sent,
+    keeps the same files from being posted twice."""
+    img = artwork()
+    drop("a.png", img)
+    [first] = scan(home)
+    conn = store.connect(home.db_path)
+    with store.transaction(conn):  # as an earlier version recorded an intake failure
+        conn.execute("UPDATE jobs SET state = 'failed', reason = 'a.png: over the limit'")
+    conn.close()
+    drop("a.png", img)
+    [again] = scan(home)
+    assert again.outcome == "queued" and again.artwork_id != first.artwork_id
+    drop("a.png", img)
+    [third] = scan(home)
+    assert third.outcome == "duplicate" and third.artwork_id == again.artwork_id  # still queued
+    conn = store.connect(home.db_path)
+    with store.transaction(conn):  # sent once, then cancelled: it may exist on the platform
+        [job, *_rest] = [j for j in jobs.all_jobs(conn) if j.artwork_id == again.artwork_id]
+        conn.execute("UPDATE jobs SET state = 'cancelled' WHERE artwork_id = ?", (again.artwork_id,))
+        jobs._event(conn, job.id, jobs.State.POSTING, None)
+    conn.close()
+    drop("a.png", img)
+    [fourth] = scan(home)
+    assert fourth.outcome == "duplicate" and fourth.artwork_id == again.artwork_id
+
+
+# -- sidecar values that could overflow later (issue 13, item 8) --------------------------------
+def test_a_date_out_of_range_is_held_with_one_line_naming_the_key(home: config.Config) -> None:
+    artwork().save(home.outbox / "a.png")
+    (home.outbox / "a.toml").write_text("at = 9999-12-31T23:59:59-12:00\n", encoding="utf-8")
+    age(*home.outbox.iterdir())
+    code, out, err = run_cli("run", "--once", "--now", cfg=home)
+    assert code == 1 and "internal error" not in out + err
+    [line] = [ln for ln in err.splitlines() if ln.startswith("held")]
+    assert line.startswith("held     a.png: a.toml: at: 9999-12-31T23:59:59-12:00 is out of range"), line
+    assert not (home.outbox / "a.png").exists() and (held(home) / "a.toml").exists()
+    assert json.loads(run_cli("status", "--json", cfg=home)[1]) == []
+
+
+def test_an_artwork_for_disabled_targets_waits_in_the_outbox(
+    home: config.Config, drop: Callable[..., Path]
+) -> None:
+    """It used to be taken with no job at all: gone from the outbox, nothing in `status`."""
+    text = home.path.read_text(encoding="utf-8")
+    home.path.write_text(
+        text.replace("[targets.pixiv]\n", "[targets.pixiv]\nenabled = false\n"), encoding="utf-8"
+    )
+    cfg = config.load(home.path)
+    img = drop("p.png", artwork())
+    drop("p.toml", b'targets = ["pixiv"]\n')
+    [result] = scan(cfg)
+    assert result.outcome == "waiting" and "no enabled target" in (result.reason or "")
+    assert img.exists() and all_jobs(cfg) == []
+    home.path.write_text(text, encoding="utf-8")  # enabled again: taken
+    [result] = scan(config.load(home.path))
+    assert result.outcome == "queued" and [j.target for j in all_jobs(cfg)] == ["pixiv"]

@@ -20,14 +20,14 @@ from poster.errors import RenderError
 from poster.platforms.local import LocalAdapter
 from poster.platforms.x import XAdapter
 from poster.render import render, simulate
-from tests.conftest import CORPUS, run_cli
+from tests.conftest import data_path, run_cli
 
 KEY = bytes(range(32))
 MARK_ID = 0x5F3A_1234_ABCD
 
 
 def painting(size: tuple[int, int] = (900, 1200), mode: str = "RGB") -> Image.Image:
-    with Image.open(CORPUS / "revoy_forest_painting.jpg") as im:
+    with Image.open(data_path("revoy_forest_painting.jpg")) as im:
         out = im.convert("RGB").resize(size, Image.Resampling.LANCZOS)
     if mode == "RGBA":  # an oval cut-out: transparent corners
         w, h = size
@@ -122,7 +122,7 @@ def test_art_the_blind_read_cannot_carry_is_posted_traceable_with_its_original(h
     at the invisible strength, so that is what gets posted."""
     from poster.mark import informed
 
-    with Image.open(CORPUS / "dcss_pixel_atlas_alpha.png") as im:
+    with Image.open(data_path("dcss_pixel_atlas_alpha_top.png")) as im:
         src = im.convert("RGBA")
     r = render(
         src, source_format="PNG", policy=policy(home, "heavy"), caps=XAdapter.capabilities,

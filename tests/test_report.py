@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageFilter, ImageOps
 
 from poster import cli, config, markkey, store
-from tests.conftest import CORPUS, artwork, run_cli
+from tests.conftest import artwork, data_path, run_cli
 
 
 class Page(HTMLParser):
@@ -48,7 +48,7 @@ def parse(path: Path) -> Page:
 def posted(tmp_path_factory: pytest.TempPathFactory) -> tuple[config.Config, list[dict[str, Any]]]:
     home = config.load(cli.init_home(tmp_path_factory.mktemp("report") / "home"))
     dest = home.outbox / "forest.jpg"
-    dest.write_bytes((CORPUS / "revoy_forest_painting.jpg").read_bytes())
+    dest.write_bytes(data_path("revoy_forest_painting.jpg").read_bytes())
     os.utime(dest, (time.time() - 3600,) * 2)
     code, out, err = run_cli("run", "--once", "--now", cfg=home)
     assert code == 0, out + err

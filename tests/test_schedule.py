@@ -267,6 +267,57 @@ def test_run_once_now_ignores_pacing(tmp_path: Path) -> None:
     assert code == 0 and "SCHEDULED" in out
 
 
+def test_run_now_never_posts_before_the_release_date_the_sidecar_sets(tmp_path: Path) -> None:
+    """CONTRACT: `--now` ignores slots and pacing, never the time the artist wrote (`at`, a
+    release date). `poster release JOB` is the explicit way to post such a job earlier."""
+    cfg = make_home(
+        tmp_path,
+        '[targets.x]\nadapter = "local"\npolicy = "bare"\nslots = ["mon 09:00"]\n'
+        '[targets.pixiv]\nadapter = "local"\npolicy = "bare"\ndelay_minutes = 60\n',
+    )
+    drop(cfg, "soon.png", 1)
+    drop(cfg, "release.png", 2, 'at = "2099-01-01T19:00:00+09:00"\n')
+    code, out, err = run_cli("run", "--once", "--now", cfg=cfg)
+    assert code == 0, err
+
+    def states() -> dict[tuple[str, str], jobs.State]:
+        with store.connect(cfg.db_path) as conn:
+            return {(j.name, j.target): j.state for j in jobs.all_jobs(conn)}
+
+    assert states() == {
+        ("soon.png", "x"): jobs.State.POSTED,  # its slot ignored
+        ("soon.png", "pixiv"): jobs.State.POSTED,  # its delay ignored
+        ("release.png", "x"): jobs.State.PENDING,
+        ("release.png", "pixiv"): jobs.State.PENDING,
+    }
+    with store.connect(cfg.db_path) as conn:
+        waiting = {j.target: j for j in jobs.all_jobs(conn) if j.name == "release.png"}
+    assert store.iso(waiting["x"].scheduled_at) == "2099-01-01T10:00:00+00:00"
+    line = f"waiting  job {waiting['x'].id} release.png → x: release date 2099-01-01 19:00 (sidecar `at`)"
+    assert line in out and f"`poster release {waiting['x'].id}` posts it earlier" in out
+
+    # "try again" keeps the release date; only `release` posts earlier
+    assert run_cli("cancel", str(waiting["pixiv"].id), cfg=cfg)[0] == 0
+    code, out, err = run_cli("retry", str(waiting["pixiv"].id), cfg=cfg)
+    assert code == 0 and "release date 2099-01-01T19:00:00+09:00" in out, err
+    code, out, err = run_cli("release", str(waiting["x"].id), cfg=cfg)
+    assert code == 0 and "released: it goes out at the next run instead of 2099-01-01 19:00" in out, err
+    code, out, err = run_cli("run", "--once", "--now", cfg=cfg)
+    assert code == 0, err
+    assert states()[("release.png", "x")] is jobs.State.POSTED
+    assert states()[("release.png", "pixiv")] is jobs.State.PENDING
+
+    code, _out, err = run_cli("release", str(waiting["x"].id), cfg=cfg)  # posted: nothing to release
+    assert code != 0 and "only a pending or ready job can be released" in err
+
+
+def test_release_is_in_the_help_of_run_now() -> None:
+    code, out, _err = run_cli("run", "--help")
+    assert code == 0 and "release date" in out and "poster release" in out
+    code, out, _err = run_cli("release", "--help")
+    assert code == 0 and "run --once --now" in out
+
+
 # -- the daemon's clock ------------------------------------------------------------------------
 def test_daemon_wakes_for_the_next_due_job_and_stops(tmp_path: Path) -> None:
     """The tick asks to run again in 0.3 s although the scan interval is 30 s: the daemon

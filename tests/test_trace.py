@@ -15,12 +15,12 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from poster import cli, config, fingerprint, ledger, markkey, store, trace
-from tests.conftest import CORPUS, artwork, run_cli
+from tests.conftest import artwork, data_path, run_cli
 
 POSTED = ("revoy_forest_painting.jpg", "kodim23.png")
 UNRELATED = (
     "revoy_chaosah_family.jpg",
-    "kodim05.png",
+    "kodim05.jpg",
     "kenney_flat_castles_bg.png",
     "revoy_pencil_sketch.jpeg",
 )
@@ -28,11 +28,11 @@ UNRELATED = (
 
 @pytest.fixture(scope="module")
 def posted(tmp_path_factory: pytest.TempPathFactory) -> tuple[config.Config, list[dict[str, Any]]]:
-    """One poster home with two corpus artworks posted to x (heavy), pixiv and xfolio (light)."""
+    """One poster home with two real artworks posted to x (heavy), pixiv and xfolio (light)."""
     home = config.load(cli.init_home(tmp_path_factory.mktemp("trace") / "home"))
     for name in POSTED:
         dest = home.outbox / name
-        dest.write_bytes((CORPUS / name).read_bytes())
+        dest.write_bytes(data_path(name).read_bytes())
         old = time.time() - 3600
         os.utime(dest, (old, old))
     code, out, err = run_cli("run", "--once", "--now", cfg=home)
@@ -142,7 +142,7 @@ def test_unrelated_art_does_not_match(posted: Any, tmp_path: Path) -> None:
     home, _ = posted
     files = []
     for name in UNRELATED:
-        with Image.open(CORPUS / name) as im:
+        with Image.open(data_path(name)) as im:
             files.append(save(tmp_path, f"u-{Path(name).stem}.jpg", im.convert("RGB")))
     files.append(save(tmp_path, "synthetic.jpg", artwork((800, 600), seed=7)))
     files.append(save(tmp_path, "flat.jpg", Image.new("RGB", (500, 400), (200, 190, 180))))
@@ -223,7 +223,7 @@ def test_an_id_from_elsewhere_is_reported_not_matched(posted: Any, tmp_path: Pat
 
     home, _ = posted
     key = markkey.load(home.data_dir)
-    with Image.open(CORPUS / "kodim04.png") as im:  # never posted here
+    with Image.open(data_path("kodim04.jpg")) as im:  # never posted here
         marked = mark.embed(im.convert("RGB"), 0xABCDEF123456, key=key, strength=2.0)
     if mark.extract(marked, key=key) != 0xABCDEF123456:
         pytest.skip("the codec cannot read its own mark on this image (codec under work)")

@@ -7,7 +7,6 @@ cheap authenticated call (`Adapter.check`) and reports, in plain words, what is 
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,7 +49,7 @@ def check_target(name: str, adapter: str, settings: Mapping[str, Any], data_dir:
     except UserError as exc:  # bad settings
         result = CheckResult(False, str(exc))
     except Exception as exc:  # a bug in an adapter: say so, keep checking the others
-        log.debug("doctor: %s crashed:\n%s", name, traceback.format_exc())
+        log.debug("doctor: %s crashed", name, exc_info=True)
         result = CheckResult(False, f"internal error in the {adapter} adapter: {type(exc).__name__}: {exc}")
     message = secrets.mask(result.message, _known_values(name, cls.credential_fields))
     return TargetReport(name, adapter, result.ok, message, sources)

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageOps
 from poster.mark import embed, extract, informed
 from poster.mark.codec import tile_period
 from poster.mark.informed import extract_informed
-from tests.conftest import CORPUS
+from tests.conftest import data_path
 
 from .images import photo_like, with_alpha
 
@@ -125,7 +125,7 @@ def test_exact_chain_fit_finds_the_subpixel_offset():
 def test_lossy_flat_art_is_reread_where_the_mark_survived():
     # WebP wipes the weak mark out of flat colour and keeps it near edges; the first read
     # fails its CRC, the re-weighted one (by the tentative answer's local match) reads it
-    art = Image.open(CORPUS / "kenney_flat_castles_bg.png")
+    art = Image.open(data_path("kenney_flat_castles_bg.png"))
     payload = 0x53B4_7482_B834
     m = embed(art, payload, key=b"benchmark-key")
     buf = io.BytesIO()

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
 from poster.mark import PAYLOAD_BITS, MarkError, embed, extract, extract_detail
+from tests.conftest import data_path
 
 from .images import photo_like, with_alpha
 
 KEY = b"test-key-1"
 PAYLOAD = 0xA5C3_1234_9F0E
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 
 
 def jpeg(im: Image.Image, q: int) -> Image.Image:
@@ -143,16 +142,14 @@ def test_strength_scales_the_mark(photo, marked):
         embed(photo, PAYLOAD, key=KEY, strength=0)
 
 
-@pytest.mark.skipif(not (CORPUS / "kodim23.png").exists(), reason="shared corpus not present")
 def test_corpus_photo_jpeg80():
-    im = Image.open(CORPUS / "kodim23.png")
+    im = Image.open(data_path("kodim23.png"))
     m = embed(im, PAYLOAD, key=KEY)
     assert extract(jpeg(m, 80), key=KEY) == PAYLOAD
 
 
-@pytest.mark.skipif(not (CORPUS / "sachi_standing_alpha.png").exists(), reason="no corpus")
 def test_corpus_transparent_art_flattened_jpeg():
-    im = Image.open(CORPUS / "sachi_standing_alpha.png")  # full size: transparent art is sparse
+    im = Image.open(data_path("sachi_standing_alpha.webp"))  # full size: transparent art is sparse
     m = embed(im, PAYLOAD, key=KEY)
     assert m.mode == "RGBA"
     flat = Image.new("RGB", m.size, (255, 255, 255))

@@ -14,7 +14,7 @@ from poster.platforms.local import LocalAdapter
 from poster.protect import StepContext, build_step, quality
 from poster.protect.metadata import DATA_MINING
 from poster.protect.watermark import Watermark
-from tests.conftest import CORPUS, artwork
+from tests.conftest import artwork, data_path
 
 CAPS = LocalAdapter.capabilities
 
@@ -24,7 +24,7 @@ def ctx(seed: int = 1, artist: str = "Taro Yamada") -> StepContext:
 
 
 def painting(side: int = 512) -> Image.Image:
-    with Image.open(CORPUS / "kodim23.png") as im:
+    with Image.open(data_path("kodim23.png")) as im:
         return im.convert("RGB").resize((side, side))
 
 
@@ -109,7 +109,7 @@ def test_watermark_warp_bends_the_marks() -> None:
 def test_watermark_off_and_logo_and_alpha() -> None:
     im = painting(300)
     assert build_step("watermark", {"density": 0}, "t").apply(im, ctx()).tobytes() == im.tobytes()
-    logo = CORPUS / "peppercarrot_logo_alpha.png"
+    logo = data_path("peppercarrot_logo_alpha.png")
     out = build_step("watermark", {"image": str(logo), "density": 0.3}, "t").apply(im, ctx())
     assert out.tobytes() != im.tobytes()
     rgba = artwork((300, 300), mode="RGBA", seed=2)

@@ -592,6 +592,7 @@ def _summary_table(entries: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from poster import trace as trace_mod
     from poster.i18n import _
 
     table = Table(title=_("summary"))
@@ -607,16 +608,16 @@ def _summary_table(entries: list[dict[str, Any]]) -> None:
         score = exact["score"] if exact else art.get("score")
         cells = (
             Path(r["file"]).name,
-            _(verdict),
+            _(trace_mod.VERDICT_LABEL.get(verdict, verdict)),
             f"{exact['target']} {exact['id']}" if exact else "—",
             str(art.get("name") or "—"),
             method or "—",
             f"{score:.2f}" if isinstance(score, float | int) else "—",
         )
         table.add_row(*(_rich_text(c) for c in cells))
-    console = Console(file=click.get_text_stream("stdout"), width=120)
+    console = Console(file=sys.stdout, width=120)
     console.print(table)
-    say(", ".join(f"{_(k)}: {v}" for k, v in sorted(counts.items())))
+    say(", ".join(f"{_(trace_mod.VERDICT_LABEL.get(k, k))}: {v}" for k, v in sorted(counts.items())))
 
 
 @cli.group(name="ledger")

@@ -278,7 +278,8 @@ def test_hidden_id_read_with_the_original_when_the_blind_read_fails(posted: Any,
                     code, _, err = run_cli("trace", str(suspect_path), "--report", str(report_dir), cfg=home)
                     assert code == 0, err
                     page = (report_dir / "index.html").read_text()
-                    assert f"The hidden ID {row['id']} read from this image with the artwork" in page
+                    assert f"carries the hidden ID {row['id']}" in page
+                    assert "with your archived original" in page
                 read_with_original.append(row["target"])
     finally:
         conn.close()

@@ -180,3 +180,27 @@ def test_a_crash_leaves_a_usable_index(tmp_path: Path) -> None:
     assert sorted(rebuilt.keys()) == sorted(idx.keys())
     assert json.loads((root / features.MANIFEST).read_text())["covered"] == 2
     assert not (root / "seg-999999.tmp").exists()
+
+
+@pytest.mark.parametrize("attack", ["turn 7 degrees + crop", "mirror + downscale"])
+def test_two_images_matched_directly(attack: str) -> None:
+    """match_images (the evidence report's own geometry, no index): the same map as the
+    truth, mirror included; nothing for an unrelated pair."""
+    art = ART[f"{4:064x}"]
+    w, h = art.size
+    if attack == "mirror + downscale":
+        suspect = jpeg(ImageOps.mirror(art).resize((450, 350)), 75)
+        true_h = np.array([[-0.5, 0, 450], [0, 0.5, 0], [0, 0, 1.0]])
+    else:
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), 7, 0.8)
+        turned = cv2.warpAffine(np.asarray(art), m, (w, h))
+        suspect = jpeg(Image.fromarray(turned).crop((150, 100, 750, 600)))
+        true_h = np.array([[1, 0, -150], [0, 1, -100], [0, 0, 1.0]]) @ np.vstack([m, [0, 0, 1]])
+    hit = features.match_images(art, suspect)
+    assert hit is not None and hit.mirrored == (attack == "mirror + downscale")
+    assert hit.inliers >= features.MIN_INLIERS and len(hit.pairs) == hit.inliers
+    assert _corners_error(hit, true_h, (w, h)) < 0.03 * max(suspect.size)
+    # the pairs are where the map says: original points projected land on the copy's points
+    projected = features._project(hit.homography, hit.pairs[:, :2].astype(np.float64))
+    assert np.median(np.abs(projected - hit.pairs[:, 2:])) < 3
+    assert features.match_images(art, jpeg(photo_like(700, 700, 6001))) is None

@@ -58,6 +58,7 @@ from poster.trace import (
     READ_GEOMETRY,
     REWORK,
     UNPOSTED,
+    VERDICT_LABEL,
     Match,
     Result,
     variant_path,
@@ -732,7 +733,7 @@ def _images_section(ev: Evidence) -> str:
 def _details_section(ev: Evidence) -> str:
     r = ev.result
     art = r.artwork
-    rows: list[tuple[str, Any]] = [(_("verdict"), r.verdict)]
+    rows: list[tuple[str, Any]] = [(_("verdict"), _(VERDICT_LABEL.get(r.verdict, r.verdict)))]
     if art is not None:
         rows += [
             (_("artwork"), f"{art.name or '—'} (SHA-256 {art.key})"),

@@ -279,8 +279,10 @@ def test_rework_report_compares_thumbnails(posted: Any, tmp_path: Path) -> None:
 
 
 def test_a_page_per_image_and_a_tampered_ledger(posted: Any, tmp_path: Path) -> None:
-    """Several images: one page each (01-…, 02-…). The ledger was tampered with: every page
-    says so. An unrelated image's page says "No match" and shows no registration."""
+    """Several images: one page each (01-…, 02-…, 03-…). The ledger was tampered with: every
+    page says so. An unrelated image's page says "No match" and shows no registration. A plain
+    re-save of the post is named by the blind read, which says nothing about where the copy
+    sits: the page finds that itself by matching the copy's and the original's keypoints."""
     home, rows = posted
     row = next(r for r in rows if r["target"] == "x")
     im = published(row)
@@ -296,11 +298,16 @@ def test_a_page_per_image_and_a_tampered_ledger(posted: Any, tmp_path: Path) -> 
         out_dir = tmp_path / "ev"
         unrelated = tmp_path / "other.png"
         artwork(seed=9).save(unrelated)
-        code, out, err = run_cli("trace", str(suspect), str(unrelated), "--report", str(out_dir), cfg=home)
+        plain = tmp_path / "plain.jpg"
+        im.save(plain, quality=85)
+        files = (str(suspect), str(unrelated), str(plain))
+        code, out, err = run_cli("trace", *files, "--report", str(out_dir), cfg=home)
         assert code == 0, err
         first = out_dir / "01-repost" / "index.html"
         second = out_dir / "02-other" / "index.html"
-        assert f"evidence report: {first}" in out and f"evidence report: {second}" in out
+        third = out_dir / "03-plain" / "index.html"
+        for page in (first, second, third):
+            assert f"evidence report: {page}" in out
         text = parse(first).words
         assert "FAILED" in text and "row 3" in text
         assert "forest.jpg" in text  # the artwork is found, however far the evidence goes
@@ -308,6 +315,17 @@ def test_a_page_per_image_and_a_tampered_ledger(posted: Any, tmp_path: Path) -> 
         other = parse(second)
         assert "No match" in other.words and "FAILED" in other.words
         assert "registered.png" not in other.images and not (out_dir / "02-other" / "original.jpg").exists()
+        blind = parse(third)
+        assert f"Exact post: the x post of {row['posted_at']}" in blind.words
+        assert "blind: from the copy alone" in blind.words and "FAILED" in blind.words
+        assert (
+            "found for this report by matching the keypoints of the copy and of the original" in blind.words
+        )
+        assert {"registered.png", "reference.png", "keypoints.jpg"} <= set(blind.images)
+        assert (
+            close_fraction(out_dir / "03-plain" / "registered.png", out_dir / "03-plain" / "reference.png")
+            > 0.9
+        )
         check_self_contained_and_secret_free(out_dir, home, [])
     finally:
         conn = store.connect(home.db_path)

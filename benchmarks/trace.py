@@ -374,6 +374,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="calibration worker processes")
     args = ap.parse_args()
     only = set(args.only or ("attacks", "scale", "calibration"))
+    if not CORPUS.is_dir():  # every table posts or indexes the corpus's art
+        ap.error(f"{CORPUS}: the test-art corpus is not beside this repository")
     import trace_round2 as r2
 
     if "attacks" in only:

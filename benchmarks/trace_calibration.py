@@ -246,7 +246,12 @@ def _work(item: tuple[str, str, str], local: bool = True) -> dict[str, Any]:
         return {"id": qid, "skip": "unreadable or tiny"}
     rng = np.random.default_rng(int(hashlib.sha256(qid.encode()).hexdigest()[:8], 16))
     x = im if aug == "as is" else AUGMENT[aug](im, rng)
-    rec = {"id": qid, **scores(x, local=local), "size": list(x.size), "cpu": round(time.process_time() - t, 3)}
+    rec = {
+        "id": qid,
+        **scores(x, local=local),
+        "size": list(x.size),
+        "cpu": round(time.process_time() - t, 3),
+    }
     rec["v"] = 2 if local else "global"
     return rec
 

@@ -1227,6 +1227,8 @@ def restore(backup_dir: Path, data_dir: Path) -> list[str]:
             ).format(count=r.held)
         )
     return lines
+
+
 def trace_images(
     config: Config,
     conn: sqlite3.Connection,

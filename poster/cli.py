@@ -587,9 +587,8 @@ def ui(obj: Ctx, host: str, port: int, no_browser: bool, no_daemon: bool, allow_
 def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | None) -> None:
     """Which post did each IMAGE come from? IMAGE: files, folders (every image in them), or
     - for image bytes on standard input."""
-    from poster import actions
+    from poster import actions, timestamps
     from poster import report as report_mod
-    from poster import timestamps
     from poster import trace as trace_mod
     from poster.i18n import _
 
@@ -653,9 +652,17 @@ def _trace_progress(total: int) -> Iterator[Any]:
         task = bar.add_task(_("tracing"), total=total)
 
         def step(done: int, _total: int, name: str) -> None:
-            bar.update(task, completed=done, description=Path(name).name[:40])
+            bar.update(task, completed=done, description=_rich_text(Path(name).name[:40]))
 
         yield step
+
+
+def _rich_text(text: str) -> str:
+    """Outside text (a file name) for a rich cell: control characters escaped as `say` does,
+    and `[` not read as rich markup."""
+    from rich.markup import escape
+
+    return escape(safe(text))
 
 
 def _stderr_console() -> Any:
@@ -728,8 +735,9 @@ def _print_traced(entries: list[dict[str, Any]]) -> None:
 
 def _summary_table(entries: list[dict[str, Any]]) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+
+    from poster import trace as trace_mod
 
     table = Table(title=_("summary"))
     for col in (_("file"), _("verdict"), _("post"), _("artwork"), _("method"), _("score")):
@@ -742,17 +750,18 @@ def _summary_table(entries: list[dict[str, Any]]) -> None:
         art = r.get("artwork") or {}
         method = exact["method"] if exact else art.get("method", "")
         score = exact["score"] if exact else art.get("score")
-        table.add_row(
-            escape(safe(Path(r["file"]).name)),  # names from outside: no control characters, no markup
-            _(verdict),
+        cells = (
+            Path(r["file"]).name,
+            _(trace_mod.VERDICT_LABEL.get(verdict, verdict)),
             f"{exact['target']} {exact['id']}" if exact else "—",
-            escape(safe(art.get("name") or "—")),
+            art.get("name") or "—",
             method or "—",
             f"{score:.2f}" if isinstance(score, float | int) else "—",
         )
-    console = Console(file=click.get_text_stream("stdout"), width=120)
+        table.add_row(*(_rich_text(c) for c in cells))
+    console = Console(file=sys.stdout, width=120)
     console.print(table)
-    say(", ".join(f"{_(k)}: {v}" for k, v in sorted(counts.items())))
+    say(", ".join(f"{_(trace_mod.VERDICT_LABEL.get(k, k))}: {v}" for k, v in sorted(counts.items())))
 
 
 @cli.group(name="ledger")

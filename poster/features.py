@@ -700,6 +700,52 @@ def _simplest(H: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return H
 
 
+PAIR_KEEP = 2000  # keypoints per image when two images are matched directly
+PAIR_RATIO = 0.8  # Lowe's ratio test for a direct match
+
+
+def match_images(original: Image.Image, suspect: Image.Image, *, mirror: bool = True) -> Hit | None:
+    """The geometry of `suspect` as a copy of `original`, found without the index: both
+    images' keypoints matched directly (nearest neighbour, ratio test), then the same RANSAC
+    fit and plausibility test as `FeatureIndex.search`. For the evidence report, when the copy
+    was named by its hidden ID and the index was never asked where it sits. `key` is empty."""
+    cv2 = _cv2()
+    fo = extract(original, keep=PAIR_KEEP)
+    fs = extract(suspect, keep=PAIR_KEEP)
+    if len(fo) < MIN_INLIERS or len(fs) < MIN_INLIERS:
+        return None
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    for flipped in (False, True) if mirror else (False,):
+        g = mirrored(fs) if flipped else fs
+        pairs = matcher.knnMatch(fo.desc, g.desc, k=2)
+        good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < PAIR_RATIO * m[1].distance]
+        if len(good) < MIN_INLIERS:
+            continue
+        src = fo.xy[[m.queryIdx for m in good]].astype(np.float32)
+        dst = g.xy[[m.trainIdx for m in good]].astype(np.float32)
+        H, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, RANSAC_PX, maxIters=2000, confidence=0.999)
+        if H is None or mask is None:
+            continue
+        inl = mask.ravel().astype(bool)
+        n_inl = int(inl.sum())
+        if n_inl < MIN_INLIERS or not _plausible(H, fo.size, g.size):
+            continue
+        Hp = np.diag([1 / fs.scale, 1 / fs.scale, 1.0]) @ H @ np.diag([fo.scale, fo.scale, 1.0])
+        pts_o = src[inl] / fo.scale
+        pts_s = dst[inl] / fs.scale
+        if flipped:
+            width = fs.size[0] / fs.scale
+            Hp = np.array([[-1.0, 0.0, width], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ Hp
+            pts_s = pts_s.copy()
+            pts_s[:, 0] = width - pts_s[:, 0]
+        hit = Hit(
+            "", n_inl, len(good), Hp / Hp[2, 2], flipped, np.hstack([pts_o, pts_s]).astype(np.float32),
+            _coverage(H, fo.size, g.size),
+        )  # fmt: skip
+        return hit  # as seen; the mirror is only tried when nothing was found
+    return None
+
+
 def _corners(size: tuple[float, float]) -> np.ndarray:
     w, h = size
     return np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)

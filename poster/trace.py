@@ -134,13 +134,24 @@ ARTWORK = "artwork only"
 UNPOSTED = "not from any post"
 REWORK = "likely rework"
 NOTHING = "no match"
-VERDICT_TEXT = {  # the human wording (translated where shown)
+VERDICT_LABEL = {  # short labels for tables (translated where shown); the JSON keeps the keys
     EXACT: N_("exact post"),
-    ARTWORK: N_("your artwork; which post cannot be told"),
-    UNPOSTED: N_("your artwork, not from any post as posted"),
-    REWORK: N_("likely rework of your artwork"),
+    ARTWORK: N_("artwork only"),
+    UNPOSTED: N_("not from any post"),
+    REWORK: N_("likely rework"),
     NOTHING: N_("no match"),
+    "error": N_("error"),
 }
+
+
+# how a hidden ID was read (Result.id_read); every read passed the key-salted CRC-32
+READ_BLIND = "blind"  # from the copy alone
+READ_GEOMETRY = "original, found geometry"  # with the original, through the local features' map
+READ_ORIGINAL = "original"  # with the original, registered by informed's own search
+
+
+def _foreign_id(payload: int) -> str:
+    return _("a hidden ID ({id}) was read but is not in this ledger").format(id=ledger.format_id(payload))
 
 
 @dataclass(frozen=True)
@@ -186,6 +197,7 @@ class Result:
     verdict: str = ""
     artwork: Artwork | None = None
     layers: dict[str, Any] | None = None  # the visible-layer comparison, when one was made
+    id_read: str | None = None  # how `hidden_id` was read: READ_BLIND | READ_GEOMETRY | READ_ORIGINAL
 
     def __post_init__(self) -> None:
         if not self.verdict:
@@ -198,6 +210,13 @@ class Result:
             out["artwork"] = self.artwork.to_json()
         if self.layers is not None:
             out["layers"] = self.layers
+        if self.hidden_id is not None:
+            out["hidden_id"] = {
+                "id": ledger.format_id(self.hidden_id),
+                "read": self.id_read,
+                "mirrored": self.hidden_id_mirrored,
+                "in_ledger": any(m.method == "hidden-id" for m in self.matches),
+            }
         return out
 
 
@@ -214,12 +233,12 @@ def load_suspect(path: Path) -> Image.Image:
     data = imaging.read_file(path)
     im = imaging.open_image(data, str(path))
     if im.size[0] * im.size[1] > MAX_TRACE_PIXELS:
-        raise InputError(f"{path}: image too large to trace")
+        raise InputError(_("{file}: image too large to trace").format(file=path))
     try:
         im.load()
         im = ImageOps.exif_transpose(im) or im
     except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"{path}: damaged image ({exc})") from None
+        raise InputError(_("{file}: damaged image ({reason})").format(file=path, reason=exc)) from None
     return im.convert("RGBA").convert("RGB") if im.mode in ("P", "LA", "PA") else im.convert("RGB")
 
 
@@ -304,23 +323,29 @@ class Tracer:
                     post="exact",
                 )  # fmt: skip
                 art = by_features.artwork if by_features is not None else None
-                return Result([m], found, mirrored, verdict=EXACT, artwork=art)
+                return Result([m], found, mirrored, verdict=EXACT, artwork=art, id_read=READ_BLIND)
         notes = []
         if found is not None:
-            notes.append(f"a hidden ID ({ledger.format_id(found)}) was read but is not in this ledger")
+            notes.append(_foreign_id(found))
+        foreign: Result | None = None  # an ID read with the original that this ledger never issued
         result = by_features
         if result is None:
             result = self.perceptual(image)
             if found is None and result.matches:
                 informed = self._read_with_original(image, result.matches)
-                if informed is not None:
+                if informed is not None and informed.matches:
                     return informed
+                foreign = informed
             if result.matches:
                 result = self._perceptual_verdict(image, result)
             else:
                 result = self._rework(image, result)
-        if result.hidden_id is None:
-            result.hidden_id, result.hidden_id_mirrored = found, mirrored
+        if result.hidden_id is None and found is not None:
+            result.hidden_id, result.hidden_id_mirrored, result.id_read = found, mirrored, READ_BLIND
+        elif result.hidden_id is None and foreign is not None:
+            result.hidden_id, result.hidden_id_mirrored = foreign.hidden_id, foreign.hidden_id_mirrored
+            result.id_read = foreign.id_read
+            notes += foreign.notes
         result.notes = notes + result.notes
         return result
 
@@ -336,19 +361,24 @@ class Tracer:
         hits = index.search(features.extract_query(image))
         if not hits:
             return None
-        for hit in hits[:INFORMED_TRIES]:
+        tries = hits[:INFORMED_TRIES]
+        for hit in tries:
             rows = self._rows_of(hit.key)
             art = Artwork(
                 hit.key, self._artwork_name(hit.key), "features", features_score(hit.inliers), hit.mirrored,
                 hit.homography, hit.inliers, hit.pairs,
             )  # fmt: skip
-            if read_id and rows:
-                got = self._informed(image, hit.key, rows, hit.homography)
-                if got is not None:
-                    got.artwork = art
-                    return got
-            if rows or hit is hits[-1] or hit is hits[INFORMED_TRIES - 1]:
-                return self._artwork_verdict(image, art, rows)
+            got = self._informed(image, hit.key, rows, hit.homography) if read_id and rows else None
+            if got is not None and got.matches:
+                got.artwork = art
+                return got
+            if rows or hit is tries[-1]:  # an artwork without posts: try the next one
+                verdict = self._artwork_verdict(image, art, rows)
+                if got is not None:  # an ID this ledger never issued: said, never matched
+                    verdict.hidden_id, verdict.hidden_id_mirrored = got.hidden_id, got.hidden_id_mirrored
+                    verdict.id_read = got.id_read
+                    verdict.notes = got.notes + verdict.notes
+                return verdict
         return None
 
     def _artwork_verdict(self, image: Image.Image, art: Artwork, rows: list[dict[str, Any]]) -> Result:
@@ -360,7 +390,7 @@ class Tracer:
             return Result([], verdict=UNPOSTED, artwork=art, layers=layers)
         if not rows:  # archived, never posted (yet)
             return Result(
-                [], verdict=UNPOSTED, artwork=art, layers=layers, notes=["this artwork has no posts"]
+                [], verdict=UNPOSTED, artwork=art, layers=layers, notes=[_("this artwork has no posts")]
             )
         if layers is not None and layers["verdict"] == EXACT:
             best = layers["post"]
@@ -459,6 +489,10 @@ class Tracer:
         ref = self._original(key)
         if ref is None:
             return None
+        # whether the read goes through the found geometry (informed.extract_informed falls
+        # back to its own registration search when the map gives no usable view)
+        view = None if geometry is None else informed.known_view(image, ref.size, np.asarray(geometry, float))
+        how = READ_ORIGINAL if view is None else READ_GEOMETRY
         tried: set[tuple[tuple[int, int] | None, str]] = set()
         for row in rows:
             size = marked_size(self.conn, row)
@@ -477,13 +511,12 @@ class Tracer:
                 continue
             hit_row = ledger.find(self.conn, d.payload)
             if hit_row is None:
-                note = f"a hidden ID ({ledger.format_id(d.payload)}) was read but is not in this ledger"
-                return Result([], d.payload, d.mirrored, notes=[note])
+                return Result([], d.payload, d.mirrored, notes=[_foreign_id(d.payload)], id_read=how)
             m = Match(
                 hit_row["id"], hit_row["target"], hit_row["url"], hit_row["posted_at"], "hidden-id", 1.0,
                 hit_row, d.mirrored, via="read with the original", post="exact",
             )  # fmt: skip
-            return Result([m], d.payload, d.mirrored, verdict=EXACT)
+            return Result([m], d.payload, d.mirrored, verdict=EXACT, id_read=how)
         return None
 
     def _read_with_original(self, image: Image.Image, matches: list[Match]) -> Result | None:
@@ -553,7 +586,7 @@ class Tracer:
     def perceptual(self, image: Image.Image) -> Result:
         q = fingerprint.query(image)
         if q.quality < fingerprint.MIN_QUALITY:
-            return Result([], quality=q.quality, notes=["the image is too flat to compare perceptually"])
+            return Result([], quality=q.quality, notes=[_("the image is too flat to compare perceptually")])
         idx = self.index
         if len(idx) == 0:
             return Result([], quality=q.quality)

@@ -1,4 +1,4 @@
-"""Synthetic test images shared by the tests and the benchmarks (numpy + Pillow only, so a
+"""Synthetic test images used by both the tests and the benchmarks (numpy + Pillow only, so a
 benchmark environment without pytest can import it)."""
 
 from __future__ import annotations

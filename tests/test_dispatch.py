@@ -23,7 +23,7 @@ from tests.conftest import artwork, run_cli
 
 
 class ScriptedAdapter(Adapter):
-    """Answers from `script` (a list shared by the test), records every post."""
+    """Answers from `script` (a list the test holds too), records every post."""
 
     name = "scripted"
     capabilities = Capabilities(max_bytes=50_000_000, formats=("PNG",), images_per_post=4)

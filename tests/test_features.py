@@ -129,11 +129,17 @@ def _home(tmp_path: Path, n: int) -> tuple[sqlite3.Connection, Path]:
     return conn, data
 
 
+def _archived(i: int) -> Image.Image:
+    # photo-like texture: enough keypoints at this small size (a flat synthetic painting of
+    # 400 x 300 may have fewer than MIN_INLIERS, and then nothing can find it)
+    return photo_like(400, 300, 300 + i)
+
+
 def _add_original(conn: sqlite3.Connection, data: Path, i: int) -> str:
     key = f"{i:064x}"
     rel = f"archive/{key[:2]}/{key}.png"
     (data / rel).parent.mkdir(parents=True, exist_ok=True)
-    photo_like(400, 300, 300 + i).save(data / rel)  # textured: enough keypoints at 400 px
+    _archived(i).save(data / rel)
     conn.execute(
         "INSERT INTO originals (artwork_id, idx, name, sha256, archive_path) VALUES (1, ?, ?, ?, ?)",
         (i, f"{i}.png", key, rel),
@@ -154,9 +160,10 @@ def test_update_is_incremental_and_merges_segments(tmp_path: Path) -> None:
     assert len(idx.segments) <= 3  # similar-sized segments were merged
     seg_dirs = sorted(p.name for p in (data / features.INDEX_DIR).iterdir() if p.is_dir())
     assert seg_dirs == sorted(idx.manifest["segments"])  # merged-away folders removed
-    im = photo_like(400, 300, 305)
-    hits = idx.search(features.extract(jpeg(im, 90), keep=features.QUERY_KEEP))
-    assert hits and hits[0].key == f"{5:064x}"
+    # every original is found as itself: image numbers stay right through the merges
+    for i in range(7):
+        hits = idx.search(features.extract(jpeg(_archived(i), 90), keep=features.QUERY_KEEP))
+        assert hits and hits[0].key == f"{i:064x}", (i, [(h.key[-2:], h.inliers) for h in hits])
 
 
 def test_missing_archive_file_is_skipped_then_retried(tmp_path: Path) -> None:
@@ -207,3 +214,27 @@ def test_stop_words_and_batched_reads(index: features.FeatureIndex, monkeypatch:
     assert len(index.matches(f)[0]) == 0
     index._longest = None
     assert index.longest_list == features.MIN_LIST_CAP  # a small index: nothing is a stop word
+
+
+@pytest.mark.parametrize("attack", ["turn 7 degrees + crop", "mirror + downscale"])
+def test_two_images_matched_directly(attack: str) -> None:
+    """match_images (the evidence report's own geometry, no index): the same map as the
+    truth, mirror included; nothing for an unrelated pair."""
+    art = ART[f"{4:064x}"]
+    w, h = art.size
+    if attack == "mirror + downscale":
+        suspect = jpeg(ImageOps.mirror(art).resize((450, 350)), 75)
+        true_h = np.array([[-0.5, 0, 450], [0, 0.5, 0], [0, 0, 1.0]])
+    else:
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), 7, 0.8)
+        turned = cv2.warpAffine(np.asarray(art), m, (w, h))
+        suspect = jpeg(Image.fromarray(turned).crop((150, 100, 750, 600)))
+        true_h = np.array([[1, 0, -150], [0, 1, -100], [0, 0, 1.0]]) @ np.vstack([m, [0, 0, 1]])
+    hit = features.match_images(art, suspect)
+    assert hit is not None and hit.mirrored == (attack == "mirror + downscale")
+    assert hit.inliers >= features.MIN_INLIERS and len(hit.pairs) == hit.inliers
+    assert _corners_error(hit, true_h, (w, h)) < 0.03 * max(suspect.size)
+    # the pairs are where the map says: original points projected land on the copy's points
+    projected = features._project(hit.homography, hit.pairs[:, :2].astype(np.float64))
+    assert np.median(np.abs(projected - hit.pairs[:, 2:])) < 3
+    assert features.match_images(art, jpeg(photo_like(700, 700, 6001))) is None

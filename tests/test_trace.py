@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -148,7 +150,10 @@ def test_unrelated_art_does_not_match(posted: Any, tmp_path: Path) -> None:
     files.append(save(tmp_path, "flat.jpg", Image.new("RGB", (500, 400), (200, 190, 180))))
     code, out, err = run_cli("trace", *map(str, files), "--json", cfg=home)
     assert code == 0, err
-    assert all(r["matches"] == [] for r in json.loads(out)), out
+    for r in json.loads(out):
+        # nothing named, and no artwork claimed either ("not from any post" with no matches
+        # would still say "your artwork")
+        assert r["matches"] == [] and r["verdict"] == "no match" and "artwork" not in r, r
     code, out, _ = run_cli("trace", str(files[0]), cfg=home)
     assert code == 0 and "no match" in out
 
@@ -166,7 +171,8 @@ def test_trace_errors_are_one_line(posted: Any, tmp_path: Path) -> None:
 def test_empty_ledger_has_no_matches(home: config.Config, tmp_path: Path) -> None:
     path = save(tmp_path, "a.jpg", artwork())
     code, out, _ = run_cli("trace", str(path), "--json", cfg=home)
-    assert code == 0 and json.loads(out)["matches"] == []
+    result = json.loads(out)
+    assert code == 0 and result["matches"] == [] and result["verdict"] == "no match"
 
 
 def test_lookup_uses_the_ledger_not_the_files(posted: Any, tmp_path: Path) -> None:
@@ -233,7 +239,13 @@ def test_an_id_from_elsewhere_is_reported_not_matched(posted: Any, tmp_path: Pat
     assert code == 0, err
     result = json.loads(out)
     assert all(m["method"] != "hidden-id" for m in result["matches"])
-    assert result["matches"] == []  # and kodim04 was never posted
+    assert result["matches"] == [] and result["verdict"] == "no match"  # kodim04 was never posted
+    assert result["hidden_id"] == {
+        "id": "abcdef123456",
+        "read": "blind",
+        "mirrored": False,
+        "in_ledger": False,
+    }
     assert "abcdef123456" in " ".join(result.get("notes", []))
 
 
@@ -266,7 +278,8 @@ def test_hidden_id_read_with_the_original_when_the_blind_read_fails(posted: Any,
                     code, _, err = run_cli("trace", str(suspect_path), "--report", str(report_dir), cfg=home)
                     assert code == 0, err
                     page = (report_dir / "index.html").read_text()
-                    assert f"The hidden ID {row['id']} read from this image with the artwork" in page
+                    assert f"carries the hidden ID {row['id']}" in page
+                    assert "with your archived original" in page
                 read_with_original.append(row["target"])
     finally:
         conn.close()
@@ -275,54 +288,185 @@ def test_hidden_id_read_with_the_original_when_the_blind_read_fails(posted: Any,
     assert read_with_original
 
 
+def rel_key(archive_path: str) -> str:
+    return Path(archive_path).stem  # archive/ab/<sha256>.ext
+
+
 def test_unposted_original_is_never_named_as_a_post(posted: Any, tmp_path: Path) -> None:
-    """The artist's own file (no hidden ID, no signature) traced: "your artwork, not from any
-    post as posted" (or at most "artwork only"), never a post. It used to answer "pixiv post
-    of …, this post told apart"."""
-    home, _rows = posted
+    """The artist's own files (no hidden ID, no signature, no watermark) traced: "your
+    artwork, not from any post as posted", and no post's ID anywhere in the answer. It used
+    to answer "pixiv post of …, this post told apart"."""
+    home, rows = posted
     conn = store.connect(home.db_path)
     try:
-        archived = conn.execute("SELECT archive_path FROM originals ORDER BY rowid LIMIT 1").fetchone()[0]
+        archived = [p for (p,) in conn.execute("SELECT archive_path FROM originals ORDER BY rowid")]
     finally:
         conn.close()
-    with Image.open(home.data_dir / archived) as im:
-        original = im.convert("RGB")
-    path = save(tmp_path, "my-file.jpg", original.resize((original.width // 2, original.height // 2)), 92)
-    code, out, err = run_cli("trace", str(path), "--json", cfg=home)
+    assert len(archived) == 2
+    files = []
+    for n, rel in enumerate(archived):
+        with Image.open(home.data_dir / rel) as im:
+            original = im.convert("RGB")
+        if n == 0:  # the file itself, re-saved; and a smaller copy of the other
+            files.append(save(tmp_path, f"my-file-{n}.jpg", original, 95))
+        else:
+            half = original.resize((original.width // 2, original.height // 2), Image.Resampling.LANCZOS)
+            files.append(save(tmp_path, f"my-file-{n}.jpg", half, 85))
+    code, out, err = run_cli("trace", *map(str, files), "--json", cfg=home)
     assert code == 0, err
-    result = json.loads(out)
-    assert result["verdict"] in ("not from any post", "artwork only"), result
-    assert all(m.get("post") != "exact" for m in result["matches"])
-    if result["verdict"] == "not from any post":
-        assert result["matches"] == [] and result["artwork"]["original_sha256"]
-    code, out, _ = run_cli("trace", str(path), cfg=home)
-    assert code == 0 and "post of" not in out.split("one of its posts")[0]
+    ids = [r["id"] for r in rows]
+    for r, rel in zip(json.loads(out), archived, strict=True):
+        assert r["verdict"] == "not from any post", r
+        assert r["matches"] == [] and rel_key(rel) == r["artwork"]["original_sha256"]
+        assert "hidden_id" not in r  # nothing was read
+        # the posts appear only in the layer measurements, each shown absent
+        layers = r.pop("layers")
+        assert sorted(layers["posts"]) == sorted(
+            x["id"] for x in rows if x["original_sha256"] == rel_key(rel)
+        )
+        assert all(p["measured"] and p["shown"] < 0.3 for p in layers["posts"].values()), layers
+        assert not [i for i in ids if i in json.dumps(r)]
+    code, out, _ = run_cli("trace", *map(str, files), cfg=home)
+    assert code == 0 and out.count("not from any post as posted") == 2
+    assert not [i for i in ids if i in out] and " post of " not in out
+
+
+def _poster(
+    home: config.Config, *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """The real CLI in a subprocess (`python -m poster`), as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "poster", "--config", str(home.path), *args],
+        input=stdin,
+        capture_output=True,
+        timeout=900,
+    )
 
 
 def test_batch_folder_and_stdin(posted: Any, tmp_path: Path) -> None:
-    """`poster trace DIR` traces every image in it (a bad file is reported, the others still
-    traced, exit 1); `-` reads image bytes from standard input."""
-    from click.testing import CliRunner
-
+    """`poster trace DIR` traces every image in it, sub-folders too (a bad file is reported,
+    the others still traced, exit 1; files that are not images by name are left alone), with
+    a summary table; `-` reads image bytes from standard input."""
     home, rows = posted
     folder = tmp_path / "found"
-    folder.mkdir()
+    (folder / "deeper").mkdir(parents=True)
     save(folder, "a.jpg", published(rows[0]), 85)
-    save(folder, "b.jpg", artwork((500, 400), seed=77), 85)
+    save(folder / "deeper", "b.jpg", artwork((500, 400), seed=77), 85)
     (folder / "c.png").write_bytes(b"not an image")
-    code, out, _err = run_cli("trace", str(folder), "--json", cfg=home)
-    assert code == 1
-    by_name = {Path(r["file"]).name: r for r in json.loads(out)}
+    (folder / "notes.txt").write_text("not traced")
+    proc = _poster(home, "trace", str(folder), "--json")
+    assert proc.returncode == 1, proc.stderr
+    results = json.loads(proc.stdout)
+    assert [Path(r["file"]).relative_to(folder).as_posix() for r in results] == [
+        "a.jpg",
+        "c.png",
+        "deeper/b.jpg",
+    ]
+    by_name = {Path(r["file"]).name: r for r in results}
     assert by_name["a.jpg"]["verdict"] == "exact post"
     assert by_name["a.jpg"]["matches"][0]["id"] == rows[0]["id"]
     assert by_name["b.jpg"]["verdict"] == "no match" and by_name["b.jpg"]["matches"] == []
-    assert by_name["c.png"]["verdict"] == "error" and by_name["c.png"]["error"]
-    code, out, _ = run_cli("trace", str(folder / "a.jpg"), str(folder / "b.jpg"), cfg=home)
-    assert code == 0 and "summary" in out and "exact post" in out
-    data = (folder / "a.jpg").read_bytes()
-    result = CliRunner().invoke(cli.cli, ["--config", str(home.path), "trace", "-", "--json"], input=data)
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["matches"][0]["id"] == rows[0]["id"]
+    assert by_name["c.png"]["verdict"] == "error" and "c.png" in by_name["c.png"]["error"]
+    # human output: a line per image and the summary table with the verdict counts
+    proc = _poster(home, "trace", str(folder / "a.jpg"), str(folder / "deeper" / "b.jpg"))
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, proc.stderr
+    assert f"a.jpg: hidden ID {rows[0]['id']} → {rows[0]['target']} post of" in out
+    assert "b.jpg: no match" in out
+    table = out[out.index("summary") :]
+    assert f"{rows[0]['target']} {rows[0]['id']}" in table and "exact post: 1, no match: 1" in table
+    # standard input: one image, the one-image JSON shape
+    proc = _poster(home, "trace", "-", "--json", stdin=(folder / "a.jpg").read_bytes())
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert "file" not in result and result["verdict"] == "exact post"
+    assert result["matches"][0]["id"] == rows[0]["id"]
+    proc = _poster(home, "trace", "-", stdin=b"garbage")
+    assert proc.returncode != 0 and len(proc.stderr.decode().strip().splitlines()) == 1
+
+
+def test_collage_with_an_unposted_artwork_names_the_posted_one(tmp_path: Path) -> None:
+    """A collage of an archived artwork that was never posted (the larger panel: the best
+    feature match) and a posted one. The unposted artwork used to end the search with an
+    IndexError when exactly two artworks were found; the posted panel names its post."""
+    from poster import features, outbox
+
+    home = config.load(cli.init_home(tmp_path / "home"))
+    text = home.path.read_text()
+    for name in ("pixiv", "xfolio"):  # one post is enough here
+        text = text.replace(f"[targets.{name}]\n", f"[targets.{name}]\nenabled = false\n")
+    home.path.write_text(text)
+    home = config.load(home.path)
+    posted_art = home.outbox / "posted.jpg"
+    posted_art.write_bytes(data_path("kodim05.jpg").read_bytes())
+    os.utime(posted_art, (time.time() - 3600,) * 2)
+    code, out, err = run_cli("run", "--once", "--now", cfg=home)
+    assert code == 0, out + err
+    (row,) = json.loads(run_cli("ledger", "export", cfg=home)[1])
+    unposted = home.outbox / "unposted.jpg"
+    unposted.write_bytes(data_path("revoy_chaosah_family.jpg").read_bytes())
+    os.utime(unposted, (time.time() - 3600,) * 2)
+    conn = store.connect(home.db_path)
+    try:
+        assert [r.outcome for r in outbox.scan(conn, home, wait=True)] == ["queued"]  # archived, not posted
+        index = features.update(conn, home.data_dir)
+        assert len(index) == 2
+        with (
+            Image.open(data_path("revoy_chaosah_family.jpg")) as a,
+            Image.open(row["url"].removeprefix("file://")) as b,
+        ):
+            canvas = Image.new("RGB", (1500, 900), (250, 250, 250))
+            big = a.convert("RGB")
+            big.thumbnail((900, 880))
+            canvas.paste(big, (10, 10))
+            small = b.convert("RGB").resize((560, round(560 * b.height / b.width)))
+            canvas.paste(small, (930, 200))
+        suspect = trace.load_suspect(save(tmp_path, "collage.jpg", canvas, 90))
+        hits = index.search(features.extract(suspect, keep=features.QUERY_KEEP))
+        assert len(hits) == 2 and not trace.Tracer(conn, b"", home.data_dir)._rows_of(hits[0].key)
+        tracer = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir)
+        # the local-feature stage itself (the blind read may name the post before it runs)
+        result = tracer._by_features(suspect, read_id=True)
+    finally:
+        conn.close()
+    assert result is not None and result.artwork is not None
+    assert result.artwork.key == row["original_sha256"]
+    assert result.verdict == "exact post" and result.matches[0].id == row["id"], result.summary()
+
+
+def test_an_id_from_elsewhere_read_with_the_original_keeps_the_artwork(posted: Any, tmp_path: Path) -> None:
+    """The artwork found by its local features, and the read with the original finds an ID
+    this ledger never issued: the verdict still says what the copy shows (the artwork) and the
+    note says what was read. It used to drop to "no match" with the artwork attached."""
+    from poster import mark
+
+    home, rows = posted
+    key = markkey.load(home.data_dir)
+    row = next(r for r in rows if r["target"] == "x")
+    conn = store.connect(home.db_path)
+    try:
+        archived = conn.execute(
+            "SELECT archive_path FROM originals WHERE sha256 = ?", (row["original_sha256"],)
+        ).fetchone()[0]
+        with Image.open(home.data_dir / archived) as im:
+            foreign = mark.embed(im.convert("RGB"), 0xABCDEF654321, key=key)
+        suspect = trace.load_suspect(save(tmp_path, "foreign.jpg", foreign, 92))
+        tracer = trace.Tracer(conn, key, home.data_dir)
+        result = tracer._by_features(suspect, read_id=True)  # the read with the original
+    finally:
+        conn.close()
+    assert result is not None and result.artwork is not None, result
+    assert result.artwork.key == row["original_sha256"]
+    assert result.verdict in ("not from any post", "artwork only"), result.summary()
+    assert all(m.method != "hidden-id" and m.post != "exact" for m in result.matches)
+    assert result.hidden_id == 0xABCDEF654321 and result.id_read == trace.READ_GEOMETRY
+    assert "abcdef654321" in " ".join(result.notes)
+    assert result.summary()["hidden_id"] == {
+        "id": "abcdef654321",
+        "read": trace.READ_GEOMETRY,
+        "mirrored": False,
+        "in_ledger": False,
+    }
 
 
 def test_features_and_the_informed_read_come_before_the_blind_read(

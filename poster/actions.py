@@ -131,7 +131,7 @@ def cancel(conn: sqlite3.Connection, job_id: int) -> str:
             job_id,
             (State.PENDING, State.READY, State.RETRY_WAIT, State.FAILED, State.UNCERTAIN),
             State.CANCELLED,
-            reason="cancelled by the user",
+            reason=_("cancelled by the user"),
         )
     if not ok:
         raise UserError(
@@ -183,7 +183,7 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
             job_id,
             State.UNCERTAIN,
             again,
-            reason="confirmed not posted; will post again",
+            reason=_("confirmed not posted; will post again"),
             scheduled_at=now(),
         )
     return _("job {job} will be posted again at the next run").format(job=job_id)

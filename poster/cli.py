@@ -73,7 +73,7 @@ class _UserFailure(click.ClickException):
         self.exit_code = exit_code
 
     def show(self, file: Any = None) -> None:
-        say(f"poster: error: {self.message}", err=True)
+        say(_("poster: error: {message}").format(message=self.message), err=True)
 
 
 class _Group(click.Group):
@@ -114,7 +114,7 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int, debug: bool)
 def init_home(directory: Path) -> Path:
     cfg_path = directory / config_mod.CONFIG_NAME
     if cfg_path.exists():
-        raise UserError(f"{cfg_path} already exists; not overwriting it")
+        raise UserError(_("{path} already exists; not overwriting it").format(path=cfg_path))
     directory.mkdir(parents=True, exist_ok=True)
     template = resources.files("poster").joinpath("data/config.example.toml").read_text(encoding="utf-8")
     cfg_path.write_text(template, encoding="utf-8")
@@ -131,8 +131,12 @@ def init_home(directory: Path) -> Path:
 def init(directory: Path) -> None:
     """Create DIR/config.toml and the data folder DIR/queue/ with outbox/."""
     cfg_path = init_home(directory)
-    say(f"created {cfg_path}")
-    say(f"drop art into {directory / 'queue' / 'outbox'}, then: poster --config {cfg_path} run --once --now")
+    say(_("created {path}").format(path=cfg_path))
+    say(
+        _("drop art into {outbox}, then: poster --config {path} run --once --now").format(
+            outbox=directory / "queue" / "outbox", path=cfg_path
+        )
+    )
 
 
 @cli.command()
@@ -154,21 +158,29 @@ def demo(obj: Ctx, directory: Path) -> None:
         with resources.as_file(sample.joinpath(name)) as src:
             shutil.copyfile(src, dest)
         os.utime(dest, (0, 0))  # old enough to count as stable at once
-    say(f"sample artwork (Pepper&Carrot by David Revoy, CC BY 4.0) → {cfg.outbox}")
+    say(_("sample artwork (Pepper&Carrot by David Revoy, CC BY 4.0) → {outbox}").format(outbox=cfg.outbox))
     _run_once(cfg, now=True)
     with open_db(cfg) as conn:
         rows = ledger.rows(conn)
         if not rows:
-            raise UserError("the demo posted nothing; see `poster status`")
+            raise UserError(_("the demo posted nothing; see `poster status`"))
         last = rows[-1]
         published = Path(last["url"].removeprefix("file://"))
         matches = trace_mod.trace(conn, published, markkey.load(cfg.data_dir))
     say()
-    say(f"published copies are in {cfg.data_dir / 'posted'}")
+    say(_("published copies are in {folder}").format(folder=cfg.data_dir / "posted"))
     if matches:
         m = matches[0]
-        say(f"trace {published.name}: hidden ID {m.id} → {m.target} post of {m.posted_at}")
-    say(f"next: drop your own art into {cfg.outbox} and run `poster --config {cfg_path} run --once --now`")
+        say(
+            _("trace {name}: hidden ID {id} → {target} post of {posted_at}").format(
+                name=published.name, id=m.id, target=m.target, posted_at=m.posted_at
+            )
+        )
+    say(
+        _("next: drop your own art into {outbox} and run `poster --config {path} run --once --now`").format(
+            outbox=cfg.outbox, path=cfg_path
+        )
+    )
 
 
 # -- run -------------------------------------------------------------------------------------
@@ -177,13 +189,13 @@ def _print_intake(results: list[Any], quiet: bool = False) -> None:
         if quiet and r.outcome != "held":  # -q: only what needs the artist
             continue
         if r.outcome == "queued":
-            say(f"queued   {r.name}")
+            say(_("queued   {name}").format(name=r.name))
         elif r.outcome == "duplicate":
-            say(f"skipped  {r.name}: {r.reason}")
+            say(_("skipped  {name}: {reason}").format(name=r.name, reason=r.reason))
         elif r.outcome == "waiting":
-            say(f"waiting  {r.name}: {r.reason}")
+            say(_("waiting  {name}: {reason}").format(name=r.name, reason=r.reason))
         elif r.outcome == "skipped":
-            say(f"ignored  {r.name}: {r.reason}")
+            say(_("ignored  {name}: {reason}").format(name=r.name, reason=r.reason))
         elif r.moved_to is not None:
             say(
                 _("held     {name}: {reason} → moved to {path} (the reason is beside it)").format(
@@ -194,7 +206,7 @@ def _print_intake(results: list[Any], quiet: bool = False) -> None:
         else:
             say(_("held     {name}: {reason}").format(name=r.name, reason=r.reason), err=True)
         for w in r.warnings:
-            say(f"warning  {w}", err=True)
+            say(_("warning  {warning}").format(warning=w), err=True)
 
 
 def _print_release_dates(cfg: config_mod.Config, conn: sqlite3.Connection) -> None:
@@ -331,7 +343,12 @@ def _run_once(cfg: config_mod.Config, *, now: bool, quiet: bool = False) -> int:
     # a quick integrity check first: writing into a damaged database makes the damage worse
     with schedule.stop_signals(stop), store.run_lock(cfg.data_dir), open_db(cfg, check="quick") as conn:
         for job in jobs.recover(conn):
-            say(f"uncertain job {job.id} ({job.name} → {job.target}): {job.reason}", err=True)
+            say(
+                _("uncertain job {job} ({name} → {target}): {reason}").format(
+                    job=job.id, name=job.name, target=job.target, reason=job.reason
+                ),
+                err=True,
+            )
             reporter.recovered(job)
         dispatcher = Dispatcher(cfg, conn, stop=stop, report=reporter, progress=reporter.progress)
         stamper = Stamper(cfg)  # time-stamps: never holds up intake or posting (short deadline)
@@ -350,7 +367,7 @@ def _run_once(cfg: config_mod.Config, *, now: bool, quiet: bool = False) -> int:
         if outcomes:
             _print_stamps(stamper.run(conn))  # the ledger head after this batch
         if stop.is_set():
-            say("poster: interrupted; the remaining jobs wait for the next run", err=True)
+            say(_("poster: interrupted; the remaining jobs wait for the next run"), err=True)
             return 130
         held = any(r.outcome == "held" for r in intake)
         return 1 if held or any(o.state == jobs.State.FAILED for o in outcomes) else 0
@@ -377,7 +394,7 @@ def run(obj: Ctx, once: bool, now: bool, quiet: bool) -> None:
 
     cfg = obj.config()
     if now and not once:
-        raise UserError("--now only goes with --once")
+        raise UserError(_("--now only goes with --once"))
     policies.check(cfg)  # a bad step parameter now, naming the key, not at the first render
     if once:
         sys.exit(_run_once(cfg, now=now, quiet=quiet))
@@ -392,7 +409,7 @@ def run(obj: Ctx, once: bool, now: bool, quiet: bool) -> None:
                 reporter.recovered(job)
         # reloads the config when it changes; reports a failed tick once
         ticker = Ticker(cfg, reporter=reporter)
-        say(f"poster is running on {cfg.outbox} (Ctrl-C to stop)", err=True)
+        say(_("poster is running on {outbox} (Ctrl-C to stop)").format(outbox=cfg.outbox), err=True)
         if not quiet and cfg.notify:
             n = notify.notifier(tuple(cfg.notify))
             if n.services:
@@ -445,14 +462,15 @@ def status(obj: Ctx, as_json: bool) -> None:
             say()
     if not items:
         if not held:
-            say(f"no jobs; drop art into {cfg.outbox}")
+            say(_("no jobs; drop art into {outbox}").format(outbox=cfg.outbox))
         for line in stamp_lines:
             say(line)
         return
     from poster.schedule import zone
 
     tz = zone(cfg)  # times as the user thinks of them: the zone the slots are written in
-    say(f"{'JOB':>4}  {'TARGET':<10} {'STATE':<10} {'SCHEDULED':<17} FILE / REASON")
+    head = (_("JOB"), _("TARGET"), _("STATE"), _("SCHEDULED"), _("FILE / REASON"))
+    say(f"{head[0]:>4}  {head[1]:<10} {head[2]:<10} {head[3]:<17} {head[4]}")
     for it in items:
         extra = it["url"] if it["state"] == "posted" else (it["reason"] or "")
         when = store.parse_iso(it["scheduled_at"]).astimezone(tz).strftime("%a %m-%d %H:%M")
@@ -464,8 +482,10 @@ def status(obj: Ctx, as_json: bool) -> None:
     if waiting:
         say()
         say(
-            f"{len(waiting)} job(s) may or may not have been posted: check the platform, then "
-            "`poster confirm JOB --posted URL` or `--not-posted`"
+            _(
+                "{count} job(s) may or may not have been posted: check the platform, then "
+                "`poster confirm JOB --posted URL` or `--not-posted`"
+            ).format(count=len(waiting))
         )
     if stamp_lines:
         say()
@@ -521,7 +541,7 @@ def confirm(obj: Ctx, job_id: int, posted_url: str | None, not_posted: bool) -> 
     from poster import actions
 
     if bool(posted_url) == not_posted:
-        raise UserError("give exactly one of --posted URL or --not-posted")
+        raise UserError(_("give exactly one of --posted URL or --not-posted"))
     cfg = obj.config()
     with open_db(cfg) as conn:
         say(actions.confirm(cfg, conn, job_id, posted_url))
@@ -815,12 +835,16 @@ def ledger_head(obj: Ctx, as_json: bool) -> None:
     with open_db(cfg, readonly=True) as conn:
         result = ledger.verify(conn)
         if not result.ok:
-            raise UserError(f"ledger check failed: {result.problem}")
+            raise UserError(_("ledger check failed: {problem}").format(problem=result.problem))
         head = ledger.head(conn)
     if as_json:
         emit_json(head)
         return
-    say(f"{head['row_hash']}  ({head['rows']} rows, last {head['seq']}, {head['at']})")
+    say(
+        _("{row_hash}  ({rows} rows, last {seq}, {at})").format(
+            row_hash=head["row_hash"], rows=head["rows"], seq=head["seq"], at=head["at"]
+        )
+    )
 
 
 # -- proof ---------------------------------------------------------------------------------
@@ -970,11 +994,29 @@ def preview(
     if as_json:
         emit_json(report)
         return
+    line = (
+        _(
+            "{file}: {format} {width}x{height}, {bytes} bytes, PSNR {psnr} dB, SSIM {ssim} "
+            "(policy {policy}, hidden-ID strength {strength}, read with the original)"
+        )
+        if report["mark_read"] != "blind"
+        else _(
+            "{file}: {format} {width}x{height}, {bytes} bytes, PSNR {psnr} dB, SSIM {ssim} "
+            "(policy {policy}, hidden-ID strength {strength})"
+        )
+    )
     say(
-        f"{out}: {report['format']} {report['width']}x{report['height']}, {report['bytes']} bytes, "
-        f"PSNR {report['psnr']} dB, SSIM {report['ssim']} (policy {report['policy']}, "
-        f"hidden-ID strength {report['mark_strength']}"
-        f"{', read with the original' if report['mark_read'] != 'blind' else ''})"
+        line.format(
+            file=out,
+            format=report["format"],
+            width=report["width"],
+            height=report["height"],
+            bytes=report["bytes"],
+            psnr=report["psnr"],
+            ssim=report["ssim"],
+            policy=report["policy"],
+            strength=report["mark_strength"],
+        )
     )
 
 
@@ -989,7 +1031,11 @@ def login(obj: Ctx, target: str) -> None:
     cfg = obj.config()
     tc = cfg.targets.get(target)
     if tc is None:
-        raise UserError(f"no target named {target!r} in {cfg.path} (known: {', '.join(cfg.targets)})")
+        raise UserError(
+            _("no target named {target!r} in {config} (known: {known})").format(
+                target=target, config=cfg.path, known=", ".join(cfg.targets)
+            )
+        )
 
     def ask(f: Any) -> str:
         if f.help:
@@ -998,11 +1044,16 @@ def login(obj: Ctx, target: str) -> None:
 
     stored = doctor_mod.login(target, tc.adapter, ask)
     if not stored:
-        say(f"{target}: the {tc.adapter} adapter needs no credentials")
+        say(
+            _("{target}: the {adapter} adapter needs no credentials").format(
+                target=target, adapter=tc.adapter
+            )
+        )
         return
-    say(f"{target}: stored {', '.join(stored)} in the keyring")
+    say(_("{target}: stored {names} in the keyring").format(target=target, names=", ".join(stored)))
     report = doctor_mod.check_target(target, tc.adapter, tc.settings(), cfg.data_dir)
-    say(f"{target}: {'ok' if report.ok else 'PROBLEM'}: {report.message}")
+    verdict = _("ok") if report.ok else _("PROBLEM")
+    say(f"{target}: {verdict}: {report.message}")
 
 
 @cli.command()
@@ -1032,13 +1083,18 @@ def doctor(obj: Ctx, target: str | None, as_json: bool) -> None:
         say(_("data folder: {verdict}: {message}").format(verdict=verdict, message=data.message))
         for r in shown:
             missing = [f for f, src in r.credentials.items() if src is None]
-            extra = f" (missing: {', '.join(missing)})" if missing and not r.ok else ""
-            say(f"{r.target} ({r.adapter}): {'ok' if r.ok else 'PROBLEM'}: {r.message}{extra}")
+            extra = _(" (missing: {names})").format(names=", ".join(missing)) if missing and not r.ok else ""
+            verdict = _("ok") if r.ok else _("PROBLEM")
+            say(f"{r.target} ({r.adapter}): {verdict}: {r.message}{extra}")
     if not data.ok:
         raise UserError(data.message)
     bad = [r.target for r in reports if not r.ok]
     if bad:
-        raise UserError(f"{len(bad)} of {len(reports)} targets need attention: {', '.join(bad)}")
+        raise UserError(
+            _("{count} of {total} targets need attention: {names}").format(
+                count=len(bad), total=len(reports), names=", ".join(bad)
+            )
+        )
     if stamps is not None and not stamps.ok:
         raise UserError(_("time-stamping needs attention (see the time-stamps line)"))
 
@@ -1077,7 +1133,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = cli.main(args=args, prog_name="poster", standalone_mode=False)
     except UserError as exc:
-        say(f"poster: error: {exc}", err=True)
+        say(_("poster: error: {message}").format(message=exc), err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
@@ -1085,12 +1141,17 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
-        say("poster: interrupted", err=True)
+        say(_("poster: interrupted"), err=True)
         sys.exit(130)
     except Exception as exc:
         logging.getLogger("poster").debug("unexpected error", exc_info=True)
         if debug:
             click.echo(mask_text(safe_block(traceback.format_exc())), err=True)
-        say(f"poster: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+        say(
+            _("poster: internal error: {kind}: {error} (run with --debug for details)").format(
+                kind=type(exc).__name__, error=exc
+            ),
+            err=True,
+        )
         sys.exit(70)
     sys.exit(rv if isinstance(rv, int) else 0)

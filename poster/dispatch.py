@@ -27,6 +27,7 @@ from pathlib import Path
 from poster import fingerprint, imaging, jobs, ledger, markkey, policies, schedule, store
 from poster.config import Config
 from poster.errors import UserError
+from poster.i18n import _
 from poster.jobs import Job, State, Variant
 from poster.platforms import adapter_class
 from poster.platforms.base import Adapter, Existence, MediaItem, Post, PostResult, PostStatus
@@ -139,7 +140,9 @@ class Dispatcher:
         if target not in self._adapters:
             tc = self.config.targets.get(target)
             if tc is None:
-                raise UserError(f"target {target!r} is no longer in {self.config.path}")
+                raise UserError(
+                    _("target {target!r} is no longer in {path}").format(target=target, path=self.config.path)
+                )
             cls = adapter_class(tc.adapter)
             self._adapters[target] = cls(
                 target,
@@ -190,7 +193,9 @@ class Dispatcher:
             originals = jobs.originals(self.conn, job.artwork_id)
             if len(originals) > caps.images_per_post:
                 raise UserError(
-                    f"{len(originals)} images, but {job.target} takes at most {caps.images_per_post} per post"
+                    _("{count} images, but {target} takes at most {limit} per post").format(
+                        count=len(originals), target=job.target, limit=caps.images_per_post
+                    )
                 )
             rendered_items: list[Variant] = []
             out_dir = store.ensure_private_dir(self.config.data_dir / "variants" / str(job.id))
@@ -241,13 +246,21 @@ class Dispatcher:
         except OSError as exc:
             self._stop_if_storage(job, exc)
             return self._fail(
-                job, State.RENDERING, f"cannot read or write files: {exc.strerror} ({exc.filename})"
+                job,
+                State.RENDERING,
+                _("cannot read or write files: {reason} ({filename})").format(
+                    reason=exc.strerror, filename=exc.filename
+                ),
             )
         except Exception as exc:  # a bug: keep the daemon alive and the reason visible
             self._stop_if_storage(job, exc)
             log.debug("render of job %d crashed", job.id, exc_info=True)
             return self._fail(
-                job, State.RENDERING, f"internal error while rendering: {type(exc).__name__}: {exc}"
+                job,
+                State.RENDERING,
+                _("internal error while rendering: {kind}: {error}").format(
+                    kind=type(exc).__name__, error=exc
+                ),
             )
         with transaction(self.conn):
             jobs.save_variants(self.conn, job.id, rendered_items)
@@ -388,7 +401,9 @@ class Dispatcher:
             return self._fail(job, (State.READY, State.RETRY_WAIT), str(exc))
         except OSError as exc:
             return self._fail(
-                job, (State.READY, State.RETRY_WAIT), f"cannot read the rendered image: {exc.strerror}"
+                job,
+                (State.READY, State.RETRY_WAIT),
+                _("cannot read the rendered image: {reason}").format(reason=exc.strerror),
             )
         with transaction(self.conn):
             if not jobs.transition(
@@ -408,7 +423,9 @@ class Dispatcher:
             reason = (
                 str(stored)
                 if stored is not None
-                else f"adapter error, the post may or may not exist: {type(exc).__name__}: {exc}"
+                else _("adapter error, the post may or may not exist: {kind}: {error}").format(
+                    kind=type(exc).__name__, error=exc
+                )
             )
             with transaction(self.conn):
                 jobs.transition(self.conn, job.id, State.POSTING, State.UNCERTAIN, reason=reason)
@@ -431,7 +448,9 @@ class Dispatcher:
                 return self._fail(
                     job,
                     State.POSTING,
-                    f"gave up after {attempts} tries (targets.{job.target}.max_attempts): {result.reason}",
+                    _("gave up after {attempts} tries (targets.{target}.max_attempts): {reason}").format(
+                        attempts=attempts, target=job.target, reason=result.reason
+                    ),
                 )
             when = result.retry_at or now() + backoff(attempts)
             with transaction(self.conn):
@@ -540,7 +559,7 @@ class Dispatcher:
                         job.id,
                         State.UNCERTAIN,
                         again,
-                        reason="interrupted post was not published; posting again",
+                        reason=_("interrupted post was not published; posting again"),
                     )
             elif throttle is not None:
                 throttle.undecided(job, at)

@@ -41,6 +41,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from poster.i18n import _
 from poster.slots import Slot as Slot  # re-exported: callers know them as schedule.*
 from poster.slots import parse_slot as parse_slot
 from poster.store import iso
@@ -139,7 +140,7 @@ def next_free(tc: TargetConfig, tz: tzinfo, taken: list[datetime], earliest: dat
         log.warning("no free slot found for a job; it goes out as soon as pacing allows")
         return earliest
     t = earliest
-    for _ in range(_PLAN_LIMIT):
+    for _i in range(_PLAN_LIMIT):
         near = clash(t)
         if near:
             t = max(near) + max(gap, timedelta(seconds=1))
@@ -204,7 +205,9 @@ def pacing_delay(
     gap = timedelta(seconds=max(tc.min_interval_minutes * 60, floor_seconds))
     recent = posted_times(conn, target, at - _DAY)
     if recent and gap and recent[-1] + gap > at:
-        return recent[-1] + gap, f"paced: {target} posted less than {_human(gap)} ago"
+        return recent[-1] + gap, _("paced: {target} posted less than {gap} ago").format(
+            target=target, gap=_human(gap)
+        )
     if tc.daily_cap is not None and len(recent) >= tc.daily_cap:
         # the oldest post in the window leaves it 24 h after it went out
         return (

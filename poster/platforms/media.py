@@ -11,6 +11,8 @@ import io
 import logging
 import struct
 
+from poster.i18n import _
+
 log = logging.getLogger("poster.platforms.media")
 
 # JPEG APPn segments kept: APP0 (JFIF) and APP2 (ICC profile); APP14 (Adobe) matters for
@@ -129,4 +131,4 @@ def shrink_to(data: bytes, max_bytes: int) -> tuple[bytes, str]:
                     scale,
                 )
                 return buf.getvalue(), "image/jpeg"
-    raise ValueError(f"cannot fit the image into {max_bytes} bytes")
+    raise ValueError(_("cannot fit the image into {bytes} bytes").format(bytes=max_bytes))

@@ -300,14 +300,16 @@ class PixivAdapter(HttpAdapter):
         error answers (and redirects to its login) still say nothing was created."""
         if r.status_code in (301, 302, 303, 307, 308):
             if self._to_login(r) or not creates:
-                raise self._expired(f"{action} answered {r.status_code}")
+                raise self._expired(
+                    _("{action} answered {status}").format(action=action, status=r.status_code)
+                )
             raise Ambiguous(
                 _("pixiv answered the request to {action} with a redirect ({status}) to {where}").format(
                     action=action, status=r.status_code, where=self._where(r)
                 )
             )
         if r.status_code == 401:
-            raise self._expired(f"{action} answered {r.status_code}")
+            raise self._expired(_("{action} answered {status}").format(action=action, status=r.status_code))
         try:
             body = r.json()
         except ValueError:

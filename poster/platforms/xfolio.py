@@ -153,10 +153,12 @@ class XfolioAdapter(Adapter):
                 opened = bool(type(self).opener(self.upload_url))
             except Exception as exc:  # no browser on a headless server: say so, go on
                 log.info("cannot open a browser: %s", exc)
-        where = "opened in the browser" if opened else f"open {self.upload_url}"
+        where = _("opened in the browser") if opened else _("open {url}").format(url=self.upload_url)
         return PostResult.uncertain(
-            f"handed off: the protected file(s) and caption are in {folder}; {where}, upload "
-            "them, then run `poster confirm JOB --posted URL`"
+            _(
+                "handed off: the protected file(s) and caption are in {folder}; {where}, upload "
+                "them, then run `poster confirm JOB --posted URL`"
+            ).format(folder=folder, where=where)
         )
 
     def find_existing(self, post: Post) -> tuple[Existence, PostResult | None]:

@@ -484,7 +484,12 @@ def run(obj: Ctx, once: bool, now: bool, quiet: bool) -> None:
     with store.run_lock(cfg.data_dir):
         with open_db(cfg, check="quick") as conn:
             for job in jobs.recover(conn):
-                log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
+                log.warning(
+                    "%s",
+                    _("uncertain job {job} ({name} → {target}): {reason}").format(
+                        job=job.id, name=job.name, target=job.target, reason=job.reason
+                    ),
+                )
                 reporter.recovered(job)
         # reloads the config when it changes; reports a failed tick once
         ticker = Ticker(cfg, reporter=reporter)

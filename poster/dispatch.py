@@ -161,7 +161,12 @@ class Dispatcher:
     def _fail(self, job: Job, from_states: State | tuple[State, ...], reason: str) -> Outcome:
         with transaction(self.conn):
             jobs.transition(self.conn, job.id, from_states, State.FAILED, reason=reason)
-        log.error("job %d (%s → %s) failed: %s", job.id, job.name, job.target, reason)
+        log.error(
+            "%s",
+            _("job {job} ({name} → {target}) failed: {reason}").format(
+                job=job.id, name=job.name, target=job.target, reason=reason
+            ),
+        )
         return Outcome(job.id, job.target, job.name, State.FAILED, reason)
 
     def _stop_if_storage(self, job: Job, exc: BaseException) -> None:
@@ -439,7 +444,12 @@ class Dispatcher:
             reason = result.reason or "the platform's answer leaves open whether the post exists"
             with transaction(self.conn):
                 jobs.transition(self.conn, job.id, State.POSTING, State.UNCERTAIN, reason=reason)
-            log.warning("job %d (%s → %s) is uncertain: %s", job.id, job.name, job.target, reason)
+            log.warning(
+                "%s",
+                _("job {job} ({name} → {target}) is uncertain: {reason}").format(
+                    job=job.id, name=job.name, target=job.target, reason=reason
+                ),
+            )
             return Outcome(job.id, job.target, job.name, State.UNCERTAIN, reason)
         if result.status is PostStatus.RETRYABLE:
             attempts = job.attempts + 1
@@ -462,7 +472,12 @@ class Dispatcher:
                     reason=result.reason,
                     scheduled_at=when,
                 )
-            log.warning("job %d → %s: %s; next try %s", job.id, job.target, result.reason, iso(when))
+            log.warning(
+                "%s",
+                _("job {job} → {target}: {reason}; next try {when}").format(
+                    job=job.id, target=job.target, reason=result.reason, when=iso(when)
+                ),
+            )
             return Outcome(job.id, job.target, job.name, State.RETRY_WAIT, result.reason)
         return self._fail(job, State.POSTING, result.reason or "the platform refused the post")
 
@@ -537,7 +552,10 @@ class Dispatcher:
                 adapter = self.adapter(job.target)
                 existence, result = adapter.find_existing(self.build_post(job))
             except Exception as exc:
-                log.warning("job %d: cannot check whether it was posted: %s", job.id, exc)
+                log.warning(
+                    "%s",
+                    _("job {job}: cannot check whether it was posted: {error}").format(job=job.id, error=exc),
+                )
                 if throttle is not None:
                     throttle.undecided(job, at)
                 continue

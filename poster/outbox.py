@@ -437,7 +437,12 @@ def _remove(config: Config, c: Candidate) -> None:
         try:
             c.folder.rmdir()
         except OSError:
-            log.warning("%s: left the folder in the outbox: it still holds other files", safe(c.name))
+            log.warning(
+                "%s",
+                _("{name}: left the folder in the outbox: it still holds other files").format(
+                    name=safe(c.name)
+                ),
+            )
     attention.tidy(config, c.name)
 
 

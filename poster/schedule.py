@@ -137,7 +137,7 @@ def next_free(tc: TargetConfig, tz: tzinfo, taken: list[datetime], earliest: dat
                 break
             if not clash(t) and cap_wait(t) is None:
                 return t
-        log.warning("no free slot found for a job; it goes out as soon as pacing allows")
+        log.warning("%s", _("no free slot found for a job; it goes out as soon as pacing allows"))
         return earliest
     t = earliest
     for _i in range(_PLAN_LIMIT):
@@ -234,9 +234,11 @@ def install_stop_signals(stop: threading.Event) -> None:
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
-            log.warning("second signal: exiting now")
+            log.warning("%s", _("second signal: exiting now"))
             os._exit(128 + signum)
-        log.warning("signal %d: finishing the current step, then stopping", signum)
+        log.warning(
+            "%s", _("signal {signal}: finishing the current step, then stopping").format(signal=signum)
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -329,8 +331,11 @@ def run_daemon(
             stalled = time.monotonic() - last_run[0] > 2 * every[0] + 5
             if abs(new_skew - skew) > CLOCK_JUMP or stalled:
                 log.warning(
-                    "the clock jumped by %+.0f s (changed, or the machine slept): checking the queue now",
-                    new_skew - skew,
+                    "%s",
+                    _(
+                        "the clock jumped by {seconds:+.0f} s (changed, or the machine slept): checking "
+                        "the queue now"
+                    ).format(seconds=new_skew - skew),
                 )
                 last_run[0] = time.monotonic()
                 wake_at(datetime.now().astimezone())

@@ -309,13 +309,19 @@ class BlueskyAdapter(HttpAdapter):
             suffix=suffix,
         )
         if trimmed:
-            log.warning("%s: text trimmed to %d graphemes", self.target, caps.text_length)
+            log.warning(
+                "%s",
+                _("{target}: text trimmed to {limit} graphemes").format(
+                    target=self.target, limit=caps.text_length
+                ),
+            )
         media = post.media[: caps.images_per_post]
         if len(post.media) > len(media):
             log.warning(
-                "%s: bluesky takes %d images per post; the rest are not posted",
-                self.target,
-                caps.images_per_post,
+                "%s",
+                _("{target}: bluesky takes {limit} images per post; the rest are not posted").format(
+                    target=self.target, limit=caps.images_per_post
+                ),
             )
         for _attempt in (0, 1):
             record = self._record(post, text, media)
@@ -371,9 +377,10 @@ class BlueskyAdapter(HttpAdapter):
             m = _BLOB_TOO_BIG.search(message)
             if m and int(m.group(1)) < self.max_blob():
                 log.warning(
-                    "%s: this PDS accepts blobs up to %s bytes; shrinking and retrying",
-                    self.target,
-                    m.group(1),
+                    "%s",
+                    _("{target}: this PDS accepts blobs up to {limit} bytes; shrinking and retrying").format(
+                        target=self.target, limit=m.group(1)
+                    ),
                 )
                 limits = self.read_state("limits") or {}
                 limits["max_blob"] = int(m.group(1))

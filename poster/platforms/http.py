@@ -610,7 +610,12 @@ class HttpClient:
                     maybe_sent = not _surely_not_sent(exc)
                     if (idempotent or not maybe_sent) and attempt < self.max_retries:
                         delay = self._delay(attempt)
-                        log.warning("%s failed (%s); retry in %.1fs", shown, reason, delay)
+                        log.warning(
+                            "%s",
+                            _("{request} failed ({reason}); retry in {seconds:.1f}s").format(
+                                request=shown, reason=reason, seconds=delay
+                            ),
+                        )
                         self.sleep(delay)
                         attempt += 1
                         continue
@@ -651,7 +656,12 @@ class HttpClient:
                 wait = (retry_at - datetime.now(UTC)).total_seconds() if retry_at else self._delay(attempt)
                 wait = max(0.0, wait)
                 if attempt < self.max_retries and wait <= self.max_inline_wait:
-                    log.warning("%s rate limited; waiting %.1fs", shown, wait)
+                    log.warning(
+                        "%s",
+                        _("{request} rate limited; waiting {seconds:.1f}s").format(
+                            request=shown, seconds=wait
+                        ),
+                    )
                     self.sleep(wait)
                     attempt += 1
                     continue
@@ -673,7 +683,12 @@ class HttpClient:
                     if retry_at:
                         delay = max(delay, (retry_at - datetime.now(UTC)).total_seconds())
                     if delay <= self.max_inline_wait:
-                        log.warning("%s answered %s; retry in %.1fs", shown, status, delay)
+                        log.warning(
+                            "%s",
+                            _("{request} answered {status}; retry in {seconds:.1f}s").format(
+                                request=shown, status=status, seconds=delay
+                            ),
+                        )
                         self.sleep(delay)
                         attempt += 1
                         continue

@@ -78,7 +78,10 @@ class InstanceAdapter(HttpAdapter):
                 self.write_state("limits", cached)
             except Exception as exc:  # limits are an optimisation: fall back to the defaults
                 log.warning(
-                    "%s: cannot read server limits (%s); using defaults", self.target, self.mask(str(exc))
+                    "%s",
+                    _("{target}: cannot read server limits ({error}); using defaults").format(
+                        target=self.target, error=self.mask(str(exc))
+                    ),
                 )
                 cached = None
         if cached:

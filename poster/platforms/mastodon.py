@@ -138,10 +138,20 @@ class MastodonAdapter(InstanceAdapter):
         caps = self.effective_capabilities()
         media = post.media[: caps.images_per_post]
         if len(post.media) > len(media):
-            log.warning("%s: only the first %d images are posted", self.target, len(media))
+            log.warning(
+                "%s",
+                _("{target}: only the first {count} images are posted").format(
+                    target=self.target, count=len(media)
+                ),
+            )
         text, trimmed = compose(post.caption or post.title, post.tags, limit=caps.text_length, measure=len)
         if trimmed:
-            log.warning("%s: caption trimmed to %s characters", self.target, caps.text_length)
+            log.warning(
+                "%s",
+                _("{target}: caption trimmed to {limit} characters").format(
+                    target=self.target, limit=caps.text_length
+                ),
+            )
         ids = [self._upload(item) for item in media]
         body: dict[str, Any] = {
             "status": text,

@@ -162,7 +162,12 @@ class MisskeyAdapter(InstanceAdapter):
         media = post.media[: caps.images_per_post]
         text, trimmed = compose(post.caption or post.title, post.tags, limit=caps.text_length, measure=len)
         if trimmed:
-            log.warning("%s: text trimmed to %s characters", self.target, caps.text_length)
+            log.warning(
+                "%s",
+                _("{target}: text trimmed to {limit} characters").format(
+                    target=self.target, limit=caps.text_length
+                ),
+            )
         for item in media:
             if len(item.data) > caps.max_bytes:
                 raise Fatal(

@@ -260,14 +260,16 @@ class PixivAdapter(HttpAdapter):
         rating = post.rating if post.rating in RATINGS else "general"
         title = (post.title or "untitled").strip()
         if len(title) > 32:
-            log.warning("%s: title cut to pixiv's 32 characters", self.target)
+            log.warning("%s", _("{target}: title cut to pixiv's 32 characters").format(target=self.target))
             title = title[:32]
         caption, trimmed = compose(post.caption, (), limit=3000, measure=len)
         if trimmed:
-            log.warning("%s: caption trimmed to 3000 characters", self.target)
+            log.warning("%s", _("{target}: caption trimmed to 3000 characters").format(target=self.target))
         tags = [t.strip().lstrip("#") for t in post.tags if t.strip()][:10]
         if len(post.tags) > 10:
-            log.warning("%s: pixiv takes 10 tags; the rest are dropped", self.target)
+            log.warning(
+                "%s", _("{target}: pixiv takes 10 tags; the rest are dropped").format(target=self.target)
+            )
         bool_s = lambda v: "true" if v else "false"  # noqa: E731
         opt = post.options
         fields: list[tuple[str, str]] = [

@@ -270,7 +270,10 @@ class XAdapter(HttpAdapter):
     def _post(self, post: Post) -> PostResult:
         media = post.media[: self.capabilities.images_per_post]
         if len(post.media) > len(media):
-            log.warning("%s: X takes 4 images per post; the rest are not posted", self.target)
+            log.warning(
+                "%s",
+                _("{target}: X takes 4 images per post; the rest are not posted").format(target=self.target),
+            )
         link = post.options.get("link") if self.link_back else None
         text, trimmed = compose(
             post.caption or post.title,
@@ -280,7 +283,12 @@ class XAdapter(HttpAdapter):
             suffix=link if isinstance(link, str) else "",
         )
         if trimmed:
-            log.warning("%s: caption trimmed to X's weighted %d characters", self.target, self.text_length)
+            log.warning(
+                "%s",
+                _("{target}: caption trimmed to X's weighted {limit} characters").format(
+                    target=self.target, limit=self.text_length
+                ),
+            )
         ids = [self._upload(item) for item in media]
         r = self._call(
             "POST",

@@ -984,29 +984,6 @@ def _plain_number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
-_ERROR_WORDS = {
-    "greater_than_equal": N_("must be at least {ge}"),
-    "greater_than": N_("must be more than {gt}"),
-    "less_than_equal": N_("must be at most {le}"),
-    "int_parsing": N_("must be a whole number"),
-    "int_from_float": N_("must be a whole number"),
-    "float_parsing": N_("must be a number"),
-    "bool_parsing": N_("must be on or off"),
-    "missing": N_("is required"),
-}
-
-
-def _error_text(kind: str, err: dict[str, Any]) -> str:
-    words = _ERROR_WORDS.get(kind)
-    if words:
-        ctx = {
-            k: int(v) if isinstance(v, float) and v.is_integer() else v
-            for k, v in (err.get("ctx") or {}).items()
-        }
-        return _(words).format(**ctx)
-    return str(err.get("msg", "")).removeprefix("Value error, ")
-
-
 def _number(text: str) -> float | int | str:
     """A form's number as TOML wants it; text that is not a number stays text, so the config
     model reports it beside its field."""
@@ -1065,13 +1042,16 @@ def save_settings(config: Config, form: dict[str, str]) -> dict[str, str]:
     from poster import config as config_mod
 
     errors: dict[str, str] = {}
-    for loc, kind, err in config_mod.field_errors(path, doc.unwrap()):
-        # a model-level check names its field in the message ("targets.x.policy: …")
-        m = re.match(r"^(targets\.[\w-]+\.\w+): (.*)$", str(err.get("msg", "")).removeprefix("Value error, "))
+    for loc, _kind, err in config_mod.field_errors(path, doc.unwrap()):
+        # a model-level check names its field in the message ("targets.x.policy: …"; in
+        # Japanese the colon is the full-width one)
+        m = re.match(
+            r"^(targets\.[\w-]+\.\w+)(?:: |：)(.*)$", str(err.get("msg", "")).removeprefix("Value error, ")
+        )
         if m:
             errors.setdefault(m.group(1), m.group(2))
         else:
-            errors.setdefault(loc, _error_text(kind, err))
+            errors.setdefault(loc, config_mod.error_text(err))
     if errors:
         return errors
     tmp = path.with_name(f".{path.name}.tmp")

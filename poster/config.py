@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from poster.errors import ConfigError
-from poster.i18n import _
+from poster.i18n import N_, _
 from poster.slots import parse_slot
 
 CONFIG_NAME = "config.toml"
@@ -328,14 +328,43 @@ def _loc(err: dict[str, Any]) -> str:
     return ".".join(parts)
 
 
+# pydantic's own messages in the words of a config file's user (the CLI's one-line error and
+# the settings page's error beside each field); other kinds keep pydantic's English words
+ERROR_WORDS = {
+    "greater_than_equal": N_("must be at least {ge}"),
+    "greater_than": N_("must be more than {gt}"),
+    "less_than_equal": N_("must be at most {le}"),
+    "int_parsing": N_("must be a whole number"),
+    "int_from_float": N_("must be a whole number"),
+    "float_parsing": N_("must be a number"),
+    "bool_parsing": N_("must be on or off"),
+    "missing": N_("is required"),
+}
+
+
+def error_text(err: dict[str, Any]) -> str:
+    """One pydantic error as the user reads it, in the current language where poster has
+    the words for it."""
+    words = ERROR_WORDS.get(str(err.get("type")))
+    if words:
+        ctx = {
+            k: int(v) if isinstance(v, float) and v.is_integer() else v
+            for k, v in (err.get("ctx") or {}).items()
+        }
+        return _(words).format(**ctx)
+    return str(err.get("msg", "")).removeprefix("Value error, ")
+
+
 def _one_line(path: Path, exc: ValidationError) -> str:
     err = exc.errors()[0]
-    msg = str(err["msg"]).removeprefix("Value error, ")
+    msg = error_text(err)
     if err["type"] == "extra_forbidden":
         msg = _("unknown key (check the spelling against config.example.toml)")
     loc = _loc(err)
     more = _(" (and {count} more)").format(count=exc.error_count() - 1) if exc.error_count() > 1 else ""
-    return f"{path}: {loc + ': ' if loc else ''}{msg}{more}"
+    if loc:
+        return _("{file}: {key}: {problem}").format(file=path, key=loc, problem=msg + more)
+    return _("{path}: {error}").format(path=path, error=msg + more)
 
 
 def field_errors(path: Path, data: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -355,7 +384,7 @@ def field_errors(path: Path, data: dict[str, Any]) -> list[tuple[str, str, dict[
         return [(_loc(e), str(e["type"]), dict(e)) for e in exc.errors()]
     except TypeError as exc:
         return [("", "type_error", {"msg": str(exc)})]
-    return [("data_dir", "value_error", {"msg": "must be a non-empty string path"})]
+    return [("data_dir", "value_error", {"msg": _("must be a non-empty string path")})]
 
 
 def _relative_files(path: Path, data: dict[str, Any]) -> dict[str, Any]:

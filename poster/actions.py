@@ -944,6 +944,11 @@ def settings(config: Config) -> tuple[dict[str, Any], list[TargetSettings], list
         "timezone": config.timezone or "",
         "language": config.language,
         "approve": config.approve,
+        "font": str(config.render.font or ""),
+        "logo": str(config.render.logo or ""),
+        "watermark_look": config.render.watermark_look,
+        "signature_position": config.render.signature_position,
+        "font_in_use": font_in_use(config),
     }
     targets = []
     for name, t in config.targets.items():
@@ -966,6 +971,33 @@ def settings(config: Config) -> tuple[dict[str, Any], list[TargetSettings], list
             )
         )
     return top, targets, sorted(set(builtin_policies()) | set(config.policies))
+
+
+def font_in_use(config: Config) -> str:
+    """The font the signature and watermark text are drawn with (the configured one, else the
+    installed font found for the artist's name), or why there is none: for the settings page."""
+    from poster import fonts
+
+    text = f"© {config.artist}"
+    try:
+        found = fonts.choose(text, str(config.render.font) if config.render.font else None)
+    except UserError as exc:
+        return str(exc)
+    return str(found) if found is not None else _("the built-in font (the text has only Latin letters)")
+
+
+WATERMARK_LOOKS = {
+    "subtle": N_("subtle: faint, small"),
+    "standard": N_("standard"),
+    "strong": N_("strong: bold, hard to remove"),
+}
+SIGNATURE_POSITIONS = {
+    "auto": N_("automatic: the quietest corner, away from faces"),
+    "bottom-right": N_("bottom right"),
+    "bottom-left": N_("bottom left"),
+    "top-right": N_("top right"),
+    "top-left": N_("top left"),
+}
 
 
 POLICY_LABELS = {
@@ -1044,6 +1076,18 @@ def save_settings(config: Config, form: dict[str, str]) -> dict[str, str]:
             else:
                 put(doc, key, value)
     doc["approve"] = form.get("approve") == "on"
+    if any(f"render.{k}" in form for k in ("font", "logo", "watermark_look", "signature_position")):
+        if "render" not in doc:
+            doc["render"] = tomlkit.table()
+        render = doc["render"]
+        for key in ("font", "logo"):  # "" keeps the line: not set, found automatically
+            if f"render.{key}" in form:
+                value = form[f"render.{key}"].strip()
+                if key in render or value:
+                    render[key] = value
+        for key in ("watermark_look", "signature_position"):
+            if f"render.{key}" in form:
+                put(render, key, form[f"render.{key}"].strip())
     targets = doc.get("targets", {})
     for name in config.targets:
         t = targets.get(name)

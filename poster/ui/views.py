@@ -407,7 +407,14 @@ def ledger_verify(rq: Rq) -> Response:
 # -- settings -----------------------------------------------------------------------------------
 def _settings_context(rq: Rq) -> dict[str, Any]:
     top, targets, policies = actions.settings(rq.config)
-    return {"top": top, "targets": targets, "policies": policies, "languages": LANGUAGES}
+    return {
+        "top": top,
+        "targets": targets,
+        "policies": policies,
+        "languages": LANGUAGES,
+        "watermark_looks": actions.WATERMARK_LOOKS,
+        "signature_positions": actions.SIGNATURE_POSITIONS,
+    }
 
 
 def settings_page(rq: Rq) -> Response:

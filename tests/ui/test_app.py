@@ -466,6 +466,25 @@ def test_settings_save_and_apply_at_once(client: Client, home: config.Config) ->
     assert "Approval is on" in client.get("/").text
 
 
+def test_the_look_of_the_copies_is_a_setting(client: Client, home: config.Config) -> None:
+    page = client.get("/settings").text
+    for name in ("render.font", "render.logo", "render.watermark_look", "render.signature_position"):
+        assert f'name="{name}"' in page
+    assert "data-font-in-use" in page
+    r = client.post_form(
+        "/settings",
+        {"targets.x.enabled": "on", "render.font": "nowhere.otf", "render.watermark_look": "strong"},
+    )
+    assert r.status_code == 400 and 'data-error-for="render.font"' in r.text and "nowhere.otf" in r.text
+    r = client.post_form(
+        "/settings",
+        {"targets.x.enabled": "on", "render.font": "", "render.watermark_look": "strong"},
+    )
+    assert r.status_code == 303
+    assert config.load(home.path).render.watermark_look == "strong"
+    assert '<option value="strong" selected>' in client.get("/settings").text
+
+
 def test_health_reports_each_target(client: Client) -> None:
     page = client.get("/health").text
     deadline = time.time() + 60

@@ -1165,12 +1165,15 @@ class Health:
     daemon_running: bool
     outbox: Path
     waiting: int
+    data: tuple[bool, str] = (True, "")  # the database file (SQLite's full integrity check)
+    stamps: tuple[bool, str] = (True, "")  # the time-stamping authorities and what waits
 
 
 def health(config: Config, conn: sqlite3.Connection, *, only: Iterable[str] | None = None) -> Health:
-    """What `poster doctor` checks (one cheap call per target), plus the keyring, the ledger's
-    chain and whether a daemon works on this data folder."""
-    from poster import daemon, secrets
+    """What `poster doctor` checks (one cheap call per target, the data folder's database,
+    the time-stamping authorities), plus the keyring, the ledger's chain and whether a daemon
+    works on this data folder."""
+    from poster import daemon, secrets, timestamps
     from poster.platforms import doctor
 
     wanted = set(only) if only is not None else None
@@ -1178,6 +1181,11 @@ def health(config: Config, conn: sqlite3.Connection, *, only: Iterable[str] | No
         n: (t.adapter, t.settings()) for n, t in config.targets.items() if wanted is None or n in wanted
     }
     reports = doctor.check_targets(targets, config.data_dir)
+    data = doctor.check_data(config.db_path)
+    stamps = (True, "")
+    if wanted is None:  # a check of all targets also asks the time-stamping authorities
+        stamped = timestamps.doctor(conn, config)
+        stamps = (stamped.ok, stamped.message)
     return Health(
         targets=reports,
         keyring=secrets.keyring_status(),
@@ -1185,6 +1193,8 @@ def health(config: Config, conn: sqlite3.Connection, *, only: Iterable[str] | No
         daemon_running=daemon.is_running(config),
         outbox=config.outbox,
         waiting=len(waiting_in_outbox(config)),
+        data=(data.ok, data.message),
+        stamps=stamps,
     )
 
 

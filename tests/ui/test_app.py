@@ -495,6 +495,8 @@ def test_health_reports_each_target(client: Client) -> None:
         assert f'data-target="{t}"' in page
     assert page.count('class="ok"') >= 4  # three local targets and the ledger
     assert "hash chain intact" in page
+    assert 'data-row="data"' in page and 'data-row="stamps"' in page
+    assert "time-stamping is off" in page  # the test homes have [proof] tsa_urls = []
     # a check made in English is made again for a Japanese page: its words are in the result
     page = client.get("/health", headers={"Accept-Language": "ja"}).text
     while 'data-poll="/tasks/' in page and time.time() < deadline:

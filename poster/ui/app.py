@@ -459,6 +459,7 @@ def create_app(state: UIState) -> Starlette:
         Route("/settings/credentials/{target}", action(views.credentials_save), methods=["POST"]),
         Route("/health", page(views.health_page)),
         Route("/health/check", action(views.health_check), methods=["POST"]),
+        Route("/backup", action(views.backup_start), methods=["POST"]),
         Route("/language", action(views.language), methods=["POST"]),
         Mount("/static", StaticFiles(directory=static), name="static"),
     ]

@@ -485,6 +485,23 @@ def test_the_look_of_the_copies_is_a_setting(client: Client, home: config.Config
     assert '<option value="strong" selected>' in client.get("/settings").text
 
 
+def test_a_backup_from_the_health_page(client: Client, home: config.Config, tmp_path: Path) -> None:
+    page = client.get("/health").text
+    assert 'action="/backup"' in page and str(home.data_dir.parent / "poster-backup") in page
+    dest = tmp_path / "elsewhere" / "backup"
+    r = client.post_form("/backup", {"dest": str(dest)})
+    assert r.status_code == 303 and r.headers["location"] == "/health"
+    deadline = time.time() + 60
+    page = client.get("/health").text
+    while "data-backup-done" not in page and time.time() < deadline:
+        time.sleep(0.2)
+        page = client.get("/health").text
+    assert "data-backup-done" in page and str(dest) in page
+    assert (dest / "poster.db").is_file()
+    r = client.post_form("/backup", {"dest": " "})
+    assert r.status_code == 303 and "err=" in r.headers["location"]
+
+
 def test_health_reports_each_target(client: Client) -> None:
     page = client.get("/health").text
     deadline = time.time() + 60

@@ -1225,6 +1225,20 @@ def proof(config: Config, conn: sqlite3.Connection, ref: str, out: Path) -> proo
     return proof_mod.write(conn, subject, out, timestamps.anchors(config), config.data_dir)
 
 
+def proof_zip(config: Config, conn: sqlite3.Connection, ref: str) -> tuple[str, bytes, list[str]]:
+    """`proof` as one .zip for a download (the web UI's ledger page): (file name, bytes,
+    warnings). The bundle is made in a temporary folder that is removed afterwards."""
+    import shutil
+
+    name = "poster-proof-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", ref).strip("-")[:64] or "bundle")
+    with tempfile.TemporaryDirectory(prefix="poster-proof-") as tmp:
+        bundle = proof(config, conn, ref, Path(tmp) / name)
+        archive = shutil.make_archive(
+            str(Path(tmp) / name), "zip", root_dir=bundle.dir.parent, base_dir=bundle.dir.name
+        )
+        return f"{name}.zip", Path(archive).read_bytes(), list(bundle.warnings)
+
+
 def backup(config: Config, dest: Path) -> str:
     """`poster backup DEST` (and the UI's backup button): a consistent copy of the data
     folder's database, key, originals and variants. Raises UserError (after writing the

@@ -454,6 +454,7 @@ def create_app(state: UIState) -> Starlette:
         Route("/ledger", page(views.ledger_page)),
         Route("/ledger/export.{fmt}", page(views.ledger_export)),
         Route("/ledger/verify", action(views.ledger_verify), methods=["POST"]),
+        Route("/ledger/{post_id:str}/proof", action(views.ledger_proof), methods=["POST"]),
         Route("/settings", page(views.settings_page)),
         Route("/settings", action(views.settings_save), methods=["POST"]),
         Route("/settings/credentials/{target}", action(views.credentials_save), methods=["POST"]),

@@ -399,6 +399,20 @@ def ledger_export(rq: Rq) -> Response:
     )
 
 
+def ledger_proof(rq: Rq) -> Response:
+    """The evidence bundle of one post (`poster proof POST-ID`), as a .zip download."""
+    post_id = str(rq.request.path_params["post_id"])
+    try:
+        name, data, _warnings = actions.proof_zip(rq.config, rq.db, post_id)
+    except UserError as exc:
+        return rq.back("/ledger", error=str(exc))
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"content-disposition": f'attachment; filename="{name}"'},
+    )
+
+
 def ledger_verify(rq: Rq) -> Response:
     ok, text = actions.ledger_verify(rq.config, rq.db)
     return rq.back("/ledger", message=text if ok else None, error=None if ok else text)

@@ -944,6 +944,11 @@ def settings(config: Config) -> tuple[dict[str, Any], list[TargetSettings], list
         "timezone": config.timezone or "",
         "language": config.language,
         "approve": config.approve,
+        "font": str(config.render.font or ""),
+        "logo": str(config.render.logo or ""),
+        "watermark_look": config.render.watermark_look,
+        "signature_position": config.render.signature_position,
+        "font_in_use": font_in_use(config),
     }
     targets = []
     for name, t in config.targets.items():
@@ -966,6 +971,33 @@ def settings(config: Config) -> tuple[dict[str, Any], list[TargetSettings], list
             )
         )
     return top, targets, sorted(set(builtin_policies()) | set(config.policies))
+
+
+def font_in_use(config: Config) -> str:
+    """The font the signature and watermark text are drawn with (the configured one, else the
+    installed font found for the artist's name), or why there is none: for the settings page."""
+    from poster import fonts
+
+    text = f"© {config.artist}"
+    try:
+        found = fonts.choose(text, str(config.render.font) if config.render.font else None)
+    except UserError as exc:
+        return str(exc)
+    return str(found) if found is not None else _("the built-in font (the text has only Latin letters)")
+
+
+WATERMARK_LOOKS = {
+    "subtle": N_("subtle: faint, small"),
+    "standard": N_("standard"),
+    "strong": N_("strong: bold, hard to remove"),
+}
+SIGNATURE_POSITIONS = {
+    "auto": N_("automatic: the quietest corner, away from faces"),
+    "bottom-right": N_("bottom right"),
+    "bottom-left": N_("bottom left"),
+    "top-right": N_("top right"),
+    "top-left": N_("top left"),
+}
 
 
 POLICY_LABELS = {
@@ -1021,6 +1053,18 @@ def save_settings(config: Config, form: dict[str, str]) -> dict[str, str]:
             else:
                 put(doc, key, value)
     doc["approve"] = form.get("approve") == "on"
+    if any(f"render.{k}" in form for k in ("font", "logo", "watermark_look", "signature_position")):
+        if "render" not in doc:
+            doc["render"] = tomlkit.table()
+        render = doc["render"]
+        for key in ("font", "logo"):  # "" keeps the line: not set, found automatically
+            if f"render.{key}" in form:
+                value = form[f"render.{key}"].strip()
+                if key in render or value:
+                    render[key] = value
+        for key in ("watermark_look", "signature_position"):
+            if f"render.{key}" in form:
+                put(render, key, form[f"render.{key}"].strip())
     targets = doc.get("targets", {})
     for name in config.targets:
         t = targets.get(name)
@@ -1101,12 +1145,15 @@ class Health:
     daemon_running: bool
     outbox: Path
     waiting: int
+    data: tuple[bool, str] = (True, "")  # the database file (SQLite's full integrity check)
+    stamps: tuple[bool, str] = (True, "")  # the time-stamping authorities and what waits
 
 
 def health(config: Config, conn: sqlite3.Connection, *, only: Iterable[str] | None = None) -> Health:
-    """What `poster doctor` checks (one cheap call per target), plus the keyring, the ledger's
-    chain and whether a daemon works on this data folder."""
-    from poster import daemon, secrets
+    """What `poster doctor` checks (one cheap call per target, the data folder's database,
+    the time-stamping authorities), plus the keyring, the ledger's chain and whether a daemon
+    works on this data folder."""
+    from poster import daemon, secrets, timestamps
     from poster.platforms import doctor
 
     wanted = set(only) if only is not None else None
@@ -1114,6 +1161,11 @@ def health(config: Config, conn: sqlite3.Connection, *, only: Iterable[str] | No
         n: (t.adapter, t.settings()) for n, t in config.targets.items() if wanted is None or n in wanted
     }
     reports = doctor.check_targets(targets, config.data_dir)
+    data = doctor.check_data(config.db_path)
+    stamps = (True, "")
+    if wanted is None:  # a check of all targets also asks the time-stamping authorities
+        stamped = timestamps.doctor(conn, config)
+        stamps = (stamped.ok, stamped.message)
     return Health(
         targets=reports,
         keyring=secrets.keyring_status(),
@@ -1121,6 +1173,8 @@ def health(config: Config, conn: sqlite3.Connection, *, only: Iterable[str] | No
         daemon_running=daemon.is_running(config),
         outbox=config.outbox,
         waiting=len(waiting_in_outbox(config)),
+        data=(data.ok, data.message),
+        stamps=stamps,
     )
 
 
@@ -1149,6 +1203,20 @@ def proof(config: Config, conn: sqlite3.Connection, ref: str, out: Path) -> proo
 
     subject = proof_mod.resolve(conn, ref)
     return proof_mod.write(conn, subject, out, timestamps.anchors(config), config.data_dir)
+
+
+def proof_zip(config: Config, conn: sqlite3.Connection, ref: str) -> tuple[str, bytes, list[str]]:
+    """`proof` as one .zip for a download (the web UI's ledger page): (file name, bytes,
+    warnings). The bundle is made in a temporary folder that is removed afterwards."""
+    import shutil
+
+    name = "poster-proof-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", ref).strip("-")[:64] or "bundle")
+    with tempfile.TemporaryDirectory(prefix="poster-proof-") as tmp:
+        bundle = proof(config, conn, ref, Path(tmp) / name)
+        archive = shutil.make_archive(
+            str(Path(tmp) / name), "zip", root_dir=bundle.dir.parent, base_dir=bundle.dir.name
+        )
+        return f"{name}.zip", Path(archive).read_bytes(), list(bundle.warnings)
 
 
 def backup(config: Config, dest: Path) -> str:

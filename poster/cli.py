@@ -21,6 +21,7 @@ import click
 
 from poster import __version__, i18n, jobs, ledger, markkey, store
 from poster import config as config_mod
+from poster.daemon import Notices
 from poster.errors import UserError
 from poster.i18n import N_, _
 from poster.logs import mask_text, setup_logging
@@ -311,13 +312,13 @@ def _print_stamps(done: Any) -> None:
         say(line)
 
 
-class _Reporter:
+class _Reporter(Notices):
     """What `poster run` says while it works: one line per post, failure, hold, retry and
     uncertain job (unless quiet), the render stage on an interactive terminal (rich, only
-    imported there), and a notification (poster.notify) for what needs the artist."""
+    imported there); the notifications are `Notices`'."""
 
     def __init__(self, cfg: config_mod.Config, *, lines: bool, live: bool) -> None:
-        self.cfg = cfg
+        super().__init__(cfg)
         self.lines = lines
         self._status: Any = None
         self._console: Any = None
@@ -335,27 +336,31 @@ class _Reporter:
             say(text, err=err)
 
     def intake(self, results: list[Any]) -> None:
-        """Lines for what the daemon took in (run --once prints its own summary), and a
-        notification for each artwork moved to needs-attention."""
-        from poster import notify
-
+        """Lines for what the daemon took in (run --once prints its own summary)."""
+        super().intake(results)
         for r in results:
             if r.outcome == "queued":
                 self.say(_("queued    {file}").format(file=r.name))
             elif r.outcome == "held":
                 self.say(_("held      {file}: {reason}").format(file=r.name, reason=r.reason), err=True)
-                notify.event(self.cfg, "held", file=r.name, reason=r.reason)
 
     def __call__(self, event: Any) -> None:
-        from poster import notify
-        from poster.dispatch import Held
+        from poster.dispatch import AwaitingApproval, Held
         from poster.schedule import zone
 
+        super().__call__(event)
         if isinstance(event, Held):
             when = event.until.astimezone(zone(self.cfg)).strftime("%Y-%m-%d %H:%M")
             self.say(
                 _("held      {target:<8} {file} until {when} ({reason})").format(
                     target=event.target, file=event.name, when=when, reason=event.reason
+                )
+            )
+            return
+        if isinstance(event, AwaitingApproval):
+            self.say(
+                _("approve?  {target:<8} {file}: rendered, waiting for `poster approve {job}`").format(
+                    target=event.target, file=event.name, job=event.job_id
                 )
             )
             return
@@ -366,7 +371,6 @@ class _Reporter:
             self.say(
                 _("failed    {target:<8} {file}: {reason}").format(**fields, reason=event.reason), err=True
             )
-            notify.event(self.cfg, notify.kind_of_failure(event.reason or ""), **fields, reason=event.reason)
         elif state == jobs.State.RETRY_WAIT:
             self.say(_("retry     {target:<8} {file}: {reason}").format(**fields, reason=event.reason))
         elif state == jobs.State.UNCERTAIN:
@@ -376,7 +380,6 @@ class _Reporter:
                 ),
                 err=True,
             )
-            notify.event(self.cfg, "uncertain", **fields, reason=event.reason)
 
     def progress(self, job: jobs.Job, stage: str) -> None:
         if self._console is None:
@@ -395,11 +398,6 @@ class _Reporter:
         if self._status is not None:
             self._status.stop()
             self._status = None
-
-    def recovered(self, job: jobs.Job) -> None:
-        from poster import notify
-
-        notify.event(self.cfg, "uncertain", target=job.target, file=job.name, reason=job.reason)
 
 
 def _run_once(cfg: config_mod.Config, *, now: bool, quiet: bool = False) -> int:
@@ -1129,12 +1127,20 @@ def preview(
 
 
 # -- credentials and health (poster login / poster doctor) ---------------------------------
-@cli.command(help=N_("Store TARGET's credentials in the OS keyring (secrets are typed hidden)."))
+@cli.command(
+    help=N_(
+        "Store TARGET's credentials in the OS keyring (secrets are typed hidden). `notify:NAME` "
+        'stores a notification URL, listed in config as "secret:NAME".'
+    )
+)
 @click.argument("target")
 @click.pass_obj
 def login(obj: Ctx, target: str) -> None:
     from poster.platforms import doctor as doctor_mod
 
+    if target.startswith("notify:"):  # a notification URL: its token stays out of config.toml
+        _login_notify(target.removeprefix("notify:"))
+        return
     cfg = obj.config()
     tc = cfg.targets.get(target)
     if tc is None:
@@ -1161,6 +1167,35 @@ def login(obj: Ctx, target: str) -> None:
     report = doctor_mod.check_target(target, tc.adapter, tc.settings(), cfg.data_dir)
     verdict = _("ok") if report.ok else _("PROBLEM")
     say(f"{target}: {verdict}: {report.message}")
+
+
+def _login_notify(name: str) -> None:
+    from poster import notify, secrets
+
+    if not config_mod.NAME_RE.match(name):
+        raise UserError(_('notify:{name}: use letters, digits, "-" and "_" for the name').format(name=name))
+    url = click.prompt(
+        _("notification URL for {name} (apprise form, e.g. discord://…)").format(name=name),
+        hide_input=True,
+        err=True,
+    ).strip()
+    if "://" not in url:
+        raise UserError(
+            _("notify:{name}: not a notification URL (like discord://...); nothing stored").format(name=name)
+        )
+    ok, why = secrets.keyring_status()
+    if not ok:
+        raise UserError(
+            _("cannot store it: {why}; set the environment variable {env} instead").format(
+                why=why, env=secrets.env_name(notify.SECRET_TARGET, name)
+            )
+        )
+    secrets.store(notify.SECRET_TARGET, {name: url})
+    say(
+        _(
+            'notify:{name}: stored in the keyring; list it in config.toml as notify = [..., "secret:{name}"]'
+        ).format(name=name)
+    )
 
 
 @cli.command(help=N_("One cheap authenticated call per target (or just TARGET); says what is wrong."))

@@ -32,7 +32,7 @@ from poster.i18n import N_, _
 from poster.slots import parse_slot
 
 CONFIG_NAME = "config.toml"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -225,7 +225,7 @@ class Config(_Strict):
         if not v:
             raise ValueError(_("define at least one target, e.g. [targets.x]"))
         for name in v:
-            if not _NAME_RE.match(name):
+            if not NAME_RE.match(name):
                 raise ValueError(
                     _("target name {name!r}: use letters, digits, '-' and '_'").format(name=name)
                 )
@@ -235,9 +235,15 @@ class Config(_Strict):
     @classmethod
     def _notify_urls(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for i, url in enumerate(v):
-            if url != "desktop" and "://" not in url:
+            if url.startswith("secret:"):
+                if not NAME_RE.match(url.removeprefix("secret:")):
+                    msg = _('[{index}]: "secret:NAME" takes a name of letters, digits, "-" and "_"')
+                    raise ValueError(msg.format(index=i))
+            elif url != "desktop" and "://" not in url:
                 # never echo the value: a notification URL can carry a token
-                msg = _('[{index}]: not a notification URL (like "discord://...") nor "desktop"')
+                msg = _(
+                    '[{index}]: not a notification URL (like "discord://..."), "secret:NAME" nor "desktop"'
+                )
                 raise ValueError(msg.format(index=i))
         return v
 

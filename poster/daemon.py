@@ -73,6 +73,49 @@ def refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcom
         log.warning("%s", _("could not update the trace index: {error}").format(error=exc))
 
 
+class Notices:
+    """What the daemon tells the artist through `notify` (the desktop, apprise services):
+    artwork held at intake, a failed post or expired login, a post that needs checking, a copy
+    waiting for approval. The same for `poster run` (the CLI's reporter adds its lines on top)
+    and for the daemon inside `poster ui`. `cfg` is replaced by the Ticker after a reload."""
+
+    def __init__(self, cfg: config_mod.Config) -> None:
+        self.cfg = cfg
+
+    def intake(self, results: list[Any]) -> None:
+        from poster import notify
+
+        for r in results:
+            if r.outcome == "held":
+                notify.event(self.cfg, "held", file=r.name, reason=r.reason)
+
+    def __call__(self, event: Any) -> None:
+        from poster import notify
+        from poster.dispatch import AwaitingApproval, Held
+
+        if isinstance(event, Held):
+            return
+        if isinstance(event, AwaitingApproval):
+            notify.event(self.cfg, "approval", target=event.target, file=event.name)
+            return
+        fields = {"target": event.target, "file": event.name, "reason": event.reason}
+        if event.state == jobs.State.FAILED:
+            notify.event(self.cfg, notify.kind_of_failure(event.reason or ""), **fields)
+        elif event.state == jobs.State.UNCERTAIN:
+            notify.event(self.cfg, "uncertain", **fields)
+
+    def progress(self, job: jobs.Job, stage: str) -> None:
+        pass
+
+    def done(self) -> None:
+        pass
+
+    def recovered(self, job: jobs.Job) -> None:
+        from poster import notify
+
+        notify.event(self.cfg, "uncertain", target=job.target, file=job.name, reason=job.reason)
+
+
 class Ticker:
     """The daemon's state between ticks and the tick itself (`__call__`)."""
 
@@ -84,7 +127,7 @@ class Ticker:
         config_source: Callable[[], config_mod.Config] | None = None,
     ) -> None:
         """`reporter` (the CLI's) is told each post, failure, hold and intake result as it
-        happens and shows render progress; without one the tick only logs. `config_source`
+        happens and shows render progress; without one, `Notices` sends the notifications. `config_source`
         (poster ui's, which validates and writes the settings itself) replaces the file
         watcher as the place each tick takes its config from."""
         from poster import outbox
@@ -95,7 +138,7 @@ class Ticker:
         self.lookups = LookupThrottle()  # an undecided job is not looked up on every tick
         self.reported = outbox.Reported()  # a file it cannot take is reported once, not every scan
         self.stamper = Stamper(cfg)  # a TSA that did not answer rests a while before the next try
-        self.reporter = reporter
+        self.reporter = reporter if reporter is not None else Notices(cfg)
         self.config_source = config_source
         # ticks never overlap: the UI may run one at once (after an upload) beside the clock's
         self._serial = threading.Lock()

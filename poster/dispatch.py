@@ -68,7 +68,17 @@ class Held:
     reason: str
 
 
-Report = Callable[[Outcome | Held], None]
+@dataclass(frozen=True)
+class AwaitingApproval:
+    """A job rendered ahead of its time that waits for the artist's approval (`poster
+    approve`, or the UI's preview page): told once, when it is rendered."""
+
+    job_id: int
+    target: str
+    name: str
+
+
+Report = Callable[[Outcome | Held | AwaitingApproval], None]
 Progress = Callable[[Job, str], None]  # (job, what render is doing now)
 
 
@@ -489,10 +499,10 @@ class Dispatcher:
         what is approved is the exact variant that will be posted, and it should be ready to
         look at well before its slot."""
         out = []
-        for job in jobs.all_jobs(self.conn):
+        for job in jobs.in_state(self.conn, State.PENDING):
             if self.stop.is_set():
                 break
-            if job.state is State.PENDING and self.awaiting_approval(job):
+            if self.awaiting_approval(job):
                 failed = self.render_job(job)
                 if failed is not None:
                     out.append(failed)
@@ -502,6 +512,7 @@ class Dispatcher:
                             "UPDATE jobs SET reason = ? WHERE id = ? AND state = ? AND approved_at IS NULL",
                             (AWAITING_APPROVAL, job.id, State.READY.value),
                         )
+                    self.report(AwaitingApproval(job.id, job.target, job.name))
         return out
 
     def process(self, job: Job) -> Outcome:

@@ -30,7 +30,9 @@ def _days(text: str) -> str:
         ends = part.split("-")
         if len(ends) > 2 or not all(e in _DAYS for e in ends):
             raise ValueError(
-                f"slot days {text!r}: use mon..sun, a range like mon-fri, a list like sat,sun, or daily"
+                _(
+                    "slot days {text!r}: use mon..sun, a range like mon-fri, a list like sat,sun, or daily"
+                ).format(text=text)
             )
     return text
 

@@ -458,11 +458,13 @@ def create_app(state: UIState) -> Starlette:
         Route("/ledger", page(views.ledger_page)),
         Route("/ledger/export.{fmt}", page(views.ledger_export)),
         Route("/ledger/verify", action(views.ledger_verify), methods=["POST"]),
+        Route("/ledger/{post_id:str}/proof", action(views.ledger_proof), methods=["POST"]),
         Route("/settings", page(views.settings_page)),
         Route("/settings", action(views.settings_save), methods=["POST"]),
         Route("/settings/credentials/{target}", action(views.credentials_save), methods=["POST"]),
         Route("/health", page(views.health_page)),
         Route("/health/check", action(views.health_check), methods=["POST"]),
+        Route("/backup", action(views.backup_start), methods=["POST"]),
         Route("/language", action(views.language), methods=["POST"]),
         Mount("/static", StaticFiles(directory=static), name="static"),
     ]

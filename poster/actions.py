@@ -900,7 +900,9 @@ def check_ledger(config: Config, conn: sqlite3.Connection) -> LedgerCheck:
         details.append(
             _("{count} time-stamp token(s) verified (signature and hash)").format(count=check.tokens)
         )
-    if check.unstamped_after is not None:
+    if check.unstamped_after == 0:
+        details.append(_("no row is time-stamped yet (see `poster status`)"))
+    elif check.unstamped_after is not None:
         details.append(
             _("rows after {seq} are not time-stamped yet (see `poster status`)").format(
                 seq=check.unstamped_after

@@ -15,16 +15,21 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from poster import __version__, i18n, jobs, ledger, markkey, store
-from poster import config as config_mod
 from poster.errors import UserError
 from poster.i18n import _
 from poster.logs import mask_text, setup_logging
 from poster.termsafe import json_text, safe, safe_block
+
+if TYPE_CHECKING:
+    # pydantic (behind poster.config) is imported by the commands that load a config, not by
+    # `poster --help`; the heavy libraries (PIL, numpy, OpenCV, rich …) by the commands that
+    # use them: tests/test_cli.py checks which modules `--help` and `status` import
+    from poster import config as config_mod
 
 log = logging.getLogger("poster")
 
@@ -37,6 +42,8 @@ class Ctx:
     loaded: config_mod.Config | None = None  # the config the command runs with, once loaded
 
     def config(self) -> config_mod.Config:
+        from poster import config as config_mod
+
         cfg = config_mod.load(config_mod.find(self.config_path))
         setup_logging(self.verbose, self.debug, cfg.data_dir)
         self.loaded = cfg
@@ -112,6 +119,8 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int, debug: bool)
 
 # -- init / demo ---------------------------------------------------------------------------
 def init_home(directory: Path) -> Path:
+    from poster import config as config_mod
+
     cfg_path = directory / config_mod.CONFIG_NAME
     if cfg_path.exists():
         raise UserError(f"{cfg_path} already exists; not overwriting it")
@@ -141,6 +150,7 @@ def init(directory: Path) -> None:
 def demo(obj: Ctx, directory: Path) -> None:
     """Set up DIR (default ./poster-demo) with a sample artwork, post it everywhere through the
     local adapter, and trace one published copy back to its post."""
+    from poster import config as config_mod
     from poster import trace as trace_mod
 
     cfg_path = directory / config_mod.CONFIG_NAME

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from poster import config
 from tests.servers.slow import SlowServer, _daemon, home_with_slow_target
 
 
@@ -99,3 +101,61 @@ def test_an_interactive_terminal_sees_render_progress_and_the_lines(tmp_path: Pa
 class _FakeJob:
     def __init__(self, name: str, target: str) -> None:
         self.name, self.target = name, target
+
+
+# -- start-up: a command imports what it uses ---------------------------------------------------
+# The libraries that cost tenths of a second to import. `--help` needs none of them; `status`
+# needs pydantic only (it loads and validates the config), none of the rest.
+_HEAVY = (
+    "PIL",
+    "numpy",
+    "cv2",
+    "faiss",
+    "rich",
+    "apprise",
+    "cryptography",
+    "rfc3161_client",
+    "requests",
+    "starlette",
+    "jinja2",
+    "tomlkit",
+)
+
+
+def _imported(*args: str, cwd: Path) -> set[str]:
+    """The top-level packages a real `python -X importtime -m poster ARGS` imported."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "poster", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    assert "poster" in names and "click" in names, proc.stderr[-2000:]  # the listing was read
+    return names
+
+
+def test_help_imports_no_heavy_library(tmp_path: Path) -> None:
+    imported = _imported("--help", cwd=tmp_path)
+    assert not imported & {*_HEAVY, "pydantic"}
+
+
+def test_status_imports_no_heavy_library(home: config.Config, drop: Callable[..., Path]) -> None:
+    from poster import outbox, store
+    from tests.conftest import artwork
+
+    drop("a.png", artwork())
+    with store.opened(home.db_path) as conn:
+        assert [r.outcome for r in outbox.scan(conn, home)] == ["queued"]
+    for args in (["status"], ["status", "--json"]):
+        imported = _imported("--config", str(home.path), *args, cwd=home.path.parent)
+        assert "pydantic" in imported  # the config was loaded and checked
+        assert not imported & set(_HEAVY), args

@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -55,6 +55,35 @@ class Ctx:
 def emit_json(value: Any) -> None:
     # exact values; only characters a terminal would act on are written as \u escapes
     click.echo(json_text(json.dumps(value, ensure_ascii=False, indent=2, default=str)))
+
+
+def emit_json_array(items: Iterable[Any]) -> None:
+    """A JSON array written element by element, as it is read: the same text as
+    `emit_json(list(items))` without ever holding the list (a million ledger rows or jobs
+    print in flat memory)."""
+    first = True
+    for item in items:
+        text = json.dumps(item, ensure_ascii=False, indent=2, default=str).replace("\n", "\n  ")
+        click.echo(json_text(("[\n  " if first else ",\n  ") + text), nl=False)
+        first = False
+    click.echo("[]" if first else "\n]")
+
+
+class _Echo:
+    """A text file whose writes go to stdout through click (for csv.writer)."""
+
+    def write(self, text: str) -> int:
+        click.echo(text, nl=False)
+        return len(text)
+
+
+def _until_damaged(items: Iterator[Any], errors: list[str]) -> Iterator[Any]:
+    """`items`, stopping at a read error of a damaged database (kept in `errors`): what could
+    be read is printed, then the error."""
+    try:
+        yield from items
+    except sqlite3.DatabaseError as exc:
+        errors.append(str(exc))
 
 
 def say(text: object = "", *, err: bool = False) -> None:
@@ -428,19 +457,32 @@ def _job_json(j: jobs.Job) -> dict[str, Any]:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (every job)")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="show the N newest jobs (0: all)",
+)
+@click.option(
+    "--offset", type=click.IntRange(min=0), default=0, help="skip the N newest jobs (the next page)"
+)
 @click.pass_obj
-def status(obj: Ctx, as_json: bool) -> None:
-    """The queue: one line per job."""
+def status(obj: Ctx, as_json: bool, limit: int, offset: int) -> None:
+    """The queue: one line per job, the newest first page of them."""
     from poster import attention, timestamps
 
     cfg = obj.config()
     with open_db(cfg, readonly=True, check="quick") as conn:
-        items = [_job_json(j) for j in jobs.all_jobs(conn)]
+        if as_json:  # every job, streamed: flat memory however long the history
+            emit_json_array(_job_json(j) for j in jobs.iter_jobs(conn))
+            return
+        counts = jobs.counts(conn)
+        total = sum(counts.values())
+        page = jobs.latest(conn, limit or total, offset)
+        items = [_job_json(j) for j in page]
         stamp_lines = timestamps.summary(conn, cfg).problem_lines()
-    if as_json:
-        emit_json(items)
-        return
     held = attention.items(cfg)
     if held:
         say(
@@ -451,9 +493,9 @@ def status(obj: Ctx, as_json: bool) -> None:
         for h in held:
             say(f"  {h.name}: {h.reason}")
         say(_("Fix each, then move it back into {outbox}.").format(outbox=cfg.outbox))
-        if items:
+        if total:
             say()
-    if not items:
+    if not total:
         if not held:
             say(f"no jobs; drop art into {cfg.outbox}")
         for line in stamp_lines:
@@ -470,11 +512,18 @@ def status(obj: Ctx, as_json: bool) -> None:
             f"{it['id']:>4}  {it['target']:<10} {it['state']:<10} {when:<17} "
             f"{it['file']}{'  ' + extra if extra else ''}"
         )
-    waiting = [it for it in items if it["state"] == "uncertain"]
+    if len(items) < total:
+        say(
+            _(
+                "{shown} of {total} jobs shown (the newest, skipping {offset}); "
+                "more: poster status --offset {next}, all: --limit 0"
+            ).format(shown=len(items), total=total, offset=offset, next=offset + len(items))
+        )
+    waiting = counts.get("uncertain", 0)
     if waiting:
         say()
         say(
-            f"{len(waiting)} job(s) may or may not have been posted: check the platform, then "
+            f"{waiting} job(s) may or may not have been posted: check the platform, then "
             "`poster confirm JOB --posted URL` or `--not-posted`"
         )
     if stamp_lines:
@@ -786,13 +835,15 @@ def ledger_group() -> None:
 def ledger_export(obj: Ctx, fmt: str) -> None:
     """Print every ledger row (also from a damaged database: what can be read, then an error)."""
     cfg = obj.config()
+    errors: list[str] = []
     with open_db(cfg, readonly=True) as conn:
         damage = store.integrity_problem(conn)
-        rows = ledger.rows(conn)
-    if fmt == "csv":
-        click.echo(ledger.to_csv(rows), nl=False)
-    else:
-        emit_json(rows)
+        rows = _until_damaged(ledger.iter_rows(conn), errors)  # streamed: flat memory
+        if fmt == "csv":
+            ledger.write_csv(rows, _Echo())  # type: ignore[arg-type]
+        else:
+            emit_json_array(rows)
+    damage = damage or (errors[0] if errors else None)
     if damage is not None:  # the rows above are what could be read: salvage, not a backup
         raise store.damaged(cfg.db_path, damage)
 

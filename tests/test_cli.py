@@ -3,10 +3,14 @@ failure; `-q` silences them."""
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from poster import config
 from tests.servers.slow import SlowServer, _daemon, home_with_slow_target
@@ -159,3 +163,44 @@ def test_status_imports_no_heavy_library(home: config.Config, drop: Callable[...
         imported = _imported("--config", str(home.path), *args, cwd=home.path.parent)
         assert "pydantic" in imported  # the config was loaded and checked
         assert not imported & set(_HEAVY), args
+
+
+# -- streamed JSON and the status pages ---------------------------------------------------------
+def test_a_streamed_json_array_is_the_same_text(capsys: pytest.CaptureFixture[str]) -> None:
+    from poster import cli
+
+    item = {"id": 1, "file": "a\x1b[31m.png", "render": {"steps": [{"use": "noise"}], "x": []}, "n": None}
+    for value in ([], [item], [item, {"id": 2}, {}], [[1, 2], "s", 3]):
+        cli.emit_json(value)
+        whole = capsys.readouterr().out
+        cli.emit_json_array(iter(value))
+        assert capsys.readouterr().out == whole
+
+
+def test_status_shows_the_newest_page_and_json_every_job(
+    home: config.Config, drop: Callable[..., Path]
+) -> None:
+    from poster import outbox, store
+    from tests.conftest import artwork, run_cli
+
+    drop("a.png", artwork(seed=1))
+    drop("b.png", artwork(seed=2))
+    with store.opened(home.db_path) as conn:
+        outbox.scan(conn, home)
+    code, out, _err = run_cli("status", "--json", cfg=home)
+    assert code == 0 and sorted(j["id"] for j in json.loads(out)) == [1, 2, 3, 4, 5, 6]
+
+    def shown(*args: str) -> tuple[list[int], str]:
+        code, out, _err = run_cli("status", *args, cfg=home)
+        assert code == 0
+        ids = [int(m.group(1)) for m in re.finditer(r"(?m)^ *(\d+)  \S", out)]  # the table's lines
+        return sorted(ids), out
+
+    ids, out = shown("--limit", "2")
+    assert ids == [5, 6] and "2 of 6 jobs shown" in out and "--offset 2" in out
+    ids, out = shown("--limit", "2", "--offset", "2")
+    assert ids == [3, 4] and "--offset 4" in out
+    ids, out = shown("--limit", "0")
+    assert ids == [1, 2, 3, 4, 5, 6] and "jobs shown" not in out
+    ids, out = shown()  # the default page holds them all
+    assert ids == [1, 2, 3, 4, 5, 6] and "jobs shown" not in out

@@ -15,17 +15,22 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from poster import __version__, i18n, jobs, ledger, markkey, store
-from poster import config as config_mod
-from poster.daemon import Notices
 from poster.errors import UserError
 from poster.i18n import N_, _
 from poster.logs import mask_text, setup_logging
+from poster.notices import Notices
 from poster.termsafe import json_text, safe, safe_block
+
+if TYPE_CHECKING:
+    # pydantic (behind poster.config) is imported by the commands that load a config, not by
+    # `poster --help`; the heavy libraries (PIL, numpy, OpenCV, rich …) by the commands that
+    # use them: tests/test_cli.py checks which modules `--help` and `status` import
+    from poster import config as config_mod
 
 log = logging.getLogger("poster")
 
@@ -38,6 +43,8 @@ class Ctx:
     loaded: config_mod.Config | None = None  # the config the command runs with, once loaded
 
     def config(self) -> config_mod.Config:
+        from poster import config as config_mod
+
         cfg = config_mod.load(config_mod.find(self.config_path))
         setup_logging(self.verbose, self.debug, cfg.data_dir)
         self.loaded = cfg
@@ -49,6 +56,35 @@ class Ctx:
 def emit_json(value: Any) -> None:
     # exact values; only characters a terminal would act on are written as \u escapes
     click.echo(json_text(json.dumps(value, ensure_ascii=False, indent=2, default=str)))
+
+
+def emit_json_array(items: Iterable[Any]) -> None:
+    """A JSON array written element by element, as it is read: the same text as
+    `emit_json(list(items))` without ever holding the list (a million ledger rows or jobs
+    print in flat memory)."""
+    first = True
+    for item in items:
+        text = json.dumps(item, ensure_ascii=False, indent=2, default=str).replace("\n", "\n  ")
+        click.echo(json_text(("[\n  " if first else ",\n  ") + text), nl=False)
+        first = False
+    click.echo("[]" if first else "\n]")
+
+
+class _Echo:
+    """A text file whose writes go to stdout through click (for csv.writer)."""
+
+    def write(self, text: str) -> int:
+        click.echo(text, nl=False)
+        return len(text)
+
+
+def _until_damaged(items: Iterator[Any], errors: list[str]) -> Iterator[Any]:
+    """`items`, stopping at a read error of a damaged database (kept in `errors`): what could
+    be read is printed, then the error."""
+    try:
+        yield from items
+    except sqlite3.DatabaseError as exc:
+        errors.append(str(exc))
 
 
 def say(text: object = "", *, err: bool = False) -> None:
@@ -183,6 +219,8 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int, debug: bool)
 
 # -- init / demo ---------------------------------------------------------------------------
 def init_home(directory: Path) -> Path:
+    from poster import config as config_mod
+
     cfg_path = directory / config_mod.CONFIG_NAME
     if cfg_path.exists():
         raise UserError(_("{path} already exists; not overwriting it").format(path=cfg_path))
@@ -218,6 +256,7 @@ def init(directory: Path) -> None:
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default="poster-demo")
 @click.pass_obj
 def demo(obj: Ctx, directory: Path) -> None:
+    from poster import config as config_mod
     from poster import trace as trace_mod
 
     cfg_path = directory / config_mod.CONFIG_NAME
@@ -516,19 +555,32 @@ def _job_json(j: jobs.Job) -> dict[str, Any]:
     }
 
 
-@cli.command(help=N_("The queue: one line per job."))
-@click.option("--json", "as_json", is_flag=True, help=N_("print JSON"))
+@cli.command(help=N_("The queue: one line per job, the newest first (a page of them)."))
+@click.option("--json", "as_json", is_flag=True, help=N_("print JSON (every job)"))
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help=N_("show the N newest jobs (0: all)"),
+)
+@click.option(
+    "--offset", type=click.IntRange(min=0), default=0, help=N_("skip the N newest jobs (the next page)")
+)
 @click.pass_obj
-def status(obj: Ctx, as_json: bool) -> None:
+def status(obj: Ctx, as_json: bool, limit: int, offset: int) -> None:
     from poster import attention, timestamps
 
     cfg = obj.config()
     with open_db(cfg, readonly=True, check="quick") as conn:
-        items = [_job_json(j) for j in jobs.all_jobs(conn)]
+        if as_json:  # every job, streamed: flat memory however long the history
+            emit_json_array(_job_json(j) for j in jobs.iter_jobs(conn))
+            return
+        counts = jobs.counts(conn)
+        total = sum(counts.values())
+        page = jobs.latest(conn, limit or total, offset)
+        items = [_job_json(j) for j in page]
         stamp_lines = timestamps.summary(conn, cfg).problem_lines()
-    if as_json:
-        emit_json(items)
-        return
     held = attention.items(cfg)
     if held:
         say(
@@ -539,9 +591,9 @@ def status(obj: Ctx, as_json: bool) -> None:
         for h in held:
             say(f"  {h.name}: {h.reason}")
         say(_("Fix each, then move it back into {outbox}.").format(outbox=cfg.outbox))
-        if items:
+        if total:
             say()
-    if not items:
+    if not total:
         if not held:
             say(_("no jobs; drop art into {outbox}").format(outbox=cfg.outbox))
         for line in stamp_lines:
@@ -559,14 +611,21 @@ def status(obj: Ctx, as_json: bool) -> None:
             f"{it['id']:>4}  {it['target']:<10} {it['state']:<10} {when:<17} "
             f"{it['file']}{'  ' + extra if extra else ''}"
         )
-    waiting = [it for it in items if it["state"] == "uncertain"]
+    if len(items) < total:
+        say(
+            _(
+                "{shown} of {total} jobs shown (the newest, skipping {offset}); "
+                "more: poster status --offset {next}, all: --limit 0"
+            ).format(shown=len(items), total=total, offset=offset, next=offset + len(items))
+        )
+    waiting = counts.get("uncertain", 0)
     if waiting:
         say()
         say(
             _(
                 "{count} job(s) may or may not have been posted: check the platform, then "
                 "`poster confirm JOB --posted URL` or `--not-posted`"
-            ).format(count=len(waiting))
+            ).format(count=waiting)
         )
     if stamp_lines:
         say()
@@ -882,13 +941,15 @@ def ledger_group() -> None:
 @click.pass_obj
 def ledger_export(obj: Ctx, fmt: str) -> None:
     cfg = obj.config()
+    errors: list[str] = []
     with open_db(cfg, readonly=True) as conn:
         damage = store.integrity_problem(conn)
-        rows = ledger.rows(conn)
-    if fmt == "csv":
-        click.echo(ledger.to_csv(rows), nl=False)
-    else:
-        emit_json(rows)
+        rows = _until_damaged(ledger.iter_rows(conn), errors)  # streamed: flat memory
+        if fmt == "csv":
+            ledger.write_csv(rows, _Echo())  # type: ignore[arg-type]
+        else:
+            emit_json_array(rows)
+    damage = damage or (errors[0] if errors else None)
     if damage is not None:  # the rows above are what could be read: salvage, not a backup
         raise store.damaged(cfg.db_path, damage)
 

@@ -14,6 +14,7 @@ import enum
 import json
 import secrets
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -158,7 +159,27 @@ def in_state(conn: sqlite3.Connection, state: State) -> list[Job]:
 
 
 def all_jobs(conn: sqlite3.Connection) -> list[Job]:
-    return [Job.from_row(r) for r in conn.execute(f"{_SELECT} ORDER BY jobs.scheduled_at, jobs.id")]
+    return list(iter_jobs(conn))
+
+
+def iter_jobs(conn: sqlite3.Connection) -> Iterator[Job]:
+    """Every job by scheduled time, read as it is consumed (flat memory for a long history)."""
+    for r in conn.execute(f"{_SELECT} ORDER BY jobs.scheduled_at, jobs.id"):
+        yield Job.from_row(r)
+
+
+def latest(conn: sqlite3.Connection, limit: int, offset: int = 0) -> list[Job]:
+    """A page of the newest jobs (highest numbers first, skipping `offset`), by scheduled time."""
+    found = [
+        Job.from_row(r)
+        for r in conn.execute(f"{_SELECT} ORDER BY jobs.id DESC LIMIT ? OFFSET ?", (limit, offset))
+    ]
+    return sorted(found, key=lambda j: (j.scheduled_at, j.id))
+
+
+def counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many jobs are in each state."""
+    return dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
 
 
 def artist_time(job: Job) -> datetime | None:

@@ -13,8 +13,8 @@ corpus, `tests/synthetic.painting` at 1600×1200.
 
 "before" is the code of `--before` (a git revision, default main) exported with `git archive`
 and run by the same interpreter with PYTHONPATH pointing at it; "after" is this working tree.
-Both run as a subprocess; CPU time is that process and every process it waited for (the
-render pool's workers included), from getrusage(RUSAGE_CHILDREN).
+Both run as a subprocess; CPU time is that process and every process it starts (getrusage for
+what it reaps, /proc samples every 50 ms for a forkserver and its pool workers).
 
 The plain floor, per posted variant: decode the archived original with Pillow, resize it
 (Lanczos) to the variant's posted size, encode it in the variant's format (JPEG 90 or PNG),
@@ -103,12 +103,67 @@ def export(rev: str, into: Path) -> Path:
 
 def poster(src: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    return subprocess.run([sys.executable, "-m", "poster", *args], env=env, capture_output=True)
+    # cwd: not this tree, or `python -m` would import its poster whatever PYTHONPATH says
+    return subprocess.run(
+        [sys.executable, "-m", "poster", *args], env=env, cwd=src.parent, capture_output=True
+    )
 
 
 def cpu_children() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
+
+
+def _procs() -> dict[int, tuple[int, float]]:
+    """pid → (parent pid, CPU seconds of the process itself) for every process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def measured(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, float, float]:
+    """(exit code, stderr, wall s, CPU s) of `cmd` and every process it starts. The process and
+    the children it reaps come from getrusage; processes it does not reap (a forkserver and
+    the pool workers it forks) are sampled from /proc every 50 ms until they exit."""
+    cpu0, t0 = cpu_children(), time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        # cwd: not this tree, or `python -m` would import its poster whatever PYTHONPATH says
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        seen: dict[int, tuple[int, float]] = {}  # descendant → (parent when first seen, last CPU)
+        alive_at_exit: set[int] = set()
+        while True:
+            done = proc.poll() is not None
+            table = _procs()
+            family = {proc.pid} | set(seen)
+            for pid, (ppid, cpu) in sorted(table.items()):
+                if pid in seen or ppid in family:
+                    family.add(pid)
+                    seen[pid] = (seen.get(pid, (ppid, 0.0))[0], cpu)
+            if done:
+                if not alive_at_exit:
+                    alive_at_exit = {p for p in seen if p in table} | {-1}
+                if not any(p in table for p in seen if p != proc.pid):
+                    break
+            time.sleep(0.05)
+        wall = time.perf_counter() - t0
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")[-2000:]
+    # the direct child and what it reaped: getrusage; the rest: sampled
+    extra = sum(
+        cpu
+        for pid, (ppid, cpu) in seen.items()
+        if pid != proc.pid and (ppid != proc.pid or pid in alive_at_exit)
+    )
+    return proc.returncode, stderr, wall, cpu_children() - cpu0 + extra
 
 
 def pipeline(src: Path, images: list[tuple[str, bytes]], work: Path) -> dict[str, object]:
@@ -129,9 +184,11 @@ def pipeline(src: Path, images: list[tuple[str, bytes]], work: Path) -> dict[str
     for name, data in images:
         (outbox / name).write_bytes(data)
         os.utime(outbox / name, (old, old))
-    cpu0, t0 = cpu_children(), time.perf_counter()
-    done = poster(src, "--config", str(cfg), "run", "--once", "--now", "-q")
-    wall, cpu = time.perf_counter() - t0, cpu_children() - cpu0
+    code, stderr, wall, cpu = measured(
+        [sys.executable, "-m", "poster", "--config", str(cfg), "run", "--once", "--now", "-q"],
+        {**os.environ, "PYTHONPATH": str(src)},
+        work,
+    )
     db = sqlite3.connect(home / "queue" / "poster.db")
     states = Counter(s for (s,) in db.execute("SELECT state FROM jobs"))
     rows = db.execute(
@@ -143,8 +200,8 @@ def pipeline(src: Path, images: list[tuple[str, bytes]], work: Path) -> dict[str
     variants = [(home / "queue" / p, w, h, f) for p, w, h, f, _r in rows]
     marks = Counter(f"{json.loads(r)['mark']['strength']}/{json.loads(r)['mark']['read']}" for *_x, r in rows)
     return {
-        "exit": done.returncode,
-        "stderr": done.stderr.decode(errors="replace")[-2000:],
+        "exit": code,
+        "stderr": stderr,
         "wall": wall,
         "cpu": cpu,
         "states": dict(states),

@@ -253,6 +253,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=8, help="artworks (each goes to 3 targets)")
     ap.add_argument("--before", default="main", help="git revision measured as 'before' ('' = skip)")
+    ap.add_argument("--after", default="", help="git revision measured as 'after' ('' = this working tree)")
     ap.add_argument("--runs", type=int, default=1, help="runs of each (interleaved)")
     args = ap.parse_args()
     images, origin = artworks(args.n)
@@ -262,7 +263,10 @@ def main() -> int:
         codes: list[tuple[str, Path]] = []
         if args.before:
             codes.append((args.before[:8], export(args.before, base / "before")))
-        codes.append(("this tree", REPO))
+        if args.after:
+            codes.append((args.after[:8], export(args.after, base / "after")))
+        else:
+            codes.append(("this tree", REPO))
         print(row([n for n, _w in COLUMNS]))
         for run in range(args.runs):
             for label, src in codes:

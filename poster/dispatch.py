@@ -202,6 +202,7 @@ class Dispatcher:
         self.progress = progress
         self._adapters: dict[str, Adapter] = {}
         self._key: bytes | None = None
+        self._original_prints: dict[str, bytes] = {}  # archive path → fingerprint (record_posted)
 
     # -- helpers -------------------------------------------------------------------------
     def adapter(self, target: str) -> Adapter:
@@ -414,7 +415,11 @@ class Dispatcher:
         adapter_name = self.config.targets[job.target].adapter if job.target in self.config.targets else "?"
         posted_at = iso(now())
         # perceptual fingerprints for the ledger, before the write lock: decoding takes a moment
-        prints = fingerprint.for_job(self.conn, self.config.data_dir, job.id, job.artwork_id)
+        if len(self._original_prints) > 64:  # the artworks of this run, not of the daemon's life
+            self._original_prints.clear()
+        prints = fingerprint.for_job(
+            self.conn, self.config.data_dir, job.id, job.artwork_id, self._original_prints
+        )
         try:
             with transaction(self.conn):
                 # the guard first: if the job is no longer in `from_state` (a concurrent

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from poster import cli, config, imaging, jobs, mark, markkey, outbox, renderpool, store
+from poster import cli, config, fingerprint, imaging, jobs, mark, markkey, outbox, renderpool, store
 from poster.dispatch import Dispatcher
 from poster.errors import UserError
 from poster.jobs import State
@@ -53,6 +53,12 @@ def run(c: config.Config) -> tuple[list[tuple[int, State]], dict[int, list[str]]
             image = imaging.decode((c.data_dir / v_row[0]).read_bytes()).convert("RGB")
             assert mark.extract(image, key=key) == v_row[1]  # the hidden ID reads back
         ledger_rows = conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+        # each target's row carries its artwork's original print (decoded once per run)
+        for job_id in order:
+            (original,) = jobs.originals(conn, jobs.get(conn, job_id).artwork_id)
+            expected = fingerprint.of_image(fingerprint.load_file(c.data_dir / original.archive_path))
+            (row,) = conn.execute("SELECT original_fp FROM ledger WHERE job_id = ?", (job_id,))
+            assert row[0] == expected
     return [(o.job_id, o.state) for o in outcomes], states, ledger_rows
 
 

@@ -131,7 +131,7 @@ def cancel(conn: sqlite3.Connection, job_id: int) -> str:
             job_id,
             (State.PENDING, State.READY, State.RETRY_WAIT, State.FAILED, State.UNCERTAIN),
             State.CANCELLED,
-            reason="cancelled by the user",
+            reason=_("cancelled by the user"),
         )
     if not ok:
         raise UserError(
@@ -183,7 +183,7 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
             job_id,
             State.UNCERTAIN,
             again,
-            reason="confirmed not posted; will post again",
+            reason=_("confirmed not posted; will post again"),
             scheduled_at=now(),
         )
     return _("job {job} will be posted again at the next run").format(job=job_id)
@@ -900,7 +900,9 @@ def check_ledger(config: Config, conn: sqlite3.Connection) -> LedgerCheck:
         details.append(
             _("{count} time-stamp token(s) verified (signature and hash)").format(count=check.tokens)
         )
-    if check.unstamped_after is not None:
+    if check.unstamped_after == 0:
+        details.append(_("no row is time-stamped yet (see `poster status`)"))
+    elif check.unstamped_after is not None:
         details.append(
             _("rows after {seq} are not time-stamped yet (see `poster status`)").format(
                 seq=check.unstamped_after
@@ -1016,29 +1018,6 @@ def _plain_number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
-_ERROR_WORDS = {
-    "greater_than_equal": N_("must be at least {ge}"),
-    "greater_than": N_("must be more than {gt}"),
-    "less_than_equal": N_("must be at most {le}"),
-    "int_parsing": N_("must be a whole number"),
-    "int_from_float": N_("must be a whole number"),
-    "float_parsing": N_("must be a number"),
-    "bool_parsing": N_("must be on or off"),
-    "missing": N_("is required"),
-}
-
-
-def _error_text(kind: str, err: dict[str, Any]) -> str:
-    words = _ERROR_WORDS.get(kind)
-    if words:
-        ctx = {
-            k: int(v) if isinstance(v, float) and v.is_integer() else v
-            for k, v in (err.get("ctx") or {}).items()
-        }
-        return _(words).format(**ctx)
-    return str(err.get("msg", "")).removeprefix("Value error, ")
-
-
 def _number(text: str) -> float | int | str:
     """A form's number as TOML wants it; text that is not a number stays text, so the config
     model reports it beside its field."""
@@ -1109,13 +1088,16 @@ def save_settings(config: Config, form: dict[str, str]) -> dict[str, str]:
     from poster import config as config_mod
 
     errors: dict[str, str] = {}
-    for loc, kind, err in config_mod.field_errors(path, doc.unwrap()):
-        # a model-level check names its field in the message ("targets.x.policy: …")
-        m = re.match(r"^(targets\.[\w-]+\.\w+): (.*)$", str(err.get("msg", "")).removeprefix("Value error, "))
+    for loc, _kind, err in config_mod.field_errors(path, doc.unwrap()):
+        # a model-level check names its field in the message ("targets.x.policy: …"; in
+        # Japanese the colon is the full-width one)
+        m = re.match(
+            r"^(targets\.[\w-]+\.\w+)(?:: |：)(.*)$", str(err.get("msg", "")).removeprefix("Value error, ")
+        )
         if m:
             errors.setdefault(m.group(1), m.group(2))
         else:
-            errors.setdefault(loc, _error_text(kind, err))
+            errors.setdefault(loc, config_mod.error_text(err))
     if errors:
         return errors
     tmp = path.with_name(f".{path.name}.tmp")
@@ -1223,6 +1205,20 @@ def proof(config: Config, conn: sqlite3.Connection, ref: str, out: Path) -> proo
 
     subject = proof_mod.resolve(conn, ref)
     return proof_mod.write(conn, subject, out, timestamps.anchors(config), config.data_dir)
+
+
+def proof_zip(config: Config, conn: sqlite3.Connection, ref: str) -> tuple[str, bytes, list[str]]:
+    """`proof` as one .zip for a download (the web UI's ledger page): (file name, bytes,
+    warnings). The bundle is made in a temporary folder that is removed afterwards."""
+    import shutil
+
+    name = "poster-proof-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", ref).strip("-")[:64] or "bundle")
+    with tempfile.TemporaryDirectory(prefix="poster-proof-") as tmp:
+        bundle = proof(config, conn, ref, Path(tmp) / name)
+        archive = shutil.make_archive(
+            str(Path(tmp) / name), "zip", root_dir=bundle.dir.parent, base_dir=bundle.dir.name
+        )
+        return f"{name}.zip", Path(archive).read_bytes(), list(bundle.warnings)
 
 
 def backup(config: Config, dest: Path) -> str:

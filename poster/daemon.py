@@ -70,7 +70,7 @@ def refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcom
 
             features.update(conn, cfg.data_dir)
     except Exception as exc:
-        log.warning("could not update the trace index: %s", exc)
+        log.warning("%s", _("could not update the trace index: {error}").format(error=exc))
 
 
 class Notices:
@@ -169,7 +169,10 @@ class Ticker:
                 if self._dirty:
                     for job in jobs.recover(conn):
                         log.warning(
-                            "uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason
+                            "%s",
+                            _("uncertain job {job} ({name} → {target}): {reason}").format(
+                                job=job.id, name=job.name, target=job.target, reason=job.reason
+                            ),
                         )
                         if self.reporter is not None:
                             self.reporter.recovered(job)

@@ -33,6 +33,7 @@ from pathlib import Path
 from poster import fingerprint, imaging, jobs, ledger, markkey, policies, renderpool, schedule, store
 from poster.config import Config
 from poster.errors import UserError
+from poster.i18n import _
 from poster.jobs import Job, State, Variant
 from poster.platforms import adapter_class
 from poster.platforms.base import Adapter, Existence, MediaItem, Post, PostResult, PostStatus
@@ -209,7 +210,9 @@ class Dispatcher:
         if target not in self._adapters:
             tc = self.config.targets.get(target)
             if tc is None:
-                raise UserError(f"target {target!r} is no longer in {self.config.path}")
+                raise UserError(
+                    _("target {target!r} is no longer in {path}").format(target=target, path=self.config.path)
+                )
             cls = adapter_class(tc.adapter)
             self._adapters[target] = cls(
                 target,
@@ -228,7 +231,12 @@ class Dispatcher:
     def _fail(self, job: Job, from_states: State | tuple[State, ...], reason: str) -> Outcome:
         with transaction(self.conn):
             jobs.transition(self.conn, job.id, from_states, State.FAILED, reason=reason)
-        log.error("job %d (%s → %s) failed: %s", job.id, job.name, job.target, reason)
+        log.error(
+            "%s",
+            _("job {job} ({name} → {target}) failed: {reason}").format(
+                job=job.id, name=job.name, target=job.target, reason=reason
+            ),
+        )
         return Outcome(job.id, job.target, job.name, State.FAILED, reason)
 
     def _stop_if_storage(self, job: Job, exc: BaseException) -> None:
@@ -257,7 +265,9 @@ class Dispatcher:
         originals = jobs.originals(self.conn, job.artwork_id)
         if len(originals) > caps.images_per_post:
             raise UserError(
-                f"{len(originals)} images, but {job.target} takes at most {caps.images_per_post} per post"
+                _("{count} images, but {target} takes at most {limit} per post").format(
+                    count=len(originals), target=job.target, limit=caps.images_per_post
+                )
             )
         with transaction(self.conn):
             mark_ids = tuple(jobs.reserve_mark_id(self.conn, job.id, o.idx) for o in originals)
@@ -337,13 +347,21 @@ class Dispatcher:
         except OSError as exc:
             self._stop_if_storage(job, exc)
             return self._fail(
-                job, State.RENDERING, f"cannot read or write files: {exc.strerror} ({exc.filename})"
+                job,
+                State.RENDERING,
+                _("cannot read or write files: {reason} ({filename})").format(
+                    reason=exc.strerror, filename=exc.filename
+                ),
             )
         except Exception as exc:  # a bug: keep the daemon alive and the reason visible
             self._stop_if_storage(job, exc)
             log.debug("render of job %d crashed", job.id, exc_info=True)
             kind = exc.type_name if isinstance(exc, renderpool.WorkerBug) else type(exc).__name__
-            return self._fail(job, State.RENDERING, f"internal error while rendering: {kind}: {exc}")
+            return self._fail(
+                job,
+                State.RENDERING,
+                _("internal error while rendering: {kind}: {error}").format(kind=kind, error=exc),
+            )
         with transaction(self.conn):
             jobs.save_variants(self.conn, job.id, rendered_items)
             jobs.transition(self.conn, job.id, State.RENDERING, State.READY)
@@ -487,7 +505,9 @@ class Dispatcher:
             return self._fail(job, (State.READY, State.RETRY_WAIT), str(exc))
         except OSError as exc:
             return self._fail(
-                job, (State.READY, State.RETRY_WAIT), f"cannot read the rendered image: {exc.strerror}"
+                job,
+                (State.READY, State.RETRY_WAIT),
+                _("cannot read the rendered image: {reason}").format(reason=exc.strerror),
             )
         with transaction(self.conn):
             if not jobs.transition(
@@ -507,7 +527,9 @@ class Dispatcher:
             reason = (
                 str(stored)
                 if stored is not None
-                else f"adapter error, the post may or may not exist: {type(exc).__name__}: {exc}"
+                else _("adapter error, the post may or may not exist: {kind}: {error}").format(
+                    kind=type(exc).__name__, error=exc
+                )
             )
             with transaction(self.conn):
                 jobs.transition(self.conn, job.id, State.POSTING, State.UNCERTAIN, reason=reason)
@@ -521,7 +543,12 @@ class Dispatcher:
             reason = result.reason or "the platform's answer leaves open whether the post exists"
             with transaction(self.conn):
                 jobs.transition(self.conn, job.id, State.POSTING, State.UNCERTAIN, reason=reason)
-            log.warning("job %d (%s → %s) is uncertain: %s", job.id, job.name, job.target, reason)
+            log.warning(
+                "%s",
+                _("job {job} ({name} → {target}) is uncertain: {reason}").format(
+                    job=job.id, name=job.name, target=job.target, reason=reason
+                ),
+            )
             return Outcome(job.id, job.target, job.name, State.UNCERTAIN, reason)
         if result.status is PostStatus.RETRYABLE:
             attempts = job.attempts + 1
@@ -530,7 +557,9 @@ class Dispatcher:
                 return self._fail(
                     job,
                     State.POSTING,
-                    f"gave up after {attempts} tries (targets.{job.target}.max_attempts): {result.reason}",
+                    _("gave up after {attempts} tries (targets.{target}.max_attempts): {reason}").format(
+                        attempts=attempts, target=job.target, reason=result.reason
+                    ),
                 )
             when = result.retry_at or now() + backoff(attempts)
             with transaction(self.conn):
@@ -542,7 +571,12 @@ class Dispatcher:
                     reason=result.reason,
                     scheduled_at=when,
                 )
-            log.warning("job %d → %s: %s; next try %s", job.id, job.target, result.reason, iso(when))
+            log.warning(
+                "%s",
+                _("job {job} → {target}: {reason}; next try {when}").format(
+                    job=job.id, target=job.target, reason=result.reason, when=iso(when)
+                ),
+            )
             return Outcome(job.id, job.target, job.name, State.RETRY_WAIT, result.reason)
         return self._fail(job, State.POSTING, result.reason or "the platform refused the post")
 
@@ -618,7 +652,10 @@ class Dispatcher:
                 adapter = self.adapter(job.target)
                 existence, result = adapter.find_existing(self.build_post(job))
             except Exception as exc:
-                log.warning("job %d: cannot check whether it was posted: %s", job.id, exc)
+                log.warning(
+                    "%s",
+                    _("job {job}: cannot check whether it was posted: {error}").format(job=job.id, error=exc),
+                )
                 if throttle is not None:
                     throttle.undecided(job, at)
                 continue
@@ -640,7 +677,7 @@ class Dispatcher:
                         job.id,
                         State.UNCERTAIN,
                         again,
-                        reason="interrupted post was not published; posting again",
+                        reason=_("interrupted post was not published; posting again"),
                     )
             elif throttle is not None:
                 throttle.undecided(job, at)

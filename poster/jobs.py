@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from poster.errors import UserError
+from poster.i18n import _
 from poster.store import iso, now, parse_iso, transaction
 
 
@@ -142,7 +143,7 @@ def transition(
 def get(conn: sqlite3.Connection, job_id: int) -> Job:
     row = conn.execute(f"{_SELECT} WHERE jobs.id = ?", (job_id,)).fetchone()
     if row is None:
-        raise UserError(f"no job {job_id} (see `poster status`)")
+        raise UserError(_("no job {job_id} (see `poster status`)").format(job_id=job_id))
     return Job.from_row(row)
 
 
@@ -279,7 +280,7 @@ def recover(conn: sqlite3.Connection) -> list[Job]:
                 row["id"],
                 State.RENDERING,
                 State.PENDING,
-                reason="render interrupted; will render again",
+                reason=_("render interrupted; will render again"),
             )
         stuck = conn.execute("SELECT id FROM jobs WHERE state = ?", (State.POSTING.value,)).fetchall()
         for row in stuck:
@@ -288,7 +289,7 @@ def recover(conn: sqlite3.Connection) -> list[Job]:
                 row["id"],
                 State.POSTING,
                 State.UNCERTAIN,
-                reason="interrupted while posting: the post may or may not exist",
+                reason=_("interrupted while posting: the post may or may not exist"),
             )
     return [get(conn, r["id"]) for r in stuck]
 

@@ -437,7 +437,12 @@ def _remove(config: Config, c: Candidate) -> None:
         try:
             c.folder.rmdir()
         except OSError:
-            log.warning("%s: left the folder in the outbox: it still holds other files", safe(c.name))
+            log.warning(
+                "%s",
+                _("{name}: left the folder in the outbox: it still holds other files").format(
+                    name=safe(c.name)
+                ),
+            )
     attention.tidy(config, c.name)
 
 
@@ -668,10 +673,17 @@ def scan(
             r = IntakeResult(c.name, "waiting", _("cannot read or archive: {why}").format(why=exc.strerror))
             report(c.name, f"OSError: {exc}", c.paths(), f"{c.name}: {r.reason}")
         except Exception as exc:  # a bug must not stop the other files from being taken
-            r = IntakeResult(c.name, "waiting", f"internal error: {type(exc).__name__}: {exc}")
+            r = IntakeResult(
+                c.name,
+                "waiting",
+                _("internal error: {kind}: {error}").format(kind=type(exc).__name__, error=exc),
+            )
             if reported is None or reported.first_time(c.name, f"{type(exc).__name__}: {exc}", c.paths()):
                 log.debug("intake of %s crashed", safe(c.name), exc_info=True)
-                log.error("%s", safe(f"{c.name}: internal error during intake: {exc}"))
+                log.error(
+                    "%s",
+                    safe(_("{name}: internal error during intake: {error}").format(name=c.name, error=exc)),
+                )
         results.append(r)
     return results
 

@@ -41,6 +41,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from poster.i18n import _
 from poster.slots import Slot as Slot  # re-exported: callers know them as schedule.*
 from poster.slots import parse_slot as parse_slot
 from poster.store import iso
@@ -136,10 +137,10 @@ def next_free(tc: TargetConfig, tz: tzinfo, taken: list[datetime], earliest: dat
                 break
             if not clash(t) and cap_wait(t) is None:
                 return t
-        log.warning("no free slot found for a job; it goes out as soon as pacing allows")
+        log.warning("%s", _("no free slot found for a job; it goes out as soon as pacing allows"))
         return earliest
     t = earliest
-    for _ in range(_PLAN_LIMIT):
+    for _i in range(_PLAN_LIMIT):
         near = clash(t)
         if near:
             t = max(near) + max(gap, timedelta(seconds=1))
@@ -204,7 +205,9 @@ def pacing_delay(
     gap = timedelta(seconds=max(tc.min_interval_minutes * 60, floor_seconds))
     recent = posted_times(conn, target, at - _DAY)
     if recent and gap and recent[-1] + gap > at:
-        return recent[-1] + gap, f"paced: {target} posted less than {_human(gap)} ago"
+        return recent[-1] + gap, _("paced: {target} posted less than {gap} ago").format(
+            target=target, gap=_human(gap)
+        )
     if tc.daily_cap is not None and len(recent) >= tc.daily_cap:
         # the oldest post in the window leaves it 24 h after it went out
         return (
@@ -231,9 +234,11 @@ def install_stop_signals(stop: threading.Event) -> None:
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
-            log.warning("second signal: exiting now")
+            log.warning("%s", _("second signal: exiting now"))
             os._exit(128 + signum)
-        log.warning("signal %d: finishing the current step, then stopping", signum)
+        log.warning(
+            "%s", _("signal {signal}: finishing the current step, then stopping").format(signal=signum)
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -326,8 +331,11 @@ def run_daemon(
             stalled = time.monotonic() - last_run[0] > 2 * every[0] + 5
             if abs(new_skew - skew) > CLOCK_JUMP or stalled:
                 log.warning(
-                    "the clock jumped by %+.0f s (changed, or the machine slept): checking the queue now",
-                    new_skew - skew,
+                    "%s",
+                    _(
+                        "the clock jumped by {seconds:+.0f} s (changed, or the machine slept): checking "
+                        "the queue now"
+                    ).format(seconds=new_skew - skew),
                 )
                 last_run[0] = time.monotonic()
                 wake_at(datetime.now().astimezone())

@@ -203,7 +203,7 @@ def ensure_private_dir(path: Path) -> Path:
             path.chmod(mode & 0o700)
             log.info("%s: made private to the user (mode %o)", path, mode & 0o700)
         except OSError:
-            log.warning("%s: readable by other users, cannot change that", path)
+            log.warning("%s", _("{path}: readable by other users, cannot change that").format(path=path))
     return path
 
 

@@ -562,8 +562,11 @@ def record_head(conn: sqlite3.Connection, at: datetime) -> Stamp | None:
             fields = dict(row)
             if hashlib.sha256(ledger.preimage(fields["prev_hash"], fields)).hexdigest() != fields["row_hash"]:
                 log.error(
-                    "ledger row %d does not match its hash: not time-stamping it; run `poster ledger verify`",
-                    fields["seq"],
+                    "%s",
+                    _(
+                        "ledger row {seq} does not match its hash: not time-stamping it; run `poster "
+                        "ledger verify`"
+                    ).format(seq=fields["seq"]),
                 )
                 return None
         conn.execute(
@@ -706,7 +709,9 @@ class Stamper:
             for row in due:
                 self._attempt(conn, _stamp(row), at, end, done)
         except Exception as exc:  # stamping must never stop intake or posting
-            log.error("time-stamping failed: %s: %s", type(exc).__name__, exc)
+            log.error(
+                "%s", _("time-stamping failed: {kind}: {error}").format(kind=type(exc).__name__, error=exc)
+            )
             log.debug("time-stamping failed", exc_info=True)
         return done
 
@@ -718,7 +723,9 @@ class Stamper:
                 conn.execute(
                     "UPDATE stamps SET state = 'failed', last_error = ? WHERE id = ?", (str(exc), stamp.id)
                 )
-            log.error("time-stamp of %s given up: %s", describe(stamp), exc)
+            log.error(
+                "%s", _("time-stamp of {what} given up: {error}").format(what=describe(stamp), error=exc)
+            )
             done.failed.append((stamp, str(exc)))
             return
         reasons = []
@@ -759,7 +766,12 @@ class Stamper:
                 "UPDATE stamps SET attempts = attempts + 1, next_try = ?, last_error = ? WHERE id = ?",
                 (iso(when), why, stamp.id),
             )
-        log.warning("time-stamp of %s not made yet: %s; next try %s", describe(stamp), why, iso(when))
+        log.warning(
+            "%s",
+            _("time-stamp of {what} not made yet: {why}; next try {when}").format(
+                what=describe(stamp), why=why, when=iso(when)
+            ),
+        )
         done.waiting.append(
             (_stamp(conn.execute("SELECT * FROM stamps WHERE id = ?", (stamp.id,)).fetchone()), why)
         )

@@ -418,6 +418,17 @@ def test_an_unknown_policy_is_named_beside_its_field(home: config.Config) -> Non
     assert "nonexistent" in errors["targets.x.policy"]
 
 
+def test_an_unknown_policy_is_named_beside_its_field_in_japanese(home: config.Config) -> None:
+    """The Japanese message has a full-width colon after the key; it still lands beside the
+    field, not as an error of the whole form."""
+    from poster import i18n
+
+    with i18n.using("ja"):
+        errors = actions.save_settings(home, {"targets.x.policy": "nonexistent", "targets.x.enabled": "on"})
+    assert list(errors) == ["targets.x.policy"]
+    assert "'nonexistent' という保護設定はありません" in errors["targets.x.policy"]
+
+
 def test_credentials_go_to_the_keyring_and_are_never_returned(home: config.Config, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from poster import secrets
 

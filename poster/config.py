@@ -61,6 +61,7 @@ class RenderConfig(_Strict):
     watermark_look: Literal["subtle", "standard", "strong"] = "standard"
     signature_position: Literal["auto", "bottom-right", "bottom-left", "top-right", "top-left"] = "auto"
     signature_margin: float = Field(0.03, ge=0.0, le=0.25)  # fraction of the short edge
+    workers: int = Field(0, ge=0, le=64)  # render processes; 0: one per core, 1: no pool
 
     @field_validator("background")
     @classmethod

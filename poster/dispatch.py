@@ -3,6 +3,9 @@
     pending ─render→ ready ─post→ posted (+ ledger rows, one transaction)
                               └→ retry_wait (backoff / the platform's reset time) | failed
 
+Renders of the due jobs run ahead in a process pool (`poster.renderpool`, `[render] workers`)
+while the jobs before them are posted; each job still moves pending → rendering → ready at
+its own turn, in order, so the states and the ledger transaction are those of a serial run.
 Each state is committed before the side effect it guards; a crash mid-post leaves the job
 `posting`, which `jobs.recover` turns into `uncertain` and `resolve_uncertain` settles only
 when the adapter can prove what happened.
@@ -19,12 +22,15 @@ import os
 import random
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import CancelledError, Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from poster import fingerprint, imaging, jobs, ledger, markkey, policies, schedule, store
+from poster import fingerprint, imaging, jobs, ledger, markkey, policies, renderpool, schedule, store
 from poster.config import Config
 from poster.errors import UserError
 from poster.i18n import _
@@ -33,7 +39,7 @@ from poster.platforms import adapter_class
 from poster.platforms.base import Adapter, Existence, MediaItem, Post, PostResult, PostStatus
 from poster.platforms.http import HttpAdapter
 from poster.protect import layout_seed, post_seed
-from poster.render import render
+from poster.render import Rendered
 from poster.secrets import credentials
 from poster.store import iso, now, parse_iso, transaction
 
@@ -127,6 +133,59 @@ class LookupThrottle:
             del self._next[key]
 
 
+class _Ahead:
+    """Renders submitted to the pool in the order their jobs will come up, a few at a time
+    (as many as workers, plus one so a worker is never idle while a post goes out)."""
+
+    def __init__(self, dispatcher: Dispatcher, batches: list[list[Job]], workers: int) -> None:
+        self.dispatcher = dispatcher
+        self.batches = deque(batches)
+        self.limit = workers + 1
+        self.pool = renderpool.pool(workers)
+        self.futures: dict[int, Future[renderpool.Result]] = {}
+        self.running: list[Future[renderpool.Result]] = []
+
+    def top_up(self, needed: int | None = None) -> None:
+        """Submit the next batches while fewer than `limit` run; past the limit too until the
+        job `needed` (whose turn it is) has been submitted."""
+        self.running = [f for f in self.running if not f.done()]
+        while self.batches and (
+            len(self.running) < self.limit or (needed is not None and needed not in self.futures)
+        ):
+            batch = self.batches.popleft()
+            originals: list[jobs.Original] = []
+            specs = []
+            for job in batch:
+                try:
+                    originals, spec = self.dispatcher._spec(job)
+                except Exception as exc:  # rendered (and failed, with its reason) at its turn
+                    log.debug("job %d not rendered ahead: %s", job.id, exc)
+                    continue
+                specs.append(spec)
+            if not specs:
+                continue
+            try:
+                future = self.pool.submit(renderpool.run, self.dispatcher._task(originals, specs))
+            except BrokenProcessPool:
+                self.batches.clear()
+                return
+            self.running.append(future)
+            for spec in specs:
+                self.futures[spec.job_id] = future
+
+    def take(self, job: Job) -> Future[renderpool.Result] | None:
+        """The job's render under way (None: render it in-process)."""
+        if any(job.id == j.id for batch in self.batches for j in batch):
+            self.top_up(needed=job.id)
+        future = self.futures.pop(job.id, None)
+        self.top_up()
+        return future
+
+    def close(self) -> None:
+        """Renders not taken are dropped (their jobs are still pending)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -144,6 +203,7 @@ class Dispatcher:
         self.progress = progress
         self._adapters: dict[str, Adapter] = {}
         self._key: bytes | None = None
+        self._original_prints: dict[str, bytes] = {}  # archive path → fingerprint (record_posted)
 
     # -- helpers -------------------------------------------------------------------------
     def adapter(self, target: str) -> Adapter:
@@ -195,45 +255,71 @@ class Dispatcher:
         raise stored from exc
 
     # -- stages --------------------------------------------------------------------------
-    def render_job(self, job: Job) -> Outcome | None:
-        """pending → rendering → ready. Returns an Outcome only when the job failed."""
+    def _spec(self, job: Job) -> tuple[list[jobs.Original], renderpool.JobSpec]:
+        """What rendering `job` needs, its hidden IDs reserved (a reserved ID that is never
+        posted is only a gap: IDs are random and never handed out twice)."""
+        adapter = self.adapter(job.target)
+        caps = adapter.effective_capabilities()
+        target = self.config.targets[job.target]
+        policy = policies.build(self.config, target.policy)
+        originals = jobs.originals(self.conn, job.artwork_id)
+        if len(originals) > caps.images_per_post:
+            raise UserError(
+                _("{count} images, but {target} takes at most {limit} per post").format(
+                    count=len(originals), target=job.target, limit=caps.images_per_post
+                )
+            )
+        with transaction(self.conn):
+            mark_ids = tuple(jobs.reserve_mark_id(self.conn, job.id, o.idx) for o in originals)
+        seeds = tuple(
+            post_seed(self._layout_seed(job.artwork_id, o.idx, o.sha256), job.target) for o in originals
+        )
+        return originals, renderpool.JobSpec(job.id, policy, caps, mark_ids, seeds)
+
+    def _task(self, originals: list[jobs.Original], specs: list[renderpool.JobSpec]) -> renderpool.Task:
+        return renderpool.Task(
+            sources=tuple(
+                renderpool.Source(o.idx, o.name, self.config.data_dir / o.archive_path) for o in originals
+            ),
+            jobs=tuple(specs),
+            key=self.key,
+            artist=self.config.artist,
+            background=self.config.render.background,
+            max_pixels=self.config.intake.max_image_pixels,
+        )
+
+    def _rendered(self, job: Job, ahead: Future[renderpool.Result] | None) -> list[Rendered]:
+        """The job's variants: from its render ahead in the pool if there is one, else
+        rendered here (also when the pool broke, e.g. a worker killed for memory)."""
+        if ahead is not None:
+            try:
+                got = ahead.result()[job.id]
+            except (BrokenProcessPool, CancelledError) as exc:
+                log.warning("job %d: render worker lost (%s); rendering here", job.id, exc)
+            else:
+                if isinstance(got, renderpool.Failure):
+                    raise got.exception()
+                return got
+        originals, spec = self._spec(job)
+        progress = self._progress_for(job)
+        result = renderpool.run(self._task(originals, [spec]), capture=False, progress={job.id: progress})
+        got = result[job.id]
+        assert not isinstance(got, renderpool.Failure)  # capture=False raises instead
+        return got
+
+    def render_job(self, job: Job, ahead: Future[renderpool.Result] | None = None) -> Outcome | None:
+        """pending → rendering → ready. Returns an Outcome only when the job failed. `ahead`:
+        the job's render already under way in the process pool (`run_due`)."""
         with transaction(self.conn):
             if not jobs.transition(self.conn, job.id, State.PENDING, State.RENDERING):
                 return None
         try:
-            adapter = self.adapter(job.target)
-            caps = adapter.effective_capabilities()
-            target = self.config.targets[job.target]
-            policy = policies.build(self.config, target.policy)
             originals = jobs.originals(self.conn, job.artwork_id)
-            if len(originals) > caps.images_per_post:
-                raise UserError(
-                    _("{count} images, but {target} takes at most {limit} per post").format(
-                        count=len(originals), target=job.target, limit=caps.images_per_post
-                    )
-                )
+            rendered = self._rendered(job, ahead)
             rendered_items: list[Variant] = []
             out_dir = store.ensure_private_dir(self.config.data_dir / "variants" / str(job.id))
-            for orig in originals:
-                data = (self.config.data_dir / orig.archive_path).read_bytes()
-                src_fmt = imaging.probe(
-                    data, orig.name, max_pixels=self.config.intake.max_image_pixels
-                ).format
-                image = imaging.load(data, orig.name, max_pixels=self.config.intake.max_image_pixels)
-                with transaction(self.conn):
-                    mark_id = jobs.reserve_mark_id(self.conn, job.id, orig.idx)
-                r = render(
-                    image,
-                    source_format=src_fmt,
-                    policy=policy,
-                    caps=caps,
-                    key=self.key,
-                    mark_id=mark_id,
-                    artist=self.config.artist,
-                    background=self.config.render.background,
-                    seed=post_seed(self._layout_seed(job.artwork_id, orig.idx, orig.sha256), job.target),
-                    progress=self._progress_for(job, orig.name),
-                )
+            for orig, r in zip(originals, rendered, strict=True):
+                mark_id = r.mark_id
                 path = out_dir / f"{orig.idx:02d}-{ledger.format_id(mark_id)}{imaging.EXTENSION[r.format]}"
                 tmp = path.with_suffix(path.suffix + ".tmp")
                 try:
@@ -270,23 +356,22 @@ class Dispatcher:
         except Exception as exc:  # a bug: keep the daemon alive and the reason visible
             self._stop_if_storage(job, exc)
             log.debug("render of job %d crashed", job.id, exc_info=True)
+            kind = exc.type_name if isinstance(exc, renderpool.WorkerBug) else type(exc).__name__
             return self._fail(
                 job,
                 State.RENDERING,
-                _("internal error while rendering: {kind}: {error}").format(
-                    kind=type(exc).__name__, error=exc
-                ),
+                _("internal error while rendering: {kind}: {error}").format(kind=kind, error=exc),
             )
         with transaction(self.conn):
             jobs.save_variants(self.conn, job.id, rendered_items)
             jobs.transition(self.conn, job.id, State.RENDERING, State.READY)
         return None
 
-    def _progress_for(self, job: Job, name: str) -> Callable[[str], None] | None:
+    def _progress_for(self, job: Job) -> Callable[[str], None] | None:
         progress = self.progress
         if progress is None:
             return None
-        return lambda stage: progress(job, f"{name}: {stage}")
+        return lambda stage: progress(job, stage)
 
     def _layout_seed(self, artwork_id: int, idx: int, sha256: str) -> int:
         """The layout seed intake recorded for this original (derived the same way for an
@@ -348,7 +433,11 @@ class Dispatcher:
         adapter_name = self.config.targets[job.target].adapter if job.target in self.config.targets else "?"
         posted_at = iso(now())
         # perceptual fingerprints for the ledger, before the write lock: decoding takes a moment
-        prints = fingerprint.for_job(self.conn, self.config.data_dir, job.id, job.artwork_id)
+        if len(self._original_prints) > 64:  # the artworks of this run, not of the daemon's life
+            self._original_prints.clear()
+        prints = fingerprint.for_job(
+            self.conn, self.config.data_dir, job.id, job.artwork_id, self._original_prints
+        )
         try:
             with transaction(self.conn):
                 # the guard first: if the job is no longer in `from_state` (a concurrent
@@ -515,9 +604,9 @@ class Dispatcher:
                     self.report(AwaitingApproval(job.id, job.target, job.name))
         return out
 
-    def process(self, job: Job) -> Outcome:
+    def process(self, job: Job, ahead: _Ahead | None = None) -> Outcome:
         if job.state is State.PENDING:
-            failed = self.render_job(job)
+            failed = self.render_job(job, ahead.take(job) if ahead is not None else None)
             if failed is not None:
                 return failed
         return self.post_job(job)
@@ -641,18 +730,61 @@ class Dispatcher:
                 report(o)
         at = at or now()
         held: dict[str, datetime] = {}
-        for job in jobs.due(self.conn, at, ignore_schedule=ignore_schedule):
-            if self.stop.is_set():
-                break
-            if job.state is not State.PENDING and self.awaiting_approval(job):
-                continue  # nothing posts before the artist approves it
-            if not ignore_schedule and self.pace(job, at, held):
-                continue
-            outcomes.append(self.process(job))
-            self.report(outcomes[-1])
-            if report is not None:
-                report(outcomes[-1])
+        due = jobs.due(self.conn, at, ignore_schedule=ignore_schedule)
+        ahead = self._render_ahead(due, at, ignore_schedule)
+        try:
+            for job in due:
+                if self.stop.is_set():
+                    break
+                if job.state is not State.PENDING and self.awaiting_approval(job):
+                    continue  # nothing posts before the artist approves it
+                if not ignore_schedule and self.pace(job, at, held):
+                    continue
+                outcomes.append(self.process(job, ahead))
+                self.report(outcomes[-1])
+                if report is not None:
+                    report(outcomes[-1])
+        finally:
+            if ahead is not None:
+                ahead.close()
         return outcomes
+
+    def _render_ahead(self, due: list[Job], at: datetime, ignore_schedule: bool) -> _Ahead | None:
+        """Start rendering the due pending jobs in a process pool while the jobs before them
+        are posted; None when there are fewer than two to render or one worker is configured.
+        Nothing about a job changes here: each still goes pending → rendering → ready at its
+        turn, in order. On schedule, only jobs their target's pacing would not hold right now
+        (one per target when the target keeps an interval between posts)."""
+        n = renderpool.workers(self.config.render.workers)
+        picked: list[Job] = []
+        seen: set[str] = set()
+        for job in due:
+            if job.state is not State.PENDING:
+                continue
+            tc = self.config.targets.get(job.target)
+            if tc is None:
+                continue  # fails at its turn, with the reason
+            if not ignore_schedule:
+                try:
+                    floor = adapter_class(tc.adapter).capabilities.min_interval
+                except Exception:
+                    floor = 0.0
+                spaced = max(tc.min_interval_minutes * 60, floor) > 0
+                if (spaced and job.target in seen) or schedule.pacing_delay(
+                    self.conn, tc, job.target, at, floor_seconds=floor
+                ):
+                    continue
+            seen.add(job.target)
+            picked.append(job)
+        if n < 2 or len(picked) < 2:
+            return None
+        groups: dict[int, list[Job]] = {}
+        for job in picked:
+            groups.setdefault(job.artwork_id, []).append(job)
+        # an artwork's targets share one decode of its originals; with fewer artworks than
+        # workers, one task per job keeps every worker busy instead
+        batches = list(groups.values()) if len(groups) >= n else [[j] for j in picked]
+        return _Ahead(self, batches, n)
 
     def next_due(self) -> datetime | None:
         """When the earliest waiting job is due (None: nothing waits). A rendered job that waits

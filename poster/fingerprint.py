@@ -221,21 +221,30 @@ def load_file(path: Path) -> Image.Image | None:
         return None
 
 
-def for_files(variant: Path, original: Path) -> dict[str, bytes]:
-    """The ledger fields for one posted image: `variant_fp`, `original_fp`, `variant_thumb`."""
+def for_files(variant: Path, original: Path, original_fp: bytes | None = None) -> dict[str, bytes]:
+    """The ledger fields for one posted image: `variant_fp`, `original_fp`, `variant_thumb`.
+    `original_fp`: the original's print if already known (it is the same for every target)."""
     v = load_file(variant)
-    o = load_file(original)
+    if original_fp is None:
+        o = load_file(original)
+        original_fp = of_image(o) if o is not None else b""
     return {
         "variant_fp": of_image(v) if v is not None else b"",
-        "original_fp": of_image(o) if o is not None else b"",
+        "original_fp": original_fp,
         "variant_thumb": thumbnail(v) if v is not None else b"",
     }
 
 
 def for_job(
-    conn: sqlite3.Connection, data_dir: Path, job_id: int, artwork_id: int
+    conn: sqlite3.Connection,
+    data_dir: Path,
+    job_id: int,
+    artwork_id: int,
+    original_prints: dict[str, bytes] | None = None,
 ) -> dict[int, dict[str, bytes]]:
     """Ledger fingerprint fields for each posted image of a job, by image index.
+    `original_prints` (archive path → print), kept by the caller across jobs, spares decoding
+    an artwork's original again for each of its targets.
 
     Called by dispatch right before the ledger rows are written (outside the write
     transaction: decoding takes a moment). The post already happened, so nothing here may
@@ -248,7 +257,10 @@ def for_job(
         for v in jobs.variants(conn, job_id):
             o = originals.get(v.idx)
             original = data_dir / o.archive_path if o is not None else data_dir / "missing"
-            out[v.idx] = for_files(data_dir / v.path, original)
+            known = original_prints.get(str(original)) if original_prints is not None else None
+            out[v.idx] = for_files(data_dir / v.path, original, known)
+            if original_prints is not None and out[v.idx]["original_fp"]:
+                original_prints[str(original)] = out[v.idx]["original_fp"]
     except Exception:  # a bug here must not cost the ledger row
         log.warning("job %d: fingerprints not computed", job_id, exc_info=True)
     return out

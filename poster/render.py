@@ -8,6 +8,12 @@ back with the original at hand (the way `poster trace` reads it, with the archiv
 only then is a blind read tried at 2.5, and failing that the render fails loudly rather than
 post a copy that cannot be traced. The ledger's render info says which (`mark.read`).
 
+Each encoded copy is decoded once and each simulated platform pipeline run once on it; the
+1.0 copy serves both its blind read and the read with the original. A PNG is not encoded
+at every step: its file holds exactly the marked pixels, so the checks read those, the file
+is written once at the strength that passed, and it is decoded and compared pixel for pixel
+with what was checked (over the byte limit, the ladder runs again the encode-each-step way).
+
 Pixel art (`protect.pixelart.detect`) is followed through the steps as a grid of whole image
 pixels per art pixel: fit scales it by whole numbers, noise skips it, the watermark and the
 signature draw on its grid, and it is kept as PNG where the platform takes PNG.
@@ -29,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from poster import imaging, mark
@@ -90,7 +97,14 @@ def choose_format(policy: Policy, caps: Capabilities, source_format: str, pixel_
 def simulate(data: bytes, long_edge: int, quality: int, background: str = "#ffffff") -> Image.Image:
     """What a platform does to an upload: fit the long edge, composite any transparency on the
     background (as platforms do when they make a JPEG), re-encode as JPEG 4:2:0."""
-    im = imaging.flatten(imaging.decode(data), background)
+    return simulate_image(imaging.decode(data), long_edge, quality, background)
+
+
+def simulate_image(
+    decoded: Image.Image, long_edge: int, quality: int, background: str = "#ffffff"
+) -> Image.Image:
+    """`simulate` from the already decoded upload (images are never changed in place)."""
+    im = imaging.flatten(decoded, background)
     if max(im.size) > long_edge:
         r = long_edge / max(im.size)
         im = im.resize((max(1, round(im.width * r)), max(1, round(im.height * r))), Image.Resampling.BICUBIC)
@@ -103,8 +117,31 @@ def _as_traced(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+Check = tuple[int, int] | None  # a simulated platform pipeline (long edge, JPEG quality); None: as encoded
+
+
+def _copies(
+    decoded: Image.Image, checks: tuple[tuple[int, int], ...], background: str
+) -> dict[Check, Image.Image]:
+    """The images the read-back checks read, each made once from one decode of the encoded
+    bytes: the copy as `poster trace` reads the file (alpha dropped, RGB kept) and the copy
+    after each distinct simulated platform pipeline."""
+    long_edge = max(decoded.size)
+    # X's 4096 and 2048 pipelines are the same JPEG 85 for a 2048 px image: simulate once
+    distinct = list(dict.fromkeys((min(edge, long_edge), quality) for edge, quality in checks))
+
+    def make(check: Check) -> Image.Image:
+        image = _as_traced(decoded) if check is None else simulate_image(decoded, *check, background)
+        image.load()
+        return image
+
+    # Pillow's codecs and resampling release the GIL: two threads halve the wait on 2 cores
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip([None, *distinct], pool.map(make, [None, *distinct]), strict=True))
+
+
 def _unreadable_after(
-    data: bytes,
+    copies: dict[Check, Image.Image],
     checks: tuple[tuple[int, int], ...],
     key: bytes,
     mark_id: int,
@@ -117,12 +154,10 @@ def _unreadable_after(
     is why transparent pixels are given the background colour before marking. With a
     ``reference`` (the original and the size the mark was embedded at), the ID is read the
     way trace reads it with the original at hand."""
-    long_edge = max(imaging.decode(data).size)
-    # X's 4096 and 2048 pipelines are the same JPEG 85 for a 2048 px image: simulate once
-    distinct = list(dict.fromkeys((min(edge, long_edge), quality) for edge, quality in checks))
+    long_edge = max(copies[None].size)
 
-    def reads_back(check: tuple[int, int] | None) -> bool:
-        image = _as_traced(imaging.decode(data)) if check is None else simulate(data, *check, background)
+    def reads_back(check: Check) -> bool:
+        image = copies[check]
         if reference is None:
             return mark.extract(image, key=key) == mark_id
         original, size = reference
@@ -131,10 +166,10 @@ def _unreadable_after(
         )
         return found is not None and found.payload == mark_id
 
-    # The checks are independent and spend their time in Pillow's codecs and numpy, which
-    # release the GIL: two threads make the pre-post check about twice as fast on 2 cores.
+    # The checks are independent and spend their time in numpy and Pillow, which release
+    # the GIL: two threads make the pre-post check about twice as fast on 2 cores.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(zip([None, *distinct], pool.map(reads_back, [None, *distinct]), strict=True))
+        results = dict(zip(list(copies), pool.map(reads_back, list(copies)), strict=True))
     if not results[None]:
         return ["as encoded"]  # every simulated pipeline starts from these bytes
     return [
@@ -282,13 +317,18 @@ def _render(job: _Job, *, keep_alpha: bool) -> Rendered:
 
     checks = tuple(dict.fromkeys((*caps.reencodes, *policy.verify, *job.extra_checks)))
 
-    def marked_at(strength: float) -> tuple[bytes, str, int, Image.Image]:
+    def marked_at(strength: float, encode_png: bool = True) -> tuple[bytes | None, str, int, Image.Image]:
+        """The image marked at `strength`, encoded within the byte limit. With `encode_png`
+        false a PNG is not encoded yet (bytes None): its pixels are the marked pixels, so the
+        checks can read them and the file is written once, at the strength that passed."""
         nonlocal image
         while True:
             marked = mark.embed(image, mark_id, key=key, strength=strength)
             # The codec's mask is smooth, so it touches a few fully transparent pixels at the
             # outline; keep them exactly the background colour (what a viewer cannot see).
             marked = imaging.clear_transparent(marked, background)
+            if fmt == "PNG" and not encode_png:
+                return None, fmt, policy.jpeg_quality, marked
             fitted = _encode_to_fit(marked, fmt, policy.jpeg_quality, caps, xmp, background)
             if fitted is not None:
                 return (*fitted, marked)
@@ -296,13 +336,34 @@ def _render(job: _Job, *, keep_alpha: bool) -> Rendered:
                 raise RenderError(_("cannot fit the image into {bytes} bytes").format(bytes=caps.max_bytes))
             image = resize(image, (int(image.width * 0.85), int(image.height * 0.85)))
 
+    # A strength that comes again further down the ladder (1.0, read blind, then with the
+    # original) is embedded, encoded, decoded and simulated once; only the reading differs.
+    again = {s for s in STRENGTHS if sum(1 for t, _r in LADDER if t == s) > 1}
+    made: dict[float, tuple[bytes | None, str, int, Image.Image, dict[Check, Image.Image]]] = {}
     failures: list[str] = []
-    for strength, read in LADDER:
+    deferred = fmt == "PNG"  # a PNG is encoded once its strength is settled
+    ladder = list(LADDER)
+    while ladder:
+        strength, read = ladder.pop(0)
         say(_("hidden ID at strength {strength}, read {how}").format(strength=strength, how=read))
-        data, out_fmt, quality, marked = marked_at(strength)
+        if strength in made:
+            data, out_fmt, quality, marked, copies = made[strength]
+        else:
+            data, out_fmt, quality, marked = marked_at(strength, encode_png=not deferred)
+            copies = _copies(marked if data is None else imaging.decode(data), checks, background)
+            if strength in again:
+                made[strength] = (data, out_fmt, quality, marked, copies)
         reference = None if read == "blind" else (source, marked.size)
-        failed = _unreadable_after(data, checks, key, mark_id, background, reference)
+        failed = _unreadable_after(copies, checks, key, mark_id, background, reference)
+        if not failed and data is None:
+            fitted = _encode_to_fit(marked, fmt, policy.jpeg_quality, caps, xmp, background)
+            if fitted is not None and fitted[1] == "PNG" and _same_pixels(imaging.decode(fitted[0]), marked):
+                data, out_fmt, quality = fitted  # read back: the file holds the pixels checked
+            else:  # over the byte limit as PNG (or not lossless after all): the checked way
+                deferred, made, ladder, failures = False, {}, list(LADDER), []
+                continue
         if not failed:
+            assert data is not None
             return Rendered(
                 data=data,
                 format=out_fmt,
@@ -330,6 +391,12 @@ def _render(job: _Job, *, keep_alpha: bool) -> Rendered:
             )
         failures = failed
     raise _Untraceable(failures)
+
+
+def _same_pixels(decoded: Image.Image, marked: Image.Image) -> bool:
+    """Whether a decoded PNG holds exactly the marked pixels (as `poster trace` reads them and
+    with alpha, which the simulated platforms composite)."""
+    return decoded.mode == marked.mode and np.array_equal(np.asarray(decoded), np.asarray(marked))
 
 
 # -- preview -------------------------------------------------------------------------------

@@ -139,6 +139,14 @@ def test_for_files_survives_unreadable_files(tmp_path) -> None:
     assert out["original_fp"] == b""
 
 
+def test_for_files_takes_a_known_original_print_without_reading_the_original(tmp_path) -> None:
+    good = tmp_path / "good.png"
+    artwork().save(good)
+    known = fp.for_files(good, good)["original_fp"]
+    out = fp.for_files(good, tmp_path / "gone.png", known)  # the original is not read again
+    assert out["original_fp"] == known == fp.of_image(fp.load_file(good))
+
+
 # Meta's reference PDQ (pdqhash 0.2.8, the C++ implementation; vector reversed into this
 # module's bit order), computed on these very files in tests/data.
 REFERENCE = {

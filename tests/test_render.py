@@ -230,3 +230,66 @@ def test_preview_shows_the_effective_policy(home: config.Config, tmp_path: Path)
     wm = next(s for s in eff["steps"] if s["use"] == "watermark")
     assert wm["look"] == "standard" and wm["density"] == 0.12  # the look's values, named
     assert report["layout_seed"] == "derived from the image"
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch) -> tuple[list[bytes], list[bytes]]:
+    """Every byte string render decodes, and every one it encodes."""
+    decoded: list[bytes] = []
+    encoded: list[bytes] = []
+    real_decode, real_encode = imaging.decode, imaging.encode
+
+    def decode(data: bytes) -> Image.Image:
+        decoded.append(data)
+        return real_decode(data)
+
+    def encode(*args: object, **kwargs: object) -> bytes:
+        out = real_encode(*args, **kwargs)  # type: ignore[arg-type]
+        encoded.append(out)
+        return out
+
+    monkeypatch.setattr(imaging, "decode", decode)
+    monkeypatch.setattr(imaging, "encode", encode)
+    return decoded, encoded
+
+
+def test_each_copy_is_decoded_once_and_the_ladder_never_encodes_the_same_copy_twice(
+    home: config.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pixel-art sheet climbs the ladder (1.0 blind, 1.6 blind, 1.0 with the original):
+    the 1.0 copy is made once and serves both reads; every encoded copy is decoded once."""
+    with Image.open(data_path("dcss_pixel_atlas_alpha_top.png")) as im:
+        src = im.convert("RGBA")
+    decoded, encoded = _spy(monkeypatch)
+    r = render(
+        src, source_format="PNG", policy=policy(home, "heavy"), caps=XAdapter.capabilities,
+        key=KEY, mark_id=MARK_ID, seed=7,
+    )  # fmt: skip
+    assert r.info["mark"]["strength"] == 1.0 and r.info["mark"]["read"] == "with the original"
+    assert len(encoded) == len(set(encoded)) == 2  # 1.0 and 1.6, each once
+    assert len(decoded) == len(set(decoded)) and set(decoded) == set(encoded)
+
+
+def test_a_png_is_encoded_once_and_the_file_is_what_was_checked(
+    home: config.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = painting((900, 1200))
+    decoded, encoded = _spy(monkeypatch)
+    r = render(
+        src, source_format="PNG", policy=policy(home, "light"), caps=LocalAdapter.capabilities,
+        key=KEY, mark_id=MARK_ID, seed=1,
+    )  # fmt: skip
+    assert r.format == "PNG" and encoded == [r.data] and decoded == [r.data]
+    assert mark.extract(imaging.decode(r.data), key=KEY) == MARK_ID
+
+
+def test_a_png_over_the_byte_limit_is_checked_as_the_jpeg_that_is_posted(home: config.Config) -> None:
+    import dataclasses
+
+    src = painting((900, 1200))
+    caps = dataclasses.replace(LocalAdapter.capabilities, max_bytes=700_000)  # PNG ~2 MB, JPEG fits
+    r = render(
+        src, source_format="PNG", policy=policy(home, "light"), caps=caps,
+        key=KEY, mark_id=MARK_ID, seed=1,
+    )  # fmt: skip
+    assert r.format == "JPEG" and len(r.data) <= 700_000
+    assert mark.extract(imaging.decode(r.data), key=KEY) == MARK_ID

@@ -426,8 +426,14 @@ class Tracer:
         if geometry is not None:
             art = Artwork(key, art.name, "perceptual", best.score, best.mirrored, geometry)
         layers = self.layers(image, art, self._rows_of(key)) if geometry is not None else None
-        if layers is not None and layers["verdict"] in (UNPOSTED, EXACT):
+        if layers is not None and layers["verdict"] == UNPOSTED:
             return self._artwork_verdict(image, art, self._rows_of(key))
+        if layers is not None and layers["verdict"] == EXACT:
+            # A perceptual box is a guess of where the copy sits, not a registration: the
+            # layers of an img2img rework of the X post "matched" through it and named that
+            # post (benchmarks/TRACE_RESULTS.md, attack table). Only the local features'
+            # geometry lets the layers name a post; here the artwork is all that is shown.
+            layers = None
         matches = [_with_post(m, ARTWORK) for m in result.matches]
         return Result(
             matches, quality=result.quality, notes=result.notes, verdict=ARTWORK, artwork=art, layers=layers

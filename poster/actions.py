@@ -131,7 +131,7 @@ def cancel(conn: sqlite3.Connection, job_id: int) -> str:
             job_id,
             (State.PENDING, State.READY, State.RETRY_WAIT, State.FAILED, State.UNCERTAIN),
             State.CANCELLED,
-            reason="cancelled by the user",
+            reason=_("cancelled by the user"),
         )
     if not ok:
         raise UserError(
@@ -183,7 +183,7 @@ def confirm(config: Config, conn: sqlite3.Connection, job_id: int, posted_url: s
             job_id,
             State.UNCERTAIN,
             again,
-            reason="confirmed not posted; will post again",
+            reason=_("confirmed not posted; will post again"),
             scheduled_at=now(),
         )
     return _("job {job} will be posted again at the next run").format(job=job_id)
@@ -893,7 +893,9 @@ def check_ledger(config: Config, conn: sqlite3.Connection) -> LedgerCheck:
         details.append(
             _("{count} time-stamp token(s) verified (signature and hash)").format(count=check.tokens)
         )
-    if check.unstamped_after is not None:
+    if check.unstamped_after == 0:
+        details.append(_("no row is time-stamped yet (see `poster status`)"))
+    elif check.unstamped_after is not None:
         details.append(
             _("rows after {seq} are not time-stamped yet (see `poster status`)").format(
                 seq=check.unstamped_after
@@ -937,6 +939,11 @@ def settings(config: Config) -> tuple[dict[str, Any], list[TargetSettings], list
         "timezone": config.timezone or "",
         "language": config.language,
         "approve": config.approve,
+        "font": str(config.render.font or ""),
+        "logo": str(config.render.logo or ""),
+        "watermark_look": config.render.watermark_look,
+        "signature_position": config.render.signature_position,
+        "font_in_use": font_in_use(config),
     }
     targets = []
     for name, t in config.targets.items():
@@ -961,6 +968,33 @@ def settings(config: Config) -> tuple[dict[str, Any], list[TargetSettings], list
     return top, targets, sorted(set(builtin_policies()) | set(config.policies))
 
 
+def font_in_use(config: Config) -> str:
+    """The font the signature and watermark text are drawn with (the configured one, else the
+    installed font found for the artist's name), or why there is none: for the settings page."""
+    from poster import fonts
+
+    text = f"© {config.artist}"
+    try:
+        found = fonts.choose(text, str(config.render.font) if config.render.font else None)
+    except UserError as exc:
+        return str(exc)
+    return str(found) if found is not None else _("the built-in font (the text has only Latin letters)")
+
+
+WATERMARK_LOOKS = {
+    "subtle": N_("subtle: faint, small"),
+    "standard": N_("standard"),
+    "strong": N_("strong: bold, hard to remove"),
+}
+SIGNATURE_POSITIONS = {
+    "auto": N_("automatic: the quietest corner, away from faces"),
+    "bottom-right": N_("bottom right"),
+    "bottom-left": N_("bottom left"),
+    "top-right": N_("top right"),
+    "top-left": N_("top left"),
+}
+
+
 POLICY_LABELS = {
     "heavy": N_("heavy: size cap, noise, visible watermarks, signature"),
     "light": N_("light: full size, faint noise, signature"),
@@ -975,29 +1009,6 @@ def policy_label(name: str) -> str:
 def _plain_number(value: float) -> float | int:
     """5.0 → 5 for a form field; 2.5 stays."""
     return int(value) if float(value).is_integer() else value
-
-
-_ERROR_WORDS = {
-    "greater_than_equal": N_("must be at least {ge}"),
-    "greater_than": N_("must be more than {gt}"),
-    "less_than_equal": N_("must be at most {le}"),
-    "int_parsing": N_("must be a whole number"),
-    "int_from_float": N_("must be a whole number"),
-    "float_parsing": N_("must be a number"),
-    "bool_parsing": N_("must be on or off"),
-    "missing": N_("is required"),
-}
-
-
-def _error_text(kind: str, err: dict[str, Any]) -> str:
-    words = _ERROR_WORDS.get(kind)
-    if words:
-        ctx = {
-            k: int(v) if isinstance(v, float) and v.is_integer() else v
-            for k, v in (err.get("ctx") or {}).items()
-        }
-        return _(words).format(**ctx)
-    return str(err.get("msg", "")).removeprefix("Value error, ")
 
 
 def _number(text: str) -> float | int | str:
@@ -1037,6 +1048,18 @@ def save_settings(config: Config, form: dict[str, str]) -> dict[str, str]:
             else:
                 put(doc, key, value)
     doc["approve"] = form.get("approve") == "on"
+    if any(f"render.{k}" in form for k in ("font", "logo", "watermark_look", "signature_position")):
+        if "render" not in doc:
+            doc["render"] = tomlkit.table()
+        render = doc["render"]
+        for key in ("font", "logo"):  # "" keeps the line: not set, found automatically
+            if f"render.{key}" in form:
+                value = form[f"render.{key}"].strip()
+                if key in render or value:
+                    render[key] = value
+        for key in ("watermark_look", "signature_position"):
+            if f"render.{key}" in form:
+                put(render, key, form[f"render.{key}"].strip())
     targets = doc.get("targets", {})
     for name in config.targets:
         t = targets.get(name)
@@ -1058,13 +1081,16 @@ def save_settings(config: Config, form: dict[str, str]) -> dict[str, str]:
     from poster import config as config_mod
 
     errors: dict[str, str] = {}
-    for loc, kind, err in config_mod.field_errors(path, doc.unwrap()):
-        # a model-level check names its field in the message ("targets.x.policy: …")
-        m = re.match(r"^(targets\.[\w-]+\.\w+): (.*)$", str(err.get("msg", "")).removeprefix("Value error, "))
+    for loc, _kind, err in config_mod.field_errors(path, doc.unwrap()):
+        # a model-level check names its field in the message ("targets.x.policy: …"; in
+        # Japanese the colon is the full-width one)
+        m = re.match(
+            r"^(targets\.[\w-]+\.\w+)(?:: |：)(.*)$", str(err.get("msg", "")).removeprefix("Value error, ")
+        )
         if m:
             errors.setdefault(m.group(1), m.group(2))
         else:
-            errors.setdefault(loc, _error_text(kind, err))
+            errors.setdefault(loc, config_mod.error_text(err))
     if errors:
         return errors
     tmp = path.with_name(f".{path.name}.tmp")
@@ -1114,12 +1140,15 @@ class Health:
     daemon_running: bool
     outbox: Path
     waiting: int
+    data: tuple[bool, str] = (True, "")  # the database file (SQLite's full integrity check)
+    stamps: tuple[bool, str] = (True, "")  # the time-stamping authorities and what waits
 
 
 def health(config: Config, conn: sqlite3.Connection, *, only: Iterable[str] | None = None) -> Health:
-    """What `poster doctor` checks (one cheap call per target), plus the keyring, the ledger's
-    chain and whether a daemon works on this data folder."""
-    from poster import daemon, secrets
+    """What `poster doctor` checks (one cheap call per target, the data folder's database,
+    the time-stamping authorities), plus the keyring, the ledger's chain and whether a daemon
+    works on this data folder."""
+    from poster import daemon, secrets, timestamps
     from poster.platforms import doctor
 
     wanted = set(only) if only is not None else None
@@ -1127,6 +1156,11 @@ def health(config: Config, conn: sqlite3.Connection, *, only: Iterable[str] | No
         n: (t.adapter, t.settings()) for n, t in config.targets.items() if wanted is None or n in wanted
     }
     reports = doctor.check_targets(targets, config.data_dir)
+    data = doctor.check_data(config.db_path)
+    stamps = (True, "")
+    if wanted is None:  # a check of all targets also asks the time-stamping authorities
+        stamped = timestamps.doctor(conn, config)
+        stamps = (stamped.ok, stamped.message)
     return Health(
         targets=reports,
         keyring=secrets.keyring_status(),
@@ -1134,6 +1168,8 @@ def health(config: Config, conn: sqlite3.Connection, *, only: Iterable[str] | No
         daemon_running=daemon.is_running(config),
         outbox=config.outbox,
         waiting=len(waiting_in_outbox(config)),
+        data=(data.ok, data.message),
+        stamps=stamps,
     )
 
 
@@ -1162,6 +1198,20 @@ def proof(config: Config, conn: sqlite3.Connection, ref: str, out: Path) -> proo
 
     subject = proof_mod.resolve(conn, ref)
     return proof_mod.write(conn, subject, out, timestamps.anchors(config), config.data_dir)
+
+
+def proof_zip(config: Config, conn: sqlite3.Connection, ref: str) -> tuple[str, bytes, list[str]]:
+    """`proof` as one .zip for a download (the web UI's ledger page): (file name, bytes,
+    warnings). The bundle is made in a temporary folder that is removed afterwards."""
+    import shutil
+
+    name = "poster-proof-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", ref).strip("-")[:64] or "bundle")
+    with tempfile.TemporaryDirectory(prefix="poster-proof-") as tmp:
+        bundle = proof(config, conn, ref, Path(tmp) / name)
+        archive = shutil.make_archive(
+            str(Path(tmp) / name), "zip", root_dir=bundle.dir.parent, base_dir=bundle.dir.name
+        )
+        return f"{name}.zip", Path(archive).read_bytes(), list(bundle.warnings)
 
 
 def backup(config: Config, dest: Path) -> str:

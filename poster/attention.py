@@ -26,6 +26,7 @@ from pathlib import Path
 
 from poster import store
 from poster.config import Config
+from poster.i18n import _
 from poster.termsafe import safe
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,12 @@ def hold(config: Config, members: list[Path], reason: str, kind: Kind, *, is_fol
             if i == 0:
                 note.unlink(missing_ok=True)
                 raise
-            log.warning("%s: could not move it to %s; left in the outbox", safe(m.name), dest_dir)
+            log.warning(
+                "%s",
+                _("{name}: could not move it to {folder}; left in the outbox").format(
+                    name=safe(m.name), folder=dest_dir
+                ),
+            )
     return first
 
 

@@ -9,21 +9,27 @@ import shutil
 import sqlite3
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from poster import __version__, i18n, jobs, ledger, markkey, store
-from poster import config as config_mod
 from poster.errors import UserError
-from poster.i18n import _
+from poster.i18n import N_, _
 from poster.logs import mask_text, setup_logging
+from poster.notices import Notices
 from poster.termsafe import json_text, safe, safe_block
+
+if TYPE_CHECKING:
+    # pydantic (behind poster.config) is imported by the commands that load a config, not by
+    # `poster --help`; the heavy libraries (PIL, numpy, OpenCV, rich …) by the commands that
+    # use them: tests/test_cli.py checks which modules `--help` and `status` import
+    from poster import config as config_mod
 
 log = logging.getLogger("poster")
 
@@ -36,6 +42,8 @@ class Ctx:
     loaded: config_mod.Config | None = None  # the config the command runs with, once loaded
 
     def config(self) -> config_mod.Config:
+        from poster import config as config_mod
+
         cfg = config_mod.load(config_mod.find(self.config_path))
         setup_logging(self.verbose, self.debug, cfg.data_dir)
         self.loaded = cfg
@@ -47,6 +55,35 @@ class Ctx:
 def emit_json(value: Any) -> None:
     # exact values; only characters a terminal would act on are written as \u escapes
     click.echo(json_text(json.dumps(value, ensure_ascii=False, indent=2, default=str)))
+
+
+def emit_json_array(items: Iterable[Any]) -> None:
+    """A JSON array written element by element, as it is read: the same text as
+    `emit_json(list(items))` without ever holding the list (a million ledger rows or jobs
+    print in flat memory)."""
+    first = True
+    for item in items:
+        text = json.dumps(item, ensure_ascii=False, indent=2, default=str).replace("\n", "\n  ")
+        click.echo(json_text(("[\n  " if first else ",\n  ") + text), nl=False)
+        first = False
+    click.echo("[]" if first else "\n]")
+
+
+class _Echo:
+    """A text file whose writes go to stdout through click (for csv.writer)."""
+
+    def write(self, text: str) -> int:
+        click.echo(text, nl=False)
+        return len(text)
+
+
+def _until_damaged(items: Iterator[Any], errors: list[str]) -> Iterator[Any]:
+    """`items`, stopping at a read error of a damaged database (kept in `errors`): what could
+    be read is printed, then the error."""
+    try:
+        yield from items
+    except sqlite3.DatabaseError as exc:
+        errors.append(str(exc))
 
 
 def say(text: object = "", *, err: bool = False) -> None:
@@ -72,11 +109,78 @@ class _UserFailure(click.ClickException):
         self.exit_code = exit_code
 
     def show(self, file: Any = None) -> None:
-        say(f"poster: error: {self.message}", err=True)
+        say(_("poster: error: {message}").format(message=self.message), err=True)
 
 
-class _Group(click.Group):
+# click's own words in a help page, for the catalog (click shows them in English otherwise)
+_CLICK_WORDS = (
+    N_("Usage:"),
+    N_("Options"),
+    N_("Arguments"),
+    N_("Commands"),
+    N_("Show this message and exit."),
+    N_("Show the version and exit."),
+)
+
+
+@contextmanager
+def _translated(items: Iterable[Any]) -> Iterator[None]:
+    """Help texts are English msgids (marked with N_()), translated here while click renders
+    them, so the language chosen at run time (LANG, or the config's `language`) applies. Not
+    translated when defined: at import the language is not known yet, and click turns an
+    option's help into a plain str (inspect.cleandoc) as soon as the option is made."""
+    saved = [(o, o.help) for o in items if isinstance(getattr(o, "help", None), str) and o.help]
+    for o, text in saved:
+        o.help = _(text)
+    try:
+        yield
+    finally:
+        for o, text in saved:
+            o.help = text
+
+
+class _Formatter(click.HelpFormatter):
+    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+        super().write_usage(prog, args, f"{_('Usage:')} " if prefix is None else prefix)
+
+    def write_heading(self, heading: str) -> None:
+        super().write_heading(_(heading))
+
+
+class _Context(click.Context):
+    formatter_class = _Formatter
+
+
+class _TranslatedHelp:
+    """For click commands and groups: their help and their options' help in the current
+    language."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with _translated([self]):
+            super().format_help_text(ctx, formatter)  # type: ignore[misc]
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with _translated(self.get_params(ctx)):  # type: ignore[attr-defined]
+            super().format_options(ctx, formatter)  # type: ignore[misc]
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        with _translated([self]):
+            first = (self.help or "").partition("\n\n")[0]  # type: ignore[attr-defined]
+            if "。" in first:  # click ends a first sentence only at ". "; Japanese ends it at 。
+                self.help = first.partition("。")[0] + "。"  # type: ignore[attr-defined]
+            return super().get_short_help_str(limit)  # type: ignore[misc]
+
+
+class _Command(_TranslatedHelp, click.Command):
+    context_class = _Context
+
+
+class _Group(_TranslatedHelp, click.Group):
     """Turns the one user-error type into a one-line message and exit code."""
+
+    context_class = _Context
+    command_class = _Command
+    group_class = type  # a sub-group (`ledger`) is a _Group too
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -93,27 +197,32 @@ class _Group(click.Group):
             raise _UserFailure(str(found), found.exit_code) from None
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help=N_("Post art with per-platform protection and a traceable hidden ID."),
+)
 @click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="config file (default: ./config.toml, then the user config dir)",
+    help=N_("config file (default: ./config.toml, then the user config dir)"),
 )
-@click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
-@click.option("--debug", is_flag=True, help="log tracebacks (to the log file and stderr)")
+@click.option("-v", "--verbose", count=True, help=N_("more log output (-vv for debug)"))
+@click.option("--debug", is_flag=True, help=N_("log tracebacks (to the log file and stderr)"))
 @click.version_option(__version__, prog_name="poster")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None, verbose: int, debug: bool) -> None:
-    """Post art with per-platform protection and a traceable hidden ID."""
     ctx.obj = Ctx(config_path, verbose, debug)
 
 
 # -- init / demo ---------------------------------------------------------------------------
 def init_home(directory: Path) -> Path:
+    from poster import config as config_mod
+
     cfg_path = directory / config_mod.CONFIG_NAME
     if cfg_path.exists():
-        raise UserError(f"{cfg_path} already exists; not overwriting it")
+        raise UserError(_("{path} already exists; not overwriting it").format(path=cfg_path))
     directory.mkdir(parents=True, exist_ok=True)
     template = resources.files("poster").joinpath("data/config.example.toml").read_text(encoding="utf-8")
     cfg_path.write_text(template, encoding="utf-8")
@@ -125,21 +234,28 @@ def init_home(directory: Path) -> Path:
     return cfg_path
 
 
-@cli.command()
+@cli.command(help=N_("Create DIR/config.toml and the data folder DIR/queue/ with outbox/."))
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 def init(directory: Path) -> None:
-    """Create DIR/config.toml and the data folder DIR/queue/ with outbox/."""
     cfg_path = init_home(directory)
-    say(f"created {cfg_path}")
-    say(f"drop art into {directory / 'queue' / 'outbox'}, then: poster --config {cfg_path} run --once --now")
+    say(_("created {path}").format(path=cfg_path))
+    say(
+        _("drop art into {outbox}, then: poster --config {path} run --once --now").format(
+            outbox=directory / "queue" / "outbox", path=cfg_path
+        )
+    )
 
 
-@cli.command()
+@cli.command(
+    help=N_(
+        "Set up DIR (default ./poster-demo) with a sample artwork, post it everywhere "
+        "through the local adapter, and trace one published copy back to its post."
+    )
+)
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default="poster-demo")
 @click.pass_obj
 def demo(obj: Ctx, directory: Path) -> None:
-    """Set up DIR (default ./poster-demo) with a sample artwork, post it everywhere through the
-    local adapter, and trace one published copy back to its post."""
+    from poster import config as config_mod
     from poster import trace as trace_mod
 
     cfg_path = directory / config_mod.CONFIG_NAME
@@ -153,21 +269,29 @@ def demo(obj: Ctx, directory: Path) -> None:
         with resources.as_file(sample.joinpath(name)) as src:
             shutil.copyfile(src, dest)
         os.utime(dest, (0, 0))  # old enough to count as stable at once
-    say(f"sample artwork (Pepper&Carrot by David Revoy, CC BY 4.0) → {cfg.outbox}")
+    say(_("sample artwork (Pepper&Carrot by David Revoy, CC BY 4.0) → {outbox}").format(outbox=cfg.outbox))
     _run_once(cfg, now=True)
     with open_db(cfg) as conn:
         rows = ledger.rows(conn)
         if not rows:
-            raise UserError("the demo posted nothing; see `poster status`")
+            raise UserError(_("the demo posted nothing; see `poster status`"))
         last = rows[-1]
         published = Path(last["url"].removeprefix("file://"))
         matches = trace_mod.trace(conn, published, markkey.load(cfg.data_dir))
     say()
-    say(f"published copies are in {cfg.data_dir / 'posted'}")
+    say(_("published copies are in {folder}").format(folder=cfg.data_dir / "posted"))
     if matches:
         m = matches[0]
-        say(f"trace {published.name}: hidden ID {m.id} → {m.target} post of {m.posted_at}")
-    say(f"next: drop your own art into {cfg.outbox} and run `poster --config {cfg_path} run --once --now`")
+        say(
+            _("trace {name}: hidden ID {id} → {target} post of {posted_at}").format(
+                name=published.name, id=m.id, target=m.target, posted_at=m.posted_at
+            )
+        )
+    say(
+        _("next: drop your own art into {outbox} and run `poster --config {path} run --once --now`").format(
+            outbox=cfg.outbox, path=cfg_path
+        )
+    )
 
 
 # -- run -------------------------------------------------------------------------------------
@@ -176,13 +300,13 @@ def _print_intake(results: list[Any], quiet: bool = False) -> None:
         if quiet and r.outcome != "held":  # -q: only what needs the artist
             continue
         if r.outcome == "queued":
-            say(f"queued   {r.name}")
+            say(_("queued   {name}").format(name=r.name))
         elif r.outcome == "duplicate":
-            say(f"skipped  {r.name}: {r.reason}")
+            say(_("skipped  {name}: {reason}").format(name=r.name, reason=r.reason))
         elif r.outcome == "waiting":
-            say(f"waiting  {r.name}: {r.reason}")
+            say(_("waiting  {name}: {reason}").format(name=r.name, reason=r.reason))
         elif r.outcome == "skipped":
-            say(f"ignored  {r.name}: {r.reason}")
+            say(_("ignored  {name}: {reason}").format(name=r.name, reason=r.reason))
         elif r.moved_to is not None:
             say(
                 _("held     {name}: {reason} → moved to {path} (the reason is beside it)").format(
@@ -193,7 +317,7 @@ def _print_intake(results: list[Any], quiet: bool = False) -> None:
         else:
             say(_("held     {name}: {reason}").format(name=r.name, reason=r.reason), err=True)
         for w in r.warnings:
-            say(f"warning  {w}", err=True)
+            say(_("warning  {warning}").format(warning=w), err=True)
 
 
 def _print_release_dates(cfg: config_mod.Config, conn: sqlite3.Connection) -> None:
@@ -226,13 +350,13 @@ def _print_stamps(done: Any) -> None:
         say(line)
 
 
-class _Reporter:
+class _Reporter(Notices):
     """What `poster run` says while it works: one line per post, failure, hold, retry and
     uncertain job (unless quiet), the render stage on an interactive terminal (rich, only
-    imported there), and a notification (poster.notify) for what needs the artist."""
+    imported there); the notifications are `Notices`'."""
 
     def __init__(self, cfg: config_mod.Config, *, lines: bool, live: bool) -> None:
-        self.cfg = cfg
+        super().__init__(cfg)
         self.lines = lines
         self._status: Any = None
         self._console: Any = None
@@ -250,27 +374,31 @@ class _Reporter:
             say(text, err=err)
 
     def intake(self, results: list[Any]) -> None:
-        """Lines for what the daemon took in (run --once prints its own summary), and a
-        notification for each artwork moved to needs-attention."""
-        from poster import notify
-
+        """Lines for what the daemon took in (run --once prints its own summary)."""
+        super().intake(results)
         for r in results:
             if r.outcome == "queued":
                 self.say(_("queued    {file}").format(file=r.name))
             elif r.outcome == "held":
                 self.say(_("held      {file}: {reason}").format(file=r.name, reason=r.reason), err=True)
-                notify.event(self.cfg, "held", file=r.name, reason=r.reason)
 
     def __call__(self, event: Any) -> None:
-        from poster import notify
-        from poster.dispatch import Held
+        from poster.dispatch import AwaitingApproval, Held
         from poster.schedule import zone
 
+        super().__call__(event)
         if isinstance(event, Held):
             when = event.until.astimezone(zone(self.cfg)).strftime("%Y-%m-%d %H:%M")
             self.say(
                 _("held      {target:<8} {file} until {when} ({reason})").format(
                     target=event.target, file=event.name, when=when, reason=event.reason
+                )
+            )
+            return
+        if isinstance(event, AwaitingApproval):
+            self.say(
+                _("approve?  {target:<8} {file}: rendered, waiting for `poster approve {job}`").format(
+                    target=event.target, file=event.name, job=event.job_id
                 )
             )
             return
@@ -281,7 +409,6 @@ class _Reporter:
             self.say(
                 _("failed    {target:<8} {file}: {reason}").format(**fields, reason=event.reason), err=True
             )
-            notify.event(self.cfg, notify.kind_of_failure(event.reason or ""), **fields, reason=event.reason)
         elif state == jobs.State.RETRY_WAIT:
             self.say(_("retry     {target:<8} {file}: {reason}").format(**fields, reason=event.reason))
         elif state == jobs.State.UNCERTAIN:
@@ -291,7 +418,6 @@ class _Reporter:
                 ),
                 err=True,
             )
-            notify.event(self.cfg, "uncertain", **fields, reason=event.reason)
 
     def progress(self, job: jobs.Job, stage: str) -> None:
         if self._console is None:
@@ -311,11 +437,6 @@ class _Reporter:
             self._status.stop()
             self._status = None
 
-    def recovered(self, job: jobs.Job) -> None:
-        from poster import notify
-
-        notify.event(self.cfg, "uncertain", target=job.target, file=job.name, reason=job.reason)
-
 
 def _run_once(cfg: config_mod.Config, *, now: bool, quiet: bool = False) -> int:
     import threading
@@ -330,7 +451,12 @@ def _run_once(cfg: config_mod.Config, *, now: bool, quiet: bool = False) -> int:
     # a quick integrity check first: writing into a damaged database makes the damage worse
     with schedule.stop_signals(stop), store.run_lock(cfg.data_dir), open_db(cfg, check="quick") as conn:
         for job in jobs.recover(conn):
-            say(f"uncertain job {job.id} ({job.name} → {job.target}): {job.reason}", err=True)
+            say(
+                _("uncertain job {job} ({name} → {target}): {reason}").format(
+                    job=job.id, name=job.name, target=job.target, reason=job.reason
+                ),
+                err=True,
+            )
             reporter.recovered(job)
         dispatcher = Dispatcher(cfg, conn, stop=stop, report=reporter, progress=reporter.progress)
         stamper = Stamper(cfg)  # time-stamps: never holds up intake or posting (short deadline)
@@ -349,34 +475,41 @@ def _run_once(cfg: config_mod.Config, *, now: bool, quiet: bool = False) -> int:
         if outcomes:
             _print_stamps(stamper.run(conn))  # the ledger head after this batch
         if stop.is_set():
-            say("poster: interrupted; the remaining jobs wait for the next run", err=True)
+            say(_("poster: interrupted; the remaining jobs wait for the next run"), err=True)
             return 130
         held = any(r.outcome == "held" for r in intake)
         return 1 if held or any(o.state == jobs.State.FAILED for o in outcomes) else 0
 
 
-@cli.command()
-@click.option("--once", is_flag=True, help="take in the outbox, post what is due, then exit")
+@cli.command(
+    help=N_(
+        "Watch the outbox and post at the scheduled times (until SIGTERM/SIGINT).\n"
+        "\n"
+        "An artwork that cannot be posted as it is (a broken sidecar, not an image, over "
+        "a limit) is moved to the data folder's needs-attention/ with NAME.reason.txt "
+        "beside it; fix it and move it back into the outbox. Each post, failure and hold "
+        "is one line (`-q`: none); what needs you is also sent to the `notify` services."
+    )
+)
+@click.option("--once", is_flag=True, help=N_("take in the outbox, post what is due, then exit"))
 @click.option(
     "--now",
     is_flag=True,
-    help="with --once: post every pending job now, ignoring slots and pacing, but never before "
-    "a release date its sidecar sets (`at`; see `poster release`)",
+    help=N_(
+        "with --once: post every pending job now, ignoring slots and pacing, but never before "
+        "a release date its sidecar sets (`at`; see `poster release`)"
+    ),
 )
-@click.option("-q", "--quiet", is_flag=True, help="no line per post, failure or hold (problems still show)")
+@click.option(
+    "-q", "--quiet", is_flag=True, help=N_("no line per post, failure or hold (problems still show)")
+)
 @click.pass_obj
 def run(obj: Ctx, once: bool, now: bool, quiet: bool) -> None:
-    """Watch the outbox and post at the scheduled times (until SIGTERM/SIGINT).
-
-    An artwork that cannot be posted as it is (a broken sidecar, not an image, over a limit)
-    is moved to the data folder's needs-attention/ with NAME.reason.txt beside it; fix it and
-    move it back into the outbox. Each post, failure and hold is one line (`-q`: none); what
-    needs you is also sent to the `notify` services."""
     from poster import policies
 
     cfg = obj.config()
     if now and not once:
-        raise UserError("--now only goes with --once")
+        raise UserError(_("--now only goes with --once"))
     policies.check(cfg)  # a bad step parameter now, naming the key, not at the first render
     if once:
         sys.exit(_run_once(cfg, now=now, quiet=quiet))
@@ -387,11 +520,16 @@ def run(obj: Ctx, once: bool, now: bool, quiet: bool) -> None:
     with store.run_lock(cfg.data_dir):
         with open_db(cfg, check="quick") as conn:
             for job in jobs.recover(conn):
-                log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
+                log.warning(
+                    "%s",
+                    _("uncertain job {job} ({name} → {target}): {reason}").format(
+                        job=job.id, name=job.name, target=job.target, reason=job.reason
+                    ),
+                )
                 reporter.recovered(job)
         # reloads the config when it changes; reports a failed tick once
         ticker = Ticker(cfg, reporter=reporter)
-        say(f"poster is running on {cfg.outbox} (Ctrl-C to stop)", err=True)
+        say(_("poster is running on {outbox} (Ctrl-C to stop)").format(outbox=cfg.outbox), err=True)
         if not quiet and cfg.notify:
             n = notify.notifier(tuple(cfg.notify))
             if n.services:
@@ -416,20 +554,32 @@ def _job_json(j: jobs.Job) -> dict[str, Any]:
     }
 
 
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@cli.command(help=N_("The queue: one line per job, the newest first (a page of them)."))
+@click.option("--json", "as_json", is_flag=True, help=N_("print JSON (every job)"))
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help=N_("show the N newest jobs (0: all)"),
+)
+@click.option(
+    "--offset", type=click.IntRange(min=0), default=0, help=N_("skip the N newest jobs (the next page)")
+)
 @click.pass_obj
-def status(obj: Ctx, as_json: bool) -> None:
-    """The queue: one line per job."""
+def status(obj: Ctx, as_json: bool, limit: int, offset: int) -> None:
     from poster import attention, timestamps
 
     cfg = obj.config()
     with open_db(cfg, readonly=True, check="quick") as conn:
-        items = [_job_json(j) for j in jobs.all_jobs(conn)]
+        if as_json:  # every job, streamed: flat memory however long the history
+            emit_json_array(_job_json(j) for j in jobs.iter_jobs(conn))
+            return
+        counts = jobs.counts(conn)
+        total = sum(counts.values())
+        page = jobs.latest(conn, limit or total, offset)
+        items = [_job_json(j) for j in page]
         stamp_lines = timestamps.summary(conn, cfg).problem_lines()
-    if as_json:
-        emit_json(items)
-        return
     held = attention.items(cfg)
     if held:
         say(
@@ -440,18 +590,19 @@ def status(obj: Ctx, as_json: bool) -> None:
         for h in held:
             say(f"  {h.name}: {h.reason}")
         say(_("Fix each, then move it back into {outbox}.").format(outbox=cfg.outbox))
-        if items:
+        if total:
             say()
-    if not items:
+    if not total:
         if not held:
-            say(f"no jobs; drop art into {cfg.outbox}")
+            say(_("no jobs; drop art into {outbox}").format(outbox=cfg.outbox))
         for line in stamp_lines:
             say(line)
         return
     from poster.schedule import zone
 
     tz = zone(cfg)  # times as the user thinks of them: the zone the slots are written in
-    say(f"{'JOB':>4}  {'TARGET':<10} {'STATE':<10} {'SCHEDULED':<17} FILE / REASON")
+    head = (_("JOB"), _("TARGET"), _("STATE"), _("SCHEDULED"), _("FILE / REASON"))
+    say(f"{head[0]:>4}  {head[1]:<10} {head[2]:<10} {head[3]:<17} {head[4]}")
     for it in items:
         extra = it["url"] if it["state"] == "posted" else (it["reason"] or "")
         when = store.parse_iso(it["scheduled_at"]).astimezone(tz).strftime("%a %m-%d %H:%M")
@@ -459,12 +610,21 @@ def status(obj: Ctx, as_json: bool) -> None:
             f"{it['id']:>4}  {it['target']:<10} {it['state']:<10} {when:<17} "
             f"{it['file']}{'  ' + extra if extra else ''}"
         )
-    waiting = [it for it in items if it["state"] == "uncertain"]
+    if len(items) < total:
+        say(
+            _(
+                "{shown} of {total} jobs shown (the newest, skipping {offset}); "
+                "more: poster status --offset {next}, all: --limit 0"
+            ).format(shown=len(items), total=total, offset=offset, next=offset + len(items))
+        )
+    waiting = counts.get("uncertain", 0)
     if waiting:
         say()
         say(
-            f"{len(waiting)} job(s) may or may not have been posted: check the platform, then "
-            "`poster confirm JOB --posted URL` or `--not-posted`"
+            _(
+                "{count} job(s) may or may not have been posted: check the platform, then "
+                "`poster confirm JOB --posted URL` or `--not-posted`"
+            ).format(count=waiting)
         )
     if stamp_lines:
         say()
@@ -472,11 +632,10 @@ def status(obj: Ctx, as_json: bool) -> None:
         say(line)
 
 
-@cli.command()
+@cli.command(help=N_("Try a failed or cancelled job again (now)."))
 @click.argument("job_id", metavar="JOB", type=int)
 @click.pass_obj
 def retry(obj: Ctx, job_id: int) -> None:
-    """Try a failed or cancelled job again (now)."""
     from poster import actions
 
     cfg = obj.config()
@@ -484,11 +643,10 @@ def retry(obj: Ctx, job_id: int) -> None:
         say(actions.retry(conn, job_id))
 
 
-@cli.command()
+@cli.command(help=N_("Cancel a job that has not been posted."))
 @click.argument("job_id", metavar="JOB", type=int)
 @click.pass_obj
 def cancel(obj: Ctx, job_id: int) -> None:
-    """Cancel a job that has not been posted."""
     from poster import actions
 
     cfg = obj.config()
@@ -496,12 +654,15 @@ def cancel(obj: Ctx, job_id: int) -> None:
         say(actions.cancel(conn, job_id))
 
 
-@cli.command()
+@cli.command(
+    help=N_(
+        "Post JOB before its time: the release date its sidecar sets (`at`), which even "
+        "`run --once --now` waits for, or its slot. It goes out at the next run."
+    )
+)
 @click.argument("job_ids", metavar="JOB...", type=int, nargs=-1, required=True)
 @click.pass_obj
 def release(obj: Ctx, job_ids: tuple[int, ...]) -> None:
-    """Post JOB before its time: the release date its sidecar sets (`at`), which even
-    `run --once --now` waits for, or its slot. It goes out at the next run."""
     from poster import actions
 
     cfg = obj.config()
@@ -510,27 +671,25 @@ def release(obj: Ctx, job_ids: tuple[int, ...]) -> None:
             say(actions.release(cfg, conn, job_id))
 
 
-@cli.command()
+@cli.command(help=N_("Settle an uncertain (or hand-off) job: --posted URL or --not-posted."))
 @click.argument("job_id", metavar="JOB", type=int)
-@click.option("--posted", "posted_url", metavar="URL", help="it was posted, at this URL")
-@click.option("--not-posted", is_flag=True, help="it was not posted: post it again")
+@click.option("--posted", "posted_url", metavar="URL", help=N_("it was posted, at this URL"))
+@click.option("--not-posted", is_flag=True, help=N_("it was not posted: post it again"))
 @click.pass_obj
 def confirm(obj: Ctx, job_id: int, posted_url: str | None, not_posted: bool) -> None:
-    """Settle an uncertain (or hand-off) job: --posted URL or --not-posted."""
     from poster import actions
 
     if bool(posted_url) == not_posted:
-        raise UserError("give exactly one of --posted URL or --not-posted")
+        raise UserError(_("give exactly one of --posted URL or --not-posted"))
     cfg = obj.config()
     with open_db(cfg) as conn:
         say(actions.confirm(cfg, conn, job_id, posted_url))
 
 
-@cli.command()
+@cli.command(help=N_("Approve rendered jobs for posting (config `approve = true`)."))
 @click.argument("job_ids", metavar="JOB...", type=int, nargs=-1, required=True)
 @click.pass_obj
 def approve(obj: Ctx, job_ids: tuple[int, ...]) -> None:
-    """Approve rendered jobs for posting (config `approve = true`)."""
     from poster import actions
 
     cfg = obj.config()
@@ -542,17 +701,18 @@ def approve(obj: Ctx, job_ids: tuple[int, ...]) -> None:
 
 
 # -- the web UI --------------------------------------------------------------------------------
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (loopback)")
+@cli.command(help=N_("The local web app. Prints one URL (with a secret for this launch) and opens it."))
+@click.option("--host", default="127.0.0.1", show_default=True, help=N_("address to listen on (loopback)"))
 @click.option(
-    "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port"
+    "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help=N_("0: any free port")
 )
-@click.option("--no-browser", is_flag=True, help="do not open the browser")
-@click.option("--no-daemon", is_flag=True, help="only show and edit; do not post from this process")
-@click.option("--allow-remote", is_flag=True, help="allow a --host that is not loopback (not recommended)")
+@click.option("--no-browser", is_flag=True, help=N_("do not open the browser"))
+@click.option("--no-daemon", is_flag=True, help=N_("only show and edit; do not post from this process"))
+@click.option(
+    "--allow-remote", is_flag=True, help=N_("allow a --host that is not loopback (not recommended)")
+)
 @click.pass_obj
 def ui(obj: Ctx, host: str, port: int, no_browser: bool, no_daemon: bool, allow_remote: bool) -> None:
-    """The local web app. Prints one URL (with a secret for this launch) and opens it."""
     from poster.ui.server import Launch
 
     cfg = obj.config()
@@ -573,19 +733,22 @@ def ui(obj: Ctx, host: str, port: int, no_browser: bool, no_daemon: bool, allow_
 
 
 # -- trace and ledger ------------------------------------------------------------------------
-@cli.command()
+@cli.command(
+    help=N_(
+        "Which post did each IMAGE come from? IMAGE: files, folders (every image in "
+        "them), or - for image bytes on standard input."
+    )
+)
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--json", "as_json", is_flag=True, help=N_("print JSON"))
 @click.option(
     "--report",
     "report_dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="write an evidence report (HTML + images) into this folder",
+    help=N_("write an evidence report (HTML + images) into this folder"),
 )
 @click.pass_obj
 def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | None) -> None:
-    """Which post did each IMAGE come from? IMAGE: files, folders (every image in them), or
-    - for image bytes on standard input."""
     from poster import actions
     from poster import trace as trace_mod
     from poster.i18n import _
@@ -745,34 +908,42 @@ def _summary_table(entries: list[dict[str, Any]]) -> None:
     say(", ".join(f"{_(trace_mod.VERDICT_LABEL.get(k, k))}: {v}" for k, v in sorted(counts.items())))
 
 
-@cli.group(name="ledger")
+@cli.group(name="ledger", help=N_("The record of every posted copy and its hidden ID."))
 def ledger_group() -> None:
-    """The record of every posted copy and its hidden ID."""
+    pass
 
 
-@ledger_group.command(name="export")
-@click.option("--json", "fmt", flag_value="json", default=True, help="JSON (default)")
-@click.option("--csv", "fmt", flag_value="csv", help="CSV")
+@ledger_group.command(
+    name="export",
+    help=N_("Print every ledger row (also from a damaged database: what can be read, then an error)."),
+)
+@click.option("--json", "fmt", flag_value="json", default=True, help=N_("JSON (default)"))
+@click.option("--csv", "fmt", flag_value="csv", help=N_("CSV"))
 @click.pass_obj
 def ledger_export(obj: Ctx, fmt: str) -> None:
-    """Print every ledger row (also from a damaged database: what can be read, then an error)."""
     cfg = obj.config()
+    errors: list[str] = []
     with open_db(cfg, readonly=True) as conn:
         damage = store.integrity_problem(conn)
-        rows = ledger.rows(conn)
-    if fmt == "csv":
-        click.echo(ledger.to_csv(rows), nl=False)
-    else:
-        emit_json(rows)
+        rows = _until_damaged(ledger.iter_rows(conn), errors)  # streamed: flat memory
+        if fmt == "csv":
+            ledger.write_csv(rows, _Echo())  # type: ignore[arg-type]
+        else:
+            emit_json_array(rows)
+    damage = damage or (errors[0] if errors else None)
     if damage is not None:  # the rows above are what could be read: salvage, not a backup
         raise store.damaged(cfg.db_path, damage)
 
 
-@ledger_group.command(name="verify")
+@ledger_group.command(
+    name="verify",
+    help=N_(
+        "Check the database file, the hash chain and its time-stamps; fails naming the "
+        "damage or the first bad row."
+    ),
+)
 @click.pass_obj
 def ledger_verify(obj: Ctx) -> None:
-    """Check the database file, the hash chain and its time-stamps; fails naming the damage or
-    the first bad row."""
     from poster import actions
 
     cfg = obj.config()
@@ -787,25 +958,41 @@ def ledger_verify(obj: Ctx) -> None:
         say(line)
 
 
-@ledger_group.command(name="head")
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@ledger_group.command(
+    name="head",
+    help=N_("The chain head (last row hash): publish or timestamp it to pin the ledger as of now."),
+)
+@click.option("--json", "as_json", is_flag=True, help=N_("print JSON"))
 @click.pass_obj
 def ledger_head(obj: Ctx, as_json: bool) -> None:
-    """The chain head (last row hash): publish or timestamp it to pin the ledger as of now."""
     cfg = obj.config()
     with open_db(cfg, readonly=True) as conn:
         result = ledger.verify(conn)
         if not result.ok:
-            raise UserError(f"ledger check failed: {result.problem}")
+            raise UserError(_("ledger check failed: {problem}").format(problem=result.problem))
         head = ledger.head(conn)
     if as_json:
         emit_json(head)
         return
-    say(f"{head['row_hash']}  ({head['rows']} rows, last {head['seq']}, {head['at']})")
+    say(
+        _("{row_hash}  ({rows} rows, last {seq}, {at})").format(
+            row_hash=head["row_hash"], rows=head["rows"], seq=head["seq"], at=head["at"]
+        )
+    )
 
 
 # -- proof ---------------------------------------------------------------------------------
-@cli.command()
+@cli.command(
+    help=N_(
+        "An evidence bundle anyone can check with `openssl ts -verify` and `sha256sum` "
+        "alone.\n"
+        "\n"
+        "POST-ID is a posted copy's hidden ID (12 hex digits, as `poster trace` and "
+        "`poster ledger export` print it). ARTWORK is an original image file, its "
+        "SHA-256, or the name the artwork had in the outbox: its originals and all its "
+        "posts."
+    )
+)
 @click.argument("ref", metavar="ARTWORK|POST-ID")
 @click.option(
     "--out",
@@ -813,16 +1000,10 @@ def ledger_head(obj: Ctx, as_json: bool) -> None:
     required=True,
     type=click.Path(path_type=Path, file_okay=False),
     metavar="DIR",
-    help="write the bundle into this (new or empty) folder",
+    help=N_("write the bundle into this (new or empty) folder"),
 )
 @click.pass_obj
 def proof(obj: Ctx, ref: str, out: Path) -> None:
-    """An evidence bundle anyone can check with `openssl ts -verify` and `sha256sum` alone.
-
-    POST-ID is a posted copy's hidden ID (12 hex digits, as `poster trace` and `poster ledger
-    export` print it). ARTWORK is an original image file, its SHA-256, or the name the artwork
-    had in the outbox: its originals and all its posts.
-    """
     from poster import actions
 
     cfg = obj.config()
@@ -844,25 +1025,32 @@ def proof(obj: Ctx, ref: str, out: Path) -> None:
 
 
 # -- keeping the data folder safe -----------------------------------------------------------
-@cli.command()
+@cli.command(
+    help=N_(
+        "Copy the database, hidden-ID key, originals and variants into DEST, "
+        "consistently, also while `poster run` is posting. DEST: a new or empty folder, "
+        "or an earlier backup to refresh."
+    )
+)
 @click.argument("dest", type=click.Path(path_type=Path, file_okay=False))
 @click.pass_obj
 def backup(obj: Ctx, dest: Path) -> None:
-    """Copy the database, hidden-ID key, originals and variants into DEST, consistently, also
-    while `poster run` is posting. DEST: a new or empty folder, or an earlier backup to refresh."""
     from poster import actions
 
     cfg = obj.config()
     say(actions.backup(cfg, dest))
 
 
-@cli.command()
+@cli.command(
+    help=N_(
+        "Restore BACKUP (made by `poster backup`) into the data folder DIR (default: the "
+        "config's data_dir), which must be new, empty, or unused since `poster init`."
+    )
+)
 @click.argument("backup_dir", metavar="BACKUP", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("directory", metavar="DIR", required=False, type=click.Path(path_type=Path, file_okay=False))
 @click.pass_obj
 def restore(obj: Ctx, backup_dir: Path, directory: Path | None) -> None:
-    """Restore BACKUP (made by `poster backup`) into the data folder DIR (default: the config's
-    data_dir), which must be new, empty, or unused since `poster init`."""
     from poster import actions
 
     if directory is None:
@@ -884,15 +1072,25 @@ def _terminal_status(text: str) -> tuple[Any, Any]:
     return (lambda stage: status.update(f"{text}: {stage}")), status.stop
 
 
-@cli.command()
+@cli.command(
+    help=N_(
+        "Render IMAGE exactly as it would be posted to NAME, without posting.\n"
+        "\n"
+        "The preview carries the hidden ID 0, which is never given to a real post, so a "
+        "preview file that leaks traces to no post. PSNR/SSIM compare with the original "
+        "at the variant's size. With --job, the job's own rendered file instead "
+        "(rendered now if it was not yet): the very bytes that will be posted, as "
+        "`poster ui` shows them."
+    )
+)
 @click.argument("image", required=False, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--target", "target", metavar="NAME", help="render as for this target")
+@click.option("--target", "target", metavar="NAME", help=N_("render as for this target"))
 @click.option(
     "--job",
     "job_id",
     type=int,
     metavar="JOB",
-    help="instead of IMAGE and --target: a queued job's own copy, the exact bytes it will post",
+    help=N_("instead of IMAGE and --target: a queued job's own copy, the exact bytes it will post"),
 )
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False), metavar="FILE")
 @click.option(
@@ -900,9 +1098,9 @@ def _terminal_status(text: str) -> tuple[Any, Any]:
     "compare_path",
     type=click.Path(path_type=Path, dir_okay=False),
     metavar="FILE.png",
-    help="also write original and variant side by side, with an enlarged detail crop",
+    help=N_("also write original and variant side by side, with an enlarged detail crop"),
 )
-@click.option("--json", "as_json", is_flag=True, help="print JSON (adds psnr, ssim, size, bytes, format)")
+@click.option("--json", "as_json", is_flag=True, help=N_("print JSON (adds psnr, ssim, size, bytes, format)"))
 @click.pass_obj
 def preview(
     obj: Ctx,
@@ -913,13 +1111,6 @@ def preview(
     compare_path: Path | None,
     as_json: bool,
 ) -> None:
-    """Render IMAGE exactly as it would be posted to NAME, without posting.
-
-    The preview carries the hidden ID 0, which is never given to a real post, so a preview
-    file that leaks traces to no post. PSNR/SSIM compare with the original at the variant's size.
-    With --job, the job's own rendered file instead (rendered now if it was not yet): the very
-    bytes that will be posted, as `poster ui` shows them.
-    """
     from poster import render as render_mod
     from poster.protect import quality
 
@@ -951,26 +1142,55 @@ def preview(
     if as_json:
         emit_json(report)
         return
+    line = (
+        _(
+            "{file}: {format} {width}x{height}, {bytes} bytes, PSNR {psnr} dB, SSIM {ssim} "
+            "(policy {policy}, hidden-ID strength {strength}, read with the original)"
+        )
+        if report["mark_read"] != "blind"
+        else _(
+            "{file}: {format} {width}x{height}, {bytes} bytes, PSNR {psnr} dB, SSIM {ssim} "
+            "(policy {policy}, hidden-ID strength {strength})"
+        )
+    )
     say(
-        f"{out}: {report['format']} {report['width']}x{report['height']}, {report['bytes']} bytes, "
-        f"PSNR {report['psnr']} dB, SSIM {report['ssim']} (policy {report['policy']}, "
-        f"hidden-ID strength {report['mark_strength']}"
-        f"{', read with the original' if report['mark_read'] != 'blind' else ''})"
+        line.format(
+            file=out,
+            format=report["format"],
+            width=report["width"],
+            height=report["height"],
+            bytes=report["bytes"],
+            psnr=report["psnr"],
+            ssim=report["ssim"],
+            policy=report["policy"],
+            strength=report["mark_strength"],
+        )
     )
 
 
 # -- credentials and health (poster login / poster doctor) ---------------------------------
-@cli.command()
+@cli.command(
+    help=N_(
+        "Store TARGET's credentials in the OS keyring (secrets are typed hidden). `notify:NAME` "
+        'stores a notification URL, listed in config as "secret:NAME".'
+    )
+)
 @click.argument("target")
 @click.pass_obj
 def login(obj: Ctx, target: str) -> None:
-    """Store TARGET's credentials in the OS keyring (secrets are typed hidden)."""
     from poster.platforms import doctor as doctor_mod
 
+    if target.startswith("notify:"):  # a notification URL: its token stays out of config.toml
+        _login_notify(target.removeprefix("notify:"))
+        return
     cfg = obj.config()
     tc = cfg.targets.get(target)
     if tc is None:
-        raise UserError(f"no target named {target!r} in {cfg.path} (known: {', '.join(cfg.targets)})")
+        raise UserError(
+            _("no target named {target!r} in {config} (known: {known})").format(
+                target=target, config=cfg.path, known=", ".join(cfg.targets)
+            )
+        )
 
     def ask(f: Any) -> str:
         if f.help:
@@ -979,19 +1199,52 @@ def login(obj: Ctx, target: str) -> None:
 
     stored = doctor_mod.login(target, tc.adapter, ask)
     if not stored:
-        say(f"{target}: the {tc.adapter} adapter needs no credentials")
+        say(
+            _("{target}: the {adapter} adapter needs no credentials").format(
+                target=target, adapter=tc.adapter
+            )
+        )
         return
-    say(f"{target}: stored {', '.join(stored)} in the keyring")
+    say(_("{target}: stored {names} in the keyring").format(target=target, names=", ".join(stored)))
     report = doctor_mod.check_target(target, tc.adapter, tc.settings(), cfg.data_dir)
-    say(f"{target}: {'ok' if report.ok else 'PROBLEM'}: {report.message}")
+    verdict = _("ok") if report.ok else _("PROBLEM")
+    say(f"{target}: {verdict}: {report.message}")
 
 
-@cli.command()
+def _login_notify(name: str) -> None:
+    from poster import notify, secrets
+
+    if not config_mod.NAME_RE.match(name):
+        raise UserError(_('notify:{name}: use letters, digits, "-" and "_" for the name').format(name=name))
+    url = click.prompt(
+        _("notification URL for {name} (apprise form, e.g. discord://…)").format(name=name),
+        hide_input=True,
+        err=True,
+    ).strip()
+    if "://" not in url:
+        raise UserError(
+            _("notify:{name}: not a notification URL (like discord://...); nothing stored").format(name=name)
+        )
+    ok, why = secrets.keyring_status()
+    if not ok:
+        raise UserError(
+            _("cannot store it: {why}; set the environment variable {env} instead").format(
+                why=why, env=secrets.env_name(notify.SECRET_TARGET, name)
+            )
+        )
+    secrets.store(notify.SECRET_TARGET, {name: url})
+    say(
+        _(
+            'notify:{name}: stored in the keyring; list it in config.toml as notify = [..., "secret:{name}"]'
+        ).format(name=name)
+    )
+
+
+@cli.command(help=N_("One cheap authenticated call per target (or just TARGET); says what is wrong."))
 @click.argument("target", required=False)
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--json", "as_json", is_flag=True, help=N_("print JSON"))
 @click.pass_obj
 def doctor(obj: Ctx, target: str | None, as_json: bool) -> None:
-    """One cheap authenticated call per target (or just TARGET); says what is wrong."""
     from poster import timestamps
     from poster.platforms import doctor as doctor_mod
 
@@ -1013,13 +1266,18 @@ def doctor(obj: Ctx, target: str | None, as_json: bool) -> None:
         say(_("data folder: {verdict}: {message}").format(verdict=verdict, message=data.message))
         for r in shown:
             missing = [f for f, src in r.credentials.items() if src is None]
-            extra = f" (missing: {', '.join(missing)})" if missing and not r.ok else ""
-            say(f"{r.target} ({r.adapter}): {'ok' if r.ok else 'PROBLEM'}: {r.message}{extra}")
+            extra = _(" (missing: {names})").format(names=", ".join(missing)) if missing and not r.ok else ""
+            verdict = _("ok") if r.ok else _("PROBLEM")
+            say(f"{r.target} ({r.adapter}): {verdict}: {r.message}{extra}")
     if not data.ok:
         raise UserError(data.message)
     bad = [r.target for r in reports if not r.ok]
     if bad:
-        raise UserError(f"{len(bad)} of {len(reports)} targets need attention: {', '.join(bad)}")
+        raise UserError(
+            _("{count} of {total} targets need attention: {names}").format(
+                count=len(bad), total=len(reports), names=", ".join(bad)
+            )
+        )
     if stamps is not None and not stamps.ok:
         raise UserError(_("time-stamping needs attention (see the time-stamps line)"))
 
@@ -1042,7 +1300,7 @@ def _accept_config_everywhere(group: click.Group) -> None:
                     type=click.Path(path_type=Path, dir_okay=False),
                     expose_value=False,
                     callback=_set_config,
-                    help="config file (as the global --config)",
+                    help=N_("config file (as the global --config)"),
                 )
             )
 
@@ -1051,14 +1309,36 @@ _accept_config_everywhere(cli)
 
 
 # -- entry point -----------------------------------------------------------------------------
+def _help_language(args: list[str]) -> str | None:
+    """The config's `language` for a help page, which click shows before any command loads
+    the config: the one key read alone, so a config that is broken otherwise (or none at
+    all) still lets the help show, in LANG's language."""
+    explicit = None
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            explicit = Path(args[i + 1])
+        elif arg.startswith("--config="):
+            explicit = Path(arg.partition("=")[2])
+    try:
+        import tomllib
+
+        with config_mod.find(explicit).open("rb") as fh:
+            value = tomllib.load(fh).get("language")
+    except (UserError, OSError, ValueError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     i18n.set_language(i18n.from_environment())  # LANG until the config says otherwise
+    if "--help" in args or "-h" in args:
+        i18n.set_language(_help_language(args) or i18n.current())
     debug = "--debug" in args
     try:
         rv = cli.main(args=args, prog_name="poster", standalone_mode=False)
     except UserError as exc:
-        say(f"poster: error: {exc}", err=True)
+        say(_("poster: error: {message}").format(message=exc), err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
@@ -1066,12 +1346,17 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
-        say("poster: interrupted", err=True)
+        say(_("poster: interrupted"), err=True)
         sys.exit(130)
     except Exception as exc:
         logging.getLogger("poster").debug("unexpected error", exc_info=True)
         if debug:
             click.echo(mask_text(safe_block(traceback.format_exc())), err=True)
-        say(f"poster: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+        say(
+            _("poster: internal error: {kind}: {error} (run with --debug for details)").format(
+                kind=type(exc).__name__, error=exc
+            ),
+            err=True,
+        )
         sys.exit(70)
     sys.exit(rv if isinstance(rv, int) else 0)

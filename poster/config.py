@@ -28,11 +28,11 @@ from pydantic import (
 )
 
 from poster.errors import ConfigError
-from poster.i18n import _
+from poster.i18n import N_, _
 from poster.slots import parse_slot
 
 CONFIG_NAME = "config.toml"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -66,7 +66,7 @@ class RenderConfig(_Strict):
     @classmethod
     def _colour(cls, v: str) -> str:
         if not _COLOR_RE.match(v):
-            raise ValueError("must be a colour like '#ffffff'")
+            raise ValueError(_("must be a colour like '#ffffff'"))
         return v.lower()
 
     @field_validator("font", "logo")
@@ -180,7 +180,7 @@ class ProofConfig(_Strict):
         for url in v:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+                raise ValueError(_("{url!r} is not an http:// or https:// URL").format(url=url))
         return v
 
     @field_validator("tsa_ca_file")
@@ -193,11 +193,11 @@ class ProofConfig(_Strict):
         try:
             found = x509.load_pem_x509_certificates(v.read_bytes())
         except OSError as exc:
-            raise ValueError(f"{v}: cannot read: {exc.strerror}") from None
+            raise ValueError(_("{file}: cannot read: {reason}").format(file=v, reason=exc.strerror)) from None
         except ValueError:
-            raise ValueError(f"{v}: not a PEM file of certificates") from None
+            raise ValueError(_("{file}: not a PEM file of certificates").format(file=v)) from None
         if not found:
-            raise ValueError(f"{v}: no certificates in it")
+            raise ValueError(_("{file}: no certificates in it").format(file=v))
         return v
 
 
@@ -223,19 +223,27 @@ class Config(_Strict):
     @classmethod
     def _target_names(cls, v: dict[str, TargetConfig]) -> dict[str, TargetConfig]:
         if not v:
-            raise ValueError("define at least one target, e.g. [targets.x]")
+            raise ValueError(_("define at least one target, e.g. [targets.x]"))
         for name in v:
-            if not _NAME_RE.match(name):
-                raise ValueError(f"target name {name!r}: use letters, digits, '-' and '_'")
+            if not NAME_RE.match(name):
+                raise ValueError(
+                    _("target name {name!r}: use letters, digits, '-' and '_'").format(name=name)
+                )
         return v
 
     @field_validator("notify")
     @classmethod
     def _notify_urls(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for i, url in enumerate(v):
-            if url != "desktop" and "://" not in url:
+            if url.startswith("secret:"):
+                if not NAME_RE.match(url.removeprefix("secret:")):
+                    msg = _('[{index}]: "secret:NAME" takes a name of letters, digits, "-" and "_"')
+                    raise ValueError(msg.format(index=i))
+            elif url != "desktop" and "://" not in url:
                 # never echo the value: a notification URL can carry a token
-                msg = _('[{index}]: not a notification URL (like "discord://...") nor "desktop"')
+                msg = _(
+                    '[{index}]: not a notification URL (like "discord://..."), "secret:NAME" nor "desktop"'
+                )
                 raise ValueError(msg.format(index=i))
         return v
 
@@ -246,7 +254,7 @@ class Config(_Strict):
             try:
                 ZoneInfo(v)
             except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {v!r}") from None
+                raise ValueError(_("unknown time zone {value!r}").format(value=v)) from None
         return v or None
 
     @field_validator("language")
@@ -255,7 +263,11 @@ class Config(_Strict):
         from poster.i18n import LANGUAGES
 
         if v and v not in LANGUAGES:
-            raise ValueError(f"unknown language {v!r} (known: {', '.join(LANGUAGES)}, or empty)")
+            raise ValueError(
+                _("unknown language {value!r} (known: {known}, or empty)").format(
+                    value=v, known=", ".join(LANGUAGES)
+                )
+            )
         return v
 
     @model_validator(mode="after")
@@ -268,20 +280,24 @@ class Config(_Strict):
         for name, target in self.targets.items():
             if target.adapter not in adapters:
                 raise ValueError(
-                    f"targets.{name}.adapter: unknown adapter {target.adapter!r} "
-                    f"(known: {', '.join(adapters)})"
+                    _("targets.{name}.adapter: unknown adapter {adapter!r} (known: {known})").format(
+                        name=name, adapter=target.adapter, known=", ".join(adapters)
+                    )
                 )
             allowed = adapter_class(target.adapter).settings_keys
             unknown = sorted(set(target.model_extra or {}) - (allowed or set()))
             if allowed is not None and unknown:
                 raise ValueError(
-                    f"targets.{name}.{unknown[0]}: unknown key for the {target.adapter} adapter "
-                    "(a top-level key must come before the first [table])"
+                    _(
+                        "targets.{name}.{key}: unknown key for the {adapter} adapter (a top-level key "
+                        "must come before the first [table])"
+                    ).format(name=name, key=unknown[0], adapter=target.adapter)
                 )
             if target.policy not in known:
                 raise ValueError(
-                    f"targets.{name}.policy: unknown policy {target.policy!r} "
-                    f"(known: {', '.join(sorted(known))})"
+                    _("targets.{name}.policy: unknown policy {policy!r} (known: {known})").format(
+                        name=name, policy=target.policy, known=", ".join(sorted(known))
+                    )
                 )
         for name, spec in self.policies.items():
             if spec.base is not None and spec.base not in builtin_policies():
@@ -318,14 +334,43 @@ def _loc(err: dict[str, Any]) -> str:
     return ".".join(parts)
 
 
+# pydantic's own messages in the words of a config file's user (the CLI's one-line error and
+# the settings page's error beside each field); other kinds keep pydantic's English words
+ERROR_WORDS = {
+    "greater_than_equal": N_("must be at least {ge}"),
+    "greater_than": N_("must be more than {gt}"),
+    "less_than_equal": N_("must be at most {le}"),
+    "int_parsing": N_("must be a whole number"),
+    "int_from_float": N_("must be a whole number"),
+    "float_parsing": N_("must be a number"),
+    "bool_parsing": N_("must be on or off"),
+    "missing": N_("is required"),
+}
+
+
+def error_text(err: dict[str, Any]) -> str:
+    """One pydantic error as the user reads it, in the current language where poster has
+    the words for it."""
+    words = ERROR_WORDS.get(str(err.get("type")))
+    if words:
+        ctx = {
+            k: int(v) if isinstance(v, float) and v.is_integer() else v
+            for k, v in (err.get("ctx") or {}).items()
+        }
+        return _(words).format(**ctx)
+    return str(err.get("msg", "")).removeprefix("Value error, ")
+
+
 def _one_line(path: Path, exc: ValidationError) -> str:
     err = exc.errors()[0]
-    msg = str(err["msg"]).removeprefix("Value error, ")
+    msg = error_text(err)
     if err["type"] == "extra_forbidden":
-        msg = "unknown key (check the spelling against config.example.toml)"
+        msg = _("unknown key (check the spelling against config.example.toml)")
     loc = _loc(err)
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{path}: {loc + ': ' if loc else ''}{msg}{more}"
+    more = _(" (and {count} more)").format(count=exc.error_count() - 1) if exc.error_count() > 1 else ""
+    if loc:
+        return _("{file}: {key}: {problem}").format(file=path, key=loc, problem=msg + more)
+    return _("{path}: {error}").format(path=path, error=msg + more)
 
 
 def field_errors(path: Path, data: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -345,7 +390,7 @@ def field_errors(path: Path, data: dict[str, Any]) -> list[tuple[str, str, dict[
         return [(_loc(e), str(e["type"]), dict(e)) for e in exc.errors()]
     except TypeError as exc:
         return [("", "type_error", {"msg": str(exc)})]
-    return [("data_dir", "value_error", {"msg": "must be a non-empty string path"})]
+    return [("data_dir", "value_error", {"msg": _("must be a non-empty string path")})]
 
 
 def _relative_files(path: Path, data: dict[str, Any]) -> dict[str, Any]:
@@ -372,7 +417,7 @@ def parse(path: Path, data: dict[str, Any]) -> Config:
     data = dict(data)
     raw_dir = data.pop("data_dir", "queue")
     if not isinstance(raw_dir, str) or not raw_dir:
-        raise ConfigError(f"{path}: data_dir: must be a non-empty string path")
+        raise ConfigError(_("{path}: data_dir: must be a non-empty string path").format(path=path))
     data_dir = Path(os.path.expanduser(raw_dir))
     if not data_dir.is_absolute():
         data_dir = path.parent / data_dir
@@ -382,7 +427,7 @@ def parse(path: Path, data: dict[str, Any]) -> Config:
     except ValidationError as exc:
         raise ConfigError(_one_line(path, exc)) from None
     except TypeError as exc:  # e.g. a top-level key that is a reserved field name
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(_("{path}: {error}").format(path=path, error=exc)) from None
 
 
 def load(path: Path) -> Config:
@@ -390,13 +435,17 @@ def load(path: Path) -> Config:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file (create one with `poster init DIR`)") from None
+        raise ConfigError(
+            _("{path}: no such config file (create one with `poster init DIR`)").format(path=path)
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(_("{path}: not valid TOML: {error}").format(path=path, error=exc)) from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(_("{path}: cannot read: {reason}").format(path=path, reason=exc.strerror)) from None
     if "path" in data:
-        raise ConfigError(f"{path}: path: unknown key (check the spelling against config.example.toml)")
+        raise ConfigError(
+            _("{path}: path: unknown key (check the spelling against config.example.toml)").format(path=path)
+        )
     return parse(path.resolve(), data)
 
 
@@ -413,8 +462,10 @@ def find(explicit: Path | None) -> Path:
     if user.exists():
         return user
     raise ConfigError(
-        f"no config found ({local} or {user}): create one with `poster init DIR` "
-        "and pass --config DIR/config.toml"
+        _(
+            "no config found ({local} or {user}): create one with `poster init DIR` and pass "
+            "--config DIR/config.toml"
+        ).format(local=local, user=user)
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from poster import config as config_mod
 from poster import jobs, store
 from poster.i18n import _
+from poster.notices import Notices
 from poster.termsafe import safe
 
 log = logging.getLogger("poster.daemon")
@@ -70,7 +71,7 @@ def refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcom
 
             features.update(conn, cfg.data_dir)
     except Exception as exc:
-        log.warning("could not update the trace index: %s", exc)
+        log.warning("%s", _("could not update the trace index: {error}").format(error=exc))
 
 
 class Ticker:
@@ -84,7 +85,7 @@ class Ticker:
         config_source: Callable[[], config_mod.Config] | None = None,
     ) -> None:
         """`reporter` (the CLI's) is told each post, failure, hold and intake result as it
-        happens and shows render progress; without one the tick only logs. `config_source`
+        happens and shows render progress; without one, `Notices` sends the notifications. `config_source`
         (poster ui's, which validates and writes the settings itself) replaces the file
         watcher as the place each tick takes its config from."""
         from poster import outbox
@@ -95,7 +96,7 @@ class Ticker:
         self.lookups = LookupThrottle()  # an undecided job is not looked up on every tick
         self.reported = outbox.Reported()  # a file it cannot take is reported once, not every scan
         self.stamper = Stamper(cfg)  # a TSA that did not answer rests a while before the next try
-        self.reporter = reporter
+        self.reporter = reporter if reporter is not None else Notices(cfg)
         self.config_source = config_source
         # ticks never overlap: the UI may run one at once (after an upload) beside the clock's
         self._serial = threading.Lock()
@@ -126,7 +127,10 @@ class Ticker:
                 if self._dirty:
                     for job in jobs.recover(conn):
                         log.warning(
-                            "uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason
+                            "%s",
+                            _("uncertain job {job} ({name} → {target}): {reason}").format(
+                                job=job.id, name=job.name, target=job.target, reason=job.reason
+                            ),
                         )
                         if self.reporter is not None:
                             self.reporter.recovered(job)

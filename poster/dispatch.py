@@ -27,6 +27,7 @@ from pathlib import Path
 from poster import fingerprint, imaging, jobs, ledger, markkey, policies, schedule, store
 from poster.config import Config
 from poster.errors import UserError
+from poster.i18n import _
 from poster.jobs import Job, State, Variant
 from poster.platforms import adapter_class
 from poster.platforms.base import Adapter, Existence, MediaItem, Post, PostResult, PostStatus
@@ -67,7 +68,17 @@ class Held:
     reason: str
 
 
-Report = Callable[[Outcome | Held], None]
+@dataclass(frozen=True)
+class AwaitingApproval:
+    """A job rendered ahead of its time that waits for the artist's approval (`poster
+    approve`, or the UI's preview page): told once, when it is rendered."""
+
+    job_id: int
+    target: str
+    name: str
+
+
+Report = Callable[[Outcome | Held | AwaitingApproval], None]
 Progress = Callable[[Job, str], None]  # (job, what render is doing now)
 
 
@@ -139,7 +150,9 @@ class Dispatcher:
         if target not in self._adapters:
             tc = self.config.targets.get(target)
             if tc is None:
-                raise UserError(f"target {target!r} is no longer in {self.config.path}")
+                raise UserError(
+                    _("target {target!r} is no longer in {path}").format(target=target, path=self.config.path)
+                )
             cls = adapter_class(tc.adapter)
             self._adapters[target] = cls(
                 target,
@@ -158,7 +171,12 @@ class Dispatcher:
     def _fail(self, job: Job, from_states: State | tuple[State, ...], reason: str) -> Outcome:
         with transaction(self.conn):
             jobs.transition(self.conn, job.id, from_states, State.FAILED, reason=reason)
-        log.error("job %d (%s → %s) failed: %s", job.id, job.name, job.target, reason)
+        log.error(
+            "%s",
+            _("job {job} ({name} → {target}) failed: {reason}").format(
+                job=job.id, name=job.name, target=job.target, reason=reason
+            ),
+        )
         return Outcome(job.id, job.target, job.name, State.FAILED, reason)
 
     def _stop_if_storage(self, job: Job, exc: BaseException) -> None:
@@ -190,7 +208,9 @@ class Dispatcher:
             originals = jobs.originals(self.conn, job.artwork_id)
             if len(originals) > caps.images_per_post:
                 raise UserError(
-                    f"{len(originals)} images, but {job.target} takes at most {caps.images_per_post} per post"
+                    _("{count} images, but {target} takes at most {limit} per post").format(
+                        count=len(originals), target=job.target, limit=caps.images_per_post
+                    )
                 )
             rendered_items: list[Variant] = []
             out_dir = store.ensure_private_dir(self.config.data_dir / "variants" / str(job.id))
@@ -241,13 +261,21 @@ class Dispatcher:
         except OSError as exc:
             self._stop_if_storage(job, exc)
             return self._fail(
-                job, State.RENDERING, f"cannot read or write files: {exc.strerror} ({exc.filename})"
+                job,
+                State.RENDERING,
+                _("cannot read or write files: {reason} ({filename})").format(
+                    reason=exc.strerror, filename=exc.filename
+                ),
             )
         except Exception as exc:  # a bug: keep the daemon alive and the reason visible
             self._stop_if_storage(job, exc)
             log.debug("render of job %d crashed", job.id, exc_info=True)
             return self._fail(
-                job, State.RENDERING, f"internal error while rendering: {type(exc).__name__}: {exc}"
+                job,
+                State.RENDERING,
+                _("internal error while rendering: {kind}: {error}").format(
+                    kind=type(exc).__name__, error=exc
+                ),
             )
         with transaction(self.conn):
             jobs.save_variants(self.conn, job.id, rendered_items)
@@ -388,7 +416,9 @@ class Dispatcher:
             return self._fail(job, (State.READY, State.RETRY_WAIT), str(exc))
         except OSError as exc:
             return self._fail(
-                job, (State.READY, State.RETRY_WAIT), f"cannot read the rendered image: {exc.strerror}"
+                job,
+                (State.READY, State.RETRY_WAIT),
+                _("cannot read the rendered image: {reason}").format(reason=exc.strerror),
             )
         with transaction(self.conn):
             if not jobs.transition(
@@ -408,7 +438,9 @@ class Dispatcher:
             reason = (
                 str(stored)
                 if stored is not None
-                else f"adapter error, the post may or may not exist: {type(exc).__name__}: {exc}"
+                else _("adapter error, the post may or may not exist: {kind}: {error}").format(
+                    kind=type(exc).__name__, error=exc
+                )
             )
             with transaction(self.conn):
                 jobs.transition(self.conn, job.id, State.POSTING, State.UNCERTAIN, reason=reason)
@@ -422,7 +454,12 @@ class Dispatcher:
             reason = result.reason or "the platform's answer leaves open whether the post exists"
             with transaction(self.conn):
                 jobs.transition(self.conn, job.id, State.POSTING, State.UNCERTAIN, reason=reason)
-            log.warning("job %d (%s → %s) is uncertain: %s", job.id, job.name, job.target, reason)
+            log.warning(
+                "%s",
+                _("job {job} ({name} → {target}) is uncertain: {reason}").format(
+                    job=job.id, name=job.name, target=job.target, reason=reason
+                ),
+            )
             return Outcome(job.id, job.target, job.name, State.UNCERTAIN, reason)
         if result.status is PostStatus.RETRYABLE:
             attempts = job.attempts + 1
@@ -431,7 +468,9 @@ class Dispatcher:
                 return self._fail(
                     job,
                     State.POSTING,
-                    f"gave up after {attempts} tries (targets.{job.target}.max_attempts): {result.reason}",
+                    _("gave up after {attempts} tries (targets.{target}.max_attempts): {reason}").format(
+                        attempts=attempts, target=job.target, reason=result.reason
+                    ),
                 )
             when = result.retry_at or now() + backoff(attempts)
             with transaction(self.conn):
@@ -443,7 +482,12 @@ class Dispatcher:
                     reason=result.reason,
                     scheduled_at=when,
                 )
-            log.warning("job %d → %s: %s; next try %s", job.id, job.target, result.reason, iso(when))
+            log.warning(
+                "%s",
+                _("job {job} → {target}: {reason}; next try {when}").format(
+                    job=job.id, target=job.target, reason=result.reason, when=iso(when)
+                ),
+            )
             return Outcome(job.id, job.target, job.name, State.RETRY_WAIT, result.reason)
         return self._fail(job, State.POSTING, result.reason or "the platform refused the post")
 
@@ -455,10 +499,10 @@ class Dispatcher:
         what is approved is the exact variant that will be posted, and it should be ready to
         look at well before its slot."""
         out = []
-        for job in jobs.all_jobs(self.conn):
+        for job in jobs.in_state(self.conn, State.PENDING):
             if self.stop.is_set():
                 break
-            if job.state is State.PENDING and self.awaiting_approval(job):
+            if self.awaiting_approval(job):
                 failed = self.render_job(job)
                 if failed is not None:
                     out.append(failed)
@@ -468,6 +512,7 @@ class Dispatcher:
                             "UPDATE jobs SET reason = ? WHERE id = ? AND state = ? AND approved_at IS NULL",
                             (AWAITING_APPROVAL, job.id, State.READY.value),
                         )
+                    self.report(AwaitingApproval(job.id, job.target, job.name))
         return out
 
     def process(self, job: Job) -> Outcome:
@@ -518,7 +563,10 @@ class Dispatcher:
                 adapter = self.adapter(job.target)
                 existence, result = adapter.find_existing(self.build_post(job))
             except Exception as exc:
-                log.warning("job %d: cannot check whether it was posted: %s", job.id, exc)
+                log.warning(
+                    "%s",
+                    _("job {job}: cannot check whether it was posted: {error}").format(job=job.id, error=exc),
+                )
                 if throttle is not None:
                     throttle.undecided(job, at)
                 continue
@@ -540,7 +588,7 @@ class Dispatcher:
                         job.id,
                         State.UNCERTAIN,
                         again,
-                        reason="interrupted post was not published; posting again",
+                        reason=_("interrupted post was not published; posting again"),
                     )
             elif throttle is not None:
                 throttle.undecided(job, at)

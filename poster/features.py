@@ -57,6 +57,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from poster import store
+
 log = logging.getLogger(__name__)
 
 FEATURE_LONG = 1024  # originals and suspects are described at (at most) this long edge
@@ -341,7 +343,7 @@ class Segment:
         """Write entries as a segment folder (via a temporary folder renamed into place)."""
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        store.ensure_private_dir(tmp)  # the index describes the user's unposted art
         counts = np.array([len(e.words) for e in entries], dtype=np.int64)
         total = int(counts.sum())
         words = np.concatenate([e.words for e in entries]) if total else np.empty(0, np.uint32)
@@ -372,7 +374,7 @@ class Segment:
 
 
 def _save(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:
+    with open(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "wb") as f:
         np.save(f, array)
         f.flush()
         os.fsync(f.fileno())
@@ -383,7 +385,7 @@ def merge_segments(path: Path, parts: Sequence[Segment], dims: int) -> None:
     word-range at a time so memory stays bounded however large the parts are."""
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    store.ensure_private_dir(tmp)  # the index describes the user's unposted art
     base = np.cumsum([0] + [len(p) for p in parts])
     offsets = np.zeros(WORDS + 1, np.int64)
     for p in parts:
@@ -408,6 +410,7 @@ def merge_segments(path: Path, parts: Sequence[Segment], dims: int) -> None:
         pos += len(cs)
     out.flush()
     del out
+    os.chmod(tmp / "postings.npy", 0o600)  # open_memmap creates it with the umask's mode
     _save(tmp / "offsets.npy", offsets)
     _save(tmp / "keys.npy", np.concatenate([np.asarray(p.keys) for p in parts]))
     _save(tmp / "frames.npy", np.concatenate([np.asarray(p.frames) for p in parts]))
@@ -845,7 +848,7 @@ def update(
     from poster import imaging
 
     root = data_dir / INDEX_DIR
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store.ensure_private_dir(root)
     index = FeatureIndex(root)
     manifest = index.manifest
     known = set(index.keys())
@@ -941,7 +944,7 @@ def _merge(root: Path, segments: list[str], dims: int) -> list[str]:
 
 def _write_manifest(root: Path, data: dict[str, Any]) -> None:
     tmp = root / (MANIFEST + ".tmp")
-    with open(tmp, "w") as f:
+    with open(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "w") as f:
         json.dump(data, f)
         f.flush()
         os.fsync(f.fileno())

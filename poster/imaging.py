@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from poster.errors import InputError
+from poster.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -42,26 +43,34 @@ def read_file(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+        raise InputError(_("{path}: no such file").format(path=path)) from None
     except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, not an image") from None
+        raise InputError(_("{path}: is a folder, not an image").format(path=path)) from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        raise InputError(_("{path}: cannot read: {reason}").format(path=path, reason=exc.strerror)) from None
 
 
 def open_image(data: bytes, name: str) -> Image.Image:
     if not data:
-        raise InputError(f"{name}: empty file (0 bytes)")
+        raise InputError(_("{name}: empty file (0 bytes)").format(name=name))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # bombs are checked by size below; the rest is noise
             return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
-        raise InputError(f"{name}: declared image size is too large (decompression bomb?)") from None
+        raise InputError(
+            _("{name}: declared image size is too large (decompression bomb?)").format(name=name)
+        ) from None
     except UnidentifiedImageError:
-        raise InputError(f"{name}: not an image Pillow can read (wrong extension or damaged file)") from None
+        raise InputError(
+            _("{name}: not an image Pillow can read (wrong extension or damaged file)").format(name=name)
+        ) from None
     except Exception as exc:  # Pillow's parsers raise many types on hostile bytes
-        raise InputError(f"{name}: unreadable image header ({type(exc).__name__}: {exc})") from None
+        raise InputError(
+            _("{name}: unreadable image header ({kind}: {error})").format(
+                name=name, kind=type(exc).__name__, error=exc
+            )
+        ) from None
 
 
 def probe(data: bytes, name: str, *, max_pixels: int) -> Probe:
@@ -69,23 +78,39 @@ def probe(data: bytes, name: str, *, max_pixels: int) -> Probe:
     with im:
         fmt = im.format or "?"
         if fmt not in ACCEPTED_FORMATS:
-            raise InputError(f"{name}: {fmt} images are not posted (use PNG, JPEG, WebP, GIF, TIFF)")
+            raise InputError(
+                _("{name}: {fmt} images are not posted (use PNG, JPEG, WebP, GIF, TIFF)").format(
+                    name=name, fmt=fmt
+                )
+            )
         w, h = im.size
         if w * h > max_pixels:
             raise InputError(
-                f"{name}: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of "
-                f"{max_pixels / 1e6:.0f} (intake.max_image_pixels)"
+                _(
+                    "{name}: {w}x{h} is {megapixels:.0f} megapixels, over the limit of {limit:.0f} "
+                    "(intake.max_image_pixels)"
+                ).format(name=name, w=w, h=h, megapixels=w * h / 1e6, limit=max_pixels / 1e6)
             )
         if min(w, h) < MIN_EDGE:
-            raise InputError(f"{name}: {w}x{h} is too small (the short side must be ≥ {MIN_EDGE} px)")
+            raise InputError(
+                _("{name}: {w}x{h} is too small (the short side must be ≥ {min_edge} px)").format(
+                    name=name, w=w, h=h, min_edge=MIN_EDGE
+                )
+            )
         try:
             frames = getattr(im, "n_frames", 1)
         except Exception as exc:  # counting frames parses the whole file
-            raise InputError(f"{name}: damaged image ({type(exc).__name__}: {exc})") from None
+            raise InputError(
+                _("{name}: damaged image ({kind}: {error})").format(
+                    name=name, kind=type(exc).__name__, error=exc
+                )
+            ) from None
         if frames > 1 and fmt != "MPO":
             raise InputError(
-                f"{name}: animated image ({frames} frames); poster posts still images only "
-                "(export one frame as PNG)"
+                _(
+                    "{name}: animated image ({frames} frames); poster posts still images only "
+                    "(export one frame as PNG)"
+                ).format(name=name, frames=frames)
             )
         return Probe(fmt, w, h, im.mode)
 
@@ -140,7 +165,9 @@ def load(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
         elif im.mode != "RGBA":
             im = im.convert("RGB")
     except Exception as exc:  # Pillow's decoders raise many types on hostile bytes
-        raise InputError(f"{name}: damaged or truncated image ({exc})") from None
+        raise InputError(
+            _("{name}: damaged or truncated image ({error})").format(name=name, error=exc)
+        ) from None
     if im.mode == "RGBA" and im.getchannel("A").getextrema() == (255, 255):
         im = im.convert("RGB")
     im.info = {}

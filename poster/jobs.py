@@ -14,11 +14,13 @@ import enum
 import json
 import secrets
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from poster.errors import UserError
+from poster.i18n import _
 from poster.store import iso, now, parse_iso, transaction
 
 
@@ -142,12 +144,42 @@ def transition(
 def get(conn: sqlite3.Connection, job_id: int) -> Job:
     row = conn.execute(f"{_SELECT} WHERE jobs.id = ?", (job_id,)).fetchone()
     if row is None:
-        raise UserError(f"no job {job_id} (see `poster status`)")
+        raise UserError(_("no job {job_id} (see `poster status`)").format(job_id=job_id))
     return Job.from_row(row)
 
 
+def in_state(conn: sqlite3.Connection, state: State) -> list[Job]:
+    """The jobs in one state (the jobs_state index: a tick does not read the whole history)."""
+    return [
+        Job.from_row(r)
+        for r in conn.execute(
+            f"{_SELECT} WHERE jobs.state = ? ORDER BY jobs.scheduled_at, jobs.id", (state.value,)
+        )
+    ]
+
+
 def all_jobs(conn: sqlite3.Connection) -> list[Job]:
-    return [Job.from_row(r) for r in conn.execute(f"{_SELECT} ORDER BY jobs.scheduled_at, jobs.id")]
+    return list(iter_jobs(conn))
+
+
+def iter_jobs(conn: sqlite3.Connection) -> Iterator[Job]:
+    """Every job by scheduled time, read as it is consumed (flat memory for a long history)."""
+    for r in conn.execute(f"{_SELECT} ORDER BY jobs.scheduled_at, jobs.id"):
+        yield Job.from_row(r)
+
+
+def latest(conn: sqlite3.Connection, limit: int, offset: int = 0) -> list[Job]:
+    """A page of the newest jobs (highest numbers first, skipping `offset`), by scheduled time."""
+    found = [
+        Job.from_row(r)
+        for r in conn.execute(f"{_SELECT} ORDER BY jobs.id DESC LIMIT ? OFFSET ?", (limit, offset))
+    ]
+    return sorted(found, key=lambda j: (j.scheduled_at, j.id))
+
+
+def counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many jobs are in each state."""
+    return dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
 
 
 def artist_time(job: Job) -> datetime | None:
@@ -269,7 +301,7 @@ def recover(conn: sqlite3.Connection) -> list[Job]:
                 row["id"],
                 State.RENDERING,
                 State.PENDING,
-                reason="render interrupted; will render again",
+                reason=_("render interrupted; will render again"),
             )
         stuck = conn.execute("SELECT id FROM jobs WHERE state = ?", (State.POSTING.value,)).fetchall()
         for row in stuck:
@@ -278,7 +310,7 @@ def recover(conn: sqlite3.Connection) -> list[Job]:
                 row["id"],
                 State.POSTING,
                 State.UNCERTAIN,
-                reason="interrupted while posting: the post may or may not exist",
+                reason=_("interrupted while posting: the post may or may not exist"),
             )
     return [get(conn, r["id"]) for r in stuck]
 

@@ -17,9 +17,9 @@ import hashlib
 import io
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from poster import store
 from poster.i18n import _
@@ -242,11 +242,16 @@ def _public(row: sqlite3.Row) -> dict[str, Any]:
     return d
 
 
+def iter_rows(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
+    """Every row as exported, oldest first, read as it is consumed: an export of a million
+    rows holds one at a time, not all of them."""
+    for row in conn.execute("SELECT * FROM ledger ORDER BY seq"):
+        d = _public(row)
+        yield {k: d[k] for k in EXPORT_FIELDS}
+
+
 def rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    return [
-        {k: d[k] for k in EXPORT_FIELDS}
-        for d in map(_public, conn.execute("SELECT * FROM ledger ORDER BY seq"))
-    ]
+    return list(iter_rows(conn))
 
 
 def find(conn: sqlite3.Connection, mark_id: int) -> dict[str, Any] | None:
@@ -292,9 +297,9 @@ def head(conn: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
-def to_csv(items: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+def write_csv(items: Iterable[dict[str, Any]], out: TextIO) -> None:
+    """The rows as CSV (a header, then a line per row), written to `out` as they come."""
+    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
     writer.writeheader()
     for item in items:
         writer.writerow(
@@ -304,4 +309,9 @@ def to_csv(items: list[dict[str, Any]]) -> str:
                 "seeds": json.dumps(item["seeds"], sort_keys=True),
             }
         )
+
+
+def to_csv(items: Iterable[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    write_csv(items, buf)
     return buf.getvalue()

@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 from poster.errors import UserError
+from poster.i18n import _
 
 KEY_NAME = "mark.key"
 KEY_BYTES = 32
@@ -28,8 +29,10 @@ def load(data_dir: Path, *, create: bool = False) -> bytes:
     except FileNotFoundError:
         if not create:
             raise UserError(
-                f"{path}: the hidden-ID key is missing; without it no copy can be traced "
-                "(restore it from your backup of the data folder)"
+                _(
+                    "{path}: the hidden-ID key is missing; without it no copy can be traced (restore "
+                    "it from your backup of the data folder)"
+                ).format(path=path)
             ) from None
         from poster.store import ensure_private_dir
 
@@ -40,5 +43,9 @@ def load(data_dir: Path, *, create: bool = False) -> bytes:
             fh.write(key)
         return key
     if len(key) != KEY_BYTES:
-        raise UserError(f"{path}: the hidden-ID key is damaged (expected {KEY_BYTES} bytes)")
+        raise UserError(
+            _("{path}: the hidden-ID key is damaged (expected {size} bytes)").format(
+                path=path, size=KEY_BYTES
+            )
+        )
     return key

@@ -14,6 +14,10 @@ What is worth a notification (`KINDS`):
 - `held`: an artwork could not be taken in and was moved to needs-attention/ (the reason is
   beside it).
 
+Notification URLs carry tokens, so config.toml should name them rather than hold them:
+`"secret:NAME"` is the URL stored with `poster login notify:NAME` in the OS keyring (or the
+`POSTER_NOTIFY_NAME` environment variable on a headless machine).
+
 Anyone can send one with `event(config, kind, ...)`. Sending never raises and never blocks a
 post for long (apprise's timeout applies); a failure is logged. Notification URLs carry tokens
 and passwords: they are registered with the log masker before use, apprise's own log records
@@ -32,6 +36,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from poster import secrets
 from poster.i18n import N_, _
 from poster.logs import mask_text, register_secret
 
@@ -104,6 +109,15 @@ def desktop_url() -> str | None:
     return None
 
 
+SECRET_TARGET = "notify"  # `secret:NAME` lives in the keyring as notify:NAME (or POSTER_NOTIFY_NAME)
+
+
+def stored_url(name: str) -> str | None:
+    """The notification URL kept as a secret under NAME (the environment wins, as for
+    credentials), so config.toml names it without holding its token."""
+    return secrets.credentials(SECRET_TARGET, [name]).get(name)
+
+
 class Notifier:
     """The configured services, set up once (an apprise object per URL list)."""
 
@@ -115,6 +129,17 @@ class Notifier:
         self.services: list[str] = []  # shown to the user: privacy form, no secrets
         self.unavailable: list[str] = []
         for url in urls:
+            if url.startswith("secret:"):
+                name = url.removeprefix("secret:")
+                stored = stored_url(name)
+                if stored is None:
+                    self.unavailable.append(
+                        _("{entry} (not set: `poster login notify:{name}`, or {env})").format(
+                            entry=url, name=name, env=secrets.env_name(SECRET_TARGET, name)
+                        )
+                    )
+                    continue
+                url = stored
             wanted = desktop_url() if url == "desktop" else url
             if url != "desktop":
                 _register_secrets(url)

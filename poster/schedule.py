@@ -33,7 +33,7 @@ import signal
 import sqlite3
 import threading
 import time
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -41,6 +41,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from poster.i18n import _
 from poster.slots import Slot as Slot  # re-exported: callers know them as schedule.*
 from poster.slots import parse_slot as parse_slot
 from poster.store import iso
@@ -105,8 +106,16 @@ def next_free(tc: TargetConfig, tz: tzinfo, taken: list[datetime], earliest: dat
     none), at least `min_interval_minutes` from every time in `taken`, and that leaves at most
     `daily_cap` times in any 24 hours (what `pacing_delay` enforces when the job is due).
     Pure: the caller supplies what is taken."""
+    found, _reached = _first_free(tc, tz, sorted(taken), earliest)
+    return earliest if found is None else found
+
+
+def _first_free(
+    tc: TargetConfig, tz: tzinfo, times: list[datetime], earliest: datetime
+) -> tuple[datetime | None, datetime]:
+    """next_free on `times` sorted: (the free time or None if none was found within
+    _PLAN_LIMIT steps, the time up to which there is none)."""
     gap = timedelta(minutes=tc.min_interval_minutes)
-    times = sorted(taken)
 
     def cap_wait(t: datetime) -> datetime | None:
         """None if a job at `t` keeps every 24 hours within the cap; else a later time before
@@ -127,34 +136,103 @@ def next_free(tc: TargetConfig, tz: tzinfo, taken: list[datetime], earliest: dat
         return max(need) if need else None
 
     def clash(t: datetime) -> list[datetime]:
-        # one job per slot even without an interval; otherwise keep the gap both ways
-        return [s for s in taken if abs(s - t) < gap or s == t]
+        # one job per slot even without an interval; otherwise keep the gap both ways (the
+        # times within the gap, by bisection: a queue of thousands is not walked per step)
+        if gap:
+            return times[bisect_right(times, t - gap) : bisect_left(times, t + gap)]
+        return times[bisect_left(times, t) : bisect_right(times, t)]
 
     if tc.slots:
+        reached = earliest
         for i, t in enumerate(slot_times(tc.slots, tz, earliest)):
             if i >= _PLAN_LIMIT:
                 break
             if not clash(t) and cap_wait(t) is None:
-                return t
-        log.warning("no free slot found for a job; it goes out as soon as pacing allows")
-        return earliest
+                return t, t
+            reached = t + timedelta(microseconds=1)
+        log.warning("%s", _("no free slot found for a job; it goes out as soon as pacing allows"))
+        return None, reached
     t = earliest
-    for _ in range(_PLAN_LIMIT):
+    for _i in range(_PLAN_LIMIT):
         near = clash(t)
         if near:
-            t = max(near) + max(gap, timedelta(seconds=1))
+            t = near[-1] + max(gap, timedelta(seconds=1))
             continue
         wait = cap_wait(t)
         if wait is not None:
             t = max(wait, t + timedelta(seconds=1))
             continue
-        return t
-    return earliest
+        return t, t
+    return None, t
 
 
 def stagger_order(config: Config, targets: list[str]) -> list[str]:
     """Targets without a delay first, so a delayed one can be placed after its siblings."""
     return sorted(targets, key=lambda t: config.targets[t].delay_minutes)
+
+
+class Planner:
+    """Places the new jobs of one intake scan, batch after batch.
+
+    Keeps each target's taken times sorted in memory instead of reading them per job (read
+    again at each batch's start and after a rollback: `refresh()`), and remembers for each
+    target a span [since, until) found to hold no free time. Adding jobs only takes times, so
+    the next search from within the span starts at its end instead of stepping through the
+    whole queue again: 10,000 artworks dropped at once are placed in linear, not quadratic,
+    time. (Should another process free a time meanwhile, a job may be placed later than it
+    could be, never closer than the rules allow: every answer is checked against the taken
+    times read in its own transaction.) A search that gives up after _PLAN_LIMIT steps gives
+    `initial_time`'s answer for that job and the next one goes on from where it stopped."""
+
+    def __init__(self, config: Config, conn: sqlite3.Connection) -> None:
+        self.config = config
+        self.conn = conn
+        self.tz = zone(config)
+        self._taken: dict[str, list[datetime]] = {}
+        self._empty: dict[str, tuple[datetime, datetime]] = {}
+
+    def refresh(self) -> None:
+        self._taken.clear()
+
+    def initial_time(self, target: str, at: datetime | None, created: datetime, artwork_id: int) -> datetime:
+        """When a new job of `target` should go out; the time then counts as taken."""
+        tc = self.config.targets[target]
+        times = self._taken.get(target)
+        if times is None:
+            times = self._taken[target] = sorted(_taken(self.conn, target))
+        when = _initial(tc, target, self.conn, at, created, artwork_id)
+        if at is None:
+            earliest = when
+            span = self._empty.get(target)
+            inside = span is not None and span[0] <= earliest < span[1]
+            found, reached = _first_free(tc, self.tz, times, span[1] if inside and span else earliest)
+            self._empty[target] = (span[0] if inside and span else earliest, reached)
+            if found is not None:
+                when = found
+        insort(times, when)
+        return when
+
+
+def _initial(
+    tc: TargetConfig,
+    target: str,
+    conn: sqlite3.Connection | None,
+    at: datetime | None,
+    created: datetime,
+    artwork_id: int | None,
+) -> datetime:
+    """The release date plus the stagger, or (without one) the earliest time the stagger allows."""
+    delay = timedelta(minutes=tc.delay_minutes)
+    if at is not None:
+        return at + delay
+    base = created
+    if conn is not None and artwork_id is not None and delay:
+        row = conn.execute(
+            "SELECT MIN(scheduled_at) FROM jobs WHERE artwork_id = ? AND target != ?", (artwork_id, target)
+        ).fetchone()
+        if row and row[0]:
+            base = max(created, datetime.fromisoformat(row[0]))
+    return base + delay
 
 
 def initial_time(
@@ -168,19 +246,10 @@ def initial_time(
 ) -> datetime:
     """When a new job of `target` should go out (see the module docstring)."""
     tc = config.targets[target]
-    delay = timedelta(minutes=tc.delay_minutes)
-    if at is not None:
-        return at + delay
-    if conn is None:  # no queue to look at: as soon as the stagger allows
-        return created + delay
-    base = created
-    if artwork_id is not None and delay:
-        row = conn.execute(
-            "SELECT MIN(scheduled_at) FROM jobs WHERE artwork_id = ? AND target != ?", (artwork_id, target)
-        ).fetchone()
-        if row and row[0]:
-            base = max(created, datetime.fromisoformat(row[0]))
-    return next_free(tc, zone(config), _taken(conn, target), base + delay)
+    earliest = _initial(tc, target, conn, at, created, artwork_id)
+    if at is not None or conn is None:  # no queue to look at: as soon as the stagger allows
+        return earliest
+    return next_free(tc, zone(config), _taken(conn, target), earliest)
 
 
 # -- pacing at dispatch -----------------------------------------------------------------------
@@ -204,7 +273,9 @@ def pacing_delay(
     gap = timedelta(seconds=max(tc.min_interval_minutes * 60, floor_seconds))
     recent = posted_times(conn, target, at - _DAY)
     if recent and gap and recent[-1] + gap > at:
-        return recent[-1] + gap, f"paced: {target} posted less than {_human(gap)} ago"
+        return recent[-1] + gap, _("paced: {target} posted less than {gap} ago").format(
+            target=target, gap=_human(gap)
+        )
     if tc.daily_cap is not None and len(recent) >= tc.daily_cap:
         # the oldest post in the window leaves it 24 h after it went out
         return (
@@ -231,9 +302,11 @@ def install_stop_signals(stop: threading.Event) -> None:
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
-            log.warning("second signal: exiting now")
+            log.warning("%s", _("second signal: exiting now"))
             os._exit(128 + signum)
-        log.warning("signal %d: finishing the current step, then stopping", signum)
+        log.warning(
+            "%s", _("signal {signal}: finishing the current step, then stopping").format(signal=signum)
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -326,8 +399,11 @@ def run_daemon(
             stalled = time.monotonic() - last_run[0] > 2 * every[0] + 5
             if abs(new_skew - skew) > CLOCK_JUMP or stalled:
                 log.warning(
-                    "the clock jumped by %+.0f s (changed, or the machine slept): checking the queue now",
-                    new_skew - skew,
+                    "%s",
+                    _(
+                        "the clock jumped by {seconds:+.0f} s (changed, or the machine slept): checking "
+                        "the queue now"
+                    ).format(seconds=new_skew - skew),
                 )
                 last_run[0] = time.monotonic()
                 wake_at(datetime.now().astimezone())

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from poster.i18n import _
+
 KEYRING_SERVICE = "poster"
 
 
@@ -93,10 +95,12 @@ def keyring_status() -> tuple[bool, str]:
 
         backend = keyring.get_keyring()
         if isinstance(backend, fail.Keyring):
-            return False, "no keyring backend is available on this system"
+            return False, _("no keyring backend is available on this system")
         priority = getattr(backend, "priority", 1)
         if isinstance(priority, int | float) and priority <= 0:
-            return False, f"the keyring backend {type(backend).__name__} is not usable"
+            return False, _("the keyring backend {backend} is not usable").format(
+                backend=type(backend).__name__
+            )
         return True, type(backend).__name__
     except Exception as exc:
         return False, f"keyring error: {type(exc).__name__}"

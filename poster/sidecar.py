@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from poster.errors import InputError
-from poster.i18n import _
+from poster.i18n import _, ngettext
 
 # The range a sidecar `at` may take: wide enough for any real release date (and a date in the
 # past, which means "as soon as possible"), narrow enough that adding a target's delay,
@@ -91,12 +91,16 @@ def parse(text: bytes, name: str, *, max_bytes: int) -> tuple[Sidecar, list[str]
     try:
         data: dict[str, Any] = tomllib.loads(text.decode("utf-8"))
     except UnicodeDecodeError:
-        raise InputError(f"{name}: sidecar is not UTF-8 text") from None
+        raise InputError(_("{name}: sidecar is not UTF-8 text").format(name=name)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{name}: invalid TOML: {exc}") from None
+        raise InputError(_("{name}: invalid TOML: {error}").format(name=name, error=exc)) from None
     unknown = sorted(set(data) - KNOWN_KEYS)
     warnings = (
-        [f"{name}: unknown key{'s' if len(unknown) > 1 else ''} ignored: {', '.join(unknown)}"]
+        [
+            ngettext(
+                "{name}: unknown key ignored: {keys}", "{name}: unknown keys ignored: {keys}", len(unknown)
+            ).format(name=name, keys=", ".join(unknown))
+        ]
         if unknown
         else []
     )

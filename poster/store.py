@@ -20,9 +20,10 @@ import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
 from poster.errors import UserError
@@ -203,8 +204,52 @@ def ensure_private_dir(path: Path) -> Path:
             path.chmod(mode & 0o700)
             log.info("%s: made private to the user (mode %o)", path, mode & 0o700)
         except OSError:
-            log.warning("%s: readable by other users, cannot change that", path)
+            log.warning("%s", _("{path}: readable by other users, cannot change that").format(path=path))
     return path
+
+
+@cache
+def _syncfs() -> Callable[[int], int] | None:
+    """Linux's syncfs(2), or None where there is none."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+def sync_files(paths: list[Path]) -> None:
+    """Make the files and folders `paths` durable (their data, and for a folder its entries).
+    Where the system has syncfs(2), one call per file system flushes them all at once: each
+    fsync is a disk flush of its own (5-25 ms on an ordinary disk, however little it writes),
+    so a thousand of them cost seconds. Elsewhere each is fsync'ed."""
+    syncfs = _syncfs()
+    if syncfs is None:
+        for p in paths:
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return
+    import ctypes
+
+    devices: dict[int, Path] = {}
+    for p in paths:
+        devices.setdefault(os.stat(p).st_dev, p)
+    for p in devices.values():
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            if syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), str(p))
+        finally:
+            os.close(fd)
 
 
 def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:

@@ -40,25 +40,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import Encoding
-from rfc3161_client import (
-    HashAlgorithm,
-    TimestampRequestBuilder,
-    TimeStampResponse,
-    VerificationError,
-    VerifierBuilder,
-    decode_timestamp_response,
-)
-
 from poster import __version__, ledger
-from poster.config import Config
 from poster.i18n import _
 from poster.store import ensure_private_dir, iso, now, parse_iso, transaction
+
+if TYPE_CHECKING:
+    # requests, cryptography and rfc3161-client are imported by the functions that talk to a
+    # TSA or read certificates: `poster status` (which only counts stamps) stays quick to start
+    import requests
+    from cryptography import x509
+    from rfc3161_client import TimeStampResponse
+
+    from poster.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +133,15 @@ ROOT_CACHE = Path("state") / "tsa-roots"  # under the data folder
 
 
 def fingerprint(cert: x509.Certificate) -> str:
+    from cryptography.hazmat.primitives import hashes
+
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
 @cache
 def _bundled(file: str) -> tuple[x509.Certificate, ...]:
+    from cryptography import x509
+
     return tuple(x509.load_pem_x509_certificates((TRUST_DIR / file).read_bytes()))
 
 
@@ -162,6 +162,8 @@ def root_path(data_dir: Path, tsa: DefaultTsa) -> Path:
 
 def _certificates(data: bytes) -> list[x509.Certificate]:
     """The certificates in a PEM file, or the one in a DER file; [] if it is neither."""
+    from cryptography import x509
+
     try:
         return list(x509.load_pem_x509_certificates(data))
     except ValueError:
@@ -213,6 +215,8 @@ def fetch_root(
     """Download a pinned root, check its fingerprint, keep it in the data folder (private).
     Raises Unreachable, saying why, if it cannot be had: the TSA is then skipped like one that
     does not answer, and tried again later."""
+    from cryptography.hazmat.primitives import serialization
+
     pin = tsa.root
     assert isinstance(pin, PinnedRoot)
     try:
@@ -256,7 +260,7 @@ def fetch_root(
         ensure_private_dir(path.parent)
         tmp = path.with_name(path.name + ".tmp")
         with open(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "wb") as f:
-            f.write(cert.public_bytes(Encoding.PEM))
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
         os.replace(tmp, path)
     except OSError as exc:  # without it kept, `ledger verify` could not check the tokens later
         raise Unreachable(
@@ -280,6 +284,8 @@ def default_anchors(data_dir: Path | None) -> list[x509.Certificate]:
 def anchors(config: Config) -> list[x509.Certificate]:
     """The roots a token's signer must chain to: the default TSAs' roots (shipped, or fetched
     and pinned into the data folder) and tsa_ca_file."""
+    from cryptography import x509
+
     extra: list[x509.Certificate] = []
     if config.proof.tsa_ca_file is not None:
         extra = x509.load_pem_x509_certificates(config.proof.tsa_ca_file.read_bytes())
@@ -310,6 +316,8 @@ class Token:
 
 
 def _signer(resp: TimeStampResponse) -> tuple[x509.Certificate | None, list[x509.Certificate]]:
+    from cryptography import x509
+
     certs = [x509.load_der_x509_certificate(c) for c in resp.signed_data.certificates]
     infos = list(resp.signed_data.signer_infos)
     signer = None
@@ -324,6 +332,8 @@ def _signer(resp: TimeStampResponse) -> tuple[x509.Certificate | None, list[x509
 
 def _name(resp: TimeStampResponse, signer: x509.Certificate | None) -> str:
     """Who signed: the token's TSA name if it gives a directory name, else the signer's CN."""
+    from cryptography import x509
+
     value = getattr(resp.tst_info.name, "value", None)
     for candidate in (value, signer.subject if signer else None):
         if isinstance(candidate, x509.Name):
@@ -361,6 +371,8 @@ def verify(
     """Check a TSA answer completely: status granted, signature valid and chaining to one of
     `trust` at the token's time, signer certified for time-stamping (critical EKU), nonce
     (when given) and message imprint. Raises TsaError with the reason in plain words."""
+    from rfc3161_client import VerificationError, VerifierBuilder, decode_timestamp_response
+
     try:
         resp = decode_timestamp_response(response)
     except ValueError as exc:
@@ -409,6 +421,8 @@ def _exchange(
 ) -> bytes:
     """One HTTP exchange with a deadline for the whole of it and a cap on the answer's size
     (no redirects: the URL is the one configured)."""
+    import requests
+
     left = deadline - time.monotonic()
     if left <= 0:
         raise Unreachable(_("{host}: no time left in this round").format(host=host(url)))
@@ -455,6 +469,8 @@ def request(
     deadline: float,
 ) -> Token:
     """Ask one TSA to time-stamp SHA-256(`data`) and verify what comes back."""
+    from rfc3161_client import HashAlgorithm, TimestampRequestBuilder
+
     query = TimestampRequestBuilder().data(data).hash_algorithm(HashAlgorithm.SHA256).build()
     body = _exchange(
         session,
@@ -562,8 +578,11 @@ def record_head(conn: sqlite3.Connection, at: datetime) -> Stamp | None:
             fields = dict(row)
             if hashlib.sha256(ledger.preimage(fields["prev_hash"], fields)).hexdigest() != fields["row_hash"]:
                 log.error(
-                    "ledger row %d does not match its hash: not time-stamping it; run `poster ledger verify`",
-                    fields["seq"],
+                    "%s",
+                    _(
+                        "ledger row {seq} does not match its hash: not time-stamping it; run `poster "
+                        "ledger verify`"
+                    ).format(seq=fields["seq"]),
                 )
                 return None
         conn.execute(
@@ -657,6 +676,8 @@ class Stamper:
     (COOLDOWN) instead of costing a timeout on every round."""
 
     def __init__(self, config: Config, *, session: requests.Session | None = None) -> None:
+        import requests
+
         self.config = config
         self.urls = config.proof.tsa_urls
         self.session = session or requests.Session()
@@ -706,7 +727,9 @@ class Stamper:
             for row in due:
                 self._attempt(conn, _stamp(row), at, end, done)
         except Exception as exc:  # stamping must never stop intake or posting
-            log.error("time-stamping failed: %s: %s", type(exc).__name__, exc)
+            log.error(
+                "%s", _("time-stamping failed: {kind}: {error}").format(kind=type(exc).__name__, error=exc)
+            )
             log.debug("time-stamping failed", exc_info=True)
         return done
 
@@ -718,7 +741,9 @@ class Stamper:
                 conn.execute(
                     "UPDATE stamps SET state = 'failed', last_error = ? WHERE id = ?", (str(exc), stamp.id)
                 )
-            log.error("time-stamp of %s given up: %s", describe(stamp), exc)
+            log.error(
+                "%s", _("time-stamp of {what} given up: {error}").format(what=describe(stamp), error=exc)
+            )
             done.failed.append((stamp, str(exc)))
             return
         reasons = []
@@ -759,7 +784,12 @@ class Stamper:
                 "UPDATE stamps SET attempts = attempts + 1, next_try = ?, last_error = ? WHERE id = ?",
                 (iso(when), why, stamp.id),
             )
-        log.warning("time-stamp of %s not made yet: %s; next try %s", describe(stamp), why, iso(when))
+        log.warning(
+            "%s",
+            _("time-stamp of {what} not made yet: {why}; next try {when}").format(
+                what=describe(stamp), why=why, when=iso(when)
+            ),
+        )
         done.waiting.append(
             (_stamp(conn.execute("SELECT * FROM stamps WHERE id = ?", (stamp.id,)).fetchone()), why)
         )

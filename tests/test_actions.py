@@ -388,9 +388,45 @@ def test_settings_errors_name_each_field_and_write_nothing(home: config.Config) 
     assert home.path.read_text(encoding="utf-8") == before
 
 
+def test_the_look_of_the_copies_is_set_from_the_form(home: config.Config, tmp_path: Path) -> None:
+    """Font, logo, watermark look and signature position: written into [render], checked by
+    the config's own models (a missing font file is named beside its field), "" = not set."""
+    from PIL import Image
+
+    logo = home.path.parent / "logo.png"
+    Image.new("RGBA", (64, 32), (200, 30, 30, 128)).save(logo)
+    view, _targets, _policies = actions.settings(home)
+    assert view["watermark_look"] == "standard" and view["signature_position"] == "auto"
+    assert view["font"] == "" and view["font_in_use"]
+    form = {
+        "render.font": "",
+        "render.logo": "logo.png",  # relative to config.toml, as in the file
+        "render.watermark_look": "subtle",
+        "render.signature_position": "top-left",
+    }
+    assert actions.save_settings(home, form) == {}
+    cfg = config.load(home.path)
+    assert cfg.render.logo == logo.resolve() and cfg.render.font is None
+    assert (cfg.render.watermark_look, cfg.render.signature_position) == ("subtle", "top-left")
+    before = home.path.read_text(encoding="utf-8")
+    errors = actions.save_settings(cfg, {**form, "render.font": "fonts/none.ttf"})
+    assert "none.ttf" in errors["render.font"] and home.path.read_text(encoding="utf-8") == before
+
+
 def test_an_unknown_policy_is_named_beside_its_field(home: config.Config) -> None:
     errors = actions.save_settings(home, {"targets.x.policy": "nonexistent", "targets.x.enabled": "on"})
     assert "nonexistent" in errors["targets.x.policy"]
+
+
+def test_an_unknown_policy_is_named_beside_its_field_in_japanese(home: config.Config) -> None:
+    """The Japanese message has a full-width colon after the key; it still lands beside the
+    field, not as an error of the whole form."""
+    from poster import i18n
+
+    with i18n.using("ja"):
+        errors = actions.save_settings(home, {"targets.x.policy": "nonexistent", "targets.x.enabled": "on"})
+    assert list(errors) == ["targets.x.policy"]
+    assert "'nonexistent' という保護設定はありません" in errors["targets.x.policy"]
 
 
 def test_credentials_go_to_the_keyring_and_are_never_returned(home: config.Config, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -3,10 +3,16 @@ failure; `-q` silences them."""
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from poster import config
 from tests.servers.slow import SlowServer, _daemon, home_with_slow_target
 
 
@@ -99,3 +105,102 @@ def test_an_interactive_terminal_sees_render_progress_and_the_lines(tmp_path: Pa
 class _FakeJob:
     def __init__(self, name: str, target: str) -> None:
         self.name, self.target = name, target
+
+
+# -- start-up: a command imports what it uses ---------------------------------------------------
+# The libraries that cost tenths of a second to import. `--help` needs none of them; `status`
+# needs pydantic only (it loads and validates the config), none of the rest.
+_HEAVY = (
+    "PIL",
+    "numpy",
+    "cv2",
+    "faiss",
+    "rich",
+    "apprise",
+    "cryptography",
+    "rfc3161_client",
+    "requests",
+    "starlette",
+    "jinja2",
+    "tomlkit",
+)
+
+
+def _imported(*args: str, cwd: Path) -> set[str]:
+    """The top-level packages a real `python -X importtime -m poster ARGS` imported."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "poster", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    assert "poster" in names and "click" in names, proc.stderr[-2000:]  # the listing was read
+    return names
+
+
+def test_help_imports_no_heavy_library(tmp_path: Path) -> None:
+    imported = _imported("--help", cwd=tmp_path)
+    assert not imported & {*_HEAVY, "pydantic"}
+
+
+def test_status_imports_no_heavy_library(home: config.Config, drop: Callable[..., Path]) -> None:
+    from poster import outbox, store
+    from tests.conftest import artwork
+
+    drop("a.png", artwork())
+    with store.opened(home.db_path) as conn:
+        assert [r.outcome for r in outbox.scan(conn, home)] == ["queued"]
+    for args in (["status"], ["status", "--json"]):
+        imported = _imported("--config", str(home.path), *args, cwd=home.path.parent)
+        assert "pydantic" in imported  # the config was loaded and checked
+        assert not imported & set(_HEAVY), args
+
+
+# -- streamed JSON and the status pages ---------------------------------------------------------
+def test_a_streamed_json_array_is_the_same_text(capsys: pytest.CaptureFixture[str]) -> None:
+    from poster import cli
+
+    item = {"id": 1, "file": "a\x1b[31m.png", "render": {"steps": [{"use": "noise"}], "x": []}, "n": None}
+    for value in ([], [item], [item, {"id": 2}, {}], [[1, 2], "s", 3]):
+        cli.emit_json(value)
+        whole = capsys.readouterr().out
+        cli.emit_json_array(iter(value))
+        assert capsys.readouterr().out == whole
+
+
+def test_status_shows_the_newest_page_and_json_every_job(
+    home: config.Config, drop: Callable[..., Path]
+) -> None:
+    from poster import outbox, store
+    from tests.conftest import artwork, run_cli
+
+    drop("a.png", artwork(seed=1))
+    drop("b.png", artwork(seed=2))
+    with store.opened(home.db_path) as conn:
+        outbox.scan(conn, home)
+    code, out, _err = run_cli("status", "--json", cfg=home)
+    assert code == 0 and sorted(j["id"] for j in json.loads(out)) == [1, 2, 3, 4, 5, 6]
+
+    def shown(*args: str) -> tuple[list[int], str]:
+        code, out, _err = run_cli("status", *args, cfg=home)
+        assert code == 0
+        ids = [int(m.group(1)) for m in re.finditer(r"(?m)^ *(\d+)  \S", out)]  # the table's lines
+        return sorted(ids), out
+
+    ids, out = shown("--limit", "2")
+    assert ids == [5, 6] and "2 of 6 jobs shown" in out and "--offset 2" in out
+    ids, out = shown("--limit", "2", "--offset", "2")
+    assert ids == [3, 4] and "--offset 4" in out
+    ids, out = shown("--limit", "0")
+    assert ids == [1, 2, 3, 4, 5, 6] and "jobs shown" not in out
+    ids, out = shown()  # the default page holds them all
+    assert ids == [1, 2, 3, 4, 5, 6] and "jobs shown" not in out

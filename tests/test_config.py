@@ -45,14 +45,14 @@ def test_minimal_contract_config_is_accepted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (BASE + "[intake]\nstable_seconds = -1\n", "intake.stable_seconds: Input should be greater than"),
+        (BASE + "[intake]\nstable_seconds = -1\n", "intake.stable_seconds: must be at least 0"),
         (BASE + "[intake]\nstable_secs = 3\n", "intake.stable_secs: unknown key"),
         (BASE.replace('"heavy"', '"medium"'), "targets.x.policy: unknown policy 'medium'"),
         (BASE.replace('"local"', '"facebook"'), "targets.x.adapter: unknown adapter 'facebook'"),
         (BASE + '[render]\nbackground = "white"\n', "render.background: must be a colour"),
         ('timezone = "Mars/Olympus"\n' + BASE, "timezone: unknown time zone"),
         (BASE + 'timezone = "Asia/Tokyo"\n', "targets.x.timezone: unknown key for the local adapter"),
-        ('data_dir = "q"\n', "targets: Field required"),
+        ('data_dir = "q"\n', "targets: is required"),
         (BASE + "[targets\n", "not valid TOML"),
     ],
 )
@@ -63,6 +63,28 @@ def test_bad_config_gives_one_line_naming_file_and_key(tmp_path: Path, text: str
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(str(path.resolve()) if "TOML" not in expected else str(path))
+    assert expected in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (BASE + "[intake]\nstable_seconds = -1\n", "intake.stable_seconds：0 以上にしてください"),
+        (BASE.replace('"heavy"', '"medium"'), "targets.x.policy：'medium' という保護設定はありません"),
+        (BASE + "[intake]\nstable_secs = 3\n", "intake.stable_secs：不明なキーです"),
+        ('timezone = "Mars/Olympus"\n' + BASE, "timezone：'Mars/Olympus' というタイムゾーンはありません"),
+    ],
+)
+def test_bad_config_in_japanese(tmp_path: Path, text: str, expected: str) -> None:
+    """The same one line, in Japanese under a Japanese locale or config (pydantic's own
+    constraint words included)."""
+    from poster import i18n
+
+    path = write(tmp_path, text)
+    with i18n.using("ja"), pytest.raises(ConfigError) as err:
+        config.load(path)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(str(path.resolve()))
     assert expected in message
 
 

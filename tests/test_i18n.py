@@ -3,6 +3,7 @@ checkout, and chosen from LANG / config (CLI) or the request (UI)."""
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -140,3 +141,88 @@ def test_cli_language_from_lang_then_config(home, tmp_path: Path) -> None:  # ty
     r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "is not a loopback address" in r.stderr, r.stderr
+
+
+# -- unmarked messages in the sources ------------------------------------------------------------
+def _message_kinds() -> set[str]:
+    """The exception classes whose message the user reads: UserError's family (the CLI prints
+    it) and the adapters' errors (a failed post's reason, in status, the UI and notices)."""
+    from poster.errors import UserError
+    from poster.platforms import pixiv, x, xfolio  # noqa: F401 (their own subclasses)
+    from poster.platforms.http import PlatformError
+
+    names: set[str] = set()
+    todo: list[type] = [UserError, PlatformError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo += cls.__subclasses__()
+    assert {"ConfigError", "InputError", "StorageError", "Fatal", "AuthFailure"} <= names
+    return names
+
+
+def _literal_with_words(node: ast.expr) -> bool:
+    """A str literal, f-string or + of them with a letter in its fixed text: English written
+    straight into the message. `_("...").format(...)`, a variable or any other call is fine,
+    and so is an f-string that only joins translated parts (`f"{target}: {message}"`)."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str) and any(c.isalpha() for c in node.value)
+    if isinstance(node, ast.JoinedStr):
+        return any(_literal_with_words(v) for v in node.values if isinstance(v, ast.Constant))
+    if isinstance(node, ast.BinOp):
+        return _literal_with_words(node.left) or _literal_with_words(node.right)
+    return False
+
+
+def _unmarked_messages(tree: ast.AST, kinds: set[str]) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+        owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
+        result = owner == "PostResult" and name in ("fatal", "retryable", "uncertain")
+        if name in kinds or name == "say" or result:
+            message = node.args[0] if node.args else None
+        elif name == "CheckResult":
+            message = node.args[1] if len(node.args) > 1 else None
+        else:
+            continue
+        if message is not None and _literal_with_words(message):
+            found.append((node.lineno, f"{name}({ast.unparse(message)[:70]})"))
+    return found
+
+
+def test_the_scan_finds_unmarked_messages() -> None:
+    """The scan below, on code that it must flag and code that it must let pass."""
+    bad = ast.parse(
+        'raise UserError(f"{path}: no such file")\n'
+        'raise Fatal("X refused")\n'
+        'say(f"queued {name}")\n'
+        'return PostResult.uncertain("handed off: " + where)\n'
+        'CheckResult(True, "nothing to check")\n'
+    )
+    assert [line for line, _m in _unmarked_messages(bad, {"UserError", "Fatal"})] == [1, 2, 3, 4, 5]
+    good = ast.parse(
+        'raise UserError(_("{path}: no such file").format(path=p))\n'
+        "raise Fatal(str(exc))\n"
+        "raise ConfigError(message)\n"
+        'say(f"{target}: {verdict}: {message}")\n'
+        "say()\n"
+        'return PostResult.posted("1", "https://example.invalid/1")\n'
+        'CheckResult(True, _("nothing to check"))\n'
+        'log.warning("no translation for log lines")\n'
+    )
+    assert _unmarked_messages(good, {"UserError", "Fatal", "ConfigError"}) == []
+
+
+def test_no_user_facing_message_is_written_in_english_only() -> None:
+    """Every error the user reads, every line the CLI prints (`say`), every adapter result and
+    doctor message goes through `_()`: a literal there would stay English under LANG=ja."""
+    kinds = _message_kinds()
+    found = []
+    for path in sorted((REPO / "poster").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found += [f"{path.relative_to(REPO)}:{line}: {m}" for line, m in _unmarked_messages(tree, kinds)]
+    assert found == []

@@ -188,3 +188,75 @@ def test_an_artwork_moved_to_needs_attention_is_notified(
     assert code == 1 and "held" in err  # -q keeps what needs the artist
     (body,) = receiver.wait(1)
     assert body["title"] == "Artwork needs attention" and "bad.png" in body["message"]
+
+
+def test_the_daemon_without_a_terminal_asks_for_approval(
+    home: config.Config, receiver: Receiver, drop: Any
+) -> None:
+    """The tick `poster ui` runs (no CLI reporter): an artwork waiting for approval is rendered
+    ahead of its time and the artist is told once, not on every tick."""
+    import threading
+
+    from poster import daemon
+
+    cfg = with_notify(home, [receiver.url()])
+    text = cfg.path.read_text(encoding="utf-8").replace("approve = false", "approve = true", 1)
+    cfg.path.write_text(text, encoding="utf-8")
+    cfg = config.load(cfg.path)
+    assert cfg.approve is True
+    drop("a.png", artwork((500, 400), seed=1))
+    drop("a.toml", b'targets = ["pixiv"]\n')
+    tick = daemon.Ticker(cfg, config_source=lambda: cfg)
+    tick(threading.Event())
+    (body,) = receiver.wait(1)
+    assert body["title"] == "Artwork waiting for approval" and "a.png → pixiv" in body["message"]
+    tick(threading.Event())  # already rendered: not told again
+    time.sleep(0.5)
+    assert len(receiver.bodies) == 1
+
+
+def test_a_url_kept_as_a_secret_is_named_not_written_in_the_config(
+    home: config.Config, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`notify = ["secret:hook"]`: the URL (with its token) comes from the environment or the
+    keyring, never from config.toml; a missing one is reported by name, not sent."""
+    url = receiver.url("hook-" + "t0ken" * 4)
+    cfg = with_notify(home, ["secret:hook"])
+    assert "t0ken" not in cfg.path.read_text(encoding="utf-8")
+    monkeypatch.setenv("POSTER_NOTIFY_HOOK", url)
+    notify.notifier.cache_clear()
+    assert notify.event(cfg, "failed", file="a.png", target="x", reason="refused")
+    (body,) = receiver.wait(1)
+    assert body["title"] == "A post failed"
+    monkeypatch.delenv("POSTER_NOTIFY_HOOK")
+    import keyring
+    from keyring.backends.null import Keyring as NullKeyring
+
+    keyring.set_keyring(NullKeyring())
+    notify.notifier.cache_clear()
+    n = notify.notifier(("secret:hook",))
+    assert n.services == [] and "poster login notify:hook" in n.unavailable[0]
+    with pytest.raises(config.ConfigError, match=r"secret:NAME"):
+        with_notify(home, ["secret:no spaces"])
+
+
+def test_login_stores_a_notification_url_in_the_keyring(
+    home: config.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from poster import cli, secrets
+
+    stored: dict[str, dict[str, str]] = {}
+    monkeypatch.setattr(secrets, "keyring_status", lambda: (True, "TestKeyring"))
+    monkeypatch.setattr(secrets, "store", lambda target, values: stored.setdefault(target, {}).update(values))
+    result = CliRunner().invoke(
+        cli.cli, ["--config", str(home.path), "login", "notify:phone"], input="ntfy://s3cr3t-topic\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert stored == {"notify": {"phone": "ntfy://s3cr3t-topic"}}
+    assert "s3cr3t" not in result.output and '"secret:phone"' in result.output
+    result = CliRunner().invoke(
+        cli.cli, ["--config", str(home.path), "login", "notify:phone"], input="nope\n"
+    )
+    assert result.exit_code != 0 and stored["notify"]["phone"] == "ntfy://s3cr3t-topic"

@@ -548,3 +548,63 @@ def test_an_artwork_for_disabled_targets_waits_in_the_outbox(
     home.path.write_text(text, encoding="utf-8")  # enabled again: taken
     [result] = scan(config.load(home.path))
     assert result.outcome == "queued" and [j.target for j in all_jobs(cfg)] == ["pixiv"]
+
+
+# -- batches: one transaction for many artworks -------------------------------------------------
+def _small_png(seed: int) -> bytes:
+    buf = io.BytesIO()
+    artwork((300, 260), seed=seed).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_scan_records_many_artworks_in_one_transaction(
+    home: config.Config, drop: Callable[..., Path]
+) -> None:
+    for i in range(12):
+        drop(f"a{i:02d}.png", _small_png(i))
+    commits: list[str] = []
+    with store.opened(home.db_path) as conn:
+        conn.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
+        results = outbox.scan(conn, home)
+        conn.set_trace_callback(None)
+        jobs_per_artwork = conn.execute("SELECT count(*) FROM jobs GROUP BY artwork_id").fetchall()
+    assert [r.outcome for r in results] == ["queued"] * 12
+    assert len(commits) == 1  # was one per artwork
+    assert [n for (n,) in jobs_per_artwork] == [len(list(home.enabled_targets()))] * 12
+    assert list(home.outbox.iterdir()) == []
+    assert len(list(home.archive.rglob("*.png"))) == 12
+    assert not list(home.archive.rglob("*.tmp"))  # every staged copy was published
+
+
+def test_one_artwork_failing_in_a_batch_leaves_the_others_taken(
+    home: config.Config, drop: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from poster import schedule
+
+    for i in range(5):
+        drop(f"a{i}.png", _small_png(i))
+    real = schedule.Planner.initial_time
+    calls = {"n": 0}
+
+    def flaky(self: schedule.Planner, target: str, *args: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 8:  # the third artwork's second job: its first job is rolled back too
+            raise RuntimeError("boom")
+        return real(self, target, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(schedule.Planner, "initial_time", flaky)
+    with store.opened(home.db_path) as conn:
+        results = outbox.scan(conn, home)
+        names = [r[0] for r in conn.execute("SELECT name FROM artworks ORDER BY id")]
+        orphans = conn.execute(
+            "SELECT count(*) FROM jobs WHERE artwork_id NOT IN (SELECT id FROM artworks)"
+        ).fetchone()[0]
+        per_artwork = {r[0] for r in conn.execute("SELECT count(*) FROM jobs GROUP BY artwork_id")}
+    assert [r.outcome for r in results] == ["queued", "queued", "waiting", "queued", "queued"]
+    assert "RuntimeError: boom" in (results[2].reason or "")
+    assert names == ["a0.png", "a1.png", "a3.png", "a4.png"] and orphans == 0
+    assert per_artwork == {len(list(home.enabled_targets()))}
+    assert [p.name for p in home.outbox.iterdir()] == ["a2.png"]  # taken by the next scan
+    monkeypatch.setattr(schedule.Planner, "initial_time", real)
+    with store.opened(home.db_path) as conn:
+        assert [r.outcome for r in outbox.scan(conn, home)] == ["queued"]

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from itertools import islice
+from itertools import islice, pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -379,3 +379,50 @@ def test_daemon_checks_the_queue_at_once_when_the_clock_jumps(
     t.join(timeout=20)
     assert not t.is_alive() and len(calls) == 2
     assert calls[1] - calls[0] < 10  # not after the 30 s interval
+
+
+# -- many artworks in one scan: the planner --------------------------------------------------------
+@pytest.mark.parametrize(
+    "rules",
+    [
+        "min_interval_minutes = 5.0\ndaily_cap = 17\n",
+        'slots = ["mon-fri 19:00,21:00", "sat,sun 10:00"]\nmin_interval_minutes = 0\ndaily_cap = 3\n',
+        "min_interval_minutes = 0\n",
+    ],
+)
+def test_a_batch_places_each_job_where_next_free_would(tmp_path: Path, rules: str) -> None:
+    """40 artworks taken in one scan (one transaction, one Planner) get, job by job, the very
+    time next_free gives against the jobs placed before it: the planner's shortcut skips
+    no free time and breaks no rule."""
+    cfg = make_home(tmp_path, f'[targets.x]\nadapter = "local"\npolicy = "bare"\n{rules}')
+    for i in range(40):
+        drop(cfg, f"a{i:02d}.png", seed=i)
+    with store.opened(cfg.db_path) as conn:
+        assert [r.outcome for r in outbox.scan(conn, cfg)] == ["queued"] * 40
+        rows = conn.execute("SELECT scheduled_at, created_at FROM jobs ORDER BY id").fetchall()
+    tc = cfg.targets["x"]
+    placed: list[datetime] = []
+    for when, created in rows:
+        expected = schedule.next_free(tc, TOKYO, placed, datetime.fromisoformat(created))
+        assert datetime.fromisoformat(when) == expected
+        placed.append(expected)
+    assert len(set(placed)) == 40
+
+
+def test_the_planner_does_not_walk_the_queue_for_each_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Job k of a batch used to step past the k jobs before it, and give up past _PLAN_LIMIT
+    steps (the job then went out "as soon as pacing allows", on top of the others). The
+    planner goes on from the last job's time: with a limit far below the queue's length,
+    every job still gets its own hour."""
+    monkeypatch.setattr(schedule, "_PLAN_LIMIT", 4)
+    cfg = make_home(tmp_path, '[targets.x]\nadapter = "local"\npolicy = "bare"\nmin_interval_minutes = 60\n')
+    for i in range(20):
+        drop(cfg, f"a{i:02d}.png", seed=i)
+    with store.opened(cfg.db_path) as conn:
+        outbox.scan(conn, cfg)
+        rows = conn.execute("SELECT scheduled_at FROM jobs ORDER BY scheduled_at").fetchall()
+    times = [datetime.fromisoformat(r[0]) for r in rows]
+    assert len(times) == 20
+    assert all(b - a >= timedelta(minutes=60) for a, b in pairwise(times))

@@ -413,3 +413,14 @@ def test_private_dir_makes_every_missing_parent_private(tmp_path: Path) -> None:
     loose.chmod(0o755)
     store.ensure_private_dir(loose)
     assert loose.stat().st_mode & 0o777 == 0o700
+
+
+def test_sync_files_with_and_without_syncfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a").write_bytes(b"x")
+    store.sync_files([tmp_path / "a", tmp_path])  # syncfs(2) where there is one
+    with pytest.raises(FileNotFoundError):
+        store.sync_files([tmp_path / "missing"])
+    monkeypatch.setattr(store, "_syncfs", lambda: None)  # elsewhere: an fsync each
+    store.sync_files([tmp_path / "a", tmp_path])
+    with pytest.raises(FileNotFoundError):
+        store.sync_files([tmp_path / "missing"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 
 from poster.errors import ConfigError
+from poster.i18n import _
 from poster.platforms.base import Adapter
 
 _REGISTRY: dict[str, str] = {
@@ -27,8 +28,10 @@ def adapter_class(name: str) -> type[Adapter]:
     try:
         spec = _REGISTRY[name]
     except KeyError:
-        raise ConfigError(f"unknown adapter {name!r} (known: {', '.join(names())})") from None
-    module_name, _, class_name = spec.partition(":")
+        raise ConfigError(
+            _("unknown adapter {name!r} (known: {known})").format(name=name, known=", ".join(names()))
+        ) from None
+    module_name, _sep, class_name = spec.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
         raise TypeError(f"{spec} is not an Adapter")

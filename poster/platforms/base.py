@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from poster.i18n import _
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -163,7 +165,7 @@ class Adapter(ABC):
 
     def check(self) -> CheckResult:
         """One cheap authenticated call, for `poster doctor`."""
-        return CheckResult(True, "nothing to check")
+        return CheckResult(True, _("nothing to check"))
 
     def __repr__(self) -> str:  # never show credentials
         return f"<{type(self).__name__} target={self.target!r}>"

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from poster.errors import ConfigError
+from poster.i18n import _
 from poster.platforms.base import (
     Capabilities,
     CheckResult,
@@ -66,7 +67,7 @@ def make_tid(now_us: int | None = None, clock_id: int | None = None) -> str:
     clock = clock_id if clock_id is not None else random.randrange(1024)
     value = ((us & ((1 << 53) - 1)) << 10) | (clock & 0x3FF)
     out = []
-    for _ in range(13):
+    for _i in range(13):
         out.append(_B32[value & 31])
         value >>= 5
     return "".join(reversed(out))
@@ -98,15 +99,19 @@ class BlueskyAdapter(HttpAdapter):
         super().__init__(target, settings, credentials, data_dir=data_dir)
         web = self.settings.get("web_base", "https://bsky.app")
         if not isinstance(web, str) or not web.startswith(("http://", "https://")):
-            raise ConfigError(f"targets.{target}.web_base: must be an http(s) URL")
+            raise ConfigError(_("targets.{target}.web_base: must be an http(s) URL").format(target=target))
         self.web_base = web.rstrip("/")
         langs = self.settings.get("langs", [])
         if not isinstance(langs, list) or not all(isinstance(x, str) for x in langs):
-            raise ConfigError(f'targets.{target}.langs: must be a list like ["ja", "en"]')
+            raise ConfigError(
+                _('targets.{target}.langs: must be a list like ["ja", "en"]').format(target=target)
+            )
         self.langs = langs
         labels = self.settings.get("labels", {"r18": "porn", "r18g": "graphic-media"})
         if not isinstance(labels, dict):
-            raise ConfigError(f'targets.{target}.labels: must be a table rating = "label"')
+            raise ConfigError(
+                _('targets.{target}.labels: must be a table rating = "label"').format(target=target)
+            )
         self.labels = labels
         self.link_back = bool(self.settings.get("link_back", False))
         self._session: dict[str, Any] | None = None
@@ -149,7 +154,7 @@ class BlueskyAdapter(HttpAdapter):
             "refreshJwt": body.get("refreshJwt"),
         }
         if not session["did"] or not session["accessJwt"]:
-            raise Fatal("bluesky answered the login without a session: the API may have changed")
+            raise Fatal(_("bluesky answered the login without a session: the API may have changed"))
         self.client.add_secret(session["accessJwt"], session["refreshJwt"])
         self.write_state("session", session)
         self._session = session
@@ -170,12 +175,18 @@ class BlueskyAdapter(HttpAdapter):
         error, message = self._error(r)
         if r.status_code == 401 or error == "AuthenticationRequired":
             raise AuthFailure(
-                f"bluesky refused the login for {self._credentials['HANDLE']} ({message or error}):"
-                f" check the handle and the app password, then run `poster login {self.target}`"
+                _(
+                    "bluesky refused the login for {handle} ({message}): check the handle and the "
+                    "app password, then run `poster login {target}`"
+                ).format(handle=self._credentials["HANDLE"], message=message or error, target=self.target)
             )
         if error == "AccountTakedown":
-            raise Fatal("bluesky says the account was taken down")
-        raise Fatal(f"bluesky login failed ({r.status_code} {error}: {message})")
+            raise Fatal(_("bluesky says the account was taken down"))
+        raise Fatal(
+            _("bluesky login failed ({status} {error}: {message})").format(
+                status=r.status_code, error=error, message=message
+            )
+        )
 
     def _refresh_session(self) -> dict[str, Any]:
         session = self._session or {}
@@ -210,7 +221,7 @@ class BlueskyAdapter(HttpAdapter):
             headers["Authorization"] = f"Bearer {session['accessJwt']}"
             r = self.client.request(method, f"/xrpc/{nsid}", headers=headers, **kwargs)
             if attempt == 0 and r.status_code in (400, 401):
-                error, _ = self._error(r)
+                error, _message = self._error(r)
                 if r.status_code == 401 or error in ("ExpiredToken", "InvalidToken"):
                     self._refresh_session()
                     kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
@@ -225,14 +236,20 @@ class BlueskyAdapter(HttpAdapter):
         detail = f"{error}: {message}" if message else error or str(r.status_code)
         if r.status_code == 401 or error in ("ExpiredToken", "InvalidToken"):
             raise AuthFailure(
-                f"bluesky rejected the session while trying to {action} ({detail}); run "
-                f"`poster login {self.target}`"
+                _(
+                    "bluesky rejected the session while trying to {action} ({detail}); run `poster "
+                    "login {target}`"
+                ).format(action=action, detail=detail, target=self.target)
             )
         if r.status_code == 413 or error == "BlobTooLarge":
-            raise Fatal(f"bluesky says the image is too large ({detail})")
+            raise Fatal(_("bluesky says the image is too large ({detail})").format(detail=detail))
         if error == "RateLimitExceeded":
-            raise RateLimited(f"bluesky rate limit reached while trying to {action}")
-        raise Fatal(f"bluesky refused to {action} ({r.status_code} {detail})")
+            raise RateLimited(_("bluesky rate limit reached while trying to {action}").format(action=action))
+        raise Fatal(
+            _("bluesky refused to {action} ({status} {detail})").format(
+                action=action, status=r.status_code, detail=detail
+            )
+        )
 
     # -- posting ---------------------------------------------------------------------
     def _prepare(self, item: MediaItem) -> tuple[bytes, str]:
@@ -244,8 +261,10 @@ class BlueskyAdapter(HttpAdapter):
                 data, mime = shrink_to(data, limit)
             except Exception as exc:
                 raise Fatal(
-                    f"{item.filename} is {len(item.data)} bytes, over bluesky's "
-                    f"{limit}-byte limit, and could not be shrunk ({exc})"
+                    _(
+                        "{file} is {size} bytes, over bluesky's {limit}-byte limit, and could not be "
+                        "shrunk ({error})"
+                    ).format(file=item.filename, size=len(item.data), limit=limit, error=exc)
                 ) from None
             data = strip_metadata(data)
         return data, mime
@@ -255,10 +274,10 @@ class BlueskyAdapter(HttpAdapter):
         r = self._xrpc(
             "POST", "com.atproto.repo.uploadBlob", data=data, headers={"Content-Type": mime}, idempotent=True
         )
-        self._raise_for(r, f"upload {item.filename}")
+        self._raise_for(r, _("upload {file}").format(file=item.filename))
         blob = json_body(r, self.name).get("blob")
         if not isinstance(blob, dict):
-            raise Fatal("bluesky answered the upload without a blob reference")
+            raise Fatal(_("bluesky answered the upload without a blob reference"))
         return blob
 
     def _pending(self) -> dict[str, str]:
@@ -290,20 +309,26 @@ class BlueskyAdapter(HttpAdapter):
             suffix=suffix,
         )
         if trimmed:
-            log.warning("%s: text trimmed to %d graphemes", self.target, caps.text_length)
+            log.warning(
+                "%s",
+                _("{target}: text trimmed to {limit} graphemes").format(
+                    target=self.target, limit=caps.text_length
+                ),
+            )
         media = post.media[: caps.images_per_post]
         if len(post.media) > len(media):
             log.warning(
-                "%s: bluesky takes %d images per post; the rest are not posted",
-                self.target,
-                caps.images_per_post,
+                "%s",
+                _("{target}: bluesky takes {limit} images per post; the rest are not posted").format(
+                    target=self.target, limit=caps.images_per_post
+                ),
             )
         for _attempt in (0, 1):
             record = self._record(post, text, media)
             result = self._create(post, session, record)
             if result is not None:
                 return result
-        raise Fatal("bluesky kept refusing the images as too large")
+        raise Fatal(_("bluesky kept refusing the images as too large"))
 
     def _record(self, post: Post, text: str, media: tuple[MediaItem, ...]) -> dict[str, Any]:
         images = []
@@ -348,22 +373,23 @@ class BlueskyAdapter(HttpAdapter):
             if existing is not None:  # an earlier attempt did create it
                 self._remember(post.key, None)
                 return existing
-            _, message = self._error(r)
+            _error, message = self._error(r)
             m = _BLOB_TOO_BIG.search(message)
             if m and int(m.group(1)) < self.max_blob():
                 log.warning(
-                    "%s: this PDS accepts blobs up to %s bytes; shrinking and retrying",
-                    self.target,
-                    m.group(1),
+                    "%s",
+                    _("{target}: this PDS accepts blobs up to {limit} bytes; shrinking and retrying").format(
+                        target=self.target, limit=m.group(1)
+                    ),
                 )
                 limits = self.read_state("limits") or {}
                 limits["max_blob"] = int(m.group(1))
                 self.write_state("limits", limits)
                 return None
-            self._raise_for(r, "create the post")
+            self._raise_for(r, _("create the post"))
         uri = json_object(r, self.name, creates=True).get("uri")
         if not isinstance(uri, str) or not uri.endswith(f"/{rkey}"):
-            raise no_post_id(self.name, f"uri of record {rkey}")
+            raise no_post_id(self.name, _("uri of record {rkey}").format(rkey=rkey))
         self._remember(post.key, None)
         return PostResult.posted(uri, self._url(session, rkey))
 
@@ -375,10 +401,12 @@ class BlueskyAdapter(HttpAdapter):
         if r.status_code == 200:
             body = json_body(r, self.name)
             return PostResult.posted(body.get("uri", ""), self._url(session, rkey))
-        error, _ = self._error(r)
+        error, _message = self._error(r)
         if r.status_code in (400, 404) and error in ("RecordNotFound", "InvalidRequest", ""):
             return None
-        raise Retryable(f"bluesky could not say whether the post exists ({r.status_code})")
+        raise Retryable(
+            _("bluesky could not say whether the post exists ({status})").format(status=r.status_code)
+        )
 
     def _find_existing(self, post: Post) -> tuple[Existence, PostResult | None]:
         state = self.read_state("pending")
@@ -394,6 +422,11 @@ class BlueskyAdapter(HttpAdapter):
 
     def _check(self) -> CheckResult:
         r = self._xrpc("GET", "com.atproto.server.getSession")
-        self._raise_for(r, "check the session")
+        self._raise_for(r, _("check the session"))
         body = json_body(r, self.name)
-        return CheckResult(True, f"logged in as {body.get('handle')} ({body.get('did')}) on {self.api_base}")
+        return CheckResult(
+            True,
+            _("logged in as {account} ({did}) on {api_base}").format(
+                account=body.get("handle"), did=body.get("did"), api_base=self.api_base
+            ),
+        )

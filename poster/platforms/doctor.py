@@ -51,7 +51,12 @@ def check_target(name: str, adapter: str, settings: Mapping[str, Any], data_dir:
         result = CheckResult(False, str(exc))
     except Exception as exc:  # a bug in an adapter: say so, keep checking the others
         log.debug("doctor: %s crashed", name, exc_info=True)
-        result = CheckResult(False, f"internal error in the {adapter} adapter: {type(exc).__name__}: {exc}")
+        result = CheckResult(
+            False,
+            _("internal error in the {adapter} adapter: {kind}: {error}").format(
+                adapter=adapter, kind=type(exc).__name__, error=exc
+            ),
+        )
     message = secrets.mask(result.message, _known_values(name, cls.credential_fields))
     return TargetReport(name, adapter, result.ok, message, sources)
 
@@ -88,7 +93,11 @@ def check_targets(
 ) -> list[TargetReport]:
     """`targets`: name → (adapter name, settings dict). `only`: one target name."""
     if only is not None and only not in targets:
-        raise UserError(f"no target named {only!r} in the config (known: {', '.join(targets)})")
+        raise UserError(
+            _("no target named {only!r} in the config (known: {known})").format(
+                only=only, known=", ".join(targets)
+            )
+        )
     names = [only] if only else list(targets)
     return [check_target(n, targets[n][0], targets[n][1], data_dir) for n in names]
 
@@ -107,15 +116,21 @@ def login(
     ok, why = secrets.keyring_status()
     if not ok:
         names = ", ".join(secrets.env_name(target, f.name) for f in fields)
-        raise UserError(f"cannot store credentials: {why}; set the environment variables {names} instead")
+        raise UserError(
+            _("cannot store credentials: {why}; set the environment variables {names} instead").format(
+                why=why, names=names
+            )
+        )
     values: dict[str, str] = {}
     for f in fields:
         value = ask(f).strip()
         if not value:
-            raise UserError(f"{f.name} is empty: nothing stored")
+            raise UserError(_("{name} is empty: nothing stored").format(name=f.name))
         values[f.name] = value
     try:
         secrets.store(target, values)
     except Exception as exc:
-        raise UserError(f"cannot store credentials in the keyring: {type(exc).__name__}") from None
+        raise UserError(
+            _("cannot store credentials in the keyring: {kind}").format(kind=type(exc).__name__)
+        ) from None
     return list(values)

@@ -610,7 +610,12 @@ class HttpClient:
                     maybe_sent = not _surely_not_sent(exc)
                     if (idempotent or not maybe_sent) and attempt < self.max_retries:
                         delay = self._delay(attempt)
-                        log.warning("%s failed (%s); retry in %.1fs", shown, reason, delay)
+                        log.warning(
+                            "%s",
+                            _("{request} failed ({reason}); retry in {seconds:.1f}s").format(
+                                request=shown, reason=reason, seconds=delay
+                            ),
+                        )
                         self.sleep(delay)
                         attempt += 1
                         continue
@@ -651,14 +656,21 @@ class HttpClient:
                 wait = (retry_at - datetime.now(UTC)).total_seconds() if retry_at else self._delay(attempt)
                 wait = max(0.0, wait)
                 if attempt < self.max_retries and wait <= self.max_inline_wait:
-                    log.warning("%s rate limited; waiting %.1fs", shown, wait)
+                    log.warning(
+                        "%s",
+                        _("{request} rate limited; waiting {seconds:.1f}s").format(
+                            request=shown, seconds=wait
+                        ),
+                    )
                     self.sleep(wait)
                     attempt += 1
                     continue
                 when = retry_at.isoformat(timespec="seconds") if retry_at else "later"
                 detail = self.mask(_short_body(response, 120))
                 raise RateLimited(
-                    f"{self.platform} rate limit reached ({detail or 'HTTP 429'}); try again at {when}",
+                    _("{platform} rate limit reached ({detail}); try again at {when}").format(
+                        platform=self.platform, detail=detail or "HTTP 429", when=when
+                    ),
                     retry_at=retry_at,
                     status=429,
                 )
@@ -671,7 +683,12 @@ class HttpClient:
                     if retry_at:
                         delay = max(delay, (retry_at - datetime.now(UTC)).total_seconds())
                     if delay <= self.max_inline_wait:
-                        log.warning("%s answered %s; retry in %.1fs", shown, status, delay)
+                        log.warning(
+                            "%s",
+                            _("{request} answered {status}; retry in {seconds:.1f}s").format(
+                                request=shown, status=status, seconds=delay
+                            ),
+                        )
                         self.sleep(delay)
                         attempt += 1
                         continue
@@ -684,8 +701,9 @@ class HttpClient:
                         status=status,
                     )
                 raise NetworkFailure(
-                    f"{self.platform} answered {status} (server error) after "
-                    f"{attempt + 1} attempts: {detail}",
+                    _(
+                        "{platform} answered {status} (server error) after {attempts} attempts: {detail}"
+                    ).format(platform=self.platform, status=status, attempts=attempt + 1, detail=detail),
                     status=status,
                     retry_at=parse_retry_at(response.headers),
                 )
@@ -827,16 +845,20 @@ class HttpAdapter(Adapter):
         api_base = self.settings.get("api_base") or self.default_api_base
         if not isinstance(api_base, str) or not api_base.startswith(("http://", "https://")):
             raise ConfigError(
-                f"targets.{target}.api_base: must be an http:// or https:// URL, not {api_base!r}"
+                _("targets.{target}.api_base: must be an http:// or https:// URL, not {api_base!r}").format(
+                    target=target, api_base=api_base
+                )
             )
         self.api_base = api_base.rstrip("/")
         timeout = self.settings.get("timeout", 60)
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
-            raise ConfigError(f"targets.{target}.timeout: must be a positive number of seconds")
+            raise ConfigError(
+                _("targets.{target}.timeout: must be a positive number of seconds").format(target=target)
+            )
         self._timeout = float(timeout)
         mi = self.settings.get("min_interval")
         if mi is not None and (not isinstance(mi, int | float) or isinstance(mi, bool) or mi < 0):
-            raise ConfigError(f"targets.{target}.min_interval: must be seconds ≥ 0")
+            raise ConfigError(_("targets.{target}.min_interval: must be seconds ≥ 0").format(target=target))
         self._client: HttpClient | None = None
 
     # -- credentials
@@ -846,7 +868,9 @@ class HttpAdapter(Adapter):
     def _no_credentials_message(self) -> str:
         missing = self.missing_credentials()
         names = ", ".join(env_name(self.target, f) for f in missing)
-        return f"no credentials for target {self.target}: run `poster login {self.target}` or set {names}"
+        return _("no credentials for target {target}: run `poster login {target}` or set {names}").format(
+            target=self.target, names=names
+        )
 
     def secrets(self) -> list[str]:
         return [v for v in self._credentials.values() if v]
@@ -878,7 +902,7 @@ class HttpAdapter(Adapter):
         if self.missing_credentials():
             return PostResult.fatal(self._no_credentials_message())
         if not post.media:
-            return PostResult.fatal("nothing to post: the job has no rendered image")
+            return PostResult.fatal(_("nothing to post: the job has no rendered image"))
         try:
             return self._post(post)
         except PlatformError as exc:
@@ -923,7 +947,7 @@ class HttpAdapter(Adapter):
             return CheckResult(False, self.mask(exc.message))
 
     def _check(self) -> CheckResult:
-        return CheckResult(True, "nothing to check")
+        return CheckResult(True, _("nothing to check"))
 
     def find_existing(self, post: Post) -> tuple[Existence, PostResult | None]:
         if self.missing_credentials():
@@ -976,17 +1000,37 @@ def http_status_error(
     detail = detail or _short_body(response)
     if status == 401:
         return AuthFailure(
-            f"{platform} refused the credentials (401) while trying to {action}: {detail}; "
-            "log in again with `poster login`",
+            _(
+                "{platform} refused the credentials (401) while trying to {action}: {detail}; "
+                "log in again with `poster login`"
+            ).format(platform=platform, action=action, detail=detail),
             status=status,
         )
     if status == 403:
-        return Fatal(f"{platform} forbade {action} (403): {detail}", status=status)
+        return Fatal(
+            _("{platform} forbade {action} (403): {detail}").format(
+                platform=platform, action=action, detail=detail
+            ),
+            status=status,
+        )
     if status == 413:
-        return Fatal(f"{platform} says the upload is too large (413): {detail}", status=status)
+        return Fatal(
+            _("{platform} says the upload is too large (413): {detail}").format(
+                platform=platform, detail=detail
+            ),
+            status=status,
+        )
     if status == 408:
-        return Retryable(f"{platform} timed out while trying to {action}", status=status)
-    return Fatal(f"{platform} refused to {action} ({status}): {detail}", status=status)
+        return Retryable(
+            _("{platform} timed out while trying to {action}").format(platform=platform, action=action),
+            status=status,
+        )
+    return Fatal(
+        _("{platform} refused to {action} ({status}): {detail}").format(
+            platform=platform, action=action, status=status, detail=detail
+        ),
+        status=status,
+    )
 
 
 __all__ = [

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from poster.errors import ConfigError
+from poster.i18n import _
 from poster.platforms.base import Capabilities
 from poster.platforms.http import HttpAdapter
 
@@ -32,25 +33,35 @@ class InstanceAdapter(HttpAdapter):
         instance = settings.get("instance")
         if instance and not settings.get("api_base"):
             if not isinstance(instance, str):
-                raise ConfigError(f"targets.{target}.instance: must be a URL like {self.example_instance}")
+                raise ConfigError(
+                    _("targets.{target}.instance: must be a URL like {example}").format(
+                        target=target, example=self.example_instance
+                    )
+                )
             settings["api_base"] = instance if "://" in instance else f"https://{instance}"
         if not settings.get("api_base"):
             raise ConfigError(
-                f"targets.{target}.instance: required for a {self.name} target "
-                f'(e.g. instance = "{self.example_instance}")'
+                _(
+                    "targets.{target}.instance: required for a {platform} target (e.g. instance = "
+                    '"{example}")'
+                ).format(target=target, platform=self.name, example=self.example_instance)
             )
         super().__init__(target, settings, credentials, data_dir=data_dir)
         vis = self.settings.get("visibility", "public")
         if vis not in self.visibilities:
             raise ConfigError(
-                f"targets.{target}.visibility: must be one of {', '.join(self.visibilities)}, not {vis!r}"
+                _("targets.{target}.visibility: must be one of {choices}, not {vis!r}").format(
+                    target=target, choices=", ".join(self.visibilities), vis=vis
+                )
             )
         self.visibility = vis
         self.rating_sets: dict[str, set[str]] = {}
         for key, default in self.rating_lists.items():
             value = self.settings.get(key, list(default))
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"targets.{target}.{key}: must be a list of ratings")
+                raise ConfigError(
+                    _("targets.{target}.{key}: must be a list of ratings").format(target=target, key=key)
+                )
             self.rating_sets[key] = set(value)
 
     def _fetch_limits(self) -> dict[str, Any]:
@@ -67,7 +78,10 @@ class InstanceAdapter(HttpAdapter):
                 self.write_state("limits", cached)
             except Exception as exc:  # limits are an optimisation: fall back to the defaults
                 log.warning(
-                    "%s: cannot read server limits (%s); using defaults", self.target, self.mask(str(exc))
+                    "%s",
+                    _("{target}: cannot read server limits ({error}); using defaults").format(
+                        target=self.target, error=self.mask(str(exc))
+                    ),
                 )
                 cached = None
         if cached:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from poster import store
+from poster.i18n import _
 from poster.platforms.base import Adapter, Capabilities, Existence, Post, PostResult
 
 _SAFE = re.compile(r"[^\w.-]+", re.UNICODE)
@@ -88,7 +89,9 @@ class LocalAdapter(Adapter):
             shutil.rmtree(tmp, ignore_errors=True)
             if store.storage_error(exc, self.data_dir) is not None:
                 raise  # the data folder's disk is full or read-only: poster stops and says so
-            return PostResult.fatal(f"cannot publish into {self.root}: {exc.strerror}")
+            return PostResult.fatal(
+                _("cannot publish into {root}: {reason}").format(root=self.root, reason=exc.strerror)
+            )
         return self._result(folder)
 
     def find_existing(self, post: Post) -> tuple[Existence, PostResult | None]:

@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Any, ClassVar
 
+from poster.i18n import _
 from poster.platforms.base import Capabilities, CheckResult, Post, PostResult
 from poster.platforms.http import (
     AuthFailure,
@@ -69,7 +70,7 @@ class MastodonAdapter(InstanceAdapter):
     def _fetch_limits(self) -> dict[str, Any]:
         r = self.client.get("/api/v2/instance")
         if r.status_code != 200:
-            raise http_status_error(r, self.name, "read the server's limits")
+            raise http_status_error(r, self.name, _("read the server's limits"))
         conf = json_body(r, self.name).get("configuration") or {}
         media = conf.get("media_attachments") or {}
         statuses = conf.get("statuses") or {}
@@ -91,11 +92,13 @@ class MastodonAdapter(InstanceAdapter):
             error = response.text[:200]
         if status == 401:
             return AuthFailure(
-                f"mastodon refused the access token ({error or 'unauthorized'}): run "
-                f"`poster login {self.target}` with a new token"
+                _(
+                    "mastodon refused the access token ({error}): run `poster login {target}` with a "
+                    "new token"
+                ).format(error=error or "unauthorized", target=self.target)
             )
         if status == 422:
-            return Fatal(f"mastodon refused to {action}: {error}")
+            return Fatal(_("mastodon refused to {action}: {error}").format(action=action, error=error))
         return http_status_error(response, self.name, action, error)
 
     def _upload(self, item) -> str:
@@ -106,15 +109,17 @@ class MastodonAdapter(InstanceAdapter):
             idempotent=True,  # an orphan upload is harmless; Mastodon deletes it
         )
         if r.status_code not in (200, 202):
-            raise self._classify(r, f"upload {item.filename}")
+            raise self._classify(r, _("upload {file}").format(file=item.filename))
         media = json_body(r, self.name)
         media_id = str(media.get("id") or "")
         if not media_id:
-            raise Fatal("mastodon accepted the upload but returned no media id")
+            raise Fatal(_("mastodon accepted the upload but returned no media id"))
         polls = 0
         while r.status_code == 202 or not media.get("url"):
             if polls >= self.media_poll_limit:
-                raise Retryable(f"mastodon is still processing {item.filename}; try later")
+                raise Retryable(
+                    _("mastodon is still processing {file}; try later").format(file=item.filename)
+                )
             time.sleep(self.media_poll_interval)
             polls += 1
             r = self.client.get(f"/api/v1/media/{media_id}")
@@ -122,7 +127,7 @@ class MastodonAdapter(InstanceAdapter):
                 media = {}
                 continue
             if r.status_code != 200:
-                raise self._classify(r, "check the upload")
+                raise self._classify(r, _("check the upload"))
             media = json_body(r, self.name)
         return media_id
 
@@ -133,10 +138,20 @@ class MastodonAdapter(InstanceAdapter):
         caps = self.effective_capabilities()
         media = post.media[: caps.images_per_post]
         if len(post.media) > len(media):
-            log.warning("%s: only the first %d images are posted", self.target, len(media))
+            log.warning(
+                "%s",
+                _("{target}: only the first {count} images are posted").format(
+                    target=self.target, count=len(media)
+                ),
+            )
         text, trimmed = compose(post.caption or post.title, post.tags, limit=caps.text_length, measure=len)
         if trimmed:
-            log.warning("%s: caption trimmed to %s characters", self.target, caps.text_length)
+            log.warning(
+                "%s",
+                _("{target}: caption trimmed to {limit} characters").format(
+                    target=self.target, limit=caps.text_length
+                ),
+            )
         ids = [self._upload(item) for item in media]
         body: dict[str, Any] = {
             "status": text,
@@ -154,12 +169,12 @@ class MastodonAdapter(InstanceAdapter):
             creates=True,
         )
         if r.status_code != 200:
-            raise self._classify(r, "publish the status")
+            raise self._classify(r, _("publish the status"))
         status = json_object(r, self.name, creates=True)
         sid = str(status.get("id") or "")
         url = status.get("url") or status.get("uri")
         if not sid or not isinstance(url, str) or not url:
-            raise no_post_id(self.name, "status id or URL")
+            raise no_post_id(self.name, _("status id or URL"))
         media_urls = tuple(
             m["url"]
             for m in status.get("media_attachments") or ()
@@ -170,6 +185,11 @@ class MastodonAdapter(InstanceAdapter):
     def _check(self) -> CheckResult:
         r = self.client.get("/api/v1/accounts/verify_credentials")
         if r.status_code != 200:
-            raise self._classify(r, "verify the credentials")
+            raise self._classify(r, _("verify the credentials"))
         account = json_body(r, self.name)
-        return CheckResult(True, f"logged in as @{account.get('acct', '?')} on {self.api_base}")
+        return CheckResult(
+            True,
+            _("logged in as @{account} on {api_base}").format(
+                account=account.get("acct", "?"), api_base=self.api_base
+            ),
+        )

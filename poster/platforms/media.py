@@ -11,6 +11,8 @@ import io
 import logging
 import struct
 
+from poster.i18n import _
+
 log = logging.getLogger("poster.platforms.media")
 
 # JPEG APPn segments kept: APP0 (JFIF) and APP2 (ICC profile); APP14 (Adobe) matters for
@@ -120,13 +122,13 @@ def shrink_to(data: bytes, max_bytes: int) -> tuple[bytes, str]:
             candidate.save(buf, "JPEG", quality=quality, optimize=True)
             if buf.tell() <= max_bytes:
                 log.warning(
-                    "image was %d bytes, over the %d-byte limit: re-encoded to %d bytes "
-                    "(JPEG q%d, scale %.2f)",
-                    len(data),
-                    max_bytes,
-                    buf.tell(),
-                    quality,
-                    scale,
+                    "%s",
+                    _(
+                        "image was {size} bytes, over the {limit}-byte limit: re-encoded to {new_size} "
+                        "bytes (JPEG q{quality}, scale {scale:.2f})"
+                    ).format(
+                        size=len(data), limit=max_bytes, new_size=buf.tell(), quality=quality, scale=scale
+                    ),
                 )
                 return buf.getvalue(), "image/jpeg"
-    raise ValueError(f"cannot fit the image into {max_bytes} bytes")
+    raise ValueError(_("cannot fit the image into {bytes} bytes").format(bytes=max_bytes))

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from poster.i18n import _
 from poster.platforms.base import (
     Capabilities,
     CheckResult,
@@ -86,16 +87,24 @@ class MisskeyAdapter(InstanceAdapter):
             or r.status_code == 401
         ):
             return AuthFailure(
-                f"misskey refused the access token ({code or r.status_code}: {message}); run "
-                f"`poster login {self.target}` with a token that may write drive files and notes"
+                _(
+                    "misskey refused the access token ({code}: {message}); run `poster login "
+                    "{target}` with a token that may write drive files and notes"
+                ).format(code=code or r.status_code, message=message, target=self.target)
             )
         if r.status_code == 413 or "TOO_BIG" in code or "FILE_TOO_LARGE" in code:
-            return Fatal(f"misskey says the file is too large ({code}: {message})")
+            return Fatal(
+                _("misskey says the file is too large ({code}: {message})").format(code=code, message=message)
+            )
         if code == "NO_FREE_SPACE":
-            return Fatal("misskey drive is full: free some space in the account's drive")
+            return Fatal(_("misskey drive is full: free some space in the account's drive"))
         if code == "RATE_LIMIT_EXCEEDED":
-            return Retryable("misskey rate limit reached; try again later")
-        return Fatal(f"misskey refused to {action} ({r.status_code} {code}: {message})")
+            return Retryable(_("misskey rate limit reached; try again later"))
+        return Fatal(
+            _("misskey refused to {action} ({status} {code}: {message})").format(
+                action=action, status=r.status_code, code=code, message=message
+            )
+        )
 
     def _api(
         self, endpoint: str, body: dict[str, Any] | None = None, *, action: str, creates: bool = False
@@ -118,7 +127,7 @@ class MisskeyAdapter(InstanceAdapter):
         if meta.status_code == 200:
             limits["text_length"] = json_body(meta, self.name).get("maxNoteTextLength")
         if self.token:
-            me = self._api("i", action="read the account's limits") or {}
+            me = self._api("i", action=_("read the account's limits")) or {}
             mb = (me.get("policies") or {}).get("maxFileSizeMb")
             if isinstance(mb, int | float) and mb > 0:
                 limits["max_bytes"] = int(mb * 1024 * 1024)
@@ -142,10 +151,10 @@ class MisskeyAdapter(InstanceAdapter):
             idempotent=True,  # an unattached drive file is harmless
         )
         if r.status_code != 200:
-            raise self._classify(r, f"upload {item.filename}")
+            raise self._classify(r, _("upload {file}").format(file=item.filename))
         fid = str(json_body(r, self.name).get("id") or "")
         if not fid:
-            raise Fatal("misskey accepted the upload but returned no file id")
+            raise Fatal(_("misskey accepted the upload but returned no file id"))
         return fid
 
     def _post(self, post: Post) -> PostResult:
@@ -153,18 +162,24 @@ class MisskeyAdapter(InstanceAdapter):
         media = post.media[: caps.images_per_post]
         text, trimmed = compose(post.caption or post.title, post.tags, limit=caps.text_length, measure=len)
         if trimmed:
-            log.warning("%s: text trimmed to %s characters", self.target, caps.text_length)
+            log.warning(
+                "%s",
+                _("{target}: text trimmed to {limit} characters").format(
+                    target=self.target, limit=caps.text_length
+                ),
+            )
         for item in media:
             if len(item.data) > caps.max_bytes:
                 raise Fatal(
-                    f"{item.filename} is {len(item.data)} bytes; this misskey server "
-                    f"takes files up to {caps.max_bytes} bytes"
+                    _("{file} is {size} bytes; this misskey server takes files up to {limit} bytes").format(
+                        file=item.filename, size=len(item.data), limit=caps.max_bytes
+                    )
                 )
         ids = [self._upload(post, i, item) for i, item in enumerate(media)]
         body: dict[str, Any] = {"text": text, "fileIds": ids, "visibility": self.visibility}
         if post.rating in self.rating_sets["cw_for"]:
             body["cw"] = post.rating.upper()
-        answer = self._api("notes/create", body, action="create the note", creates=True)
+        answer = self._api("notes/create", body, action=_("create the note"), creates=True)
         note = answer.get("createdNote") if isinstance(answer, dict) else None
         nid = str(note.get("id") or "") if isinstance(note, dict) else ""
         if not nid:
@@ -177,13 +192,15 @@ class MisskeyAdapter(InstanceAdapter):
                 self._api(
                     "drive/files/find",
                     {"name": self.file_name(post, index, item)},
-                    action="look for the uploaded file",
+                    action=_("look for the uploaded file"),
                 )
                 or []
             )
             for f in files:
                 notes = (
-                    self._api("drive/files/attached-notes", {"fileId": f["id"]}, action="look for the note")
+                    self._api(
+                        "drive/files/attached-notes", {"fileId": f["id"]}, action=_("look for the note")
+                    )
                     or []
                 )
                 if notes:
@@ -192,5 +209,10 @@ class MisskeyAdapter(InstanceAdapter):
         return Existence.ABSENT, None
 
     def _check(self) -> CheckResult:
-        me = self._api("i", action="verify the token") or {}
-        return CheckResult(True, f"logged in as @{me.get('username', '?')} on {self.api_base}")
+        me = self._api("i", action=_("verify the token")) or {}
+        return CheckResult(
+            True,
+            _("logged in as @{account} on {api_base}").format(
+                account=me.get("username", "?"), api_base=self.api_base
+            ),
+        )

@@ -110,13 +110,15 @@ def extract_csrf_token(html: str) -> str:
     m = _NEXT_DATA.search(html)
     if not m:
         raise PageChanged(
-            "pixiv's upload page has changed: no __NEXT_DATA__ script found, so the CSRF token "
-            "cannot be read; the pixiv adapter needs an update (post by hand meanwhile)"
+            _(
+                "pixiv's upload page has changed: no __NEXT_DATA__ script found, so the CSRF "
+                "token cannot be read; the pixiv adapter needs an update (post by hand meanwhile)"
+            )
         )
     try:
         data = json.loads(m.group(1))
     except ValueError:
-        raise PageChanged("pixiv's upload page has changed: __NEXT_DATA__ is not JSON") from None
+        raise PageChanged(_("pixiv's upload page has changed: __NEXT_DATA__ is not JSON")) from None
     state = _find_key(data, "serverSerializedPreloadedState")
     if isinstance(state, str):
         try:
@@ -126,8 +128,10 @@ def extract_csrf_token(html: str) -> str:
     token = ((state or {}).get("api") or {}).get("token") if isinstance(state, dict) else None
     if not isinstance(token, str) or not token:
         raise PageChanged(
-            "pixiv's upload page has changed: __NEXT_DATA__ has no "
-            "serverSerializedPreloadedState.api.token; the pixiv adapter needs an update"
+            _(
+                "pixiv's upload page has changed: __NEXT_DATA__ has no "
+                "serverSerializedPreloadedState.api.token; the pixiv adapter needs an update"
+            )
         )
     return token
 
@@ -160,12 +164,18 @@ class PixivAdapter(HttpAdapter):
         super().__init__(target, settings, credentials, data_dir=data_dir)
         restrict = self.settings.get("restrict", "public")
         if restrict not in RESTRICTS:
-            raise ConfigError(f"targets.{target}.restrict: must be one of {', '.join(RESTRICTS)}")
+            raise ConfigError(
+                _("targets.{target}.restrict: must be one of {choices}").format(
+                    target=target, choices=", ".join(RESTRICTS)
+                )
+            )
         self.restrict = restrict
         for key in ("ai_generated", "original", "allow_tag_edit", "allow_comment"):
             value = self.settings.get(key)
             if value is not None and not isinstance(value, bool):
-                raise ConfigError(f"targets.{target}.{key}: must be true or false")
+                raise ConfigError(
+                    _("targets.{target}.{key}: must be true or false").format(target=target, key=key)
+                )
         self.ai_generated = self.settings.get("ai_generated")
 
     def effective_capabilities(self) -> Capabilities:
@@ -204,24 +214,30 @@ class PixivAdapter(HttpAdapter):
 
     def _expired(self, why: str) -> AuthFailure:
         return AuthFailure(
-            f"pixiv session expired or not logged in ({why}): log in to pixiv in a browser, "
-            f"copy the PHPSESSID cookie and run `poster login {self.target}`"
+            _(
+                "pixiv session expired or not logged in ({why}): log in to pixiv in a browser, "
+                "copy the PHPSESSID cookie and run `poster login {target}`"
+            ).format(why=why, target=self.target)
         )
 
     def csrf_token(self) -> str:
         r = self.client.get(CREATE_PAGE, allow_redirects=False, answer="page")
         if r.status_code in (301, 302, 303, 307, 308):
             if self._to_login(r):
-                raise self._expired("the upload page redirects to the login page")
+                raise self._expired(_("the upload page redirects to the login page"))
             raise PageChanged(
                 _("pixiv's upload page has moved (redirect to {where}); poster did not follow it").format(
                     where=self._where(r)
                 )
             )
         if r.status_code in (401, 403):
-            raise self._expired(f"the upload page answered {r.status_code}")
+            raise self._expired(_("the upload page answered {status}").format(status=r.status_code))
         if r.status_code != 200:
-            raise Fatal(f"pixiv's upload page answered {r.status_code}: {_short_body(r)}")
+            raise Fatal(
+                _("pixiv's upload page answered {status}: {body}").format(
+                    status=r.status_code, body=_short_body(r)
+                )
+            )
         token = extract_csrf_token(r.text)
         self.client.add_secret(token)
         return token
@@ -231,25 +247,29 @@ class PixivAdapter(HttpAdapter):
         value = post.options.get("ai_generated", self.ai_generated)
         if value is None:
             raise Fatal(
-                "pixiv requires the AI-generated flag and poster never guesses it: set "
-                f"ai_generated = false (or true) in the sidecar or in targets.{self.target}"
+                _(
+                    "pixiv requires the AI-generated flag and poster never guesses it: set "
+                    "ai_generated = false (or true) in the sidecar or in targets.{target}"
+                ).format(target=self.target)
             )
         if not isinstance(value, bool):
-            raise Fatal("ai_generated must be true or false")
+            raise Fatal(_("ai_generated must be true or false"))
         return "aiGenerated" if value else "notAiGenerated"
 
     def _form(self, post: Post, token: str) -> tuple[list[tuple[str, str]], list]:
         rating = post.rating if post.rating in RATINGS else "general"
         title = (post.title or "untitled").strip()
         if len(title) > 32:
-            log.warning("%s: title cut to pixiv's 32 characters", self.target)
+            log.warning("%s", _("{target}: title cut to pixiv's 32 characters").format(target=self.target))
             title = title[:32]
         caption, trimmed = compose(post.caption, (), limit=3000, measure=len)
         if trimmed:
-            log.warning("%s: caption trimmed to 3000 characters", self.target)
+            log.warning("%s", _("{target}: caption trimmed to 3000 characters").format(target=self.target))
         tags = [t.strip().lstrip("#") for t in post.tags if t.strip()][:10]
         if len(post.tags) > 10:
-            log.warning("%s: pixiv takes 10 tags; the rest are dropped", self.target)
+            log.warning(
+                "%s", _("{target}: pixiv takes 10 tags; the rest are dropped").format(target=self.target)
+            )
         bool_s = lambda v: "true" if v else "false"  # noqa: E731
         opt = post.options
         fields: list[tuple[str, str]] = [
@@ -282,14 +302,16 @@ class PixivAdapter(HttpAdapter):
         error answers (and redirects to its login) still say nothing was created."""
         if r.status_code in (301, 302, 303, 307, 308):
             if self._to_login(r) or not creates:
-                raise self._expired(f"{action} answered {r.status_code}")
+                raise self._expired(
+                    _("{action} answered {status}").format(action=action, status=r.status_code)
+                )
             raise Ambiguous(
                 _("pixiv answered the request to {action} with a redirect ({status}) to {where}").format(
                     action=action, status=r.status_code, where=self._where(r)
                 )
             )
         if r.status_code == 401:
-            raise self._expired(f"{action} answered {r.status_code}")
+            raise self._expired(_("{action} answered {status}").format(action=action, status=r.status_code))
         try:
             body = r.json()
         except ValueError:
@@ -300,42 +322,52 @@ class PixivAdapter(HttpAdapter):
                     ).format(action=action, status=r.status_code)
                 ) from None
             if "<html" in r.text[:500].lower():
-                raise self._expired(f"{action} answered an HTML page instead of JSON") from None
+                raise self._expired(
+                    _("{action} answered an HTML page instead of JSON").format(action=action)
+                ) from None
             raise PageChanged(
-                f"pixiv's {action} answered something unexpected "
-                f"({r.status_code}): the web API may have changed"
+                _(
+                    "pixiv's {action} answered something unexpected ({status}): the web API may have changed"
+                ).format(action=action, status=r.status_code)
             ) from None
         if not isinstance(body, dict) or "error" not in body:
             if creates and r.status_code < 300:
                 raise Ambiguous(
                     _("pixiv answered the request to {action} in an unknown shape").format(action=action)
                 )
-            raise PageChanged(f"pixiv's {action} answer has an unknown shape: the web API may have changed")
+            raise PageChanged(
+                _("pixiv's {action} answer has an unknown shape: the web API may have changed").format(
+                    action=action
+                )
+            )
         if body.get("error"):
             errors = (body.get("body") or {}).get("errors") if isinstance(body.get("body"), dict) else None
             message = str(body.get("message") or errors or "unknown error")
             low = message.lower()
             if errors and "gRecaptchaResponse" in errors:
                 raise Retryable(
-                    "pixiv asks for a captcha (too many posts in a short time); posting is "
-                    "paused for an hour",
+                    _(
+                        "pixiv asks for a captcha (too many posts in a short time); posting is paused "
+                        "for an hour"
+                    ),
                     retry_at=datetime.now(UTC) + timedelta(hours=1),
                 )
             if "csrf" in low or "token" in low or "login" in low or r.status_code == 403:
                 raise self._expired(f"{action}: {message}")
             if r.status_code == 429:
-                raise Retryable(f"pixiv rate limit: {message}")
-            raise Fatal(f"pixiv refused to {action}: {message}")
+                raise Retryable(_("pixiv rate limit: {message}").format(message=message))
+            raise Fatal(_("pixiv refused to {action}: {message}").format(action=action, message=message))
         if r.status_code >= 400:
-            raise Fatal(f"pixiv answered {r.status_code} to {action}")
+            raise Fatal(_("pixiv answered {status} to {action}").format(status=r.status_code, action=action))
         return body
 
     def _post(self, post: Post) -> PostResult:
         for item in post.media:
             if len(item.data) > self.capabilities.max_bytes:
                 raise Fatal(
-                    f"{item.filename} is {len(item.data)} bytes; pixiv takes up to "
-                    f"{self.capabilities.max_bytes} bytes per image"
+                    _("{file} is {size} bytes; pixiv takes up to {limit} bytes per image").format(
+                        file=item.filename, size=len(item.data), limit=self.capabilities.max_bytes
+                    )
                 )
         self._ai_type(post)  # fail before any network call when the flag is missing
         token = self.csrf_token()
@@ -348,7 +380,7 @@ class PixivAdapter(HttpAdapter):
             allow_redirects=False,
             idempotent=False,
         )
-        body = self._answer(r, "create the work", creates=True)
+        body = self._answer(r, _("create the work"), creates=True)
         inner = body.get("body")
         convert_key = inner.get("convertKey") if isinstance(inner, dict) else None
         if not isinstance(convert_key, str) or not convert_key:
@@ -372,17 +404,20 @@ class PixivAdapter(HttpAdapter):
                 headers={"Accept": "application/json"},
                 allow_redirects=False,
             )
-            body = self._answer(r, "report the upload progress").get("body") or {}
+            body = self._answer(r, _("report the upload progress")).get("body") or {}
             status = str(body.get("status") or "")
             if status == "COMPLETE" and body.get("illustId"):
                 return str(body["illustId"])
             if status == "FAILED":
-                raise ConversionFailed("pixiv could not process the images (progress: FAILED)")
+                raise ConversionFailed(_("pixiv could not process the images (progress: FAILED)"))
             time.sleep(self.progress_poll_interval)
         raise Ambiguous(_("pixiv is still processing the work; it may appear later"))
 
     def _check(self) -> CheckResult:
         self.csrf_token()
         return CheckResult(
-            True, f"pixiv session is valid and the upload page is as expected ({self.api_base})"
+            True,
+            _("pixiv session is valid and the upload page is as expected ({api_base})").format(
+                api_base=self.api_base
+            ),
         )

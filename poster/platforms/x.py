@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from poster.errors import ConfigError
+from poster.i18n import _
 from poster.platforms.base import Capabilities, CheckResult, MediaItem, Post, PostResult
 from poster.platforms.http import (
     AuthFailure,
@@ -73,11 +74,13 @@ class XAdapter(HttpAdapter):
         for key, default in (("chunk_threshold", 1 << 20), ("chunk_size", 1 << 20), ("text_length", 280)):
             value = self.settings.get(key, default)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"targets.{target}.{key}: must be a positive integer")
+                raise ConfigError(
+                    _("targets.{target}.{key}: must be a positive integer").format(target=target, key=key)
+                )
             setattr(self, key, value)
         username = self.settings.get("username")
         if username is not None and (not isinstance(username, str) or not username.strip()):
-            raise ConfigError(f"targets.{target}.username: must be the account name")
+            raise ConfigError(_("targets.{target}.username: must be the account name").format(target=target))
         self.username = username.lstrip("@") if username else None
         self.link_back = bool(self.settings.get("link_back", False))
 
@@ -122,30 +125,42 @@ class XAdapter(HttpAdapter):
         words = f"{title} {detail}".lower()
         if "usage-capped" in words or "usagecap" in words.replace(" ", ""):
             return Retryable(
-                f"X usage cap reached for this app/account ({detail or title}); posting "
-                "resumes when the cap resets",
+                _(
+                    "X usage cap reached for this app/account ({detail}); posting resumes when the cap resets"
+                ).format(detail=detail or title),
                 retry_at=parse_retry_at(response.headers),
             )
         if status == 401:
             return AuthFailure(
-                "X refused the credentials (401): the access token was revoked or expired, or "
-                f"the keys are wrong; run `poster login {self.target}`"
+                _(
+                    "X refused the credentials (401): the access token was revoked or expired, or "
+                    "the keys are wrong; run `poster login {target}`"
+                ).format(target=self.target)
             )
         if status == 403 and "duplicate" in words:
-            return Fatal("X refused the post as a duplicate of a recent post with the same text and images")
+            return Fatal(
+                _("X refused the post as a duplicate of a recent post with the same text and images")
+            )
         if status == 403 and (
             "oauth1-permissions" in words or "not permitted" in words or "client-not-enrolled" in words
         ):
             return AuthFailure(
-                f"X says this app may not {action} ({detail or title}): give the app "
-                "'Read and write' permission, then create a new access token and run "
-                f"`poster login {self.target}`"
+                _(
+                    "X says this app may not {action} ({detail}): give the app 'Read and write' "
+                    "permission, then create a new access token and run `poster login {target}`"
+                ).format(action=action, detail=detail or title, target=self.target)
             )
         if status == 403:
-            return Fatal(f"X forbade {action} (403): {detail or title}")
+            return Fatal(
+                _("X forbade {action} (403): {detail}").format(action=action, detail=detail or title)
+            )
         if status == 413 or "too large" in words or "file size" in words:
-            return Fatal(f"X says the image is too large: {detail or title}")
-        return Fatal(f"X refused to {action} ({status}): {detail or title}")
+            return Fatal(_("X says the image is too large: {detail}").format(detail=detail or title))
+        return Fatal(
+            _("X refused to {action} ({status}): {detail}").format(
+                action=action, status=status, detail=detail or title
+            )
+        )
 
     def _call(self, method: str, path: str, ok=(200, 201, 202, 204), action: str = "", **kwargs):
         try:
@@ -153,7 +168,7 @@ class XAdapter(HttpAdapter):
         except RateLimited as exc:
             if "usage" in exc.message.lower() and "cap" in exc.message.lower():
                 raise RateLimited(
-                    "X usage cap reached for this app/account; posting resumes when the cap resets",
+                    _("X usage cap reached for this app/account; posting resumes when the cap resets"),
                     retry_at=exc.retry_at,
                 ) from None
             raise
@@ -165,14 +180,15 @@ class XAdapter(HttpAdapter):
     def _upload(self, item: MediaItem) -> str:
         if len(item.data) > self.capabilities.max_bytes:
             raise Fatal(
-                f"{item.filename} is {len(item.data)} bytes; X takes images up to "
-                f"{self.capabilities.max_bytes} bytes"
+                _("{file} is {size} bytes; X takes images up to {limit} bytes").format(
+                    file=item.filename, size=len(item.data), limit=self.capabilities.max_bytes
+                )
             )
         if len(item.data) <= self.chunk_threshold:
             r = self._call(
                 "POST",
                 "/2/media/upload",
-                action=f"upload {item.filename}",
+                action=_("upload {file}").format(file=item.filename),
                 idempotent=True,
                 files={"media": (item.filename, item.data, item.mime)},
                 data={"media_category": "tweet_image", "media_type": item.mime},
@@ -182,7 +198,7 @@ class XAdapter(HttpAdapter):
             r = self._call(
                 "POST",
                 "/2/media/upload/initialize",
-                action="start a chunked upload",
+                action=_("start a chunked upload"),
                 idempotent=True,
                 json={
                     "media_type": item.mime,
@@ -192,12 +208,12 @@ class XAdapter(HttpAdapter):
             )
             media_id = str((json_body(r, self.name).get("data") or {}).get("id") or "")
             if not media_id:
-                raise Fatal("X did not return a media id for the chunked upload")
+                raise Fatal(_("X did not return a media id for the chunked upload"))
             for index, start in enumerate(range(0, len(item.data), self.chunk_size)):
                 self._call(
                     "POST",
                     f"/2/media/upload/{media_id}/append",
-                    action=f"upload part {index} of {item.filename}",
+                    action=_("upload part {index} of {file}").format(index=index, file=item.filename),
                     idempotent=True,
                     files={
                         "media": (
@@ -209,19 +225,19 @@ class XAdapter(HttpAdapter):
                     data={"segment_index": str(index)},
                 )
             r = self._call(
-                "POST", f"/2/media/upload/{media_id}/finalize", action="finish the upload", idempotent=True
+                "POST", f"/2/media/upload/{media_id}/finalize", action=_("finish the upload"), idempotent=True
             )
             data = json_body(r, self.name).get("data") or {}
             data.setdefault("id", media_id)
         media_id = str(data.get("id") or "")
         if not media_id:
-            raise Fatal("X accepted the upload but returned no media id")
+            raise Fatal(_("X accepted the upload but returned no media id"))
         self._await_processing(media_id, data.get("processing_info"))
         if item.alt:
             self._call(
                 "POST",
                 "/2/media/metadata",
-                action="set the alt text",
+                action=_("set the alt text"),
                 idempotent=True,
                 json={
                     "id": media_id,
@@ -234,25 +250,30 @@ class XAdapter(HttpAdapter):
         polls = 0
         while info and info.get("state") in ("pending", "in_progress"):
             if polls >= self.status_poll_limit:
-                raise Retryable("X is still processing the image; try again later")
+                raise Retryable(_("X is still processing the image; try again later"))
             time.sleep(min(float(info.get("check_after_secs") or 1), 10.0))
             polls += 1
             r = self._call(
                 "GET",
                 "/2/media/upload",
-                action="check the upload",
+                action=_("check the upload"),
                 params={"command": "STATUS", "media_id": media_id},
             )
             info = (json_body(r, self.name).get("data") or {}).get("processing_info")
         if info and info.get("state") == "failed":
             error = info.get("error") or {}
-            raise Fatal(f"X could not process the image: {error.get('message') or error}")
+            raise Fatal(
+                _("X could not process the image: {error}").format(error=error.get("message") or error)
+            )
 
     # -- post
     def _post(self, post: Post) -> PostResult:
         media = post.media[: self.capabilities.images_per_post]
         if len(post.media) > len(media):
-            log.warning("%s: X takes 4 images per post; the rest are not posted", self.target)
+            log.warning(
+                "%s",
+                _("{target}: X takes 4 images per post; the rest are not posted").format(target=self.target),
+            )
         link = post.options.get("link") if self.link_back else None
         text, trimmed = compose(
             post.caption or post.title,
@@ -262,12 +283,17 @@ class XAdapter(HttpAdapter):
             suffix=link if isinstance(link, str) else "",
         )
         if trimmed:
-            log.warning("%s: caption trimmed to X's weighted %d characters", self.target, self.text_length)
+            log.warning(
+                "%s",
+                _("{target}: caption trimmed to X's weighted {limit} characters").format(
+                    target=self.target, limit=self.text_length
+                ),
+            )
         ids = [self._upload(item) for item in media]
         r = self._call(
             "POST",
             "/2/tweets",
-            action="create the post",
+            action=_("create the post"),
             idempotent=False,
             json={"text": text, "media": {"media_ids": ids}},
         )
@@ -279,6 +305,11 @@ class XAdapter(HttpAdapter):
         return PostResult.posted(tweet_id, f"https://x.com/{who}/status/{tweet_id}")
 
     def _check(self) -> CheckResult:
-        r = self._call("GET", "/2/users/me", action="read the account")
+        r = self._call("GET", "/2/users/me", action=_("read the account"))
         user = json_body(r, self.name).get("data") or {}
-        return CheckResult(True, f"logged in as @{user.get('username', '?')} on {self.api_base}")
+        return CheckResult(
+            True,
+            _("logged in as @{account} on {api_base}").format(
+                account=user.get("username", "?"), api_base=self.api_base
+            ),
+        )

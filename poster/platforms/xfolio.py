@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 from poster import store
 from poster.errors import ConfigError
+from poster.i18n import _
 from poster.platforms.base import (
     Adapter,
     Capabilities,
@@ -71,23 +72,27 @@ class XfolioAdapter(Adapter):
         mode = self.settings.get("mode", "handoff")
         if mode == "web":
             raise ConfigError(
-                f"targets.{target}.mode: the Xfolio web route is not available (Xfolio has no "
-                "API and its upload requests are not publicly documented); use mode = "
-                '"handoff": poster prepares the files and opens the upload page'
+                _(
+                    "targets.{target}.mode: the Xfolio web route is not available (Xfolio has no API "
+                    'and its upload requests are not publicly documented); use mode = "handoff": '
+                    "poster prepares the files and opens the upload page"
+                ).format(target=target)
             )
         if mode != "handoff":
-            raise ConfigError(f'targets.{target}.mode: must be "handoff", not {mode!r}')
+            raise ConfigError(
+                _('targets.{target}.mode: must be "handoff", not {mode!r}').format(target=target, mode=mode)
+            )
         base = self.settings.get("api_base") or self.default_api_base
         if not isinstance(base, str) or not base.startswith(("http://", "https://")):
-            raise ConfigError(f"targets.{target}.api_base: must be an http(s) URL")
+            raise ConfigError(_("targets.{target}.api_base: must be an http(s) URL").format(target=target))
         self.api_base = base.rstrip("/")
         url = self.settings.get("upload_url") or f"{self.api_base}/"
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigError(f"targets.{target}.upload_url: must be an http(s) URL")
+            raise ConfigError(_("targets.{target}.upload_url: must be an http(s) URL").format(target=target))
         self.upload_url = url
         ob = self.settings.get("open_browser", True)
         if not isinstance(ob, bool):
-            raise ConfigError(f"targets.{target}.open_browser: must be true or false")
+            raise ConfigError(_("targets.{target}.open_browser: must be true or false").format(target=target))
         self.open_browser = ob
 
     def folder(self, post: Post):
@@ -97,7 +102,7 @@ class XfolioAdapter(Adapter):
 
     def post(self, post: Post) -> PostResult:
         if not post.media:
-            return PostResult.fatal("nothing to post: the job has no rendered image")
+            return PostResult.fatal(_("nothing to post: the job has no rendered image"))
         folder = self.folder(post)
         tmp = folder.with_name(folder.name + ".tmp")
         try:
@@ -108,7 +113,7 @@ class XfolioAdapter(Adapter):
                 name = f"{i:02d}-{item.filename}"
                 store.write_private(tmp / name, item.data)
                 names.append(name)
-            caption, _ = compose(post.caption, post.tags, limit=None)
+            caption, _unused = compose(post.caption, post.tags, limit=None)
             store.write_private(tmp / "caption.txt", (caption + "\n").encode())
             info = {
                 "target": self.target,
@@ -139,17 +144,21 @@ class XfolioAdapter(Adapter):
                 shutil.rmtree(folder)
             os.replace(tmp, folder)
         except OSError as exc:
-            return PostResult.retryable(f"cannot prepare the hand-off folder {folder}: {exc}")
+            return PostResult.retryable(
+                _("cannot prepare the hand-off folder {folder}: {error}").format(folder=folder, error=exc)
+            )
         opened = False
         if self.open_browser:
             try:
                 opened = bool(type(self).opener(self.upload_url))
             except Exception as exc:  # no browser on a headless server: say so, go on
                 log.info("cannot open a browser: %s", exc)
-        where = "opened in the browser" if opened else f"open {self.upload_url}"
+        where = _("opened in the browser") if opened else _("open {url}").format(url=self.upload_url)
         return PostResult.uncertain(
-            f"handed off: the protected file(s) and caption are in {folder}; {where}, upload "
-            "them, then run `poster confirm JOB --posted URL`"
+            _(
+                "handed off: the protected file(s) and caption are in {folder}; {where}, upload "
+                "them, then run `poster confirm JOB --posted URL`"
+            ).format(folder=folder, where=where)
         )
 
     def find_existing(self, post: Post) -> tuple[Existence, PostResult | None]:
@@ -158,7 +167,8 @@ class XfolioAdapter(Adapter):
     def check(self) -> CheckResult:
         return CheckResult(
             True,
-            f"hand-off mode: nothing to log in to; posts are prepared "
-            f"under {self.data_dir / 'handoff' / self.target} and "
-            f"uploaded by you at {self.upload_url}",
+            _(
+                "hand-off mode: nothing to log in to; posts are prepared under {folder} and "
+                "uploaded by you at {upload_url}"
+            ).format(folder=self.data_dir / "handoff" / self.target, upload_url=self.upload_url),
         )

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from poster.i18n import _
+
 log = logging.getLogger(__name__)
 
 WORK = 320  # long edge of the working copy for the cost map
@@ -86,7 +88,7 @@ def _cascades() -> list[tuple[str, Any]]:
     try:
         import cv2
     except ImportError:  # the detector is a refinement; the saliency map works without it
-        log.warning("OpenCV is not installed: faces are not looked for when placing the signature")
+        log.warning("%s", _("OpenCV is not installed: faces are not looked for when placing the signature"))
         return []
     names = ("frontalface_default", "profileface", "eye")
     out = []

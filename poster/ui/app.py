@@ -190,14 +190,14 @@ class Guard:
         request = Request(scope)
         st = self.state
         if not st.host_allowed(request.headers.get("host", "")):
-            await _plain(403, "poster ui: wrong Host header (only the address poster ui printed works)")(
+            await _plain(403, _("poster ui: wrong Host header (only the address poster ui printed works)"))(
                 scope, receive, send
             )
             return
         token = request.query_params.get("token")
         if token is not None:
             if not st.check_secret(token):
-                await _plain(401, "poster ui: wrong or expired link; use the one poster ui printed")(
+                await _plain(401, _("poster ui: wrong or expired link; use the one poster ui printed"))(
                     scope, receive, send
                 )
                 return
@@ -210,11 +210,11 @@ class Guard:
         nonce = st.session_nonce(request.cookies.get(SESSION_COOKIE))
         if nonce is None:
             await _plain(
-                401, "poster ui: not logged in; open the link (with its token) that `poster ui` printed"
+                401, _("poster ui: not logged in; open the link (with its token) that `poster ui` printed")
             )(scope, receive, send)
             return
         if request.method not in SAFE_METHODS and not same_origin(request):
-            await _plain(403, "poster ui: refused a request from another site")(scope, receive, send)
+            await _plain(403, _("poster ui: refused a request from another site"))(scope, receive, send)
             return
         scope.setdefault("state", {})
         scope["state"]["csrf"] = st.csrf_token(nonce)
@@ -224,7 +224,9 @@ class Guard:
         limit = self.max_body()
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            await _plain(413, f"poster ui: upload larger than {limit} bytes")(scope, receive, send)
+            await _plain(413, _("poster ui: upload larger than {limit} bytes").format(limit=limit))(
+                scope, receive, send
+            )
             return
         seen = 0
 
@@ -263,7 +265,9 @@ class Guard:
                 await self.app(scope, counted, with_headers)
             except BodyTooLarge:
                 if not started:
-                    await _plain(413, f"poster ui: upload larger than {limit} bytes")(scope, receive, send)
+                    await _plain(413, _("poster ui: upload larger than {limit} bytes").format(limit=limit))(
+                        scope, receive, send
+                    )
 
 
 def same_origin(request: Request) -> bool:
@@ -421,7 +425,7 @@ def action(view: View) -> Callable[[Request], Awaitable[Response]]:
         given = request.headers.get("x-csrf-token") or str(form.get(CSRF_FIELD) or "")
         if not hmac.compare_digest(given.encode(), request.scope["state"]["csrf"].encode()):
             await form.close()
-            return _plain(403, "poster ui: missing or wrong CSRF token; reload the page and try again")
+            return _plain(403, _("poster ui: missing or wrong CSRF token; reload the page and try again"))
         try:
             return await run_in_threadpool(_run, view, Rq(request, state, form))
         finally:
@@ -454,11 +458,13 @@ def create_app(state: UIState) -> Starlette:
         Route("/ledger", page(views.ledger_page)),
         Route("/ledger/export.{fmt}", page(views.ledger_export)),
         Route("/ledger/verify", action(views.ledger_verify), methods=["POST"]),
+        Route("/ledger/{post_id:str}/proof", action(views.ledger_proof), methods=["POST"]),
         Route("/settings", page(views.settings_page)),
         Route("/settings", action(views.settings_save), methods=["POST"]),
         Route("/settings/credentials/{target}", action(views.credentials_save), methods=["POST"]),
         Route("/health", page(views.health_page)),
         Route("/health/check", action(views.health_check), methods=["POST"]),
+        Route("/backup", action(views.backup_start), methods=["POST"]),
         Route("/language", action(views.language), methods=["POST"]),
         Mount("/static", StaticFiles(directory=static), name="static"),
     ]
@@ -469,7 +475,7 @@ def create_app(state: UIState) -> Starlette:
         state.tasks.shutdown()
 
     async def too_large(_request: Request, _exc: Exception) -> Response:
-        return _plain(413, "poster ui: upload too large")
+        return _plain(413, _("poster ui: upload too large"))
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={BodyTooLarge: too_large})
     app.state.ui = state

@@ -108,7 +108,12 @@ class Launch:
         conn = store.connect(cfg.db_path)
         try:
             for job in jobs.recover(conn):
-                log.warning("uncertain job %d (%s → %s): %s", job.id, job.name, job.target, job.reason)
+                log.warning(
+                    "%s",
+                    _("uncertain job {job} ({name} → {target}): {reason}").format(
+                        job=job.id, name=job.name, target=job.target, reason=job.reason
+                    ),
+                )
         finally:
             conn.close()
         tick = daemon_mod.make_tick(self.state.config)

@@ -404,6 +404,20 @@ def ledger_export(rq: Rq) -> Response:
     )
 
 
+def ledger_proof(rq: Rq) -> Response:
+    """The evidence bundle of one post (`poster proof POST-ID`), as a .zip download."""
+    post_id = str(rq.request.path_params["post_id"])
+    try:
+        name, data, _warnings = actions.proof_zip(rq.config, rq.db, post_id)
+    except UserError as exc:
+        return rq.back("/ledger", error=str(exc))
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"content-disposition": f'attachment; filename="{name}"'},
+    )
+
+
 def ledger_verify(rq: Rq) -> Response:
     ok, text = actions.ledger_verify(rq.config, rq.db)
     return rq.back("/ledger", message=text if ok else None, error=None if ok else text)
@@ -412,7 +426,14 @@ def ledger_verify(rq: Rq) -> Response:
 # -- settings -----------------------------------------------------------------------------------
 def _settings_context(rq: Rq) -> dict[str, Any]:
     top, targets, policies = actions.settings(rq.config)
-    return {"top": top, "targets": targets, "policies": policies, "languages": LANGUAGES}
+    return {
+        "top": top,
+        "targets": targets,
+        "policies": policies,
+        "languages": LANGUAGES,
+        "watermark_looks": actions.WATERMARK_LOOKS,
+        "signature_positions": actions.SIGNATURE_POSITIONS,
+    }
 
 
 def settings_page(rq: Rq) -> Response:
@@ -452,7 +473,10 @@ def health_page(rq: Rq) -> Response:
     task = rq.state.tasks.latest("health")
     if task is None or (task.finished and task.language != rq.language):  # its words are in another language
         task = _start_health(rq)
-    return rq.render("health.html", task=task, **_flash(rq))
+    backup = rq.state.tasks.latest("backup")
+    return rq.render(
+        "health.html", task=task, backup=backup, backup_folder=default_backup_folder(rq), **_flash(rq)
+    )
 
 
 def health_check(rq: Rq) -> Response:
@@ -475,6 +499,30 @@ def _start_health(rq: Rq) -> Any:
             conn.close()
 
     return state.tasks.submit("health", work)
+
+
+def backup_start(rq: Rq) -> Response:
+    """`poster backup DEST` from the health page, as a task (a big archive takes a while)."""
+    assert rq.form is not None
+    dest = str(rq.form.get("dest") or "").strip()
+    if not dest:
+        return rq.back("/health", error=_("Choose a folder for the backup."))
+    state = rq.state
+    folder = Path(dest).expanduser()
+
+    def work(task: Any) -> str:
+        task.progress(0, 1, _("backing up"))
+        message = actions.backup(state.config(), folder)
+        task.progress(1, 1)
+        return message
+
+    state.tasks.submit("backup", work)
+    return RedirectResponse("/health", status_code=303)
+
+
+def default_backup_folder(rq: Rq) -> str:
+    """Beside the data folder, so a backup is not inside what it copies."""
+    return str(rq.config.data_dir.parent / "poster-backup")
 
 
 # -- language -----------------------------------------------------------------------------------

@@ -4,9 +4,11 @@ home (config file, SQLite, archive) with the local adapter."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,19 @@ from starlette.testclient import TestClient
 
 from poster import config, jobs, ledger, store
 from poster.ui.app import SESSION_COOKIE, UIState, create_app
-from tests.conftest import run_cli
-from tests.ui.conftest import BASE, PORT, SECRET, Client, jpeg_bytes, outbox_files, png_bytes, set_top_level
+from tests.conftest import run_cli, stamped_home
+from tests.servers import tsa as tsa_server
+from tests.ui.conftest import (
+    BASE,
+    PORT,
+    SECRET,
+    Client,
+    jpeg_bytes,
+    make_state,
+    outbox_files,
+    png_bytes,
+    set_top_level,
+)
 
 PAGES = ["/", "/queue", "/calendar", "/calendar?view=day", "/trace", "/ledger", "/settings", "/health"]
 
@@ -251,6 +264,35 @@ def test_drop_queue_post_ledger(client: Client, home: config.Config) -> None:
     assert [r["target"] for r in js] == ["pixiv"]
     r = client.post_form("/ledger/verify")
     assert "intact" in r.headers["location"]
+    # nothing time-stamped in this home ([proof] off): the bundle's button says so
+    assert f'action="/ledger/{rows[0]["id"]}/proof"' in ledger_page
+    r = client.post_form(f"/ledger/{rows[0]['id']}/proof")
+    assert r.status_code == 303 and "nothing+is+time-stamped+yet" in r.headers["location"]
+
+
+def test_the_evidence_bundle_of_a_post_downloads_as_a_zip(
+    tmp_path: Path, tsa_pki: tuple[tsa_server.Pki, tsa_server.Pki]
+) -> None:
+    """The ledger page's button: what `poster proof POST-ID` writes, in one download."""
+    cfg = stamped_home(tmp_path / "home", *tsa_pki)
+    state = make_state(cfg)
+    rows = ledger.rows(store.connect(cfg.db_path))
+    post = rows[0]["id"]
+    with Client(create_app(state), base_url=BASE, follow_redirects=False) as c:
+        c.state = state
+        assert c.get(f"/?token={SECRET}").status_code == 303
+        assert f'action="/ledger/{post}/proof"' in c.get("/ledger").text
+        r = c.post_form(f"/ledger/{post}/proof")
+        assert r.status_code == 200, r.headers.get("location")
+        assert r.headers["content-type"] == "application/zip"
+        assert f'filename="poster-proof-{post}.zip"' in r.headers["content-disposition"]
+        with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+            names = z.namelist()
+            readme = z.read(f"poster-proof-{post}/README.txt").decode()
+        assert any("/ledger/rows/" in n for n in names) and any(n.endswith(".tsr") for n in names)
+        assert "openssl ts -verify" in readme
+        r = c.post_form("/ledger/000000000000/proof")
+        assert r.status_code == 303 and "err=" in r.headers["location"]
 
 
 def test_a_refused_upload_says_why_and_writes_nothing(client: Client, home: config.Config) -> None:
@@ -508,6 +550,42 @@ def test_settings_save_and_apply_at_once(client: Client, home: config.Config) ->
     assert "Approval is on" in client.get("/").text
 
 
+def test_the_look_of_the_copies_is_a_setting(client: Client, home: config.Config) -> None:
+    page = client.get("/settings").text
+    for name in ("render.font", "render.logo", "render.watermark_look", "render.signature_position"):
+        assert f'name="{name}"' in page
+    assert "data-font-in-use" in page
+    r = client.post_form(
+        "/settings",
+        {"targets.x.enabled": "on", "render.font": "nowhere.otf", "render.watermark_look": "strong"},
+    )
+    assert r.status_code == 400 and 'data-error-for="render.font"' in r.text and "nowhere.otf" in r.text
+    r = client.post_form(
+        "/settings",
+        {"targets.x.enabled": "on", "render.font": "", "render.watermark_look": "strong"},
+    )
+    assert r.status_code == 303
+    assert config.load(home.path).render.watermark_look == "strong"
+    assert '<option value="strong" selected>' in client.get("/settings").text
+
+
+def test_a_backup_from_the_health_page(client: Client, home: config.Config, tmp_path: Path) -> None:
+    page = client.get("/health").text
+    assert 'action="/backup"' in page and str(home.data_dir.parent / "poster-backup") in page
+    dest = tmp_path / "elsewhere" / "backup"
+    r = client.post_form("/backup", {"dest": str(dest)})
+    assert r.status_code == 303 and r.headers["location"] == "/health"
+    deadline = time.time() + 60
+    page = client.get("/health").text
+    while "data-backup-done" not in page and time.time() < deadline:
+        time.sleep(0.2)
+        page = client.get("/health").text
+    assert "data-backup-done" in page and str(dest) in page
+    assert (dest / "poster.db").is_file()
+    r = client.post_form("/backup", {"dest": " "})
+    assert r.status_code == 303 and "err=" in r.headers["location"]
+
+
 def test_health_reports_each_target(client: Client) -> None:
     page = client.get("/health").text
     deadline = time.time() + 60
@@ -518,6 +596,8 @@ def test_health_reports_each_target(client: Client) -> None:
         assert f'data-target="{t}"' in page
     assert page.count('class="ok"') >= 4  # three local targets and the ledger
     assert "hash chain intact" in page
+    assert 'data-row="data"' in page and 'data-row="stamps"' in page
+    assert "time-stamping is off" in page  # the test homes have [proof] tsa_urls = []
     # a check made in English is made again for a Japanese page: its words are in the result
     page = client.get("/health", headers={"Accept-Language": "ja"}).text
     while 'data-poll="/tasks/' in page and time.time() < deadline:

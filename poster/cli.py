@@ -1212,6 +1212,7 @@ def login(obj: Ctx, target: str) -> None:
 
 
 def _login_notify(name: str) -> None:
+    from poster import config as config_mod
     from poster import notify, secrets
 
     if not config_mod.NAME_RE.match(name):
@@ -1322,7 +1323,9 @@ def _help_language(args: list[str]) -> str | None:
     try:
         import tomllib
 
-        with config_mod.find(explicit).open("rb") as fh:
+        from poster.configfile import find
+
+        with find(explicit).open("rb") as fh:
             value = tomllib.load(fh).get("language")
     except (UserError, OSError, ValueError):
         return None

@@ -27,11 +27,11 @@ from pydantic import (
     model_validator,
 )
 
+from poster.configfile import CONFIG_NAME, find  # noqa: F401  (re-exported: poster.config.find)
 from poster.errors import ConfigError
 from poster.i18n import N_, _
 from poster.slots import parse_slot
 
-CONFIG_NAME = "config.toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -447,26 +447,6 @@ def load(path: Path) -> Config:
             _("{path}: path: unknown key (check the spelling against config.example.toml)").format(path=path)
         )
     return parse(path.resolve(), data)
-
-
-def find(explicit: Path | None) -> Path:
-    """`--config PATH`, else ./config.toml, else the user's config dir."""
-    if explicit is not None:
-        return explicit
-    local = Path.cwd() / CONFIG_NAME
-    if local.exists():
-        return local
-    from platformdirs import user_config_path
-
-    user = user_config_path("poster") / CONFIG_NAME
-    if user.exists():
-        return user
-    raise ConfigError(
-        _(
-            "no config found ({local} or {user}): create one with `poster init DIR` and pass "
-            "--config DIR/config.toml"
-        ).format(local=local, user=user)
-    )
 
 
 class Watcher:

@@ -369,9 +369,13 @@ def main() -> None:
     ap.add_argument("--before", type=Path, help="a checkout of main: its engine traces the same copies")
     ap.add_argument("--after", type=Path, help="the checkout whose engine is measured (default: this one)")
     ap.add_argument("--resume", action="store_true", help="keep the answers of an interrupted run")
+    ap.add_argument(
+        "--no-extras", action="store_true", help="attack table without the perceptual and blind-read columns"
+    )
     ap.add_argument("--scale", type=int, nargs="*", default=[1_000, 10_000, 100_000, 1_000_000])
     ap.add_argument("--unrelated", type=int, default=12_000)
-    ap.add_argument("--workers", type=int, default=2, help="calibration worker processes")
+    ap.add_argument("--sift", type=int, help="unrelated queries through the SIFT pass (default: all)")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes (calibration, attack table)")
     args = ap.parse_args()
     only = set(args.only or ("attacks", "scale", "calibration"))
     if not CORPUS.is_dir():  # every table posts or indexes the corpus's art
@@ -381,12 +385,13 @@ def main() -> None:
     if "attacks" in only:
         r2.attack_table(
             args.images, targets=tuple(args.targets.split(",")), before=args.before, after=args.after,
-            fresh=not args.resume, n_synthetic=args.synthetic,
+            fresh=not args.resume, n_synthetic=args.synthetic, workers=args.workers,
+            extras=not args.no_extras,
         )  # fmt: skip
     if "calibration" in only:
         import trace_calibration
 
-        trace_calibration.calibration(args.unrelated, args.workers)
+        trace_calibration.calibration(args.unrelated, args.workers, args.sift)
     if "scale" in only:
         import trace_scale
 

@@ -311,16 +311,31 @@ def prepare_cases(
     return spec
 
 
-def run_engine(spec: Path, out: Path, root: Path, extras: bool, fresh: bool) -> list[dict[str, Any]]:
-    """Trace every case with the `poster` package of checkout `root` (a subprocess)."""
+def run_engine(
+    spec: Path, out: Path, root: Path, extras: bool, fresh: bool, workers: int = 1
+) -> list[dict[str, Any]]:
+    """Trace every case with the `poster` package of checkout `root`: `workers` subprocesses,
+    each with its share of the cases (round robin) and its own answers file."""
     import subprocess
 
-    if fresh:
-        out.unlink(missing_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(root), OPENBLAS_NUM_THREADS="1")
-    cmd = [sys.executable, str(REPO / "benchmarks" / "trace_attack_runner.py"), str(spec), str(out)]
-    subprocess.run([*cmd, *(["--extras"] if extras else [])], env=env, check=True)
-    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    cases = json.loads(spec.read_text())
+    parts = []
+    for k in range(workers):
+        part_spec = spec.with_name(f"{spec.stem}.{k}.json")
+        part_spec.write_text(json.dumps(dict(cases, cases=cases["cases"][k::workers])))
+        part_out = out.with_name(f"{out.stem}.{k}.jsonl")
+        if fresh:
+            part_out.unlink(missing_ok=True)
+        parts.append((part_spec, part_out))
+    env = dict(os.environ, PYTHONPATH=str(root), OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    runner = [sys.executable, str(REPO / "benchmarks" / "trace_attack_runner.py")]
+    procs = [
+        subprocess.Popen([*runner, str(s), str(o), *(["--extras"] if extras else [])], env=env)
+        for s, o in parts
+    ]
+    if any(p.wait() != 0 for p in procs):
+        raise SystemExit("an attack runner failed")
+    return [json.loads(line) for _, o in parts for line in o.read_text().splitlines() if line.strip()]
 
 
 def outcome(case: dict[str, Any], rec: dict[str, Any]) -> str:
@@ -337,7 +352,8 @@ def outcome(case: dict[str, Any], rec: dict[str, Any]) -> str:
 
 def attack_table(
     n_images: int, seed: int = 17, *, targets: tuple[str, ...] = ("x", "pixiv"), before: Path | None = None,
-    after: Path | None = None, fresh: bool = True, n_synthetic: int = SYNTHETIC,
+    after: Path | None = None, fresh: bool = True, n_synthetic: int = SYNTHETIC, workers: int = 1,
+    extras: bool = True,
 ) -> None:  # fmt: skip
     names = list(ORDER[:n_images]) if n_images <= len(ORDER) else sorted(
         p.name for p in CORPUS.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")
@@ -352,12 +368,12 @@ def attack_table(
     cases = json.loads(spec.read_text())["cases"]
     print(f"{len(cases)} attacked copies ready in {time.perf_counter() - t0:.0f}s", flush=True)
     t = time.perf_counter()
-    new = run_engine(spec, OUT / "attack-after.jsonl", after or REPO, True, fresh)
+    new = run_engine(spec, OUT / "attack-after.jsonl", after or REPO, extras, fresh, workers)
     print(f"this branch traced them in {time.perf_counter() - t:.0f}s", flush=True)
     old = None
     if before is not None:
         t = time.perf_counter()
-        old = run_engine(spec, OUT / "attack-before.jsonl", before, False, fresh)
+        old = run_engine(spec, OUT / "attack-before.jsonl", before, False, fresh, workers)
         print(f"main traced them in {time.perf_counter() - t:.0f}s", flush=True)
     print_attack_table(cases, new, old)
     print(f"attack table: {time.perf_counter() - t0:.0f}s")
@@ -381,7 +397,7 @@ def print_attack_table(
             continue
         counts = dict.fromkeys(("exact", "artwork", "nothing", "wrong"), 0)
         ocounts = dict.fromkeys(("exact", "artwork", "nothing", "wrong"), 0)
-        perc = blind = 0
+        perc = blind = extra = 0
         for c in cs:
             r = by_file[c["file"]]
             o = outcome(c, r)
@@ -390,8 +406,10 @@ def print_attack_table(
                 details.append(
                     f"{attack} / {c['target']} {c['name']}: {o} ({r['verdict']}, {r['artwork_method']})"
                 )
-            perc += r.get("perceptual") == c["original"]
-            blind += c["id"] is not None and r.get("blind") == c["id"]
+            if "perceptual" in r:  # the extra columns are measured only with --extras
+                extra += 1
+                perc += r["perceptual"] == c["original"]
+                blind += c["id"] is not None and r.get("blind") == c["id"]
             if c["file"] in old:
                 ocounts[outcome(c, old[c["file"]])] += 1
         n = len(cs)
@@ -399,7 +417,7 @@ def print_attack_table(
         cpu = statistics.median(by_file[c["file"]]["cpu"] for c in cs)
         line = (
             f"| {attack} | {n} | {counts['exact']} ({counts['exact'] / n:.0%}) | {counts['artwork']} | "
-            f"{counts['nothing']} | {counts['wrong']} | {wall:.2f} ({cpu:.2f}) | {perc}/{n} | {blind}/{n} |"
+            f"{counts['nothing']} | {counts['wrong']} | {wall:.2f} ({cpu:.2f}) | {perc}/{extra} | {blind}/{extra} |"
         )
         if old:
             line += (

@@ -753,42 +753,35 @@ def trace_files(
     report_root: Path | None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> list[TraceItem]:
-    """Trace each (shown name, path); with `report_root`, write an evidence report per image
-    into `report_root/NN/`. `progress(done, total, name)` is called before each image."""
-    from poster import markkey
-    from poster import report as report_mod
-    from poster import trace as trace_mod
-
-    key = markkey.load(config.data_dir)
-    tracer = trace_mod.Tracer(conn, key, config.data_dir, cache=trace_mod.index_cache(config.data_dir))
+    """The web UI's trace: `trace_images` (the CLI's, same verdicts and reports) on each
+    (shown name, path), with what the page shows besides (titles, local times, figures).
+    Reports go where `trace_report_dir` says; `progress(done, total, name)` after each image."""
+    tz = schedule.zone(config)
     out = []
-    for n, (name, path) in enumerate(files, 1):
-        if progress:
-            progress(n - 1, len(files), name)
-        try:
-            image = trace_mod.load_suspect(path)
-            found = tracer.trace_image(image)
-        except UserError as exc:
-            out.append(TraceItem(name, [], [], None, str(exc)))
+    for t in trace_images(config, conn, list(files), progress=progress, report_root=report_root):
+        if t.result is None:
+            out.append(TraceItem(t.name, [], [], None, t.error))
             continue
-        page = None
         figures: dict[str, str] = {}
-        if report_root is not None:
-            written = report_mod.write(report_root / f"{n:02d}", path, image, found, conn, config.data_dir)
-            page = written.page
-            for f in written.files:
-                for kind in ("suspect", "posted-variant"):
-                    if f.stem == kind:
-                        figures[kind] = f.name
-        tz = schedule.zone(config)
-        matches = [m.to_json() for m in found.matches]
+        if t.report is not None:
+            for f in t.report.parent.iterdir():
+                if f.stem in ("suspect", "posted-variant"):
+                    figures[f.stem] = f.name
+        matches = [m.to_json() for m in t.result.matches]
         for m in matches:
             m["title"] = _title_of_job(conn, m.get("seq"))
             m["when"] = store.parse_iso(m["posted_at"]).astimezone(tz)
-        out.append(TraceItem(name, matches, list(found.notes), page, figures=figures))
-    if progress:
-        progress(len(files), len(files), "")
+        out.append(TraceItem(t.name, matches, list(t.result.notes), t.report, figures=figures))
     return out
+
+
+def trace_report_dir(report_root: Path, n: int, name: str, total: int) -> Path:
+    """Where the evidence report of the n-th (from 1) of `total` traced images goes: the
+    folder itself for one image, else NN-<name's stem> in it."""
+    if total == 1:
+        return report_root
+    stem = "stdin" if name == "-" else safe_stem(name)
+    return report_root / f"{n:02d}-{stem}"
 
 
 def _title_of_job(conn: sqlite3.Connection, seq: int | None) -> str:
@@ -1282,19 +1275,42 @@ def restore(backup_dir: Path, data_dir: Path) -> list[str]:
 def trace_images(
     config: Config,
     conn: sqlite3.Connection,
-    items: Sequence[Path | bytes | tuple[str, bytes]],
+    items: Sequence[Path | bytes | tuple[str, bytes] | tuple[str, Path]],
     *,
     progress: Callable[[int, int, str], None] | None = None,
+    report_root: Path | None = None,
+    trust: Sequence[Any] | None = None,
 ) -> list[Traced]:
-    """Trace found images (paths, bytes, or (name, bytes) as uploaded) against this data
-    folder's ledger and archive: one `poster.trace.Traced` per item, in order, each with its
-    verdict (`result.verdict`), matches and evidence, or the reason it could not be read.
-    `progress(done, total, name)` is called after each image. The JSON of one item is
-    `Traced.to_json()` (the CONTRACT's `{"file", "matches"}` plus `verdict`, `artwork`)."""
-    from poster import markkey
+    """Trace found images (paths, bytes, or (name, bytes or path) as uploaded) against this
+    data folder's ledger and archive: one `poster.trace.Traced` per item, in order, each with
+    its verdict (`result.verdict`), matches and evidence, or the reason it could not be read.
+    With `report_root`, an evidence report per traced image (`trace_report_dir`; `trust`: the
+    time-stamp trust anchors, default `timestamps.anchors(config)`), its page in `.report`.
+    `progress(done, total, name)` is called after each image. The CLI and the web UI both
+    trace through here. The JSON of one item is `Traced.to_json()` (the CONTRACT's
+    `{"file", "matches"}` plus `verdict`, `artwork`, and `report` when one was written)."""
+    from poster import markkey, timestamps
+    from poster import report as report_mod
     from poster import trace as trace_mod
 
     tracer = trace_mod.Tracer(
         conn, markkey.load(config.data_dir), config.data_dir, cache=trace_mod.index_cache(config.data_dir)
     )
-    return trace_mod.trace_many(tracer, items, progress=progress, keep_images=True)
+    traced = trace_mod.trace_many(tracer, items, progress=progress, keep_images=True)
+    if report_root is None:
+        return traced
+    anchors = list(trust) if trust is not None else None
+    for n, (item, t) in enumerate(zip(items, traced, strict=True), 1):
+        if t.result is None or t.image is None:
+            continue
+        folder = trace_report_dir(report_root, n, t.name, len(traced))
+        src = t.source
+        if src is None:  # bytes (standard input, an upload): the report keeps them as found
+            folder.mkdir(parents=True, exist_ok=True)
+            src = folder / "stdin.img"
+            data = item[1] if isinstance(item, tuple) else item
+            src.write_bytes(data if isinstance(data, bytes) else b"")
+        if anchors is None:
+            anchors = timestamps.anchors(config)
+        t.report = report_mod.write(folder, src, t.image, t.result, conn, config.data_dir, trust=anchors).page
+    return traced

@@ -12,7 +12,6 @@ import traceback
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -750,8 +749,7 @@ def ui(obj: Ctx, host: str, port: int, no_browser: bool, no_daemon: bool, allow_
 )
 @click.pass_obj
 def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | None) -> None:
-    from poster import actions, timestamps
-    from poster import report as report_mod
+    from poster import actions
     from poster import trace as trace_mod
     from poster.i18n import _
 
@@ -764,23 +762,13 @@ def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | 
             items.extend(trace_mod.expand([p]) if p.is_dir() else [p])
     if not items:
         raise UserError(_("{paths}: no images to trace").format(paths=", ".join(map(str, images))))
-    trust = cache(lambda: timestamps.anchors(cfg))
     # no integrity check here: at 100,000 rows it costs 8x the trace itself (benchmarks/
     # data_folder.py); status, run, ledger verify and doctor find damage
     with open_db(cfg, readonly=True) as conn, _trace_progress(len(items)) as progress:
-        traced = actions.trace_images(cfg, conn, items, progress=progress)
-        if len(traced) == 1 and traced[0].result is None:
-            raise UserError(traced[0].error or _("{file}: cannot be traced").format(file=traced[0].name))
-        out = []
-        for n, (item, t) in enumerate(zip(items, traced, strict=True), 1):
-            entry = t.to_json()
-            if report_dir is not None and t.result is not None and t.image is not None:
-                stem = "stdin" if t.name == "-" else Path(t.name).stem
-                sub = report_dir if len(traced) == 1 else report_dir / f"{n:02d}-{stem}"
-                src = item if isinstance(item, Path) else _stdin_file(sub, item[1])
-                page = report_mod.write(sub, src, t.image, t.result, conn, cfg.data_dir, trust=trust()).page
-                entry["report"] = str(page)
-            out.append(entry)
+        traced = actions.trace_images(cfg, conn, items, progress=progress, report_root=report_dir)
+    if len(traced) == 1 and traced[0].result is None:
+        raise UserError(traced[0].error or _("{file}: cannot be traced").format(file=traced[0].name))
+    out = [t.to_json() for t in traced]
     if as_json:
         if len(out) == 1:
             del out[0]["file"]  # one image: {"matches": [...], ...} as before
@@ -789,13 +777,6 @@ def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | 
         _print_traced(out)
     if any(e.get("verdict") == "error" for e in out):
         sys.exit(1)
-
-
-def _stdin_file(folder: Path, data: bytes) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "stdin.img"
-    path.write_bytes(data)
-    return path
 
 
 @contextmanager

@@ -426,8 +426,14 @@ class Tracer:
         if geometry is not None:
             art = Artwork(key, art.name, "perceptual", best.score, best.mirrored, geometry)
         layers = self.layers(image, art, self._rows_of(key)) if geometry is not None else None
-        if layers is not None and layers["verdict"] in (UNPOSTED, EXACT):
+        if layers is not None and layers["verdict"] == UNPOSTED:
             return self._artwork_verdict(image, art, self._rows_of(key))
+        if layers is not None and layers["verdict"] == EXACT:
+            # A perceptual box is a guess of where the copy sits, not a registration: the
+            # layers of an img2img rework of the X post "matched" through it and named that
+            # post (benchmarks/TRACE_RESULTS.md, attack table). Only the local features'
+            # geometry lets the layers name a post; here the artwork is all that is shown.
+            layers = None
         matches = [_with_post(m, ARTWORK) for m in result.matches]
         return Result(
             matches, quality=result.quality, notes=result.notes, verdict=ARTWORK, artwork=art, layers=layers
@@ -902,6 +908,8 @@ class Traced:
     result: Result | None
     image: Image.Image | None = None
     error: str | None = None
+    source: Path | None = None  # the file the image was read from (the report keeps a copy)
+    report: Path | None = None  # its evidence report's page, once written
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"file": self.name}
@@ -912,10 +920,13 @@ class Traced:
         out.update(self.result.summary())
         if self.result.notes:
             out["notes"] = self.result.notes
+        if self.report is not None:
+            out["report"] = str(self.report)
         return out
 
 
-Source = Path | bytes | tuple[str, bytes]
+# a file, image bytes, or (the name to show, bytes or the file): uploads keep their own name
+Source = Path | bytes | tuple[str, bytes] | tuple[str, Path]
 
 
 def trace_many(
@@ -925,24 +936,25 @@ def trace_many(
     progress: Callable[[int, int, str], None] | None = None,
     keep_images: bool = False,
 ) -> list[Traced]:
-    """Trace each item (a file path, image bytes, or (name, bytes)); a bad item is reported
-    in its entry and does not stop the others. `progress(done, total, name)` after each."""
+    """Trace each item (a file path, image bytes, or (name, bytes or path)); a bad item is
+    reported in its entry and does not stop the others. `progress(done, total, name)` after each."""
     out: list[Traced] = []
     for n, item in enumerate(items, 1):
         if isinstance(item, Path):
-            name = str(item)
+            name, data = str(item), item
         elif isinstance(item, tuple):
-            name = item[0]
+            name, data = item
         else:
-            name = f"image {n}"
+            name, data = f"image {n}", item
+        source = data if isinstance(data, Path) else None
         try:
             if isinstance(item, Path):
                 image = load_suspect(item)
-            else:
-                image = suspect_from_bytes(item[1] if isinstance(item, tuple) else item, name)
-            out.append(Traced(name, tracer.trace_image(image), image if keep_images else None))
+            else:  # errors name the file as the user knows it, not where an upload was saved
+                image = suspect_from_bytes(imaging.read_file(data) if isinstance(data, Path) else data, name)
+            out.append(Traced(name, tracer.trace_image(image), image if keep_images else None, source=source))
         except UserError as exc:
-            out.append(Traced(name, None, error=str(exc)))
+            out.append(Traced(name, None, error=str(exc), source=source))
         if progress is not None:
             progress(n, len(items), name)
     return out

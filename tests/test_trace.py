@@ -109,6 +109,25 @@ def test_rework_is_traced_perceptually_to_its_source(posted: Any, tmp_path: Path
         assert {x["id"] for x in m} <= same
 
 
+def test_a_perceptual_match_never_names_a_post_by_its_visible_layers(posted: Any) -> None:
+    """The perceptual stage's box is a guess of where a copy sits: through it the visible
+    layers of an img2img rework of an X post (benchmarks/TRACE_RESULTS.md) "matched" and named
+    the post. Even the X post itself, found perceptually only, is "artwork only"."""
+    home, rows = posted
+    row = next(r for r in rows if r["target"] == "x")
+    conn = store.connect(home.db_path)
+    try:
+        tracer = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir)
+        image = published(row)
+        found = tracer.perceptual(image)
+        assert found.matches and found.matches[0].row["original_sha256"] == row["original_sha256"]
+        result = tracer._perceptual_verdict(image, found)
+    finally:
+        conn.close()
+    assert result.verdict == trace.ARTWORK and all(m.post != "exact" for m in result.matches)
+    assert result.artwork is not None and result.artwork.key == row["original_sha256"]
+
+
 def test_mirrored_crop_is_traced_and_the_heavy_post_listed_first(posted: Any, tmp_path: Path) -> None:
     """A mirrored, cropped, recompressed copy of the X variant (random watermark): perceptual
     match found by the crop search, X's post listed first — but as "artwork only": a closer

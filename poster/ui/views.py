@@ -339,8 +339,13 @@ def report_file(rq: Rq) -> Response:
     task_id, name = str(p["task_id"]), str(p["name"])
     if not task_id.isalnum() or "/" in name or name.startswith("."):
         return Response(status_code=404)
-    path = _trace_dir(rq) / task_id / "reports" / f"{int(p['n']):02d}" / name
-    if not path.is_file():
+    root = _trace_dir(rq) / task_id / "reports"
+    # laid out by actions.trace_report_dir: the folder itself for one image, else NN-<stem>
+    n = int(p["n"])
+    folders = sorted(root.glob(f"{n:02d}-*")) if root.is_dir() else []
+    folder = folders[0] if folders else (root if n == 1 else None)
+    path = folder / name if folder is not None else None
+    if path is None or not path.is_file():
         return Response(status_code=404)
     mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=mime)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import time
 import zipfile
@@ -465,6 +466,47 @@ def test_trace_of_an_unrelated_image_says_so(client: Client, home: config.Config
     )
     page = _wait_task(client, r.headers["location"])
     assert "No post of yours matches this image" in page and "data-ledger-id" not in page
+
+
+def test_trace_page_and_cli_give_the_same_answers_and_reports(
+    client: Client, home: config.Config, tmp_path: Path
+) -> None:
+    """One trace for both screens (actions.trace_images): a batch traced on the page gets the
+    CLI's verdicts, and its reports are laid out as `poster trace --report` lays them out."""
+    _upload(client, "cat.png", png_bytes((900, 700), seed=7), targets=["x"])
+    run_cli("run", "--once", "--now", cfg=home)
+    conn = store.connect(home.db_path)
+    row = next(r for r in ledger.rows(conn) if r["target"] == "x")
+    conn.close()
+    posted = Image.open(row["url"].removeprefix("file://"))
+    w, h = posted.size
+    found = jpeg_bytes(posted.crop((int(w * 0.1), int(h * 0.1), int(w * 0.9), int(h * 0.9))), 85)
+    other = png_bytes(seed=99)
+    r = client.post(
+        "/trace",
+        files=[("images", ("found.jpg", found, "image/jpeg")), ("images", ("other.png", other, "image/png"))],
+        data={"csrftoken": client.csrf()},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    page = _wait_task(client, r.headers["location"])
+    task = r.headers["location"].split("task=")[1]
+    reports = home.data_dir / "ui-trace" / task / "reports"
+    assert sorted(p.name for p in reports.iterdir()) == ["01-found", "02-other"]
+    for n, name in ((1, "found"), (2, "other")):
+        got = client.get(f"/reports/{task}/{n}/index.html")
+        assert got.status_code == 200 and got.text == (reports / f"0{n}-{name}" / "index.html").read_text()
+    assert f'data-ledger-id="{row["id"]}"' in page[page.index("found.jpg") : page.index("other.png")]
+    (tmp_path / "found.jpg").write_bytes(found)
+    (tmp_path / "other.png").write_bytes(other)
+    code, out, err = run_cli(
+        "trace", str(tmp_path / "found.jpg"), str(tmp_path / "other.png"), "--json",
+        "--report", str(tmp_path / "r"), cfg=home,
+    )  # fmt: skip
+    assert code == 0, err
+    cli_found, cli_other = json.loads(out)
+    assert cli_found["verdict"] == "exact post" and cli_found["matches"][0]["id"] == row["id"]
+    assert cli_other["verdict"] == "no match" and "data-ledger-id" not in page[page.index("other.png") :]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["01-found", "02-other"]
 
 
 # -- settings and health ----------------------------------------------------------------------

@@ -47,7 +47,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "slow: minutes of crash campaigns, fuzzing or a real PDS; skipped locally unless --slow or CI=true",
+        "slow: crash campaigns, fuzzing, a real PDS, the longest end-to-end scenarios; "
+        "skipped locally unless --slow or CI=true",
     )
     config.addinivalue_line("markers", "pds: needs a real Bluesky PDS (node + npm); slow")
 
@@ -65,8 +66,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     n = sum(1 for r in terminalreporter.stats.get("skipped", []) if SLOW_REASON in str(r.longrepr))
     if n:
         terminalreporter.write_line(
-            f"{n} slow tests skipped (crash campaigns, fuzzing, the real Bluesky PDS): "
-            "`python -m pytest --slow` runs them; CI=true runs everything",
+            f"{n} slow tests skipped (crash campaigns, fuzzing, the real Bluesky PDS, the longest "
+            "scenarios): `python -m pytest --slow` runs them; CI=true runs everything",
             yellow=True,
         )
 

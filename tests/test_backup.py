@@ -33,6 +33,7 @@ def private(folder: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # one of the longest scenarios (10-25 s): CI=true and --slow run it
 def test_backup_while_the_daemon_posts_restores_into_a_folder_that_duplicates_nothing(tmp_path: Path) -> None:
     register()
     with SlowServer(delay=(0.6, 1.2), seed=5) as server:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from poster import config
 from tests.datafolder import daemon, drop, make_home, small_png, wait_for
 
@@ -17,6 +19,7 @@ def published(cfg: config.Config, target: str) -> int:
     return len([p for p in folder.iterdir() if not p.name.startswith(".")]) if folder.exists() else 0
 
 
+@pytest.mark.slow  # one of the longest scenarios (10-25 s): CI=true and --slow run it
 def test_config_edits_are_picked_up_and_a_broken_edit_is_reported_once(tmp_path: Path) -> None:
     cfg_path = make_home(tmp_path / "home", targets=ONE)
     cfg = config.load(cfg_path)

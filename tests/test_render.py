@@ -116,6 +116,7 @@ def test_an_unmarkable_image_fails_loudly_instead_of_posting(home: config.Config
         )  # fmt: skip
 
 
+@pytest.mark.slow  # one of the longest scenarios (10-25 s): CI=true and --slow run it
 def test_art_the_blind_read_cannot_carry_is_posted_traceable_with_its_original(home: config.Config) -> None:
     """A pixel-art sheet on transparency: no strength up to 2.5 gives a blind read after X's
     pipelines (it used to be refused as untraceable); with the original at hand the ID reads

@@ -279,6 +279,7 @@ def test_rework_report_compares_thumbnails(posted: Any, tmp_path: Path) -> None:
     check_self_contained_and_secret_free(written.page.parent, home, [])
 
 
+@pytest.mark.slow  # one of the longest scenarios (10-25 s): CI=true and --slow run it
 def test_a_page_per_image_and_a_tampered_ledger(
     posted: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -245,6 +245,7 @@ def test_a_full_database_stops_the_run_in_one_line_and_the_next_run_loses_nothin
     assert_complete(cfg, originals, ["x", "pixiv"])
 
 
+@pytest.mark.slow  # one of the longest scenarios (10-25 s): CI=true and --slow run it
 def test_a_full_disk_stops_the_run_in_one_line_and_the_next_run_loses_nothing(tmp_path: Path) -> None:
     """A real file system filled up: the run stops at whatever step hit ENOSPC (archive,
     variant, published copy, SQLite's WAL), says so in one line, and after space is freed
@@ -316,6 +317,7 @@ def _check_reads(cfg_path: Path, published: Path, backup_dir: Path, prefix: list
     assert "read-only" in run.stderr, run.stderr
 
 
+@pytest.mark.slow  # one of the longest scenarios (10-25 s): CI=true and --slow run it
 @pytest.mark.parametrize("wal", ["none", "wal-and-shm", "wal-without-shm"])
 def test_read_commands_work_on_a_folder_the_user_may_only_read(tmp_path: Path, wal: str) -> None:
     prefix = unprivileged()

@@ -87,6 +87,7 @@ def test_published_copy_is_traced_by_hidden_id(posted: Any, tmp_path: Path) -> N
     assert matches[0]["score"] == 1.0
 
 
+@pytest.mark.slow  # one of the longest scenarios (10-25 s): CI=true and --slow run it
 def test_rework_is_traced_perceptually_to_its_source(posted: Any, tmp_path: Path) -> None:
     home, rows = posted
     x_rows = [r for r in rows if r["target"] == "x"]
@@ -159,6 +160,7 @@ def test_mirrored_crop_is_traced_and_the_heavy_post_listed_first(posted: Any, tm
         conn.close()
 
 
+@pytest.mark.slow  # one of the longest scenarios (10-25 s): CI=true and --slow run it
 def test_unrelated_art_does_not_match(posted: Any, tmp_path: Path) -> None:
     home, _ = posted
     files = []
@@ -268,6 +270,7 @@ def test_an_id_from_elsewhere_is_reported_not_matched(posted: Any, tmp_path: Pat
     assert "abcdef123456" in " ".join(result.get("notes", []))
 
 
+@pytest.mark.slow  # one of the longest scenarios (10-25 s): CI=true and --slow run it
 def test_hidden_id_read_with_the_original_when_the_blind_read_fails(posted: Any, tmp_path: Path) -> None:
     """A cropped, downscaled, heavily recompressed copy: for the light variants of the small
     photo too damaged for the blind read, but with the artwork's original from the archive the
@@ -311,6 +314,7 @@ def rel_key(archive_path: str) -> str:
     return Path(archive_path).stem  # archive/ab/<sha256>.ext
 
 
+@pytest.mark.slow  # one of the longest scenarios (10-25 s): CI=true and --slow run it
 def test_unposted_original_is_never_named_as_a_post(posted: Any, tmp_path: Path) -> None:
     """The artist's own files (no hidden ID, no signature, no watermark) traced: "your
     artwork, not from any post as posted", and no post's ID anywhere in the answer. It used
@@ -362,6 +366,7 @@ def _poster(
     )
 
 
+@pytest.mark.slow  # one of the longest scenarios (10-25 s): CI=true and --slow run it
 def test_batch_folder_and_stdin(posted: Any, tmp_path: Path) -> None:
     """`poster trace DIR` traces every image in it, sub-folders too (a bad file is reported,
     the others still traced, exit 1; files that are not images by name are left alone), with
@@ -404,6 +409,7 @@ def test_batch_folder_and_stdin(posted: Any, tmp_path: Path) -> None:
     assert proc.returncode != 0 and len(proc.stderr.decode().strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # one of the longest scenarios (10-25 s): CI=true and --slow run it
 def test_collage_with_an_unposted_artwork_names_the_posted_one(tmp_path: Path) -> None:
     """A collage of an archived artwork that was never posted (the larger panel: the best
     feature match) and a posted one. The unposted artwork used to end the search with an

@@ -120,6 +120,7 @@ def test_a_page_on_another_origin_cannot_change_settings(page: Any, ui: Any, hom
     assert config.load(home.path).artist == ""
 
 
+@pytest.mark.slow  # one of the longest scenarios (10-25 s): CI=true and --slow run it
 def test_drop_queue_post_ledger_export(page: Any, home: config.Config, tmp_path: Path) -> None:
     art = tmp_path / "rabbit.png"
     art.write_bytes(png_bytes((800, 600), seed=11))

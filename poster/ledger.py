@@ -19,6 +19,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from poster import store
@@ -315,3 +316,14 @@ def to_csv(items: Iterable[dict[str, Any]]) -> str:
     buf = io.StringIO()
     write_csv(items, buf)
     return buf.getvalue()
+
+
+def variant_path(conn: sqlite3.Connection, data_dir: Path | None, row: dict[str, Any]) -> Path | None:
+    """The posted variant's file in the data folder, if it is still there."""
+    if data_dir is None:
+        return None
+    found = conn.execute("SELECT path FROM variants WHERE mark_id = ?", (parse_id(row["id"]),)).fetchone()
+    if found is None:
+        return None
+    path = data_dir / found[0]
+    return path if path.is_file() else None

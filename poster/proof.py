@@ -359,15 +359,9 @@ def write(
 
 
 def _variant(conn: sqlite3.Connection, data_dir: Path | None, row: dict[str, Any]) -> Path | None:
-    if data_dir is None:
-        return None
-    found = conn.execute(
-        "SELECT path FROM variants WHERE mark_id = ?", (ledger.parse_id(row["id"]),)
-    ).fetchone()
-    if found is None:
-        return None
-    path = data_dir / found[0]
-    return path if path.is_file() and _sha_file(path) == row["variant_sha256"] else None
+    """The posted copy, only while its bytes are still the ones the ledger row hashed."""
+    path = ledger.variant_path(conn, data_dir, row)
+    return path if path is not None and _sha_file(path) == row["variant_sha256"] else None
 
 
 def _readme(

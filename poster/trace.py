@@ -58,6 +58,7 @@ from PIL import Image, ImageOps
 from poster import fingerprint, imaging, ledger, mark
 from poster.errors import InputError, UserError
 from poster.i18n import N_, _
+from poster.ledger import variant_path
 from poster.mark import informed
 
 log = logging.getLogger(__name__)
@@ -844,19 +845,6 @@ def _with_post(m: Match, post: str) -> Match:
         m.box,
         m.extra,
     )
-
-
-def variant_path(conn: sqlite3.Connection, data_dir: Path | None, row: dict[str, Any]) -> Path | None:
-    """The posted variant's file in the data folder, if it is still there."""
-    if data_dir is None:
-        return None
-    found = conn.execute(
-        "SELECT path FROM variants WHERE mark_id = ?", (ledger.parse_id(row["id"]),)
-    ).fetchone()
-    if found is None:
-        return None
-    path = data_dir / found[0]
-    return path if path.is_file() else None
 
 
 def marked_size(conn: sqlite3.Connection, row: dict[str, Any]) -> tuple[int, int] | None:

@@ -83,14 +83,6 @@ class RestoreResult:
     held: int  # jobs made `uncertain`: they may have been posted after the backup
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -260,7 +252,7 @@ def backup(data_dir: Path, db_path: Path, dest: Path) -> BackupResult:
         mode = stat.S_IRUSR if rel.startswith("archive/") else 0o600
         old = known.get(rel)
         if target.is_file() and target.stat().st_size == size:
-            digest = old["sha256"] if old and old.get("bytes") == size else _sha256(target)
+            digest = old["sha256"] if old and old.get("bytes") == size else store.sha256_file(target)
             kept += 1
         else:
             digest = _copy(path, target, mode=mode)
@@ -276,7 +268,7 @@ def backup(data_dir: Path, db_path: Path, dest: Path) -> BackupResult:
     db_file = dest / DB_NAME
     os.replace(tmp_db, db_file)
     _fsync_dir(dest)
-    database = {"path": DB_NAME, "sha256": _sha256(db_file), "bytes": db_file.stat().st_size}
+    database = {"path": DB_NAME, "sha256": store.sha256_file(db_file), "bytes": db_file.stat().st_size}
     key_entry = {"path": markkey.KEY_NAME, "sha256": hashlib.sha256(key).hexdigest(), "bytes": len(key)}
     manifest = {
         "format": FORMAT,
@@ -322,7 +314,7 @@ def _verify_backup(folder: Path, manifest: dict[str, Any]) -> list[dict[str, Any
                 )
             )
         path = folder / rel
-        if not path.is_file() or path.stat().st_size != e["bytes"] or _sha256(path) != e["sha256"]:
+        if not path.is_file() or path.stat().st_size != e["bytes"] or store.sha256_file(path) != e["sha256"]:
             raise UserError(
                 _(
                     "{file}: missing, or not what the backup's manifest says (changed or damaged); "

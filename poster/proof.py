@@ -44,7 +44,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from poster import ledger, timestamps
+from poster import ledger, store, timestamps
 from poster.errors import InputError, UserError
 from poster.i18n import _
 from poster.store import iso
@@ -67,14 +67,6 @@ class Subject:
     label: str
     originals: list[Original]
     rows: list[dict[str, Any]]  # ledger rows as ledger.get returns them
-
-
-def _sha_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _originals_by_sha(conn: sqlite3.Connection, sha: str) -> list[Original]:
@@ -104,7 +96,7 @@ def resolve(conn: sqlite3.Connection, ref: str) -> Subject:
         return Subject(_("post {id}").format(id=row["id"]), originals, [row])
     path = Path(ref).expanduser()
     if _SHA.match(ref) or path.is_file():
-        sha = ref.lower() if _SHA.match(ref) else _sha_file(path)
+        sha = ref.lower() if _SHA.match(ref) else store.sha256_file(path)
         originals = _originals_by_sha(conn, sha)
         if not originals:
             raise InputError(
@@ -351,7 +343,7 @@ def write(
     bundle.commands = [cmd for _what, cmd in checks]
     readme = _readme(subject, stamped_originals, sorted(heads.items()), checks, list(anchors.values()))
     w.write("README.txt", readme.encode())
-    sums = "".join(f"{_sha_file(p)}  {p.relative_to(out).as_posix()}\n" for p in sorted(w.files))
+    sums = "".join(f"{store.sha256_file(p)}  {p.relative_to(out).as_posix()}\n" for p in sorted(w.files))
     w.write("SHA256SUMS", sums.encode())
     bundle.commands.insert(0, "sha256sum -c SHA256SUMS")
     bundle.files = w.files
@@ -361,7 +353,7 @@ def write(
 def _variant(conn: sqlite3.Connection, data_dir: Path | None, row: dict[str, Any]) -> Path | None:
     """The posted copy, only while its bytes are still the ones the ledger row hashed."""
     path = ledger.variant_path(conn, data_dir, row)
-    return path if path is not None and _sha_file(path) == row["variant_sha256"] else None
+    return path if path is not None and store.sha256_file(path) == row["variant_sha256"] else None
 
 
 def _readme(

@@ -33,7 +33,6 @@ its own style) and runs no script.
 from __future__ import annotations
 
 import colorsys
-import hashlib
 import html
 import json
 import math
@@ -129,14 +128,6 @@ class Evidence:
         im.save(path, **params)
         self.made.append(path)
         return name
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _copy(src: Path, out: Path, stem: str) -> Path:
@@ -946,7 +937,7 @@ def write(
     ev.trust = list(trust) if trust is not None else timestamps.default_anchors(data_dir)
     suspect_copy = _copy(suspect_path, out_dir, "suspect")
     ev.made.append(suspect_copy)
-    ev.files.append((_("suspect (as found)"), suspect_copy, sha256_file(suspect_path)))
+    ev.files.append((_("suspect (as found)"), suspect_copy, store.sha256_file(suspect_path)))
     exact = ev.exact
     if exact is not None:
         vpath = variant_path(conn, data_dir, exact.row)
@@ -954,14 +945,18 @@ def write(
             ev.variant_file = _copy(vpath, out_dir, "posted-variant")
             ev.made.append(ev.variant_file)
             ev.files.append(
-                (_("posted file ({target})").format(target=exact.target), ev.variant_file, sha256_file(vpath))
+                (
+                    _("posted file ({target})").format(target=exact.target),
+                    ev.variant_file,
+                    store.sha256_file(vpath),
+                )
             )
             ev.variant = _load(vpath)
     opath = _archived_original(conn, data_dir, ev.artwork_key) if result.verdict != NOTHING else None
     if opath is not None:
         ev.original_file = _copy(opath, out_dir, "original")
         ev.made.append(ev.original_file)
-        ev.files.append((_("original (archived)"), ev.original_file, sha256_file(opath)))
+        ev.files.append((_("original (archived)"), ev.original_file, store.sha256_file(opath)))
         ev.original = _load(opath)
     _locate(ev)
     parts = [section(ev) for section in SECTIONS]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -182,6 +183,13 @@ def parse_iso(text: str) -> datetime:
 
 
 # -- private folders and files -------------------------------------------------------------
+def sha256_file(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in chunks (the backup, the trace report and the
+    proof bundle all name files by it)."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def ensure_private_dir(path: Path) -> Path:
     """The one way poster makes a folder in the data folder: `path` and every missing parent
     are created for the user only (0700), and `path` is tightened if it already existed more

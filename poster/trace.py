@@ -231,16 +231,7 @@ def _verdict_of(matches: list[Match]) -> str:
 
 
 def load_suspect(path: Path) -> Image.Image:
-    data = imaging.read_file(path)
-    im = imaging.open_image(data, str(path))
-    if im.size[0] * im.size[1] > MAX_TRACE_PIXELS:
-        raise InputError(_("{file}: image too large to trace").format(file=path))
-    try:
-        im.load()
-        im = ImageOps.exif_transpose(im) or im
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(_("{file}: damaged image ({reason})").format(file=path, reason=exc)) from None
-    return im.convert("RGBA").convert("RGB") if im.mode in ("P", "LA", "PA") else im.convert("RGB")
+    return suspect_from_bytes(imaging.read_file(path), str(path))
 
 
 def read_hidden_id(image: Image.Image, key: bytes) -> tuple[int | None, bool]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from poster import __version__, i18n, jobs, ledger, markkey, store
+from poster import __version__, clicktext, i18n, jobs, ledger, markkey, store
 from poster.errors import UserError
 from poster.i18n import N_, _
 from poster.logs import mask_text, setup_logging
@@ -112,15 +112,8 @@ class _UserFailure(click.ClickException):
         say(_("poster: error: {message}").format(message=self.message), err=True)
 
 
-# click's own words in a help page, for the catalog (click shows them in English otherwise)
-_CLICK_WORDS = (
-    N_("Usage:"),
-    N_("Options"),
-    N_("Arguments"),
-    N_("Commands"),
-    N_("Show this message and exit."),
-    N_("Show the version and exit."),
-)
+# poster's own help heading (click's words are in poster.clicktext)
+_HEADINGS = (N_("Arguments"),)
 
 
 @contextmanager
@@ -1335,6 +1328,7 @@ def _help_language(args: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     i18n.set_language(i18n.from_environment())  # LANG until the config says otherwise
+    clicktext.install()
     if "--help" in args or "-h" in args:
         i18n.set_language(_help_language(args) or i18n.current())
     debug = "--debug" in args

@@ -40,6 +40,8 @@ def extract(output: Path = POT) -> Path:
         str(ROOT / "babel.cfg"),
         "-k",
         "N_",
+        "-k",
+        "NN_:1,2",  # singular/plural pairs marked only (poster.clicktext)
         "-o",
         str(output),
         "--no-location",

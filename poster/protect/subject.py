@@ -21,8 +21,10 @@ render of an artwork puts it in the same spot.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+from collections import OrderedDict
 from functools import cache
 from typing import Any
 
@@ -99,6 +101,13 @@ def _cascades() -> list[tuple[str, Any]]:
     return out
 
 
+# An artwork's targets are rendered in one process (poster.renderpool), and targets fitted to
+# the same size (pixiv and Xfolio, usually) hand the cascades the same working image: their
+# hits are remembered by that image's bytes, so the same pixels are never searched twice.
+_FACE_MEMO: OrderedDict[bytes, list[tuple[float, float, float, float]]] = OrderedDict()
+_FACE_MEMO_SIZE = 8
+
+
 def faces(image: Image.Image) -> list[Box]:
     """Face boxes (image pixels) found by the bundled cascades; eyes stand for the face
     around them (an eye box grown to about a face)."""
@@ -111,8 +120,22 @@ def faces(image: Image.Image) -> list[Box]:
     r = min(1.0, FACE_WORK / max(w, h))
     grey = image.convert("L").resize((max(1, round(w * r)), max(1, round(h * r))), Image.Resampling.BILINEAR)
     g = cv2.equalizeHist(np.asarray(grey))
+    memo_key = hashlib.blake2b(g.tobytes(), digest_size=16, person=b"%dx%d" % g.shape).digest()
+    hits = _FACE_MEMO.get(memo_key)
+    if hits is None:
+        hits = _face_hits(g, cascades)
+        _FACE_MEMO[memo_key] = hits
+        while len(_FACE_MEMO) > _FACE_MEMO_SIZE:
+            _FACE_MEMO.popitem(last=False)
+    return [(int(x0 / r), int(y0 / r), int(x1 / r), int(y1 / r)) for x0, y0, x1, y1 in hits]
+
+
+def _face_hits(g: np.ndarray, cascades: list[tuple[str, Any]]) -> list[tuple[float, float, float, float]]:
+    """Face boxes in the working image `g` (equalised grey)."""
+    import cv2
+
     short = min(g.shape)
-    found: list[Box] = []
+    found: list[tuple[float, float, float, float]] = []
     for name, cascade in cascades:
         eye = name == "eye"
         # faces below ~4 % of the short edge are too small to matter for a signature
@@ -127,7 +150,7 @@ def faces(image: Image.Image) -> list[Box]:
                     x = view.shape[1] - x - bw
                 if eye:  # an eye is about a quarter of the face's width, in its upper half
                     x, y, bw, bh = x - 1.5 * bw, y - bh, 4 * bw, 4 * bh
-                found.append((int(x / r), int(y / r), int((x + bw) / r), int((y + bh) / r)))
+                found.append((float(x), float(y), float(x + bw), float(y + bh)))
     return found
 
 

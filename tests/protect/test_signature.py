@@ -121,6 +121,24 @@ def test_a_photographed_face_is_detected() -> None:
     assert any(overlaps(b, face) for b in boxes)
 
 
+def test_the_same_pixels_are_searched_for_faces_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Targets fitted to the same size reuse the cascades' hits; other pixels (another size,
+    a changed picture) are searched again, each answer in its own image's pixels."""
+    monkeypatch.setattr(subject, "_FACE_MEMO", type(subject._FACE_MEMO)())
+    runs: list[tuple[int, ...]] = []
+    search = subject._face_hits
+    monkeypatch.setattr(subject, "_face_hits", lambda g, c: runs.append(g.shape) or search(g, c))
+    with Image.open(data_path("kodim04.jpg")) as im:
+        photo = im.convert("RGB")
+    first = subject.faces(photo)
+    assert first and subject.faces(photo.copy()) == first and len(runs) == 1
+    face = (106, 240, 403, 557)  # marked by hand
+    double = subject.faces(photo.resize((photo.width * 2, photo.height * 2)))
+    assert len(runs) == 2 and any(overlaps(b, tuple(2 * v for v in face)) for b in double)
+    subject.faces(photo.transpose(Image.Transpose.FLIP_TOP_BOTTOM))
+    assert len(runs) == 3
+
+
 # Real art from tests/data with subjects and faces marked by hand (image pixels of those copies).
 MARKED = [
     # the witch (with her hat) and the cat on the forest floor

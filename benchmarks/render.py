@@ -7,7 +7,7 @@ Speed: a 4096×4096 JPEG (made from a corpus painting) is
   heavy:    decoded and normalised (imaging.load), every heavy step (fit 2048, noise,
             watermark, signature, metadata), hidden ID, JPEG 90, then the read-back checks
             (as encoded + X's re-encodings 4096/2048/1200 at JPEG 85 + the policy's own).
-Target: heavy ≤ 6× baseline. Median of --runs runs each.
+Target: heavy ≤ 3× baseline (issue 16; it was 6×). Median of --runs runs each, wall and CPU.
 
 Memory: peak resident set size (ru_maxrss) of a fresh child process rendering an 8000×8000
 input with heavy and with light (light keeps full size, the worst case). Target ≤ 1.5 GB.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -60,8 +61,12 @@ def pipeline(data: bytes, policy_name: str, adapter: str, seed: int = 7) -> dict
     from poster import imaging, policies
     from poster.config import parse
     from poster.platforms import adapter_class
+    from poster.protect import subject
     from poster.render import render
 
+    # each run stands for a new artwork: the face search is remembered per image within a
+    # process (an artwork's targets share it), so forget the previous run's
+    subject._FACE_MEMO.clear()
     cfg = parse(
         REPO / "benchmarks" / "config.toml",
         {"artist": "Benchmark Artist", "targets": {"t": {"adapter": "local", "policy": policy_name}}},
@@ -80,10 +85,12 @@ def pipeline(data: bytes, policy_name: str, adapter: str, seed: int = 7) -> dict
     return {"bytes": len(r.data), "size": f"{r.width}x{r.height}", "strength": r.info["mark"]["strength"]}
 
 
-def timed(fn, *args) -> tuple[float, object]:  # type: ignore[no-untyped-def]
-    t = time.perf_counter()
+def timed(fn, *args) -> tuple[float, float, object]:  # type: ignore[no-untyped-def]
+    """(wall s, CPU s of this process's threads, result): wall time alone misleads on a shared
+    machine, CPU time alone hides the read-back checks' two threads."""
+    t, c = time.perf_counter(), time.process_time()
     out = fn(*args)
-    return time.perf_counter() - t, out
+    return time.perf_counter() - t, time.process_time() - c, out
 
 
 def child(policy_name: str, adapter: str, side: int, image: Path) -> None:
@@ -92,7 +99,7 @@ def child(policy_name: str, adapter: str, side: int, image: Path) -> None:
     del_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     error = None
     try:
-        t, info = timed(pipeline, data, policy_name, adapter)
+        t, _cpu, info = timed(pipeline, data, policy_name, adapter)
     except Exception as exc:  # report, don't hide: an untraceable render is a result too
         t, info, error = 0.0, {}, f"{type(exc).__name__}: {exc}"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -211,18 +218,24 @@ def main() -> None:
         return
 
     data = make_input(args.image, 4096)
-    base_t, heavy_t, info = [], [], {}
+    base_t, heavy_t, base_c, heavy_c, info = [], [], [], [], {}
     for _ in range(args.runs):
-        base_t.append(timed(baseline, data)[0])
-        t, info = timed(pipeline, data, "heavy", "x")
+        t, c, _out = timed(baseline, data)
+        base_t.append(t)
+        base_c.append(c)
+        t, c, info = timed(pipeline, data, "heavy", "x")
         heavy_t.append(t)
+        heavy_c.append(c)
     b, h = statistics.median(base_t), statistics.median(heavy_t)
+    bc, hc = statistics.median(base_c), statistics.median(heavy_c)
     mb = len(data) / 1e6
     print(f"input: {args.image.name} upscaled to 4096x4096 JPEG 95 ({mb:.1f} MB), {args.runs} runs")
-    print(f"{'pipeline':<44}{'median s':>10}{'ratio':>8}")
-    print(f"{'baseline: decode, resize 2048, JPEG 90':<44}{b:>10.3f}{1.0:>8.2f}")
-    print(f"{'heavy (X caps): all steps, mark, checks':<44}{h:>10.3f}{h / b:>8.2f}   {info}")
-    print(f"target: ratio <= 6.0 -> {'OK' if h / b <= 6.0 else 'OVER'}")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
+    print(f"{'pipeline':<44}{'median s':>10}{'ratio':>8}{'CPU s':>8}{'ratio':>8}")
+    print(f"{'baseline: decode, resize 2048, JPEG 90':<44}{b:>10.3f}{1.0:>8.2f}{bc:>8.3f}{1.0:>8.2f}")
+    heavy = "heavy (X caps): all steps, mark, checks"
+    print(f"{heavy:<44}{h:>10.3f}{h / b:>8.2f}{hc:>8.3f}{hc / bc:>8.2f}   {info}")
+    print(f"target (issue 16): ratio <= 3.0 -> {'OK' if h / b <= 3.0 else 'OVER'}")
     if args.no_memory:
         return
     print()

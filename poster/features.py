@@ -35,6 +35,11 @@ retrieval (Sivic & Zisserman 2003; Philbin et al. 2007; Jégou et al. 2008):
    orientations negated). The homography maps the original's pixels onto the suspect's:
    it says where the copy is, for the read of the hidden ID with the original
    (poster.mark.informed) and for the evidence report.
+6. **Direct match** (`match_features`): when verification finds nothing, the search's
+   best-voted images (SHORTLIST) are matched by trace against the suspect with their
+   originals' own keypoints (nearest neighbour, ratio test, the same RANSAC and MIN_INLIERS):
+   a tight crop of soft or densely hatched art keeps too few of the index's quantised
+   keypoints, not of the original's.
 
 OpenCV and the codebook are loaded on first use (never by `poster --help`).
 """
@@ -596,8 +601,9 @@ class FeatureIndex:
         shortlist: dict[str, int] | None = None,
     ) -> list[Hit]:
         """Artworks whose keypoints agree with the suspect's on one geometry, best first.
-        `shortlist`, when given, receives the best-voted images (key -> votes, at least
-        SHORTLIST_VOTES) whether or not they were verified: for `match_features` when the
+        `shortlist`, when given, receives the best-voted images (key -> votes: at most
+        SHORTLIST per orientation searched, each with at least SHORTLIST_VOTES) whether or
+        not they were verified: for `match_features` when the
         index's own verification finds nothing (see SHORTLIST_VOTES)."""
         if len(self) == 0 or len(f) < 4:
             return []

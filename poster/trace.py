@@ -18,7 +18,9 @@ Stages:
 
 1. **Local features** (poster.features): SIFT keypoints of every archived original in an
    inverted file; the suspect's keypoints find the artwork and, by RANSAC, where the copy
-   sits (crop, scale, turn, mirror, perspective, a panel of a collage). The hidden ID is then
+   sits (crop, scale, turn, mirror, perspective, a panel of a collage); when the index's own
+   verification finds nothing, its short list's originals are matched directly (`_direct`;
+   such a match names a post only by the hidden ID, never by the layers). The hidden ID is then
    read with the original through that geometry (`poster.mark.informed`): a hit is method
    `hidden-id` with `via: "read with the original"` and names the exact post, and trace
    stops there (the blind read costs more and reads nothing the informed read cannot).
@@ -391,7 +393,8 @@ class Tracer:
 
         fs: Any = None
         hits = []
-        for key in sorted(shortlist, key=lambda k: -shortlist[k]):
+        # the SHORTLIST best-voted over both orientations (the search lists each's best)
+        for key in sorted(shortlist, key=lambda k: -shortlist[k])[: features.SHORTLIST]:
             fo = self._pair_features(key)
             if fo is None:
                 continue

@@ -19,6 +19,13 @@ smallest perceptual (PDQ) distance to any indexed print, and the highest composi
 similarity (with its mirror). Results are cached per query in
 benchmarks/out/calibration/results.jsonl: a rerun only computes what is missing.
 
+The direct-match pass (`trace_calibration.py pair [N] [WORKERS]`, cached in
+benchmarks/out/calibration/pair.jsonl): N unrelated queries sampled evenly over every package
+group plus 10 % procedural art; each query's short list (FeatureIndex.search) matched directly
+against those originals (features.match_features, as Tracer._direct does, but over the whole
+list of both orientations and with the floor lowered to FEATURE_FLOOR): the most inliers must
+stay below MIN_INLIERS.
+
 The rework set: each of the 20 indexed artworks (corpus + synthetic) through six rework
 transforms built from the issue and seed 004 (smoothing, posterise, re-drawn lines over
 flat colour, hue shift, img2img-like regeneration, all of them combined), traced against
@@ -466,9 +473,142 @@ def report(glob: list[dict[str, Any]], local: list[dict[str, Any]], reworks: lis
     print("  missed: " + "; ".join(missed))
 
 
+# -- the direct-match pass (trace's fallback for the index's short list) ----------------------
+PAIR_FILE = OUT / "pair.jsonl"
+
+
+def pair_originals() -> dict[str, features.Features]:
+    """`features.pair_features` of every indexed artwork, by index key (cached on disk: the
+    300 procedural originals are generated once)."""
+    cache = OUT / "index" / "pair-features.npz"
+    if not cache.is_file():
+        t = time.perf_counter()
+        arrays: dict[str, np.ndarray] = {}
+        for i, (_name, im) in enumerate(indexed()):
+            f = features.pair_features(im)
+            arrays[f"xy{i}"] = f.xy
+            arrays[f"desc{i}"] = f.desc.astype(np.float16)
+            arrays[f"frame{i}"] = np.array([f.size[0], f.size[1], f.scale], np.float64)
+        np.savez(cache, **arrays)
+        print(f"pair features of the indexed artworks in {time.perf_counter() - t:.0f}s", flush=True)
+    out = {}
+    with np.load(cache) as data:
+        n = sum(1 for k in data.files if k.startswith("xy"))
+        for i in range(n):
+            w, h, scale = data[f"frame{i}"]
+            out[f"{i:064x}"] = features.Features(
+                data[f"xy{i}"], data[f"desc{i}"].astype(np.float32), (int(w), int(h)), float(scale)
+            )
+    return out
+
+
+def pair_queries(n: int) -> list[tuple[str, str, str]]:
+    """`n` unrelated queries spread evenly over every package group's list (as is and
+    augmented, as in `queries`), plus procedural art: a sample, not the first groups only."""
+    every = [q for q in queries(0) if not q[0].startswith("procedural|")]
+    step = max(1, len(every) // max(1, n - n // 10))
+    sample = every[::step][: n - n // 10]
+    return sample + queries(len(every) + n // 10)[len(every) :][: n // 10]
+
+
+def _pair_work(item: tuple[str, str, str]) -> dict[str, Any]:
+    qid, source, aug = item
+    t = time.process_time()
+    im = _source(source)
+    if im is None:
+        return {"id": qid, "skip": "unreadable or tiny"}
+    rng = np.random.default_rng(int(hashlib.sha256(qid.encode()).hexdigest()[:8], 16))
+    x = im if aug == "as is" else AUGMENT[aug](im, rng)
+    index, names = _STATE["index"], _STATE["names"]
+    shortlist: dict[str, int] = {}
+    hits = index.search(features.extract_query(x), shortlist=shortlist)
+    fs = features.pair_features(x)
+    best, best_to = 0, None
+    for key in shortlist:
+        hit = features.match_features(_STATE["pair"][key], fs, key=key, min_inliers=FEATURE_FLOOR)
+        if hit is not None and hit.inliers > best:
+            best, best_to = hit.inliers, names[int(key, 16)]
+    return {
+        "id": qid,
+        "inliers": max((h.inliers for h in hits), default=0),
+        "shortlist": len(shortlist),
+        "pair": best,
+        "pair_to": best_to,
+        "size": list(x.size),
+        "cpu": round(time.process_time() - t, 3),
+    }
+
+
+def _pair_init() -> None:
+    _init()
+    _STATE["pair"] = pair_originals()
+
+
+def pair_pass(n: int, workers: int = 1) -> None:
+    """The direct match (trace's `_direct`: the index's short list, each original matched
+    against the suspect) on `n` unrelated queries: its inliers must stay below MIN_INLIERS."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    build_index()
+    pair_originals()
+    have: dict[str, dict[str, Any]] = {}
+    if PAIR_FILE.is_file():
+        have = {r["id"]: r for r in map(json.loads, PAIR_FILE.read_text().splitlines()) if r}
+    todo = [q for q in pair_queries(n) if q[0] not in have]
+    print(
+        f"pair pass: {len(have):,} cached, {len(todo):,} to compute (load {os.getloadavg()[0]:.1f})",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    with (
+        PAIR_FILE.open("a") as out,
+        multiprocessing.get_context("fork").Pool(
+            workers if todo else 1, _pair_init if todo else None
+        ) as pool,
+    ):
+        for k, rec in enumerate(pool.imap_unordered(_pair_work, todo, chunksize=3), 1):
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+            have[rec["id"]] = rec
+            if k % 50 == 0:
+                print(f"  … {k:,}/{len(todo):,}", flush=True)
+    print(f"pair pass: {time.perf_counter() - t0:.0f}s wall, load {os.getloadavg()[0]:.1f}", flush=True)
+    pair_report([have[q[0]] for q in pair_queries(n) if q[0] in have and "skip" not in have[q[0]]])
+
+
+def pair_report(recs: list[dict[str, Any]]) -> None:
+    mi = features.MIN_INLIERS  # this process never lowers it (the workers do, in _init)
+    # 0: no plausible geometry with FEATURE_FLOOR inliers (the floor while calibrating)
+    pair = np.array([r["pair"] for r in recs] or [0])
+    low = lambda v: f"< {FEATURE_FLOOR}" if v < FEATURE_FLOOR else str(v)  # noqa: E731
+    listed = sum(r["shortlist"] > 0 for r in recs)
+    print(
+        f"direct match on the short list: {len(recs):,} unrelated queries ({_groups(recs)}), {listed:,} with a short list"
+    )
+    print(
+        "| score | queries | reporting threshold | closest unrelated | 2nd | 99th pct | false matches | margin |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        f"| direct match: inliers on one geometry | {len(recs):,} | ≥ {mi} | {low(pair.max())} | {low(np.sort(pair)[-2] if len(pair) > 1 else 0)} | {low(int(np.percentile(pair, 99)))} | {(pair >= mi).sum()} | > {mi - max(int(pair.max()), FEATURE_FLOOR)} inliers |"
+    )
+    best = sorted(recs, key=lambda r: -r["pair"])[:3]
+    print(
+        "  closest: " + "; ".join(f"{r['id'].split('|', 1)[1]} → {r['pair_to']} ({r['pair']})" for r in best)
+    )
+    cpu = [r["cpu"] for r in recs]
+    if cpu:
+        print(
+            f"  (per query: median {statistics.median(cpu):.2f} s CPU, max {max(cpu):.2f} s, for the search and the direct matches)"
+        )
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["report"]:  # the tables from what is cached, nothing computed
         report(cached(False), cached(True), rework_set())
+    elif sys.argv[1:2] == ["pair"]:  # trace_calibration.py pair [N] [WORKERS]
+        pair_pass(
+            int(sys.argv[2]) if len(sys.argv) > 2 else 400, int(sys.argv[3]) if len(sys.argv) > 3 else 1
+        )
     else:
         calibration(
             int(sys.argv[1]) if len(sys.argv) > 1 else 12_000, int(sys.argv[2]) if len(sys.argv) > 2 else 2

@@ -35,6 +35,11 @@ retrieval (Sivic & Zisserman 2003; Philbin et al. 2007; Jégou et al. 2008):
    orientations negated). The homography maps the original's pixels onto the suspect's:
    it says where the copy is, for the read of the hidden ID with the original
    (poster.mark.informed) and for the evidence report.
+6. **Direct match** (`match_features`): when verification finds nothing, the search's
+   best-voted images (SHORTLIST) are matched by trace against the suspect with their
+   originals' own keypoints (nearest neighbour, ratio test, the same RANSAC and MIN_INLIERS):
+   a tight crop of soft or densely hatched art keeps too few of the index's quantised
+   keypoints, not of the original's.
 
 OpenCV and the codebook are loaded on first use (never by `poster --help`).
 """
@@ -78,6 +83,14 @@ MIN_INLIERS = 14  # matches agreeing on one geometry for an artwork to count as 
 RANSAC_PX = 5.0  # reprojection error (suspect feature-frame px) of an inlier
 AFFINE_SHARE = 0.9  # inliers an affine map must explain to replace the homography (_simplest)
 MAX_PER_KEYPOINT = 3  # postings per query keypoint and image kept for RANSAC
+# The index keeps KEEP keypoints of an original, quantised: a crop of 20-30 % of a densely
+# hatched pencil sketch or a soft painting shares 13-230 voted matches with its original,
+# but RANSAC finds only 4-10 consistent ones among them, while the same copy matched
+# directly against the original (PAIR_KEEP keypoints, ratio test) has 58-243 inliers
+# (benchmarks/TRACE_RESULTS.md, section 4). So the best-voted images (at most SHORTLIST, with
+# at least SHORTLIST_VOTES votes) are kept for a direct match when verification finds nothing.
+SHORTLIST = 5
+SHORTLIST_VOTES = 8
 # Stop words: a query skips words with more than MAX_LIST_FACTOR times the mean number of
 # postings per word (at least MIN_LIST_CAP): at 10^6 originals the few most frequent words
 # would otherwise be most of what a query reads (benchmarks/TRACE_RESULTS.md, scale).
@@ -579,8 +592,19 @@ class FeatureIndex:
             return e, e, e.astype(np.float32), e.astype(np.float32)
         return np.concatenate(out_q), np.concatenate(out_img), np.concatenate(out_x), np.concatenate(out_y)
 
-    def search(self, f: Features, *, candidates: int = CANDIDATES, mirror: bool = True) -> list[Hit]:
-        """Artworks whose keypoints agree with the suspect's on one geometry, best first."""
+    def search(
+        self,
+        f: Features,
+        *,
+        candidates: int = CANDIDATES,
+        mirror: bool = True,
+        shortlist: dict[str, int] | None = None,
+    ) -> list[Hit]:
+        """Artworks whose keypoints agree with the suspect's on one geometry, best first.
+        `shortlist`, when given, receives the best-voted images (key -> votes: at most
+        SHORTLIST per orientation searched, each with at least SHORTLIST_VOTES) whether or
+        not they were verified: for `match_features` when the
+        index's own verification finds nothing (see SHORTLIST_VOTES)."""
         if len(self) == 0 or len(f) < 4:
             return []
         hits: list[Hit] = []
@@ -596,6 +620,11 @@ class FeatureIndex:
             k = min(candidates, len(votes))
             top = np.argpartition(-votes, k - 1)[:k]  # O(n), not a sort of every image
             top = top[np.argsort(-votes[top], kind="stable")]
+            if shortlist is not None:
+                for i in top[:SHORTLIST]:
+                    if votes[i] >= SHORTLIST_VOTES:
+                        name = self.key(int(i))
+                        shortlist[name] = max(shortlist.get(name, 0), int(votes[i]))
             for i in top:
                 # too few votes to reach MIN_INLIERS, or far behind the best candidate
                 if votes[i] < MIN_INLIERS or votes[i] < 0.15 * votes[top[0]]:
@@ -712,17 +741,31 @@ def match_images(original: Image.Image, suspect: Image.Image, *, mirror: bool = 
     images' keypoints matched directly (nearest neighbour, ratio test), then the same RANSAC
     fit and plausibility test as `FeatureIndex.search`. For the evidence report, when the copy
     was named by its hidden ID and the index was never asked where it sits. `key` is empty."""
+    return match_features(extract(original, keep=PAIR_KEEP), extract(suspect, keep=PAIR_KEEP), mirror=mirror)
+
+
+def pair_features(image: Image.Image) -> Features:
+    """An image's keypoints for `match_features` (either side)."""
+    return extract(image, keep=PAIR_KEEP)
+
+
+def match_features(
+    fo: Features, fs: Features, *, mirror: bool = True, key: str = "", min_inliers: int | None = None
+) -> Hit | None:
+    """`match_images` on features extracted once (`pair_features`): trace matches a suspect
+    against its short list's originals this way. Inliers are counted once per original place
+    and per suspect keypoint (SIFT puts several orientations at one point), like the index's
+    verification; at least `min_inliers` (MIN_INLIERS) are needed."""
     cv2 = _cv2()
-    fo = extract(original, keep=PAIR_KEEP)
-    fs = extract(suspect, keep=PAIR_KEEP)
-    if len(fo) < MIN_INLIERS or len(fs) < MIN_INLIERS:
+    floor = MIN_INLIERS if min_inliers is None else min_inliers
+    if len(fo) < floor or len(fs) < floor:
         return None
     matcher = cv2.BFMatcher(cv2.NORM_L2)
     for flipped in (False, True) if mirror else (False,):
         g = mirrored(fs) if flipped else fs
         pairs = matcher.knnMatch(fo.desc, g.desc, k=2)
         good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < PAIR_RATIO * m[1].distance]
-        if len(good) < MIN_INLIERS:
+        if len(good) < floor:
             continue
         src = fo.xy[[m.queryIdx for m in good]].astype(np.float32)
         dst = g.xy[[m.trainIdx for m in good]].astype(np.float32)
@@ -730,8 +773,9 @@ def match_images(original: Image.Image, suspect: Image.Image, *, mirror: bool = 
         if H is None or mask is None:
             continue
         inl = mask.ravel().astype(bool)
-        n_inl = int(inl.sum())
-        if n_inl < MIN_INLIERS or not _plausible(H, fo.size, g.size):
+        places = (len(np.unique(np.round(p[inl] / 2), axis=0)) for p in (src, dst))
+        n_inl = min(places)
+        if n_inl < floor or not _plausible(H, fo.size, g.size):
             continue
         Hp = np.diag([1 / fs.scale, 1 / fs.scale, 1.0]) @ H @ np.diag([fo.scale, fo.scale, 1.0])
         pts_o = src[inl] / fo.scale
@@ -742,7 +786,7 @@ def match_images(original: Image.Image, suspect: Image.Image, *, mirror: bool = 
             pts_s = pts_s.copy()
             pts_s[:, 0] = width - pts_s[:, 0]
         hit = Hit(
-            "", n_inl, len(good), Hp / Hp[2, 2], flipped, np.hstack([pts_o, pts_s]).astype(np.float32),
+            key, n_inl, len(good), Hp / Hp[2, 2], flipped, np.hstack([pts_o, pts_s]).astype(np.float32),
             _coverage(H, fo.size, g.size),
         )  # fmt: skip
         return hit  # as seen; the mirror is only tried when nothing was found

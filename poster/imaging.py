@@ -156,7 +156,7 @@ def load(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
             # Pillow warns (on stderr) about damaged EXIF and the like: keep it in the log
             warnings.simplefilter("always")
             im.load()
-            im = ImageOps.exif_transpose(im) or im
+            ImageOps.exif_transpose(im, in_place=True)  # a copy of the pixels fewer (convert copies)
         for w in caught:
             log.debug("%s: %s", name, w.message)
         im = _to_srgb(_to_8bit(im))

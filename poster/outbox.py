@@ -26,6 +26,7 @@ pipe (O_NONBLOCK, then fstat); the daemon reports each problem once per version 
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import hashlib
 import json
@@ -790,7 +791,7 @@ def scan(
                 results[i] = _crashed(c, got, reported)
                 continue
             results[i] = got
-            leaving.append((i, c, pool.submit(_remove, config, c)))
+            leaving.append((i, c, pool.submit(contextvars.copy_context().run, _remove, config, c)))
         batch.clear()
 
     def finish() -> None:
@@ -813,7 +814,8 @@ def scan(
     try:
         for c in candidates:
             while len(ahead) < AHEAD and (nxt := next(todo, None)) is not None:
-                ahead.append(pool.submit(prepare, nxt))
+                # in this context: the reasons are in the user's language (poster.i18n)
+                ahead.append(pool.submit(contextvars.copy_context().run, prepare, nxt))
             future = ahead.popleft()
             r: IntakeResult | None = None
             try:

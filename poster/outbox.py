@@ -763,7 +763,9 @@ def scan(
         if c.sidecar is not None:
             limits[c.sidecar] = config.intake.max_sidecar_bytes
         with storage_errors(config.data_dir):
-            got = _take(c, limits, wait=wait, min_age=min_age, deadline=deadline, settling=settling)
+            got = _take(
+                c, limits, wait=wait, min_age=min_age, deadline=deadline, settling=settling, stop=stop
+            )
             if isinstance(got, IntakeResult):
                 return got
             return _prepare(config, c, got, key), sum(len(b) for b in got.values())
@@ -810,6 +812,7 @@ def scan(
         leaving.clear()
 
     pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="intake")
+    stop = threading.Event()  # the scan ends early (Ctrl-C, a full disk): no more waiting
     todo = iter(candidates)
     try:
         for c in candidates:
@@ -858,6 +861,7 @@ def scan(
         flush()
         finish()
     finally:
+        stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
         # stopped early (a full disk): copies staged but never published are not left behind
         unpublished = [p for _i, p in batch]
@@ -890,8 +894,10 @@ def _take(
     min_age: float,
     deadline: float,
     settling: dict[tuple[str, str, int, int], float],
+    stop: threading.Event | None = None,
 ) -> IntakeResult | dict[Path, bytes]:
-    """The artwork's bytes once its files have settled, or why it waits."""
+    """The artwork's bytes once its files have settled, or why it waits (also once `stop`
+    is set)."""
     while True:
         t = time.time()
         if _stable(c, min_age, t, settling):
@@ -900,6 +906,6 @@ def _take(
             data = _read_stable(c, limits)
             if data is not None:
                 return data
-        if not wait or t > deadline:
+        if not wait or t > deadline or (stop is not None and stop.is_set()):
             return IntakeResult(c.name, "waiting", _("still changing; taken once it settles"))
         time.sleep(0.2)

@@ -115,14 +115,16 @@ def main() -> None:
         if a.before:
             codes.insert(0, (f"before ({a.before})", export(a.before, Path(tmp) / "before")))
         print(
-            f"{'files':>6}  {'code':<14} {'wall s':>8} {'cpu s':>7} {'ms/file':>8} {'files/s':>8}  all queued"
+            f"{'files':>6}  {'code':<14} {'wall s':>8} {'cpu s':>7} {'ms/file':>8} {'files/s':>8}"
+            f"  load  all queued"
         )
         for n in a.files:
             for label, root in codes:
                 r = measure(root, n)
                 print(
                     f"{n:>6}  {label:<14} {r['wall']:8.2f} {r['cpu']:7.2f} {1000 * r['wall'] / n:8.2f}"
-                    f" {n / r['wall']:8.0f}  {'yes' if r['ok'] else 'NO: ' + json.dumps(r)}",
+                    f" {n / r['wall']:8.0f}  {os.getloadavg()[0]:4.1f}"  # the machine is shared
+                    f"  {'yes' if r['ok'] else 'NO: ' + json.dumps(r)}",
                     flush=True,
                 )
 

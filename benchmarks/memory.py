@@ -101,8 +101,8 @@ def build(home: Path, n: int) -> Path:
     return cfg_path
 
 
-def run(root: Path, cfg_path: Path, args: list[str]) -> tuple[float, float]:
-    """(peak RSS in MB, wall seconds) of one real `python -m poster` process."""
+def run(root: Path, cfg_path: Path, args: list[str]) -> tuple[float, float, float]:
+    """(peak RSS in MB, wall seconds, CPU seconds) of one real `python -m poster` process."""
     env = {**os.environ, "PYTHONPATH": str(root)}
     t = time.perf_counter()
     with open(os.devnull, "wb") as null:
@@ -120,7 +120,7 @@ def run(root: Path, cfg_path: Path, args: list[str]) -> tuple[float, float]:
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"{args}: exit {proc.returncode}: {err.decode(errors='replace')[-2000:]}")
-    return usage.ru_maxrss / 1024, wall
+    return usage.ru_maxrss / 1024, wall, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -133,7 +133,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         old = export(a.before, base / "before") if a.before else None
-        print(f"{'rows':>8}  {'command':<22} {'code':<14} {'peak MB':>8} {'wall s':>7}", flush=True)
+        print(
+            f"{'rows':>8}  {'command':<22} {'code':<14} {'peak MB':>8} {'wall s':>7} {'cpu s':>7}  load",
+            flush=True,
+        )
         for n in a.rows:
             t = time.perf_counter()
             cfg_path = build(base / f"home-{n}", n)
@@ -145,8 +148,12 @@ def main() -> None:
                 if a.only and name not in a.only:
                     continue
                 for label, root in codes:
-                    mb, wall = run(root, cfg_path, args)
-                    print(f"{n:>8}  {name:<22} {label:<14} {mb:8.0f} {wall:7.1f}", flush=True)
+                    mb, wall, cpu = run(root, cfg_path, args)
+                    load = os.getloadavg()[0]  # the machine is shared: how busy it was
+                    print(
+                        f"{n:>8}  {name:<22} {label:<14} {mb:8.0f} {wall:7.1f} {cpu:7.1f}  {load:4.1f}",
+                        flush=True,
+                    )
             for p in sorted(cfg_path.parent.rglob("poster.db*")):
                 p.unlink()
 

@@ -61,20 +61,41 @@ def emit_json_array(items: Iterable[Any]) -> None:
     """A JSON array written element by element, as it is read: the same text as
     `emit_json(list(items))` without ever holding the list (a million ledger rows or jobs
     print in flat memory)."""
+    out = _Echo()
     first = True
-    for item in items:
-        text = json.dumps(item, ensure_ascii=False, indent=2, default=str).replace("\n", "\n  ")
-        click.echo(json_text(("[\n  " if first else ",\n  ") + text), nl=False)
-        first = False
-    click.echo("[]" if first else "\n]")
+    try:
+        for item in items:
+            text = json.dumps(item, ensure_ascii=False, indent=2, default=str).replace("\n", "\n  ")
+            out.write(json_text(("[\n  " if first else ",\n  ") + text))
+            first = False
+        out.write("[]\n" if first else "\n]\n")
+    finally:  # what was read is printed, also when reading stopped
+        out.flush()
 
 
 class _Echo:
-    """A text file whose writes go to stdout through click (for csv.writer)."""
+    """A text file whose writes go to stdout through click in pieces of about 256 KB (for
+    csv.writer and `emit_json_array`): a million rows cost a few thousand writes instead of
+    a million writes and flushes, in memory that does not grow. `flush` writes the rest."""
+
+    PIECE = 256 * 1024
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._size = 0
 
     def write(self, text: str) -> int:
-        click.echo(text, nl=False)
+        self._parts.append(text)
+        self._size += len(text)
+        if self._size >= self.PIECE:
+            self.flush()
         return len(text)
+
+    def flush(self) -> None:
+        if self._parts:
+            click.echo("".join(self._parts), nl=False)
+            self._parts.clear()
+            self._size = 0
 
 
 def _until_damaged(items: Iterator[Any], errors: list[str]) -> Iterator[Any]:
@@ -920,7 +941,11 @@ def ledger_export(obj: Ctx, fmt: str) -> None:
         damage = store.integrity_problem(conn)
         rows = _until_damaged(ledger.iter_rows(conn), errors)  # streamed: flat memory
         if fmt == "csv":
-            ledger.write_csv(rows, _Echo())  # type: ignore[arg-type]
+            out = _Echo()
+            try:
+                ledger.write_csv(rows, out)  # type: ignore[arg-type]
+            finally:
+                out.flush()
         else:
             emit_json_array(rows)
     damage = damage or (errors[0] if errors else None)

@@ -74,45 +74,52 @@ def open_image(data: bytes, name: str) -> Image.Image:
 
 
 def probe(data: bytes, name: str, *, max_pixels: int) -> Probe:
-    im = open_image(data, name)
-    with im:
-        fmt = im.format or "?"
-        if fmt not in ACCEPTED_FORMATS:
-            raise InputError(
-                _("{name}: {fmt} images are not posted (use PNG, JPEG, WebP, GIF, TIFF)").format(
-                    name=name, fmt=fmt
-                )
+    with open_image(data, name) as im:
+        return _probe(im, name, max_pixels=max_pixels)
+
+
+# Formats whose frame count is read from the header, without seeking through the frames: an
+# image of theirs that was probed is decoded as it is, not opened a second time.
+_COUNTED_IN_HEADER = frozenset({"PNG", "JPEG"})
+
+
+def _probe(im: Image.Image, name: str, *, max_pixels: int) -> Probe:
+    """`probe` of an opened image."""
+    fmt = im.format or "?"
+    if fmt not in ACCEPTED_FORMATS:
+        raise InputError(
+            _("{name}: {fmt} images are not posted (use PNG, JPEG, WebP, GIF, TIFF)").format(
+                name=name, fmt=fmt
             )
-        w, h = im.size
-        if w * h > max_pixels:
-            raise InputError(
-                _(
-                    "{name}: {w}x{h} is {megapixels:.0f} megapixels, over the limit of {limit:.0f} "
-                    "(intake.max_image_pixels)"
-                ).format(name=name, w=w, h=h, megapixels=w * h / 1e6, limit=max_pixels / 1e6)
+        )
+    w, h = im.size
+    if w * h > max_pixels:
+        raise InputError(
+            _(
+                "{name}: {w}x{h} is {megapixels:.0f} megapixels, over the limit of {limit:.0f} "
+                "(intake.max_image_pixels)"
+            ).format(name=name, w=w, h=h, megapixels=w * h / 1e6, limit=max_pixels / 1e6)
+        )
+    if min(w, h) < MIN_EDGE:
+        raise InputError(
+            _("{name}: {w}x{h} is too small (the short side must be ≥ {min_edge} px)").format(
+                name=name, w=w, h=h, min_edge=MIN_EDGE
             )
-        if min(w, h) < MIN_EDGE:
-            raise InputError(
-                _("{name}: {w}x{h} is too small (the short side must be ≥ {min_edge} px)").format(
-                    name=name, w=w, h=h, min_edge=MIN_EDGE
-                )
-            )
-        try:
-            frames = getattr(im, "n_frames", 1)
-        except Exception as exc:  # counting frames parses the whole file
-            raise InputError(
-                _("{name}: damaged image ({kind}: {error})").format(
-                    name=name, kind=type(exc).__name__, error=exc
-                )
-            ) from None
-        if frames > 1 and fmt != "MPO":
-            raise InputError(
-                _(
-                    "{name}: animated image ({frames} frames); poster posts still images only "
-                    "(export one frame as PNG)"
-                ).format(name=name, frames=frames)
-            )
-        return Probe(fmt, w, h, im.mode)
+        )
+    try:
+        frames = getattr(im, "n_frames", 1)
+    except Exception as exc:  # counting frames parses the whole file
+        raise InputError(
+            _("{name}: damaged image ({kind}: {error})").format(name=name, kind=type(exc).__name__, error=exc)
+        ) from None
+    if frames > 1 and fmt != "MPO":
+        raise InputError(
+            _(
+                "{name}: animated image ({frames} frames); poster posts still images only "
+                "(export one frame as PNG)"
+            ).format(name=name, frames=frames)
+        )
+    return Probe(fmt, w, h, im.mode)
 
 
 def _to_srgb(im: Image.Image) -> Image.Image:
@@ -149,14 +156,21 @@ def _to_8bit(im: Image.Image) -> Image.Image:
 
 def load(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
     """Decode to 8-bit sRGB RGB or RGBA, upright. Raises InputError with the file's name."""
-    probe(data, name, max_pixels=max_pixels)
     im = open_image(data, name)
+    try:
+        found = _probe(im, name, max_pixels=max_pixels)
+    except BaseException:
+        im.close()
+        raise
+    if found.format not in _COUNTED_IN_HEADER:  # counting frames moved it: start afresh
+        im.close()
+        im = open_image(data, name)
     try:
         with warnings.catch_warnings(record=True) as caught:
             # Pillow warns (on stderr) about damaged EXIF and the like: keep it in the log
             warnings.simplefilter("always")
             im.load()
-            im = ImageOps.exif_transpose(im) or im
+            ImageOps.exif_transpose(im, in_place=True)  # a copy of the pixels fewer (convert copies)
         for w in caught:
             log.debug("%s: %s", name, w.message)
         im = _to_srgb(_to_8bit(im))

@@ -26,15 +26,20 @@ pipe (O_NONBLOCK, then fstat); the daemon reports each problem once per version 
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import hashlib
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import stat
+import threading
 import time
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +72,13 @@ FOLDER_SIDECAR = "post.toml"
 BATCH_SIZE = 500
 BATCH_BYTES = 256 * 1024 * 1024
 BATCH_SECONDS = 2.0
+# Threads that read, check and stage the artworks ahead of the one being recorded, and remove
+# the taken ones from the outbox behind it. Decoding (to check the image) runs on every core,
+# as Pillow lets go of the interpreter lock while it decodes, and the waits on the disk
+# (creating an archive file, removing an outbox file: a millisecond or more each on a busy
+# disk) overlap other work instead of adding up.
+WORKERS = 4
+AHEAD = 64  # artworks prepared ahead of the one being recorded (their bytes are not kept)
 
 
 class Rejected(Exception):
@@ -436,7 +448,9 @@ def _stage(archive: Path, data: bytes, suffix: str) -> tuple[str, Path, Path | N
     if dest.exists():
         return digest, dest, None
     ensure_private_dir(dest.parent)
-    tmp = dest.with_name(dest.name + ".tmp")
+    # a name of its own: the same bytes may be staged by two threads at once, and a file that
+    # was published must never be opened for writing again
+    tmp = dest.with_name(f"{dest.name}.{secrets.token_hex(6)}.tmp")
     try:
         write_private(tmp, data)
     except OSError:
@@ -449,15 +463,20 @@ def _publish(staged: list[tuple[Path, Path]]) -> None:
     """Make the staged copies durable, rename each to its archive name, then make the renames
     durable: all of a batch with two flushes of the file system (`store.sync_files`) instead
     of two fsyncs per file."""
-    # the same bytes twice in one batch share one staged file; a copy already there is done
-    todo = [(tmp, dest) for tmp, dest in dict.fromkeys(staged) if tmp.exists() or not dest.exists()]
+    # the same bytes staged twice: published once, the other copy removed
+    todo: dict[Path, Path] = {}  # archive path → its staged file
+    for tmp, dest in staged:
+        if dest in todo:
+            tmp.unlink(missing_ok=True)
+        else:
+            todo[dest] = tmp
     if not todo:
         return
-    sync_files([tmp for tmp, _dest in todo])
-    for tmp, dest in todo:
+    sync_files(list(todo.values()))
+    for dest, tmp in todo.items():
         os.chmod(tmp, stat.S_IRUSR)
         os.replace(tmp, dest)
-    sync_files(list(dict.fromkeys(dest.parent for _tmp, dest in todo)))
+    sync_files(list(dict.fromkeys(dest.parent for dest in todo)))
 
 
 def _remove(config: Config, c: Candidate) -> None:
@@ -569,7 +588,22 @@ class _Prepared:
     seeds: dict[str, int]
 
 
-def _prepare(config: Config, c: Candidate, data: dict[Path, bytes]) -> _Prepared:
+class _Key:
+    """The hidden-ID key, read (or made, with the first artwork taken) once per scan."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+        self._lock = threading.Lock()  # the preparing threads: the key is made once
+        self._key: bytes | None = None
+
+    def get(self) -> bytes:
+        with self._lock:
+            if self._key is None:
+                self._key = markkey.load(self._data_dir, create=True)
+            return self._key
+
+
+def _prepare(config: Config, c: Candidate, data: dict[Path, bytes], key: _Key) -> _Prepared:
     """Check the artwork and stage its originals' archive copies (`_stage`): all that comes
     before its rows, outside the transaction. `_publish` completes the copies before the
     rows are written."""
@@ -593,8 +627,7 @@ def _prepare(config: Config, c: Candidate, data: dict[Path, bytes]) -> _Prepared
         "warnings": warnings,
     }
     # the visible layout of every post of each image, fixed now (keyed like the hidden ID)
-    key = markkey.load(config.data_dir, create=True)
-    seeds = {digest: layout_seed(key, digest) for _, digest, _ in archived}
+    seeds = {digest: layout_seed(key.get(), digest) for _, digest, _ in archived}
     content_key = hashlib.sha256(key_src.encode()).hexdigest()
     return _Prepared(c, side, warnings, targets, archived, staged, content_key, meta, seeds)
 
@@ -652,7 +685,7 @@ def _record_batch(
     outbox, with its archive copy, for the next scan."""
     out: list[IntakeResult | Exception] = []
     with transaction(conn):
-        planner.refresh()  # the jobs as they are now, in this transaction
+        planner.refresh(if_changed=True)  # the jobs as they are now, in this transaction
         for p in batch:
             conn.execute("SAVEPOINT artwork")
             try:
@@ -665,14 +698,6 @@ def _record_batch(
                 out.append(exc)
             conn.execute("RELEASE artwork")
     return out
-
-
-def _finish(config: Config, c: Candidate, result: IntakeResult) -> IntakeResult:
-    """Once its rows are committed, the artwork leaves the outbox."""
-    _remove(config, c)
-    for w in result.warnings:
-        log.warning("%s", safe(w))
-    return result
 
 
 def _hold(config: Config, c: Candidate, problem: Rejected) -> IntakeResult:
@@ -722,10 +747,28 @@ def scan(
     deadline = time.time() + min_age + 1
     # Archived artworks wait in `batch` for one transaction: a synchronous commit per artwork
     # was most of intake's time. Until that commit, each stays in the outbox (and is taken
-    # again after a crash); its result is filled in after it.
+    # again after a crash); its result is filled in after it. The threads of `pool` prepare
+    # the artworks ahead of the one in hand (read, check, stage the archive copies), in any
+    # order; they are recorded in the outbox's order, and removed from it once committed.
     batch: list[tuple[int, _Prepared]] = []
     planner = schedule.Planner(config, conn)
+    key = _Key(config.data_dir)
     started, size = time.monotonic(), 0  # when the batch began, the bytes of its files
+    ahead: deque[Future[IntakeResult | tuple[_Prepared, int]]] = deque()
+    leaving: list[tuple[int, Candidate, Future[None]]] = []  # committed, being removed
+
+    def prepare(c: Candidate) -> IntakeResult | tuple[_Prepared, int]:
+        """In a thread: the artwork checked and staged with the bytes of its files, or why it waits."""
+        limits = {p: config.intake.max_file_bytes for p in c.images}
+        if c.sidecar is not None:
+            limits[c.sidecar] = config.intake.max_sidecar_bytes
+        with storage_errors(config.data_dir):
+            got = _take(
+                c, limits, wait=wait, min_age=min_age, deadline=deadline, settling=settling, stop=stop
+            )
+            if isinstance(got, IntakeResult):
+                return got
+            return _prepare(config, c, got, key), sum(len(b) for b in got.values())
 
     def flush() -> None:
         if not batch:
@@ -749,54 +792,85 @@ def scan(
             if isinstance(got, Exception):
                 results[i] = _crashed(c, got, reported)
                 continue
+            results[i] = got
+            leaving.append((i, c, pool.submit(contextvars.copy_context().run, _remove, config, c)))
+        batch.clear()
+
+    def finish() -> None:
+        """Wait for the committed artworks to leave the outbox."""
+        for i, c, removal in leaving:
             try:
-                results[i] = _finish(config, c, got)
+                removal.result()
             except OSError as exc:
                 results[i] = IntakeResult(
                     c.name, "waiting", _("cannot read or archive: {why}").format(why=exc.strerror)
                 )
                 report(c.name, f"OSError: {exc}", c.paths(), f"{c.name}: {results[i].reason}")
-        batch.clear()
+                continue
+            for w in results[i].warnings:
+                log.warning("%s", safe(w))
+        leaving.clear()
 
-    for c in candidates:
-        limits = {p: config.intake.max_file_bytes for p in c.images}
-        if c.sidecar is not None:
-            limits[c.sidecar] = config.intake.max_sidecar_bytes
-        try:
-            with storage_errors(config.data_dir):
-                got = _take(c, limits, wait=wait, min_age=min_age, deadline=deadline, settling=settling)
-                r = got if isinstance(got, IntakeResult) else None
-                if r is None:
-                    assert isinstance(got, dict)
+    pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="intake")
+    stop = threading.Event()  # the scan ends early (Ctrl-C, a full disk): no more waiting
+    todo = iter(candidates)
+    try:
+        for c in candidates:
+            while len(ahead) < AHEAD and (nxt := next(todo, None)) is not None:
+                # in this context: the reasons are in the user's language (poster.i18n)
+                ahead.append(pool.submit(contextvars.copy_context().run, prepare, nxt))
+            future = ahead.popleft()
+            r: IntakeResult | None = None
+            try:
+                got = future.result()
+                if isinstance(got, IntakeResult):
+                    r = got
+                else:
                     if not batch:
                         started, size = time.monotonic(), 0
-                    batch.append((len(results), _prepare(config, c, got)))
-                    size += sum(len(b) for b in got.values())
-        except StorageError:
-            raise  # the data folder's disk is full or read-only: stop, the file stays for the next run
-        except Rejected as exc:
-            r = _hold(config, c, exc)
-            where = r.moved_to.parent if r.moved_to else config.outbox
-            report(
-                c.name,
-                r.reason or "",
-                c.paths(),
-                _("{name}: held in {folder}: {reason}").format(name=c.name, folder=where, reason=r.reason),
-            )
-        except NotNow as exc:
-            r = IntakeResult(c.name, "waiting", str(exc))
-            report(c.name, str(exc), c.paths(), f"{c.name}: {exc}")
-        except OSError as exc:
-            r = IntakeResult(c.name, "waiting", _("cannot read or archive: {why}").format(why=exc.strerror))
-            report(c.name, f"OSError: {exc}", c.paths(), f"{c.name}: {r.reason}")
-        except Exception as exc:  # a bug must not stop the other files from being taken
-            r = _crashed(c, exc, reported)
-        results.append(r if r is not None else IntakeResult(c.name, "waiting"))  # filled in by flush
-        if batch and (
-            len(batch) >= BATCH_SIZE or size >= BATCH_BYTES or time.monotonic() - started >= BATCH_SECONDS
-        ):
-            flush()
-    flush()
+                    batch.append((len(results), got[0]))
+                    size += got[1]
+            except StorageError:
+                raise  # the data folder's disk is full or read-only: stop, the file stays for the next run
+            except Rejected as exc:
+                r = _hold(config, c, exc)
+                where = r.moved_to.parent if r.moved_to else config.outbox
+                report(
+                    c.name,
+                    r.reason or "",
+                    c.paths(),
+                    _("{name}: held in {folder}: {reason}").format(
+                        name=c.name, folder=where, reason=r.reason
+                    ),
+                )
+            except NotNow as exc:
+                r = IntakeResult(c.name, "waiting", str(exc))
+                report(c.name, str(exc), c.paths(), f"{c.name}: {exc}")
+            except OSError as exc:
+                r = IntakeResult(
+                    c.name, "waiting", _("cannot read or archive: {why}").format(why=exc.strerror)
+                )
+                report(c.name, f"OSError: {exc}", c.paths(), f"{c.name}: {r.reason}")
+            except Exception as exc:  # a bug must not stop the other files from being taken
+                r = _crashed(c, exc, reported)
+            results.append(r if r is not None else IntakeResult(c.name, "waiting"))  # filled in by flush
+            if batch and (
+                len(batch) >= BATCH_SIZE or size >= BATCH_BYTES or time.monotonic() - started >= BATCH_SECONDS
+            ):
+                flush()
+        flush()
+        finish()
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        # stopped early (a full disk): copies staged but never published are not left behind
+        unpublished = [p for _i, p in batch]
+        for f in ahead:
+            if f.done() and not f.cancelled() and f.exception() is None and isinstance(f.result(), tuple):
+                unpublished.append(f.result()[0])  # type: ignore[index]
+        for p in unpublished:
+            for tmp, _dest in p.staged:
+                tmp.unlink(missing_ok=True)
     return results
 
 
@@ -820,8 +894,10 @@ def _take(
     min_age: float,
     deadline: float,
     settling: dict[tuple[str, str, int, int], float],
+    stop: threading.Event | None = None,
 ) -> IntakeResult | dict[Path, bytes]:
-    """The artwork's bytes once its files have settled, or why it waits."""
+    """The artwork's bytes once its files have settled, or why it waits (also once `stop`
+    is set)."""
     while True:
         t = time.time()
         if _stable(c, min_age, t, settling):
@@ -830,6 +906,6 @@ def _take(
             data = _read_stable(c, limits)
             if data is not None:
                 return data
-        if not wait or t > deadline:
+        if not wait or t > deadline or (stop is not None and stop.is_set()):
             return IntakeResult(c.name, "waiting", _("still changing; taken once it settles"))
         time.sleep(0.2)

@@ -175,14 +175,15 @@ class Planner:
     """Places the new jobs of one intake scan, batch after batch.
 
     Keeps each target's taken times sorted in memory instead of reading them per job (read
-    again at each batch's start and after a rollback: `refresh()`), and remembers for each
-    target a span [since, until) found to hold no free time. Adding jobs only takes times, so
-    the next search from within the span starts at its end instead of stepping through the
-    whole queue again: 10,000 artworks dropped at once are placed in linear, not quadratic,
-    time. (Should another process free a time meanwhile, a job may be placed later than it
-    could be, never closer than the rules allow: every answer is checked against the taken
-    times read in its own transaction.) A search that gives up after _PLAN_LIMIT steps gives
-    `initial_time`'s answer for that job and the next one goes on from where it stopped."""
+    again at a batch's start if another connection changed the database, and after a rollback:
+    `refresh()`), and remembers for each target a span [since, until) found to hold no free
+    time. Adding jobs only takes times, so the next search from within the span starts at its
+    end instead of stepping through the whole queue again: 10,000 artworks dropped at once are
+    placed in linear, not quadratic, time. (Should another process free a time meanwhile, a
+    job may be placed later than it could be, never closer than the rules allow: every answer
+    is checked against the taken times read in its own transaction.) A search that gives up
+    after _PLAN_LIMIT steps gives `initial_time`'s answer for that job and the next one goes
+    on from where it stopped."""
 
     def __init__(self, config: Config, conn: sqlite3.Connection) -> None:
         self.config = config
@@ -190,8 +191,17 @@ class Planner:
         self.tz = zone(config)
         self._taken: dict[str, list[datetime]] = {}
         self._empty: dict[str, tuple[datetime, datetime]] = {}
+        self._version: int | None = None  # PRAGMA data_version when the times were read
 
-    def refresh(self) -> None:
+    def refresh(self, *, if_changed: bool = False) -> None:
+        """Read the taken times again when next needed. With `if_changed` (a batch's start),
+        only if another connection changed the database since they were read (`PRAGMA
+        data_version` does not count this connection's own commits, whose times they hold):
+        reading every queued job's time at each batch made a large drop quadratic."""
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if if_changed and version == self._version:
+            return
+        self._version = version
         self._taken.clear()
 
     def initial_time(self, target: str, at: datetime | None, created: datetime, artwork_id: int) -> datetime:

@@ -608,3 +608,21 @@ def test_one_artwork_failing_in_a_batch_leaves_the_others_taken(
     monkeypatch.setattr(schedule.Planner, "initial_time", real)
     with store.opened(home.db_path) as conn:
         assert [r.outcome for r in outbox.scan(conn, home)] == ["queued"]
+
+
+def test_reasons_found_while_preparing_ahead_are_in_the_users_language(
+    home: config.Config, drop: Callable[..., Path]
+) -> None:
+    """The artworks are checked in threads ahead of the one being recorded: their reasons
+    must still be in the language of the command (a context variable), not English."""
+    from poster import i18n
+
+    drop("bad.png", b"not an image at all\n" * 20)
+    drop("good.png", _small_png(1))
+    with i18n.using("ja"):
+        expected = i18n._("{name}: not an image Pillow can read (wrong extension or damaged file)")
+        results = {r.name: r for r in scan(home)}
+    assert expected != "{name}: not an image Pillow can read (wrong extension or damaged file)"
+    assert results["bad.png"].outcome == "held"
+    assert results["bad.png"].reason == expected.format(name="bad.png")
+    assert results["good.png"].outcome == "queued"

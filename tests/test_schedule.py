@@ -426,3 +426,40 @@ def test_the_planner_does_not_walk_the_queue_for_each_job(
     times = [datetime.fromisoformat(r[0]) for r in rows]
     assert len(times) == 20
     assert all(b - a >= timedelta(minutes=60) for a, b in pairwise(times))
+
+
+def test_the_planner_reads_the_queue_again_only_when_another_connection_changed_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch of a scan used to read every queued job's time again (a large drop was
+    quadratic); the times are read again only after another process committed."""
+    cfg = make_home(tmp_path, '[targets.x]\nadapter = "local"\npolicy = "bare"\nmin_interval_minutes = 60\n')
+    reads: list[str] = []
+    real = schedule._taken
+
+    def counted(conn: object, target: str) -> list[datetime]:
+        reads.append(target)
+        return real(conn, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(schedule, "_taken", counted)
+    created = datetime.now(UTC)
+    with store.opened(cfg.db_path) as conn, store.opened(cfg.db_path) as other:
+        planner = schedule.Planner(cfg, conn)
+        placed = []
+        for _batch in range(3):
+            with store.transaction(conn):
+                planner.refresh(if_changed=True)
+                placed.append(planner.initial_time("x", None, created, 0))
+        assert len(reads) == 1  # this connection's own commits: its times are the ones held
+        assert all(b - a >= timedelta(minutes=60) for a, b in pairwise(placed))
+        drop(cfg, "b.png", seed=1)
+        assert [r.outcome for r in outbox.scan(other, cfg)] == ["queued"]  # another writer
+        before = len(reads)
+        with store.transaction(conn):
+            planner.refresh(if_changed=True)
+            planner.initial_time("x", None, created, 0)
+        assert len(reads) == before + 1
+        with store.transaction(conn):
+            planner.refresh()  # after a rollback: always
+            planner.initial_time("x", None, created, 0)
+        assert len(reads) == before + 2

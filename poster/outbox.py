@@ -79,6 +79,11 @@ BATCH_SECONDS = 2.0
 # disk) overlap other work instead of adding up.
 WORKERS = 4
 AHEAD = 64  # artworks prepared ahead of the one being recorded (their bytes are not kept)
+# A staged archive copy lives for one batch (seconds). One older than this was left by a scan
+# that was killed before its commit: its artwork is still in the outbox and is staged again,
+# so the leftover is only a duplicate of bytes the outbox holds.
+STALE_STAGED_SECONDS = 3600.0
+_swept: set[Path] = set()  # archives swept by this process (once per process is enough)
 
 
 class Rejected(Exception):
@@ -459,6 +464,36 @@ def _stage(archive: Path, data: bytes, suffix: str) -> tuple[str, Path, Path | N
     return digest, dest, tmp
 
 
+def sweep_staged(archive: Path, *, older_than: float = STALE_STAGED_SECONDS) -> list[Path]:
+    """Remove the staged copies (`NAME.<random>.tmp`) that killed scans left in the archive;
+    returns what was removed. Only names `_stage` makes are touched, and only old ones, so a
+    scan staging now (the run lock allows one per data folder) is never disturbed."""
+    removed: list[Path] = []
+    cutoff = time.time() - older_than
+    for tmp in archive.glob("??/*.tmp"):
+        try:
+            if tmp.is_file() and not tmp.is_symlink() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError as exc:  # tidying only: an unremovable leftover is reported, not fatal
+            log.debug("cannot remove %s: %s", tmp, exc)
+    return removed
+
+
+def _sweep_once(archive: Path) -> None:
+    if archive in _swept:
+        return
+    _swept.add(archive)
+    removed = sweep_staged(archive)
+    if removed:
+        log.info(
+            "%s",
+            _("removed {count} unfinished archive copies left by an interrupted scan").format(
+                count=len(removed)
+            ),
+        )
+
+
 def _publish(staged: list[tuple[Path, Path]]) -> None:
     """Make the staged copies durable, rename each to its archive name, then make the renames
     durable: all of a batch with two flushes of the file system (`store.sync_files`) instead
@@ -730,6 +765,7 @@ def scan(
     time only, as the daemon's log is all the user sees; without it (`run --once`, which
     prints every result itself) problems are logged at info level, for the log file."""
     candidates, skipped = find_candidates(config.outbox)
+    _sweep_once(config.archive)
     if reported is not None:
         reported.keep_only({c.name for c in candidates} | {r.name for r, _p in skipped})
     settling = reported.settling if reported is not None else {}

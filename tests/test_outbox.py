@@ -626,3 +626,31 @@ def test_reasons_found_while_preparing_ahead_are_in_the_users_language(
     assert results["bad.png"].outcome == "held"
     assert results["bad.png"].reason == expected.format(name="bad.png")
     assert results["good.png"].outcome == "queued"
+
+
+def test_copies_a_killed_scan_left_staged_are_swept_and_fresh_ones_kept(
+    home: config.Config, drop: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan killed between staging and its commit leaves NAME.<random>.tmp in the archive
+    (its artwork stays in the outbox and is staged again): the next process's first scan
+    removes the old ones and nothing else."""
+    monkeypatch.setattr(outbox, "_swept", set())
+    shard = home.archive / "ab"
+    shard.mkdir(parents=True)
+    old = shard / f"{'ab' * 32}.png.0123456789ab.tmp"
+    fresh = shard / f"{'ab' * 32}.png.ba9876543210.tmp"
+    kept = shard / f"{'ab' * 32}.png"  # a published original: never touched
+    for p in (old, fresh, kept):
+        p.write_bytes(b"x")
+    hour_ago = time.time() - outbox.STALE_STAGED_SECONDS - 60
+    for p in (old, kept):
+        os.utime(p, (hour_ago, hour_ago))
+    drop("a.png", _small_png(1))
+    with store.opened(home.db_path) as conn:
+        assert [r.outcome for r in outbox.scan(conn, home)] == ["queued"]
+    assert not old.exists() and fresh.exists() and kept.exists()
+    old.write_bytes(b"x")
+    os.utime(old, (hour_ago, hour_ago))
+    with store.opened(home.db_path) as conn:
+        outbox.scan(conn, home)
+    assert old.exists()  # once per process: scans every 30 s do not walk the archive again

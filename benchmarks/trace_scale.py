@@ -111,26 +111,32 @@ def build(n: int) -> Path:
     pool = [fingerprint.thumbnail(painting((640, 480), 2000 + i)) for i in range(32)]
     cols = ledger.HASHED_FIELDS
     sql = f"INSERT INTO ledger ({', '.join(cols)}, prev_hash, row_hash) VALUES ({', '.join('?' * (len(cols) + 2))})"
+    # everything random drawn in bulk (numpy), one row at a time only for the hash chain
+    # (each row hashes its predecessor's hash), inserted 50,000 rows per executemany
+    fp_len = fingerprint.REGIONS * fingerprint.HASH_BYTES
+    mark_ids = rng.integers(1, 2**48, n, dtype=np.int64)
+    targets = ("x", "pixiv", "xfolio")
     conn.execute("BEGIN")
-    batch = []
-    for i in range(n):
-        seq = seq0 + 1 + i
-        hashes = rng.integers(0, 256, fingerprint.REGIONS * fingerprint.HASH_BYTES, dtype=np.uint8).tobytes()
-        hist = np.sort(rng.integers(0, 256, (2, fingerprint.HIST_BINS), dtype=np.uint8), axis=1).tobytes()
-        fields = {
-            "seq": seq, "mark_id": int(rng.integers(1, 2**48)), "job_id": 10**9 + i, "idx": 0,
-            "target": ("x", "pixiv", "xfolio")[i % 3], "adapter": "local", "url": f"https://example.org/{seq}",
-            "media_url": None, "remote_id": str(seq), "posted_at": "2026-11-22T00:00:00+00:00",
-            "original_sha256": bytes(keys[i]).hex(), "variant_sha256": "1" * 64, "render": "{}",
-            "variant_fp": hashes + hist, "original_fp": hashes + hist, "variant_thumb": pool[i % len(pool)],
-        }  # fmt: skip
-        row_hash = ledger._row_hash(prev, fields)
-        batch.append([fields[c] for c in cols] + [prev, row_hash])
-        prev = row_hash
-        if len(batch) == 20_000:
-            conn.executemany(sql, batch)
-            batch = []
-    if batch:
+    step = 50_000
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        hashes = rng.integers(0, 256, (b - a, fp_len), dtype=np.uint8)
+        hist = np.sort(rng.integers(0, 256, (b - a, 2, fingerprint.HIST_BINS), dtype=np.uint8), axis=2)
+        fps = np.concatenate([hashes, hist.reshape(b - a, -1)], axis=1)
+        batch = []
+        for i in range(a, b):
+            seq = seq0 + 1 + i
+            fp = fps[i - a].tobytes()
+            fields = {
+                "seq": seq, "mark_id": int(mark_ids[i]), "job_id": 10**9 + i, "idx": 0,
+                "target": targets[i % 3], "adapter": "local", "url": f"https://example.org/{seq}",
+                "media_url": None, "remote_id": str(seq), "posted_at": "2026-11-22T00:00:00+00:00",
+                "original_sha256": keys[i].tobytes().hex(), "variant_sha256": "1" * 64, "render": "{}",
+                "variant_fp": fp, "original_fp": fp, "variant_thumb": pool[i % len(pool)],
+            }  # fmt: skip
+            row_hash = ledger._row_hash(prev, fields)
+            batch.append([fields[c] for c in cols] + [prev, row_hash])
+            prev = row_hash
         conn.executemany(sql, batch)
     conn.execute("COMMIT")
     covered = int(conn.execute("SELECT max(rowid) FROM originals").fetchone()[0])

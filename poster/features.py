@@ -520,30 +520,21 @@ class FeatureIndex:
         return self._idf
 
     # -- search -------------------------------------------------------------------------------
-    def _postings(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every posting of the given words (sorted, all segments), with the index of the
-        word in `words` each came from; image numbers made global. Each list is one
-        contiguous run of a segment's file, read as it is (a gather through an index array
-        of every posting cost 5 times more at 10^5 images, 15 times at 10^6)."""
-        parts, which = [], []
+    def _postings(self, words: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """Every posting of the given words (sorted), per segment: (the segment's first image
+        number, which of `words` it has lists for, their lengths, their postings one list
+        after another). Each list is one contiguous run of the segment's file, read as it is
+        (a gather through an index array of every posting cost 5 times more at 10^5 images,
+        15 times at 10^6)."""
+        parts = []
         w = words.astype(np.int64)
         for s, base in zip(self.segments, self.base[:-1], strict=True):
             starts = np.asarray(s.offsets[w])
             ends = np.asarray(s.offsets[w + 1])
-            lens = ends - starts
-            nz = np.nonzero(lens)[0]
-            if len(nz) == 0:
-                continue
-            p = s.read_lists(starts[nz], ends[nz])
-            if base:
-                p["img"] += np.uint32(base)
-            parts.append(p)
-            which.append(np.repeat(nz.astype(np.int32), lens[nz]))
-        if not parts:
-            return np.empty(0, POSTING), np.empty(0, np.int32)
-        if len(parts) == 1:
-            return parts[0], which[0]
-        return np.concatenate(parts), np.concatenate(which)
+            nz = np.nonzero(ends > starts)[0]
+            if len(nz):
+                parts.append((int(base), nz, ends[nz] - starts[nz], s.read_lists(starts[nz], ends[nz])))
+        return parts
 
     def list_lengths(self, words: np.ndarray) -> np.ndarray:
         """How many postings each word has, over every segment."""
@@ -582,34 +573,37 @@ class FeatureIndex:
             b = max(a + 1, int(np.searchsorted(csum, (csum[a - 1] if a else 0) + READ_BATCH, side="right")))
             sel = usable[a:b]
             a = b
-            post, which_local = self._postings(uniq[sel])
-            if len(post) == 0:
-                continue
-            sig = post["sig"]
-            # a word serves one query entry almost always; the rare second (third...) entry
-            # of a word is compared in its own pass over just its postings, instead of
-            # repeating every posting once per entry. Per-word values are looked up before
-            # they are spread over the postings (one gather per posting, not three).
-            got_post, got_entry = [], []
-            for r in range(int(counts[sel].max())):
-                entry_of_word = order[starts[sel] + np.minimum(r, counts[sel] - 1)]
-                if r == 0:
-                    ok = np.nonzero(np.bitwise_count(sig ^ flat_s[entry_of_word][which_local]) <= HAMMING)[0]
-                else:
-                    rows = np.nonzero((counts[sel] > r)[which_local])[0]
-                    ham = np.bitwise_count(sig[rows] ^ flat_s[entry_of_word][which_local[rows]])
-                    ok = rows[ham <= HAMMING]
-                got_post.append(ok)
-                got_entry.append(entry_of_word[which_local[ok]])
-            pi, ei = np.concatenate(got_post), np.concatenate(got_entry)
-            if len(got_post) > 1:  # posting by posting, its entries in turn (as RANSAC saw them)
-                o = np.lexsort((ei, pi))
-                pi, ei = pi[o], ei[o]
-            p = post[pi]
-            out_q.append(qkp[ei])
-            out_img.append(p["img"].astype(np.int64))
-            out_x.append(p["x"] / POS_SCALE)
-            out_y.append(p["y"] / POS_SCALE)
+            for base, nz, ln, post in self._postings(uniq[sel]):
+                word = sel[nz]  # the query's unique words this part has postings of
+                ends = np.cumsum(ln)  # word k's postings are post[ends[k] - ln[k] : ends[k]]
+                sig = post["sig"]
+                # a word serves one query entry almost always; the rare second (third...)
+                # entry of a word is compared in its own pass over just that word's postings,
+                # instead of repeating every posting once per entry. The query's bits are
+                # spread over the postings word by word (no per-posting index, no gather).
+                got_post, got_entry = [], []
+                for r in range(int(counts[word].max())):
+                    entry_of_word = order[starts[word] + np.minimum(r, counts[word] - 1)]
+                    if r == 0:
+                        qsig = np.repeat(flat_s[entry_of_word], ln)
+                        ok = np.nonzero(np.bitwise_count(sig ^ qsig) <= HAMMING)[0]
+                    else:
+                        k = np.nonzero(counts[word] > r)[0]
+                        lk = ln[k]
+                        rows = np.repeat(ends[k] - lk - (np.cumsum(lk) - lk), lk) + np.arange(int(lk.sum()))
+                        qsig = np.repeat(flat_s[entry_of_word[k]], lk)
+                        ok = rows[np.bitwise_count(sig[rows] ^ qsig) <= HAMMING]
+                    got_post.append(ok)
+                    got_entry.append(entry_of_word[np.searchsorted(ends, ok, side="right")])
+                pi, ei = np.concatenate(got_post), np.concatenate(got_entry)
+                if len(got_post) > 1:  # posting by posting, its entries in turn (as RANSAC saw them)
+                    o = np.lexsort((ei, pi))
+                    pi, ei = pi[o], ei[o]
+                p = post[pi]
+                out_q.append(qkp[ei])
+                out_img.append(p["img"].astype(np.int64) + base)
+                out_x.append(p["x"] / POS_SCALE)
+                out_y.append(p["y"] / POS_SCALE)
         if not out_q:
             e = np.empty(0, np.int64)
             return e, e, e.astype(np.float32), e.astype(np.float32)

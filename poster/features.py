@@ -698,14 +698,15 @@ class FeatureIndex:
 
     def composition_search(self, vectors: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Inner products of the query vectors (q, D) with every image's descriptor: the k
-        best (similarity, image) per query, through a faiss index (fp16 codes)."""
+        best (similarity, image) per query, through a flat faiss index. The stored vectors
+        are float16 and held as float32 (4 bytes a dimension: 0.4 GB at 10^6 images): the same
+        products as fp16 codes (to float rounding), but the fp16 scalar quantiser decodes
+        every vector per query, 0.41 s of CPU for two queries at 10^6 images against 0.13 s."""
         import faiss  # lazily
 
         if self._comp is None:
             dims = self.segments[0].composition.shape[1] if self.segments else 0
-            index = faiss.IndexScalarQuantizer(
-                dims, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-            )
+            index = faiss.IndexFlatIP(dims)
             for s in self.segments:
                 c = s.composition
                 for a in range(0, len(c), 65536):

@@ -276,3 +276,32 @@ def test_tight_crop_of_a_sketch_is_matched_directly(tmp_path: Path) -> None:
             o = other.convert("RGB")
         for box in ((0, 0, *o.size), (o.width // 4, o.height // 4, 3 * o.width // 4, 3 * o.height // 4)):
             assert features.match_features(original, features.pair_features(jpeg(o.crop(box)))) is None
+
+
+def test_matches_equal_a_brute_force_over_several_segments(tmp_path: Path) -> None:
+    """The lists read from each segment's file, the query's bits spread word by word, the
+    image numbers made global: every (keypoint, image, x, y) a plain loop over the stored
+    entries finds, and nothing else (also where one word serves several query keypoints)."""
+    entries = [features.entry_of(k, im) for k, im in ART.items()]
+    dims = entries[0].composition.shape[0]
+    root = tmp_path / "features"
+    root.mkdir()
+    features.Segment.write(root / "seg-000001", entries[:2], dims)
+    features.Segment.write(root / "seg-000002", entries[2:], dims)
+    features._write_manifest(
+        root, {"codebook": features.codebook().version, "segments": ["seg-000001", "seg-000002"]}
+    )
+    idx = features.FeatureIndex(root)
+    f = features.extract(jpeg(ART[f"{3:064x}"].crop((100, 80, 700, 600))), keep=features.QUERY_KEEP)
+    words, sigs = features.quantise(f.desc, idx.book, 2)
+    assert len(np.unique(words)) < words.size  # some word serves several query entries
+    got = idx.matches(f)
+    expected = []
+    for j, slot in np.ndindex(words.shape):
+        for img, e in enumerate(entries):
+            same = np.nonzero(e.words == words[j, slot])[0]
+            bits = np.bitwise_count(e.sigs[same] ^ sigs[j, slot])
+            for i in same[bits <= features.HAMMING]:
+                expected.append((j, img, e.xy[i, 0] / features.POS_SCALE, e.xy[i, 1] / features.POS_SCALE))
+    assert len(expected) > 50
+    assert sorted(zip(*(a.tolist() for a in got), strict=True)) == sorted(expected)

@@ -256,14 +256,22 @@ def _work_light(item: tuple[str, str, str]) -> dict[str, Any]:
     return _work(item, local=False)
 
 
+def _query_image(source: str, qid: str, aug: str) -> Image.Image | None:
+    """The query of a calibration item: the source image, augmented as the item says (seeded
+    by its id, so a resumed run makes the same query); None if unreadable or tiny."""
+    im = _source(source)
+    if im is None:
+        return None
+    rng = np.random.default_rng(int(hashlib.sha256(qid.encode()).hexdigest()[:8], 16))
+    return im if aug == "as is" else AUGMENT[aug](im, rng)
+
+
 def _work(item: tuple[str, str, str], local: bool = True) -> dict[str, Any]:
     qid, source, aug = item
     t = time.process_time()
-    im = _source(source)
-    if im is None:
+    x = _query_image(source, qid, aug)
+    if x is None:
         return {"id": qid, "skip": "unreadable or tiny"}
-    rng = np.random.default_rng(int(hashlib.sha256(qid.encode()).hexdigest()[:8], 16))
-    x = im if aug == "as is" else AUGMENT[aug](im, rng)
     rec = {
         "id": qid,
         **scores(x, local=local),
@@ -514,11 +522,9 @@ def pair_queries(n: int) -> list[tuple[str, str, str]]:
 def _pair_work(item: tuple[str, str, str]) -> dict[str, Any]:
     qid, source, aug = item
     t = time.process_time()
-    im = _source(source)
-    if im is None:
+    x = _query_image(source, qid, aug)
+    if x is None:
         return {"id": qid, "skip": "unreadable or tiny"}
-    rng = np.random.default_rng(int(hashlib.sha256(qid.encode()).hexdigest()[:8], 16))
-    x = im if aug == "as is" else AUGMENT[aug](im, rng)
     index, names = _STATE["index"], _STATE["names"]
     shortlist: dict[str, int] = {}
     hits = index.search(features.extract_query(x), shortlist=shortlist)

@@ -16,10 +16,12 @@ absence ties it to the source file instead. With the copy brought onto the origi
   copy shows none of them (t < ABSENT), and the copy follows the original closely (its
   residual after the tone fit, `noise`, at most COPY_NOISE): a rework (re-drawn, posterised,
   hue-shifted) lacks the layers as well, yet it is no copy of the source file;
-* **exact post** p: the copy shows p's layers (t_p > PRESENT) and, against every other post
-  q, where p's and q's variants differ, it follows p: <copy - v_q, v_p - v_q> / |v_p - v_q|^2
-  > PRESENT, every one of those measured. Two posts with the same visible layers (two
-  light-policy copies) can never be told apart this way, and are not;
+* **exact post** p: the copy follows the original closely (`noise` at most COPY_NOISE: an
+  img2img rework made from p's file can keep p's watermark, yet it is no copy of p), shows
+  p's layers (t_p > PRESENT) and, against every other post q, where p's and q's variants
+  differ, it follows p: <copy - v_q, v_p - v_q> / |v_p - v_q|^2 > PRESENT, every one of those
+  measured. Two posts with the same visible layers (two light-policy copies) can never be
+  told apart this way, and are not;
 * anything else: **artwork only**.
 """
 
@@ -142,7 +144,7 @@ def compare(
         and noise <= COPY_NOISE
     ):
         verdict = "not from any post"
-    else:
+    elif noise <= COPY_NOISE:
         for pid, p in posts.items():
             if not (p["measured"] and p["shown"] > PRESENT):
                 continue

@@ -80,6 +80,28 @@ def test_a_rework_is_not_called_a_leak_of_the_source_file(
     assert got["noise"] > layers.COPY_NOISE
 
 
+def test_a_rework_of_a_post_that_keeps_its_layers_is_not_that_post(
+    art: tuple[Image.Image, dict[str, Image.Image | None]],
+) -> None:
+    """An img2img rework made from the X post can keep the post's watermark (the attack
+    table's Pepper&Carrot page, 2026-12-03): it is no copy of that post's file, so the layers
+    name no post; trace reports the artwork (or a likely rework), never an exact post."""
+    original, variants = art
+    post_a = variants["post-a"]
+    assert post_a is not None
+    strong = Image.fromarray(  # the rework, with post-a's marks kept at full strength
+        np.where(
+            np.abs(np.asarray(post_a, np.int16) - np.asarray(original, np.int16)) > 12,
+            np.asarray(post_a),
+            np.asarray(rework(original)),
+        ).astype(np.uint8)
+    )
+    got = layers.compare(strong, original, variants, IDENTITY)
+    assert got is not None and got["noise"] > layers.COPY_NOISE, got
+    assert got["posts"]["post-a"]["shown"] > layers.PRESENT, got  # the layers are there
+    assert got["verdict"] == "artwork only", got
+
+
 def test_a_missing_variant_file_never_gives_from_no_post(
     art: tuple[Image.Image, dict[str, Image.Image | None]],
 ) -> None:

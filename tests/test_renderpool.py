@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -109,3 +111,39 @@ def test_in_process_run_raises_instead_of_capturing(tmp_path: Path) -> None:
     assert renderpool.run(task) == {}
     with pytest.raises(FileNotFoundError):
         renderpool.run(task, capture=False)
+
+
+_OWNER = """
+import os, sys, time
+from poster import renderpool
+pool = renderpool.pool(2)
+pids = {f.result() for f in [pool.submit(os.getpid) for _ in range(8)]}
+print(" ".join(map(str, sorted(pids))), flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:  # a zombie has ended: it waits only to be reaped
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_workers_end_when_the_daemon_is_killed() -> None:
+    """A daemon killed with SIGKILL cannot shut its pool down; its workers must not wait
+    forever (each holds its task queue's write end and the forkserver's keep-alive pipe)."""
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        pids = [int(p) for p in owner.stdout.readline().split()]
+        assert pids and all(_alive(p) for p in pids)
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in pids if _alive(p)]

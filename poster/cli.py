@@ -61,22 +61,21 @@ def emit_json_array(items: Iterable[Any]) -> None:
     """A JSON array written element by element, as it is read: the same text as
     `emit_json(list(items))` without ever holding the list (a million ledger rows or jobs
     print in flat memory)."""
-    out = _Echo()
     first = True
-    try:
+    with _Echo() as out:
         for item in items:
             text = json.dumps(item, ensure_ascii=False, indent=2, default=str).replace("\n", "\n  ")
             out.write(json_text(("[\n  " if first else ",\n  ") + text))
             first = False
         out.write("[]\n" if first else "\n]\n")
-    finally:  # what was read is printed, also when reading stopped
-        out.flush()
 
 
 class _Echo:
     """A text file whose writes go to stdout through click in pieces of about 256 KB (for
     csv.writer and `emit_json_array`): a million rows cost a few thousand writes instead of
-    a million writes and flushes, in memory that does not grow. `flush` writes the rest."""
+    a million writes and flushes, in memory that does not grow. `flush` writes the rest; as a
+    context manager it flushes on the way out, also when reading stopped with an error (what
+    was read is printed)."""
 
     PIECE = 256 * 1024
 
@@ -96,6 +95,12 @@ class _Echo:
             click.echo("".join(self._parts), nl=False)
             self._parts.clear()
             self._size = 0
+
+    def __enter__(self) -> _Echo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
 
 
 def _until_damaged(items: Iterator[Any], errors: list[str]) -> Iterator[Any]:
@@ -941,11 +946,8 @@ def ledger_export(obj: Ctx, fmt: str) -> None:
         damage = store.integrity_problem(conn)
         rows = _until_damaged(ledger.iter_rows(conn), errors)  # streamed: flat memory
         if fmt == "csv":
-            out = _Echo()
-            try:
+            with _Echo() as out:
                 ledger.write_csv(rows, out)  # type: ignore[arg-type]
-            finally:
-                out.flush()
         else:
             emit_json_array(rows)
     damage = damage or (errors[0] if errors else None)

@@ -779,7 +779,7 @@ def match_images(original: Image.Image, suspect: Image.Image, *, mirror: bool = 
     images' keypoints matched directly (nearest neighbour, ratio test), then the same RANSAC
     fit and plausibility test as `FeatureIndex.search`. For the evidence report, when the copy
     was named by its hidden ID and the index was never asked where it sits. `key` is empty."""
-    return match_features(extract(original, keep=PAIR_KEEP), extract(suspect, keep=PAIR_KEEP), mirror=mirror)
+    return match_features(pair_features(original), pair_features(suspect), mirror=mirror)
 
 
 def pair_features(image: Image.Image) -> Features:

@@ -23,11 +23,15 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from poster import store
-from poster.config import Config
 from poster.i18n import _
 from poster.termsafe import safe
+
+if TYPE_CHECKING:  # `poster status` lists held artworks without importing pydantic
+    from poster.config import Config
+    from poster.configsnap import Essentials
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +84,7 @@ class Held:
     reason_file: Path
 
 
-def folder(config: Config) -> Path:
+def folder(config: Config | Essentials) -> Path:
     return config.data_dir / FOLDER
 
 
@@ -177,7 +181,7 @@ def read_reason(note: Path) -> str:
     return ""
 
 
-def items(config: Config) -> list[Held]:
+def items(config: Config | Essentials) -> list[Held]:
     """Every artwork in needs-attention whose reason file is beside it, by name."""
     try:
         entries = sorted(os.scandir(folder(config)), key=lambda e: e.name)

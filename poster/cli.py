@@ -12,7 +12,6 @@ import traceback
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     # `poster --help`; the heavy libraries (PIL, numpy, OpenCV, rich …) by the commands that
     # use them: tests/test_cli.py checks which modules `--help` and `status` import
     from poster import config as config_mod
+    from poster.configsnap import Essentials
 
 log = logging.getLogger("poster")
 
@@ -50,6 +50,19 @@ class Ctx:
         if cfg.language:  # config `language` wins over LANG from here on
             i18n.set_language(cfg.language)
         return cfg
+
+    def essentials(self) -> Essentials:
+        """What a read-only look at the queue needs: from the snapshot of the config's last
+        full check when the file is unchanged (no pydantic to import), else from a full load."""
+        from poster import configfile, configsnap
+
+        quick = configsnap.recall(configfile.find(self.config_path))
+        if quick is None:
+            return configsnap.Essentials.of(self.config())
+        setup_logging(self.verbose, self.debug, quick.data_dir)
+        if quick.language:
+            i18n.set_language(quick.language)
+        return quick
 
 
 def emit_json(value: Any) -> None:
@@ -121,7 +134,7 @@ def say(text: object = "", *, err: bool = False) -> None:
 
 @contextmanager
 def open_db(
-    cfg: config_mod.Config, *, readonly: bool = False, check: str | None = None
+    cfg: config_mod.Config | Essentials, *, readonly: bool = False, check: str | None = None
 ) -> Iterator[sqlite3.Connection]:
     """The database for one command. `readonly` for commands that only read (they then work
     on a read-only or full disk); `check` ("quick"/"full") runs SQLite's integrity check."""
@@ -243,6 +256,8 @@ def init_home(directory: Path) -> Path:
     if cfg_path.exists():
         raise UserError(_("{path} already exists; not overwriting it").format(path=cfg_path))
     directory.mkdir(parents=True, exist_ok=True)
+    from importlib import resources
+
     template = resources.files("poster").joinpath("data/config.example.toml").read_text(encoding="utf-8")
     cfg_path.write_text(template, encoding="utf-8")
     cfg = config_mod.load(cfg_path)
@@ -282,6 +297,8 @@ def demo(obj: Ctx, directory: Path) -> None:
         init_home(directory)
     obj.config_path = cfg_path
     cfg = obj.config()
+    from importlib import resources
+
     sample = resources.files("poster").joinpath("data/sample")
     for name in ("shichimi.jpg", "shichimi.toml"):
         dest = cfg.outbox / name
@@ -589,7 +606,7 @@ def _job_json(j: jobs.Job) -> dict[str, Any]:
 def status(obj: Ctx, as_json: bool, limit: int, offset: int) -> None:
     from poster import attention, timestamps
 
-    cfg = obj.config()
+    cfg = obj.essentials()
     with open_db(cfg, readonly=True, check="quick") as conn:
         if as_json:  # every job, streamed: flat memory however long the history
             emit_json_array(_job_json(j) for j in jobs.iter_jobs(conn))
@@ -598,7 +615,7 @@ def status(obj: Ctx, as_json: bool, limit: int, offset: int) -> None:
         total = sum(counts.values())
         page = jobs.latest(conn, limit or total, offset)
         items = [_job_json(j) for j in page]
-        stamp_lines = timestamps.summary(conn, cfg).problem_lines()
+        stamp_lines = timestamps.summary(conn, enabled=cfg.stamping).problem_lines()
     held = attention.items(cfg)
     if held:
         say(

@@ -433,21 +433,29 @@ def parse(path: Path, data: dict[str, Any]) -> Config:
 
 def load(path: Path) -> Config:
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        content = path.read_bytes()
+        data = tomllib.loads(content.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(
             _("{path}: no such config file (create one with `poster init DIR`)").format(path=path)
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(_("{path}: not valid TOML: {error}").format(path=path, error=exc)) from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; a file saved as Shift_JIS comes here
+        raise ConfigError(
+            _("{path}: not UTF-8 text (byte {offset}): save it as UTF-8").format(path=path, offset=exc.start)
+        ) from None
     except OSError as exc:
         raise ConfigError(_("{path}: cannot read: {reason}").format(path=path, reason=exc.strerror)) from None
     if "path" in data:
         raise ConfigError(
             _("{path}: path: unknown key (check the spelling against config.example.toml)").format(path=path)
         )
-    return parse(path.resolve(), data)
+    config = parse(path.resolve(), data)
+    from poster import configsnap
+
+    configsnap.remember(config, content)  # `poster status` starts without pydantic next time
+    return config
 
 
 class Watcher:

@@ -48,6 +48,7 @@ from poster.store import iso
 
 if TYPE_CHECKING:
     from poster.config import Config, TargetConfig
+    from poster.configsnap import Essentials
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ _OCCUPYING = ("pending", "rendering", "ready", "posting", "posted", "retry_wait"
 _DAY = timedelta(hours=24)  # the window of `daily_cap`, in planning and in pacing alike
 
 
-def zone(config: Config) -> tzinfo:
+def zone(config: Config | Essentials) -> tzinfo:
     """The configured time zone, else the system's (a named zone, so DST is right)."""
     if config.timezone:
         return ZoneInfo(config.timezone)

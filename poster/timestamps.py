@@ -828,7 +828,7 @@ class Summary:
         return out
 
 
-def summary(conn: sqlite3.Connection, config: Config) -> Summary:
+def summary(conn: sqlite3.Connection, *, enabled: bool) -> Summary:
     counts = dict(conn.execute("SELECT state, count(*) FROM stamps GROUP BY state").fetchall())
     pending = conn.execute(
         "SELECT MIN(created_at), MIN(next_try) FROM stamps WHERE state = 'pending'"
@@ -842,7 +842,7 @@ def summary(conn: sqlite3.Connection, config: Config) -> Summary:
         for r in conn.execute("SELECT * FROM stamps WHERE state = 'failed' ORDER BY id")
     )
     return Summary(
-        enabled=bool(config.proof.tsa_urls),
+        enabled=enabled,
         stamped=counts.get("stamped", 0),
         pending=counts.get("pending", 0),
         failed=counts.get("failed", 0),
@@ -866,7 +866,7 @@ def doctor(conn: sqlite3.Connection, config: Config, *, session: requests.Sessio
     """Ask each configured TSA for a token of a fixed test hash (nothing of the user's) and
     check it (fetching a pinned root first if it is not here yet), then add what is waiting
     or given up. OK when a TSA answered with a valid token and nothing was given up."""
-    s = summary(conn, config)
+    s = summary(conn, enabled=bool(config.proof.tsa_urls))
     if not s.enabled:
         return Health(True, _("time-stamping is off ([proof] tsa_urls = [])"))
     stamper = Stamper(config, session=session)

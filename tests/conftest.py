@@ -95,6 +95,14 @@ def _no_public_tsa() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _own_cache_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test (and the `poster` subprocesses it starts) has a cache folder of its own: the
+    config snapshots `poster status` reads (poster.configsnap) never reach the user's
+    ~/.cache nor another test."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> config.Config:
     """`poster init` into a temp dir; returns the loaded config."""

@@ -66,6 +66,16 @@ def test_bad_config_gives_one_line_naming_file_and_key(tmp_path: Path, text: str
     assert expected in message
 
 
+def test_a_config_saved_as_shift_jis_is_one_line_not_a_crash(tmp_path: Path) -> None:
+    """Japanese Windows editors may save as Shift_JIS; TOML is UTF-8 (it was a traceback)."""
+    path = tmp_path / "config.toml"
+    path.write_bytes((BASE + 'artist = "山田"\n').encode("shift_jis"))
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    offset = len((BASE + 'artist = "').encode("utf-8"))
+    assert str(err.value) == f"{path}: not UTF-8 text (byte {offset}): save it as UTF-8"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

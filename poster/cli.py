@@ -39,7 +39,7 @@ class Ctx:
     config_path: Path | None
     verbose: int
     debug: bool
-    loaded: config_mod.Config | None = None  # the config the command runs with, once loaded
+    loaded: config_mod.Config | Essentials | None = None  # what the command runs with, once loaded
 
     def config(self) -> config_mod.Config:
         from poster import config as config_mod
@@ -60,6 +60,7 @@ class Ctx:
         if quick is None:
             return configsnap.Essentials.of(self.config())
         setup_logging(self.verbose, self.debug, quick.data_dir)
+        self.loaded = quick  # a storage error names the data folder, as after a full load
         if quick.language:
             i18n.set_language(quick.language)
         return quick

@@ -365,10 +365,12 @@ class Tracer:
                 got.artwork = art
                 return got
             if rows or hit is tries[-1]:  # an artwork without posts: try the next one
-                # a direct match also registers reworks that keep the drawing (re-drawn lines
+                # A direct match also registers reworks that keep the drawing (re-drawn lines
                 # over a pencil sketch: the X post's layers "shown" through it, benchmarks/
-                # TRACE_RESULTS.md, section 4): there only the hidden ID names a post
-                verdict = self._artwork_verdict(image, art, rows, layers_name_post=not direct)
+                # TRACE_RESULTS.md, section 4); the layers name a post only for a faithful
+                # copy (residual from the original <= layers.COPY_NOISE), so they decide here
+                # as for any registered copy (tests/test_trace.py, direct match).
+                verdict = self._artwork_verdict(image, art, rows)
                 if got is not None:  # an ID this ledger never issued: said, never matched
                     verdict.hidden_id, verdict.hidden_id_mirrored = got.hidden_id, got.hidden_id_mirrored
                     verdict.id_read = got.id_read
@@ -410,15 +412,10 @@ class Tracer:
             self._pairs[key] = None if ref is None else features.pair_features(ref)
         return self._pairs[key]
 
-    def _artwork_verdict(
-        self, image: Image.Image, art: Artwork, rows: list[dict[str, Any]], *, layers_name_post: bool = True
-    ) -> Result:
+    def _artwork_verdict(self, image: Image.Image, art: Artwork, rows: list[dict[str, Any]]) -> Result:
         """The artwork is known, its hidden ID was not read: the visible layers decide between
-        one post, the source file (no post) and "artwork only" (never one post when
-        `layers_name_post` is false)."""
+        one post, the source file (no post) and "artwork only"."""
         layers = self.layers(image, art, rows) if art.geometry is not None else None
-        if layers is not None and layers["verdict"] == EXACT and not layers_name_post:
-            layers = None  # as in _perceptual_verdict: the artwork is all that is shown
         extra = {"inliers": art.inliers} if art.inliers is not None else None
         if layers is not None and layers["verdict"] == UNPOSTED:
             return Result([], verdict=UNPOSTED, artwork=art, layers=layers)

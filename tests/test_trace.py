@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from poster import cli, config, fingerprint, ledger, markkey, store, trace
+from poster import cli, config, fingerprint, ledger, mark, markkey, store, trace
 from tests.conftest import artwork, data_path, run_cli
 
 POSTED = ("revoy_forest_painting.jpg", "kodim23.png")
@@ -570,6 +570,87 @@ def test_tight_crop_of_a_soft_painting_names_the_post(
     assert result.artwork is not None and result.artwork.key == row["original_sha256"]
     # found by the direct match, not by the index's own verification
     assert len(calls) == 1 and calls[0][1] and calls[0][1][0].key == row["original_sha256"]
+
+
+def _tight_crop(im: Image.Image) -> Image.Image:
+    w, h = im.size
+    cw, ch = round(w * 0.47), round(h * 0.47)
+    x0, y0 = round(w * 0.45), round(h * 0.08)
+    crop = im.crop((x0, y0, x0 + cw, y0 + ch))
+    return crop.resize((round(cw * 0.75), round(ch * 0.75)), Image.Resampling.LANCZOS)
+
+
+def test_a_direct_match_whose_id_is_not_read_is_named_by_its_layers(
+    posted: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tight crop found by the direct match whose hidden ID cannot be read (the pencil
+    sketch's crops in the attack table) is still a faithful copy of one post: its visible
+    layers name it, as they do for copies the index's verification found."""
+    from poster import features
+
+    home, rows = posted
+    calls = _spy_direct(monkeypatch)
+    monkeypatch.setattr(features.FeatureIndex, "_verify", lambda *a, **k: None)
+    monkeypatch.setattr(trace.Tracer, "_informed", lambda *a, **k: None)  # the ID unread,
+    monkeypatch.setattr(mark, "extract_detail", lambda *a, **k: None)  # blind or with the original
+    row = next(r for r in rows if r["target"] == "x" and r["original_sha256"] == _sha(POSTED[0]))
+    path = tmp_path / "crop.webp"
+    _tight_crop(published(row)).save(path, "WEBP", quality=80)
+    conn = store.connect(home.db_path)
+    try:
+        result = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir).trace_path(path)
+    finally:
+        conn.close()
+    assert len(calls) == 1 and calls[0][1] and calls[0][1][0].key == row["original_sha256"]
+    assert result.verdict == trace.EXACT, result.layers
+    assert (result.matches[0].id, result.matches[0].method) == (row["id"], "visible-layers")
+
+
+def test_a_rework_found_by_the_direct_match_names_no_post(
+    posted: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-drawn lines over the X post keep its drawing, so the direct match registers them,
+    and can keep its watermark (benchmarks/TRACE_RESULTS.md, section 4): no faithful copy of
+    any post, so no post is named (the layers' COPY_NOISE bar, tests/test_layers.py)."""
+    from poster import features
+
+    home, rows = posted
+    calls = _spy_direct(monkeypatch)
+    monkeypatch.setattr(features.FeatureIndex, "_verify", lambda *a, **k: None)
+    # no hidden ID read (one read here would rightly name the X post: the rework kept it)
+    monkeypatch.setattr(trace.Tracer, "_informed", lambda *a, **k: None)
+    monkeypatch.setattr(mark, "extract_detail", lambda *a, **k: None)
+    row = next(r for r in rows if r["target"] == "x" and r["original_sha256"] == _sha(POSTED[0]))
+    post = published(row)
+    with Image.open(data_path(POSTED[0])) as src:
+        original = src.convert("RGB").resize(post.size, Image.Resampling.LANCZOS)
+    # a rework that keeps the drawing (and so its keypoints): colours posterised and hue-
+    # shifted, the strong lines re-drawn in black; the X post's visible marks kept where strong
+    # (a recolour alone stays within the copy bar, 7.65 here: like its hidden ID, the layers
+    # then rightly say which post it was made from)
+    a, o = np.asarray(post, np.int16), np.asarray(original, np.int16)
+    flat = (np.round(a / 255 * 6) / 6 * 255).astype(np.uint8)
+    hsv = np.asarray(Image.fromarray(flat).convert("HSV")).copy()
+    hsv[..., 0] = (hsv[..., 0].astype(int) + 12) % 256
+    redone = np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"), np.int16)
+    lines = np.asarray(post.convert("L").filter(ImageFilter.FIND_EDGES)) > 96
+    redone[lines] = 16
+    kept = np.where(np.abs(a - o) > 12, a, redone).astype(np.uint8)
+    path = tmp_path / "rework.png"
+    Image.fromarray(kept).save(path)
+    conn = store.connect(home.db_path)
+    try:
+        result = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir).trace_path(path)
+    finally:
+        conn.close()
+    assert calls and calls[0][1] and calls[0][1][0].key == row["original_sha256"]  # registered
+    from poster import layers
+
+    shown = result.layers["posts"][row["id"]]["shown"] if result.layers else None
+    assert shown is not None and shown > layers.PRESENT, result.layers  # the X post's layers
+    assert result.layers["noise"] > layers.COPY_NOISE, result.layers  # yet no faithful copy
+    assert result.verdict != trace.EXACT, result.layers
+    assert all(m.post != "exact" for m in result.matches)
 
 
 def test_unrelated_art_through_the_direct_match_stays_no_match(

@@ -45,7 +45,7 @@ from poster.i18n import _
 from poster.mark import informed
 from poster.platforms.base import Capabilities
 from poster.policies import Policy
-from poster.protect import Limits, StepContext, layout_seed, pixelart, post_seed
+from poster.protect import Limits, StepContext, layout_seed, pixelart, post_seed, subject
 from poster.protect.fit import resize
 from poster.protect.metadata import Metadata
 
@@ -304,6 +304,12 @@ def _render(job: _Job, *, keep_alpha: bool) -> Rendered:
         image = step.apply(image, ctx)
         if step.name == "fit":
             art = image
+            from poster.protect.signature import Signature  # the step registry is lazy
+
+            if any(isinstance(s, Signature) and s.searches_faces(artist) for s in policy.steps[i + 1 :]):
+                # the signature looks for faces in this very image: its ~0.5 s of cascades
+                # run in the background while the noise and the watermark are drawn
+                subject.prefetch_faces(art)
         steps_info.append(
             {**step.describe(), "seed": step_seed, **({"chosen": ctx.record} if ctx.record else {})}
         )

@@ -54,14 +54,14 @@ def _texture_field(size: tuple[int, int], period: float, rng: np.random.Generato
 
 
 def _box(a: np.ndarray, r: int) -> np.ndarray:
-    """Box blur of radius r with edge padding (separable, cumulative sums, float32)."""
+    """Box blur of radius r with edge padding (float32).
+
+    OpenCV's box filter: the padded cumulative sums it replaced cost ~0.1 CPU-s on a 2048²
+    post (the sums along rows run element by element); same mean, float32 rounding aside."""
+    import cv2  # a dependency (the face search, the watermark); imported here for start-up
+
     k = 2 * r + 1
-    p = np.pad(a, r, mode="edge")
-    c = np.cumsum(p, axis=0, dtype=np.float32)
-    c = np.concatenate([c[k - 1 : k], c[k:] - c[:-k]], axis=0)
-    c = np.cumsum(c, axis=1, dtype=np.float32)
-    c = np.concatenate([c[:, k - 1 : k], c[:, k:] - c[:, :-k]], axis=1)
-    return c / float(k * k)
+    return cv2.blur(a.astype(np.float32, copy=False), (k, k), borderType=cv2.BORDER_REPLICATE)
 
 
 def _upsampled_band(field: Image.Image, size: tuple[int, int], top: int, bottom: int) -> np.ndarray:

@@ -99,10 +99,15 @@ def detect(image: Image.Image) -> PixelArt | None:
     found = _windows(image)
     windows = [_clean(a) for a, _origin in found]
     origins = [origin for _a, origin in found]
-    opaque = np.concatenate([a[a[..., 3] == 255].reshape(-1, 4) for a in windows])
-    colours = len(np.unique(opaque.view(np.uint32))) if opaque.size else 0
-    if colours > 65536:  # photos and paintings: no need to look further
-        return None
+    # Colours window by window: a painting has more than 65536 in its first window already,
+    # and then the other three need not be counted (the union has at least as many).
+    seen = np.empty(0, np.uint32)
+    for a in windows:
+        opaque = np.ascontiguousarray(a[a[..., 3] == 255].reshape(-1, 4)).view(np.uint32).ravel()
+        seen = np.unique(np.concatenate([seen, opaque]))
+        if len(seen) > 65536:  # photos and paintings: no need to look further
+            return None
+    colours = len(seen)
     scale = _block_scale(windows, origins)
     if scale > 1:
         # the art inside the blocks: one pixel per block

@@ -119,6 +119,12 @@ class Signature(Step):
         draw.text((-left + 1, -top + 1), text, font=font, fill=fill, stroke_width=stroke, stroke_fill=edge)
         return stamp.resize((stamp.width * up, stamp.height * up), Image.Resampling.NEAREST)
 
+    def searches_faces(self, artist: str) -> bool:
+        """Whether `apply` will look for faces (in the art as fitted, `ctx.art`): render
+        starts that search early (`subject.prefetch_faces`)."""
+        p = self.params
+        return p.position == "auto" and bool(p.image or (p.text if p.text is not None else artist).strip())
+
     def apply(self, image: Image.Image, ctx: StepContext) -> Image.Image:
         p = self.params
         if not p.image and not self._text(ctx):

@@ -24,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
@@ -104,8 +106,61 @@ def _cascades() -> list[tuple[str, Any]]:
 # An artwork's targets are rendered in one process (poster.renderpool), and targets fitted to
 # the same size (pixiv and Xfolio, usually) hand the cascades the same working image: their
 # hits are remembered by that image's bytes, so the same pixels are never searched twice.
-_FACE_MEMO: OrderedDict[bytes, list[tuple[float, float, float, float]]] = OrderedDict()
+Hits = list[tuple[float, float, float, float]]
+_FACE_MEMO: OrderedDict[bytes, Hits] = OrderedDict()
 _FACE_MEMO_SIZE = 8
+# Searches started ahead (`prefetch_faces`) and not finished yet, by the same key.
+_FACE_PENDING: dict[bytes, Future[Hits]] = {}
+_FACE_LOCK = threading.Lock()
+_FACE_POOL: ThreadPoolExecutor | None = None
+
+
+def _working(image: Image.Image) -> tuple[np.ndarray, float, bytes]:
+    """(equalised grey working image, its scale, memo key) for the face search."""
+    import cv2
+
+    w, h = image.size
+    r = min(1.0, FACE_WORK / max(w, h))
+    grey = image.convert("L").resize((max(1, round(w * r)), max(1, round(h * r))), Image.Resampling.BILINEAR)
+    g = cv2.equalizeHist(np.asarray(grey))
+    return g, r, hashlib.blake2b(g.tobytes(), digest_size=16, person=b"%dx%d" % g.shape).digest()
+
+
+def _remember(key: bytes, hits: Hits) -> None:
+    with _FACE_LOCK:
+        _FACE_MEMO[key] = hits
+        while len(_FACE_MEMO) > _FACE_MEMO_SIZE:
+            _FACE_MEMO.popitem(last=False)
+
+
+def prefetch_faces(image: Image.Image) -> None:
+    """Start the face search for `image` in a background thread; `faces` on the same pixels
+    then waits for it instead of searching again.
+
+    The cascades (~0.5 s at 2048 px) spend their time in OpenCV, which releases the GIL: a
+    render starts them as soon as the art is fitted and its noise and watermark steps run
+    meanwhile. The answer is the one `faces` would find itself, so nothing posted changes."""
+    global _FACE_POOL
+    cascades = _cascades()
+    if not cascades:
+        return
+    g, _r, key = _working(image)
+    with _FACE_LOCK:
+        if key in _FACE_MEMO or key in _FACE_PENDING:
+            return
+        if _FACE_POOL is None:
+            _FACE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poster-faces")
+        future = _FACE_POOL.submit(_face_hits, g, cascades)
+        _FACE_PENDING[key] = future
+
+    def settle(done: Future[Hits]) -> None:
+        """Into the memo (or forgotten, if it failed: `faces` then searches itself)."""
+        if done.exception() is None:
+            _remember(key, done.result())  # before it leaves pending: never in neither
+        with _FACE_LOCK:
+            _FACE_PENDING.pop(key, None)
+
+    future.add_done_callback(settle)
 
 
 def faces(image: Image.Image) -> list[Box]:
@@ -114,28 +169,27 @@ def faces(image: Image.Image) -> list[Box]:
     cascades = _cascades()
     if not cascades:
         return []
-    import cv2
-
-    w, h = image.size
-    r = min(1.0, FACE_WORK / max(w, h))
-    grey = image.convert("L").resize((max(1, round(w * r)), max(1, round(h * r))), Image.Resampling.BILINEAR)
-    g = cv2.equalizeHist(np.asarray(grey))
-    memo_key = hashlib.blake2b(g.tobytes(), digest_size=16, person=b"%dx%d" % g.shape).digest()
-    hits = _FACE_MEMO.get(memo_key)
+    g, r, key = _working(image)
+    with _FACE_LOCK:
+        hits = _FACE_MEMO.get(key)
+        pending = _FACE_PENDING.get(key)
+    if hits is None and pending is not None:
+        try:
+            hits = pending.result()
+        except Exception:  # searched again below, where an error reaches the caller
+            log.debug("background face search failed", exc_info=True)
     if hits is None:
         hits = _face_hits(g, cascades)
-        _FACE_MEMO[memo_key] = hits
-        while len(_FACE_MEMO) > _FACE_MEMO_SIZE:
-            _FACE_MEMO.popitem(last=False)
+        _remember(key, hits)
     return [(int(x0 / r), int(y0 / r), int(x1 / r), int(y1 / r)) for x0, y0, x1, y1 in hits]
 
 
-def _face_hits(g: np.ndarray, cascades: list[tuple[str, Any]]) -> list[tuple[float, float, float, float]]:
+def _face_hits(g: np.ndarray, cascades: list[tuple[str, Any]]) -> Hits:
     """Face boxes in the working image `g` (equalised grey)."""
     import cv2
 
     short = min(g.shape)
-    found: list[tuple[float, float, float, float]] = []
+    found: Hits = []
     for name, cascade in cascades:
         eye = name == "eye"
         # faces below ~4 % of the short edge are too small to matter for a signature

@@ -103,6 +103,53 @@ def test_watermark_warp_bends_the_marks() -> None:
     assert flat.tobytes() != bent.tobytes()  # same layout, different geometry
 
 
+def test_warp_field_is_the_mesh_pillow_warps_with() -> None:
+    """The marks are drawn through `_Field` (cv2.remap); `warp` (Pillow's MESH transform) is
+    the reference: the same seed must bend the picture the same way."""
+    import cv2
+
+    from poster.protect.watermark import _Field, warp
+
+    im = painting(600).crop((0, 0, 600, 420))  # not square: x and y must not be swapped
+    ref = warp(im, np.random.default_rng(5), 0.03, Image.Resampling.BICUBIC)
+    qx, qy = _Field(im.size, np.random.default_rng(5), 0.03).at(np.arange(600), np.arange(420))
+    got = Image.fromarray(cv2.remap(np.asarray(im), qx - 0.5, qy - 0.5, cv2.INTER_CUBIC), "RGB")
+    inner = (8, 8, 592, 412)  # the edges differ: Pillow leaves outside samples black
+    assert quality.psnr(ref.crop(inner), got.crop(inner)) > 40  # cubic kernels differ a little
+    # half a pixel off, or the mesh of another seed, is far from it
+    off = Image.fromarray(cv2.remap(np.asarray(im), qx, qy, cv2.INTER_CUBIC), "RGB")
+    assert quality.psnr(ref.crop(inner), off.crop(inner)) < 36
+
+
+def test_watermark_marks_sit_where_rotating_then_warping_put_them() -> None:
+    """Each mark drawn rotated, placed and warped in one resampling looks like the mark
+    rotated, pasted onto a layer and the whole layer warped (the old way, 0.9 s at 2048²)."""
+    from poster.protect.watermark import _paste_clipped, warp
+
+    im = painting(768)
+    step = build_step("watermark", {"look": "strong"}, "t")
+    c = ctx(9)
+    out = step.apply(im, c)
+    # the reference, from the same layout and stamps
+    light, dark = step._motif(ctx(9), crisp=False)  # type: ignore[attr-defined,misc]
+    luma = np.asarray(im.convert("L").reduce(4))
+    layer = Image.new("RGBA", im.size, (0, 0, 0, 0))
+    for pl in step.layout(im.size, ctx(9), light.width / light.height):  # type: ignore[attr-defined]
+        y, x = (min(191, max(0, int(pl[k] / 4))) for k in ("y", "x"))
+        stamp = light if luma[y, x] < 150 else dark
+        sh = max(4, round(pl["height"]))
+        s = stamp.resize((max(4, round(stamp.width * sh / stamp.height)), sh), Image.Resampling.LANCZOS)
+        s = s.rotate(pl["angle"], Image.Resampling.BICUBIC, expand=True)
+        s.putalpha(s.getchannel("A").point(lambda v, o=pl["opacity"]: round(v * o)))
+        _paste_clipped(layer, s, round(pl["x"] - s.width / 2), round(pl["y"] - s.height / 2))
+    layer = warp(layer, np.random.default_rng([c.seed, 1]), 0.02, Image.Resampling.BICUBIC)
+    ref = im.convert("RGBA")
+    ref.alpha_composite(layer)
+    assert c.record["marks"] > 5
+    assert quality.psnr(ref.convert("RGB"), out) > 45  # only the resampling differs
+    assert quality.psnr(im, out) < 35  # and the marks are there
+
+
 def logo_file(tmp_path: Path) -> Path:
     """A small logo: a coloured ring on transparency, with transparent margins."""
     logo = Image.new("RGBA", (200, 120), (0, 0, 0, 0))

@@ -3,6 +3,8 @@ corners; faces kept clear; the font found for any script."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -219,3 +221,81 @@ def test_signature_on_pixel_art_keeps_whole_art_pixels() -> None:
     a = np.asarray(out, dtype=np.int16).reshape(60, 8, 80, 8, 3)
     assert (a == a[:, :1, :, :1]).all()  # every 8×8 block is still one colour
     assert out.tobytes() != im.tobytes()
+
+
+def test_a_face_search_started_ahead_is_waited_for_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """render starts the search when the art is fitted (`prefetch_faces`); the signature then
+    takes that answer, found in the background thread, once — and the same answer as its own."""
+    import threading
+
+    monkeypatch.setattr(subject, "_FACE_MEMO", type(subject._FACE_MEMO)())
+    threads: list[str] = []
+    search = subject._face_hits
+
+    def counted(g: np.ndarray, c: list[tuple[str, object]]) -> subject.Hits:
+        threads.append(threading.current_thread().name)
+        return search(g, c)
+
+    monkeypatch.setattr(subject, "_face_hits", counted)
+    with Image.open(data_path("kodim04.jpg")) as im:
+        photo = im.convert("RGB")
+    subject.prefetch_faces(photo)
+    subject.prefetch_faces(photo.copy())  # already under way: not started twice
+    ahead = subject.faces(photo)
+    assert len(threads) == 1 and threads[0].startswith("poster-faces")
+    subject._FACE_MEMO.clear()
+    assert subject.faces(photo) == ahead and len(threads) == 2  # searched in this thread: same boxes
+    assert not subject._FACE_PENDING
+
+
+def test_a_failed_background_face_search_is_done_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(subject, "_FACE_MEMO", type(subject._FACE_MEMO)())
+    search = subject._face_hits
+    calls: list[int] = []
+
+    def flaky(g: np.ndarray, c: list[tuple[str, object]]) -> subject.Hits:
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError("the background thread's allocation")
+        return search(g, c)
+
+    monkeypatch.setattr(subject, "_face_hits", flaky)
+    with Image.open(data_path("kodim04.jpg")) as im:
+        photo = im.convert("RGB")
+    subject.prefetch_faces(photo)
+    assert subject.faces(photo) and len(calls) == 2
+
+
+def test_render_searches_the_fitted_art_for_faces_in_the_background(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The heavy render's face search runs beside its noise and watermark steps, once."""
+    import threading
+
+    from poster import config, policies
+    from poster.platforms.x import XAdapter
+    from poster.render import render
+
+    monkeypatch.setattr(subject, "_FACE_MEMO", type(subject._FACE_MEMO)())
+    threads: list[str] = []
+    search = subject._face_hits
+    monkeypatch.setattr(
+        subject, "_face_hits", lambda g, c: threads.append(threading.current_thread().name) or search(g, c)
+    )
+    cfg = config.parse(
+        tmp_path / "none.toml",
+        {
+            "artist": "Taro Yamada",
+            "data_dir": str(tmp_path),
+            "targets": {"x": {"adapter": "local", "policy": "heavy"}},
+        },
+    )
+    with Image.open(data_path("kodim04.jpg")) as im:
+        photo = im.convert("RGB").resize((1024, 1536))
+    r = render(
+        photo, source_format="JPEG", policy=policies.build(cfg, "heavy"), caps=XAdapter.capabilities,
+        key=bytes(range(32)), mark_id=7, artist="Taro Yamada", seed=3,
+    )  # fmt: skip
+    assert len(threads) == 1 and threads[0].startswith("poster-faces")
+    signature = next(s for s in r.info["steps"] if s["use"] == "signature")
+    assert signature["chosen"]["faces"] >= 1  # the photographed face, found ahead

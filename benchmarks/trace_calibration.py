@@ -481,6 +481,83 @@ def report(glob: list[dict[str, Any]], local: list[dict[str, Any]], reworks: lis
     print("  missed: " + "; ".join(missed))
 
 
+# -- the rework pass: thumbnails only (no SIFT, no PDQ) ---------------------------------------
+REWORK_DIR = OUT / "rework"
+CHUNK = 300  # queries per cached file
+
+
+def _thumbs_of(items: list[tuple[str, Image.Image]]) -> tuple[list[str], np.ndarray]:
+    return [n for n, _ in items], np.stack([composition.thumbnail(im) for _, im in items])
+
+
+def rework_thumbs() -> dict[str, Any]:
+    """The GRID x GRID thumbnails both rework checks are computed from (composition.thumbnail),
+    of the indexed artworks and of the rework set (cached in benchmarks/out/calibration/rework)."""
+    REWORK_DIR.mkdir(parents=True, exist_ok=True)
+    f = REWORK_DIR / "indexed.npz"
+    if not f.is_file():
+        t = time.perf_counter()
+        arts = indexed()
+        names, thumbs = _thumbs_of(arts)
+        rnames, rkinds, rthumbs = [], [], []
+        for name, im in arts[: 16 + r2.SYNTHETIC]:
+            for kind, fn in REWORKS.items():
+                # the same seeds as rework_set(): the same reworks
+                rng = np.random.default_rng(int(hashlib.sha256(f"{name}{kind}".encode()).hexdigest()[:8], 16))
+                rnames.append(name)
+                rkinds.append(kind)
+                rthumbs.append(composition.thumbnail(fn(im, rng)))
+        np.savez(f, names=np.array(names), thumbs=thumbs, rnames=np.array(rnames), rkinds=np.array(rkinds),
+                 rthumbs=np.stack(rthumbs))  # fmt: skip
+        print(f"indexed + rework set thumbnails in {time.perf_counter() - t:.0f}s", flush=True)
+    with np.load(f) as d:
+        return {k: d[k] for k in d.files}
+
+
+def rework_queries(target: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Thumbnails of the first `target` calibration queries (procedural art first, as `run`
+    does), decoded and augmented exactly as the other passes make them; one process (the
+    machine is shared), cached in chunks so that an interrupted run resumes. Returns ids,
+    thumbnails and the CPU seconds each query took to decode, augment and reduce."""
+    REWORK_DIR.mkdir(parents=True, exist_ok=True)
+    todo = queries(target)
+    todo.sort(key=lambda q: not q[0].startswith("procedural|"))
+    ids: list[str] = []
+    thumbs, cpus = [], []
+    t0, done = time.perf_counter(), 0
+    for c in range(0, len(todo), CHUNK):
+        f = REWORK_DIR / f"q-{target}-{c // CHUNK:04d}.npz"
+        if not f.is_file():
+            cids, ct, cc = [], [], []
+            for qid, source, aug in todo[c : c + CHUNK]:
+                t = time.process_time()
+                x = _query_image(source, qid, aug)
+                if x is None:
+                    continue
+                cids.append(qid)
+                ct.append(composition.thumbnail(x))
+                cc.append(time.process_time() - t)
+            np.savez(f, ids=np.array(cids), thumbs=np.stack(ct), cpu=np.array(cc))
+            done += len(cids)
+            print(
+                f"  … {c + CHUNK:,}/{len(todo):,} ({done / (time.perf_counter() - t0):.1f}/s, load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+        with np.load(f) as d:
+            ids += [str(i) for i in d["ids"]]
+            thumbs.append(d["thumbs"])
+            cpus.append(d["cpu"])
+    return ids, np.concatenate(thumbs), np.concatenate(cpus)
+
+
+def rework_pass(target: int) -> None:
+    t0 = time.perf_counter()
+    print(f"\n== rework pass: {target:,} unrelated queries (load {os.getloadavg()[0]:.1f}) ==", flush=True)
+    rework_thumbs()
+    rework_queries(target)
+    print(f"rework pass: {time.perf_counter() - t0:.0f}s wall, load {os.getloadavg()[0]:.1f}", flush=True)
+
+
 # -- the direct-match pass (trace's fallback for the index's short list) ----------------------
 PAIR_FILE = OUT / "pair.jsonl"
 
@@ -611,6 +688,8 @@ def pair_report(recs: list[dict[str, Any]]) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["report"]:  # the tables from what is cached, nothing computed
         report(cached(False), cached(True), rework_set())
+    elif sys.argv[1:2] == ["rework"]:  # trace_calibration.py rework [N]: the rework verdict only
+        rework_pass(int(sys.argv[2]) if len(sys.argv) > 2 else 12_000)
     elif sys.argv[1:2] == ["pair"]:  # trace_calibration.py pair [N] [WORKERS]
         pair_pass(
             int(sys.argv[2]) if len(sys.argv) > 2 else 400, int(sys.argv[3]) if len(sys.argv) > 3 else 1

@@ -1,6 +1,6 @@
 """Trace benchmark.
 
-    .venv/bin/python benchmarks/trace.py [--only attacks|calibration|scale|pdq ...]
+    .venv/bin/python benchmarks/trace.py [--only attacks|calibration|rework|scale|pdq ...]
 
 attacks      corpus art posted through `poster run --once --now` (local adapter: x heavy,
              pixiv and xfolio light), the X copy attacked as a leaker would; per attack:
@@ -9,6 +9,8 @@ attacks      corpus art posted through `poster run --once --now` (local adapter:
              trace_round2.py)
 calibration  the rework threshold and the features' MIN_INLIERS against >= 10,000 unrelated
              images (procedural art, package image sets, augmentations)
+rework       the rework verdict alone (composition and detail from 64 x 64 thumbnails, no SIFT):
+             the rework set's recall and >= 10,000 unrelated queries and their pairs, one process
 scale        search time and memory of the feature index at 10^3 ... 10^6 generated entries
 pdq          the perceptual stage's own calibration and speed (below, as measured before)
 
@@ -362,7 +364,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--distractors", type=int, default=150)
-    ap.add_argument("--only", choices=("attacks", "scale", "calibration", "pdq"), action="append")
+    ap.add_argument("--only", choices=("attacks", "scale", "calibration", "rework", "pdq"), action="append")
     ap.add_argument("--images", type=int, default=16, help="corpus artworks posted for the attack table")
     ap.add_argument("--synthetic", type=int, default=4, help="synthetic artworks posted beside them")
     ap.add_argument("--targets", default="x,pixiv", help="whose posted copies are attacked")
@@ -392,6 +394,10 @@ def main() -> None:
         import trace_calibration
 
         trace_calibration.calibration(args.unrelated, args.workers, args.sift)
+    if "rework" in only:  # not in the default set: "calibration" computes far more
+        import trace_calibration
+
+        trace_calibration.rework_pass(args.unrelated)
     if "scale" in only:
         import trace_scale
 

@@ -26,6 +26,15 @@ against those originals (features.match_features, as Tracer._direct does, but ov
 list of both orientations and with the floor lowered to FEATURE_FLOOR): the most inliers must
 stay below MIN_INLIERS.
 
+The rework pass (`trace_calibration.py rework [N]`, or `benchmarks/trace.py --only rework
+--unrelated N`; cached in benchmarks/out/calibration/rework/): only what the rework verdict
+needs, in one process — the 64 x 64 thumbnail (composition.thumbnail) of every indexed
+artwork, of the rework set and of the first N unrelated queries (made exactly as above, no
+SIFT, no PDQ), then both rework checks (composition and regions) from the thumbnails: the
+rework set's recall over a grid of thresholds, and every unrelated query (against the indexed
+artworks) and every pair of unrelated queries from different sources that reaches composition
+0.7, with its regions similarity.
+
 The rework set: each of the 20 indexed artworks (corpus + synthetic) through six rework
 transforms built from the issue and seed 004 (smoothing, posterise, re-drawn lines over
 flat colour, hue shift, img2img-like regeneration, all of them combined), traced against
@@ -481,6 +490,272 @@ def report(glob: list[dict[str, Any]], local: list[dict[str, Any]], reworks: lis
     print("  missed: " + "; ".join(missed))
 
 
+# -- the rework pass: thumbnails only (no SIFT, no PDQ) ---------------------------------------
+REWORK_DIR = OUT / "rework"
+CHUNK = 300  # queries per cached file
+
+
+def _thumbs_of(items: list[tuple[str, Image.Image]]) -> tuple[list[str], np.ndarray]:
+    return [n for n, _ in items], np.stack([composition.thumbnail(im) for _, im in items])
+
+
+def rework_thumbs() -> dict[str, Any]:
+    """The GRID x GRID thumbnails both rework checks are computed from (composition.thumbnail),
+    of the indexed artworks and of the rework set (cached in benchmarks/out/calibration/rework)."""
+    REWORK_DIR.mkdir(parents=True, exist_ok=True)
+    f = REWORK_DIR / "indexed.npz"
+    if not f.is_file():
+        t = time.perf_counter()
+        arts = indexed()
+        names, thumbs = _thumbs_of(arts)
+        rnames, rkinds, rthumbs = [], [], []
+        for name, im in arts[: 16 + r2.SYNTHETIC]:
+            for kind, fn in REWORKS.items():
+                # the same seeds as rework_set(): the same reworks
+                rng = np.random.default_rng(int(hashlib.sha256(f"{name}{kind}".encode()).hexdigest()[:8], 16))
+                rnames.append(name)
+                rkinds.append(kind)
+                rthumbs.append(composition.thumbnail(fn(im, rng)))
+        np.savez(f, names=np.array(names), thumbs=thumbs, rnames=np.array(rnames), rkinds=np.array(rkinds),
+                 rthumbs=np.stack(rthumbs))  # fmt: skip
+        print(f"indexed + rework set thumbnails in {time.perf_counter() - t:.0f}s", flush=True)
+    with np.load(f) as d:
+        return {k: d[k] for k in d.files}
+
+
+def rework_queries(target: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Thumbnails of the first `target` calibration queries (procedural art first, as `run`
+    does), decoded and augmented exactly as the other passes make them; one process (the
+    machine is shared), cached in chunks so that an interrupted run resumes. Returns ids,
+    thumbnails and the CPU seconds each query took to decode, augment and reduce."""
+    REWORK_DIR.mkdir(parents=True, exist_ok=True)
+    todo = queries(target)
+    todo.sort(key=lambda q: not q[0].startswith("procedural|"))
+    ids: list[str] = []
+    thumbs, cpus = [], []
+    t0, done = time.perf_counter(), 0
+    for c in range(0, len(todo), CHUNK):
+        f = REWORK_DIR / f"q-{target}-{c // CHUNK:04d}.npz"
+        if not f.is_file():
+            cids, ct, cc = [], [], []
+            for qid, source, aug in todo[c : c + CHUNK]:
+                t = time.process_time()
+                x = _query_image(source, qid, aug)
+                if x is None:
+                    continue
+                cids.append(qid)
+                ct.append(composition.thumbnail(x))
+                cc.append(time.process_time() - t)
+            np.savez(f, ids=np.array(cids), thumbs=np.stack(ct), cpu=np.array(cc))
+            done += len(cids)
+            print(
+                f"  … {c + CHUNK:,}/{len(todo):,} ({done / (time.perf_counter() - t0):.1f}/s, load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+        with np.load(f) as d:
+            ids += [str(i) for i in d["ids"]]
+            thumbs.append(d["thumbs"])
+            cpus.append(d["cpu"])
+    return ids, np.concatenate(thumbs), np.concatenate(cpus)
+
+
+def rework_pass(target: int) -> None:
+    t0 = time.perf_counter()
+    print(f"\n== rework pass: {target:,} unrelated queries (load {os.getloadavg()[0]:.1f}) ==", flush=True)
+    ref = rework_thumbs()
+    ids, thumbs, cpu = rework_queries(target)
+    print(f"rework pass: {time.perf_counter() - t0:.0f}s wall, load {os.getloadavg()[0]:.1f}", flush=True)
+    rework_report(ref, ids, thumbs, cpu)
+
+
+def _checks(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Composition descriptors, regions descriptors and energies of thumbnails."""
+    comp = np.stack([composition.from_grid(composition.luma_of(t)) for t in thumbs])
+    parts = np.stack([composition.regions(t) for t in thumbs])
+    energy = np.array([composition.energy(composition.luma_of(t)) for t in thumbs])
+    return comp, parts, energy
+
+
+_FLIP_C = composition.mirror(np.ones(composition.DIMS, np.float32))
+
+
+def _verdict(
+    qc: np.ndarray, qr: np.ndarray, ac: np.ndarray, ar: np.ndarray, t1: float, t2: float, k: int
+) -> list[tuple[int, float, float] | None]:
+    """Tracer._rework on descriptors: the k best composition matches of each orientation,
+    closest first, the first that passes both checks — (artwork, composition, regions)."""
+    out: list[tuple[int, float, float] | None] = []
+    for v, r in zip(qc, qr, strict=True):
+        sims = np.stack([ac @ v, ac @ (v * _FLIP_C)])
+        top = np.argsort(-sims, axis=1)[:, :k]
+        cands = sorted(((float(sims[f, j]), f, int(j)) for f in (0, 1) for j in top[f]), reverse=True)
+        hit = None
+        for c, f, j in cands:
+            if c < t1:
+                break
+            part = composition.region_similarity(ar[j], composition.mirror_regions(r) if f else r)
+            if part >= t2:
+                hit = (j, c, part)
+                break
+        out.append(hit)
+    return out
+
+
+def _close(
+    a_c: np.ndarray,
+    a_r: np.ndarray,
+    b_c: np.ndarray,
+    b_r: np.ndarray,
+    floor: float,
+    groups: np.ndarray | None = None,
+) -> list[tuple[float, float, int, int]]:
+    """Every (a, b) whose composition reaches `floor` (either orientation) with its regions
+    similarity in the same orientation. With `groups` (a and b the same images): each pair
+    once, and only pairs from different sources."""
+    out = []
+    for s in range(0, len(a_c), 1000):
+        s0, s1 = a_c[s : s + 1000] @ b_c.T, (a_c[s : s + 1000] * _FLIP_C) @ b_c.T
+        sm = np.maximum(s0, s1)
+        mask = np.ones_like(sm, bool)
+        if groups is not None:
+            mask = (groups[s : s + 1000, None] != groups[None, :]) & (
+                np.arange(s, s + len(sm))[:, None] < np.arange(len(b_c))[None, :]
+            )
+        for i, j in zip(*np.nonzero(mask & (sm >= floor)), strict=True):
+            r = composition.mirror_regions(a_r[s + i]) if s1[i, j] > s0[i, j] else a_r[s + i]
+            out.append((float(sm[i, j]), composition.region_similarity(r, b_r[j]), s + int(i), int(j)))
+    return out
+
+
+SAME_SOURCE = {"tuxpaint stamps": "openclipart"}
+
+
+def rework_report(ref: dict[str, Any], ids: list[str], thumbs: np.ndarray, cpu: np.ndarray) -> None:
+    from poster import trace as tr
+
+    t1, t2 = composition.REWORK_SIMILARITY, composition.REGION_SIMILARITY
+    k = tr.REWORK_CANDIDATES
+    t = time.process_time()
+    comp_only = [composition.from_grid(composition.luma_of(x)) for x in thumbs[:2000]]
+    t_comp = (time.process_time() - t) / len(comp_only)
+    t = time.process_time()
+    parts_only = [composition.regions(x) for x in thumbs[:2000]]
+    t_parts = (time.process_time() - t) / len(parts_only)
+    ac, ar, _ = _checks(ref["thumbs"])
+    rc, rr, re_ = _checks(ref["rthumbs"])
+    qc, qr, qe = _checks(thumbs)
+    names = [str(n) for n in ref["names"]]
+    own = np.array([names.index(str(n)) for n in ref["rnames"]])
+    kinds = [str(x) for x in ref["rkinds"]]
+    qk = np.nonzero(qe >= composition.MIN_ENERGY)[0]
+    # Tux Paint's stamps include openclipart drawings (the same house in both packages,
+    # 0.998 and 0.998): one source for the pairs, as the drawings within one package are
+    grp = np.array([SAME_SOURCE.get(g, g) for g in (i.split("|")[0] for i in ids)])[qk]
+    print(
+        f"unrelated queries: {len(ids):,} ({_groups([{'id': i} for i in ids])}), {len(qk):,} with enough layout "
+        f"(MIN_ENERGY); indexed artworks: {len(names)}"
+    )
+    print(
+        f"per image, CPU: thumbnail (decode, augment, reduce to {composition.GRID}²) median {np.median(cpu) * 1000:.0f} ms; "
+        f"composition descriptor {t_comp * 1000:.2f} ms; regions descriptor {t_parts * 1000:.2f} ms"
+    )
+    # unrelated queries against the indexed artworks, and unrelated pairs from different sources
+    floor = 0.7
+    uq = _close(qc[qk], qr[qk], ac, ar, floor)
+    up = _close(qc[qk], qr[qk], qc[qk], qr[qk], floor, grp)
+    counts = np.unique(grp, return_counts=True)[1].astype(np.int64)
+    n_p = int((counts.sum() ** 2 - (counts**2).sum()) // 2)  # pairs from different sources
+    # the rework set: each rework against its own artwork, and the verdict
+    own_c = np.array(
+        [max(float(ac[o] @ v), float(ac[o] @ (v * _FLIP_C))) for o, v in zip(own, rc, strict=True)]
+    )
+    own_r = np.array(
+        [
+            composition.region_similarity(
+                ar[o], composition.mirror_regions(r) if float(ac[o] @ (v * _FLIP_C)) > float(ac[o] @ v) else r
+            )
+            for o, v, r in zip(own, rc, rr, strict=True)
+        ]
+    )
+    enough = re_ >= composition.MIN_ENERGY
+
+    def recall(a: float, b: float) -> tuple[int, int]:
+        got = _verdict(rc, rr, ac, ar, a, b, k)
+        named = sum(g is not None and g[0] == o and e for g, o, e in zip(got, own, enough, strict=True))
+        return named, sum(g is not None and g[0] != o for g, o in zip(got, own, strict=True))
+
+    sims = np.maximum(rc @ ac.T, (rc * _FLIP_C) @ ac.T)
+    before = (sims.argmax(1) == own) & (own_c >= 0.95) & enough
+    print(
+        f"\nthresholds: rework set named/wrong (of {len(own)}); unrelated queries + pairs passing both checks"
+    )
+    t2s = (-1.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9)
+    print("| composition ≥ | regions ≥ " + " | ".join(str(x) for x in t2s) + " |")
+    print("| --- | " + " | ".join("---" for _ in t2s) + " |")
+    for a in (0.8, 0.85, 0.88, 0.9, 0.92, 0.95):
+        cells = []
+        for b in t2s:
+            nm, wr = recall(a, b)
+            fq = sum(c >= a and r >= b for c, r, *_ in uq)
+            fp = sum(c >= a and r >= b for c, r, *_ in up)
+            cells.append(f"{nm}/{wr}; {fq} + {fp}")
+        print(f"| {a} | " + " | ".join(cells) + " |")
+    named, wrong = recall(t1, t2)
+    print(
+        f"\nrework set: {len(own)} reworks of {len(set(names[o] for o in own))} artworks; composition alone ≥ 0.95: "
+        f"{before.sum()} named ({before.mean():.0%}); composition ≥ {t1} and regions ≥ {t2}: {named} named "
+        f"({named / len(own):.0%}), wrong artwork {wrong}"
+    )
+    print("| rework | named before (composition ≥ 0.95) | named now | regions to its artwork: median (min) |")
+    print("| --- | --- | --- | --- |")
+    got = _verdict(rc, rr, ac, ar, t1, t2, k)
+    now = np.array([g is not None and g[0] == o and e for g, o, e in zip(got, own, enough, strict=True)])
+    for kind in dict.fromkeys(kinds):
+        m = np.array([x == kind for x in kinds])
+        print(
+            f"| {kind} | {before[m].sum()}/{m.sum()} | {now[m].sum()}/{m.sum()} | {np.median(own_r[m]):.3f} ({own_r[m].min():.3f}) |"
+        )
+    missed = [
+        f"{n} {kd} ({c:.3f}, {r:.3f})"
+        for n, kd, c, r, x in zip(ref["rnames"], kinds, own_c, own_r, now, strict=True)
+        if not x
+    ]
+    print("  missed (composition, regions): " + "; ".join(missed))
+    print(
+        f"\nunrelated: {len(qk):,} queries x {len(names)} artworks; {n_p:,} pairs of queries from different sources"
+    )
+    print("| check | threshold | queries: highest (passing) | pairs: highest (passing) | margin |")
+    print("| --- | --- | --- | --- | --- |")
+    cq = max((c for c, *_ in uq), default=0.0)
+    cp = max((c for c, *_ in up), default=0.0)
+    print(
+        f"| composition | ≥ {t1} | {cq:.3f} ({sum(c >= t1 for c, *_ in uq)}) | {cp:.3f} ({sum(c >= t1 for c, *_ in up)}) | {t1 - max(cq, cp):+.3f} |"
+    )
+    rq = max((r for c, r, *_ in uq if c >= t1), default=-1.0)
+    rp = max((r for c, r, *_ in up if c >= t1), default=-1.0)
+    print(
+        f"| regions, where composition ≥ {t1} | ≥ {t2} | {rq:.3f} ({sum(c >= t1 and r >= t2 for c, r, *_ in uq)}) | "
+        f"{rp:.3f} ({sum(c >= t1 and r >= t2 for c, r, *_ in up)}) | {t2 - max(rq, rp):+.3f} |"
+    )
+    rq7 = max((r for c, r, *_ in uq), default=-1.0)
+    rp7 = max((r for c, r, *_ in up), default=-1.0)
+    print(
+        f"| regions, where composition ≥ {floor} | ≥ {t2} | {rq7:.3f} ({sum(r >= t2 for c, r, *_ in uq)}) | "
+        f"{rp7:.3f} ({sum(r >= t2 for c, r, *_ in up)}) | {t2 - max(rq7, rp7):+.3f} |"
+    )
+    both_q = sum(c >= t1 and r >= t2 for c, r, *_ in uq)
+    both_p = sum(c >= t1 and r >= t2 for c, r, *_ in up)
+    print(f"| both (the verdict) | | {both_q} | {both_p} | |")
+    qid = [ids[i] for i in qk]
+    for label, rows, other in (("queries", uq, names), ("pairs", up, qid)):
+        print(f"  closest {label} by composition (composition, regions):")
+        for c, r, i, j in sorted(rows, reverse=True)[:4]:
+            print(f"    {c:.3f}, {r:.3f}: {qid[i].split('|', 1)[1]} ↔ {other[j].split('|', 1)[-1]}")
+        print(f"  closest {label} by regions among composition ≥ {floor}:")
+        for c, r, i, j in sorted(rows, key=lambda x: -x[1])[:3]:
+            print(f"    {c:.3f}, {r:.3f}: {qid[i].split('|', 1)[1]} ↔ {other[j].split('|', 1)[-1]}")
+
+
 # -- the direct-match pass (trace's fallback for the index's short list) ----------------------
 PAIR_FILE = OUT / "pair.jsonl"
 
@@ -611,6 +886,8 @@ def pair_report(recs: list[dict[str, Any]]) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["report"]:  # the tables from what is cached, nothing computed
         report(cached(False), cached(True), rework_set())
+    elif sys.argv[1:2] == ["rework"]:  # trace_calibration.py rework [N]: the rework verdict only
+        rework_pass(int(sys.argv[2]) if len(sys.argv) > 2 else 12_000)
     elif sys.argv[1:2] == ["pair"]:  # trace_calibration.py pair [N] [WORKERS]
         pair_pass(
             int(sys.argv[2]) if len(sys.argv) > 2 else 400, int(sys.argv[3]) if len(sys.argv) > 3 else 1

@@ -313,6 +313,7 @@ class Entry:
     sigs: np.ndarray  # (n,) uint32
     xy: np.ndarray  # (n, 2) uint16, 1/32 px of the feature frame
     composition: np.ndarray | None = None  # the rework descriptor (poster.composition), float16
+    regions: np.ndarray | None = None  # the rework's second check (composition.regions), float16
 
 
 def entry_of(
@@ -327,8 +328,10 @@ def entry_of(
     f = extract(image, background=background)
     words, sigs = quantise(f.desc, book)
     xy = np.clip(np.round(f.xy * POS_SCALE), 0, 65535).astype(np.uint16)
-    comp = composition.describe(image, background=background).astype(np.float16)
-    return Entry(key, f.size, f.scale, words[:, 0], sigs[:, 0], xy, comp)
+    thumb = composition.thumbnail(image, background=background)
+    comp = composition.from_grid(composition.luma_of(thumb)).astype(np.float16)
+    parts = composition.regions(thumb).astype(np.float16)
+    return Entry(key, f.size, f.scale, words[:, 0], sigs[:, 0], xy, comp, parts)
 
 
 # -- segments ---------------------------------------------------------------------------------
@@ -336,7 +339,7 @@ class Segment:
     """One immutable part of the index, memory-mapped: the postings sorted by word with an
     offsets table, and per image its key, feature-frame size and scale."""
 
-    FILES = ("offsets.npy", "postings.npy", "keys.npy", "frames.npy", "composition.npy")
+    FILES = ("offsets.npy", "postings.npy", "keys.npy", "frames.npy", "composition.npy", "regions.npy")
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -345,6 +348,10 @@ class Segment:
         self.keys = np.load(path / "keys.npy", mmap_mode="r")  # (n, 32) uint8: sha256 digests
         self.frames = np.load(path / "frames.npy", mmap_mode="r")  # (n, 3) float64: w, h, scale
         self.composition = np.load(path / "composition.npy", mmap_mode="r")  # (n, D) float16
+        # (n, composition.REGION_DIMS) float16; segments written before the second rework check
+        # have none (the tracer then computes it from the archived original)
+        parts = path / "regions.npy"
+        self.regions = np.load(parts, mmap_mode="r") if parts.is_file() else None
         self.data_offset = int(self.postings.offset)  # where the array starts in postings.npy
         if len(self.offsets) != WORDS + 1 or self.postings.dtype != POSTING:
             raise ValueError(f"{path}: not a feature segment of this version")
@@ -405,6 +412,7 @@ class Segment:
         _save(tmp / "keys.npy", keys)
         _save(tmp / "frames.npy", frames)
         _save(tmp / "composition.npy", comp)
+        _save(tmp / "regions.npy", _regions([e.regions for e in entries]))
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
 
@@ -414,6 +422,18 @@ def _save(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _regions(vectors: Sequence[np.ndarray | None]) -> np.ndarray:
+    """Stacked regions descriptors; zeros (unknown: computed from the original when needed)
+    where there is none."""
+    from poster import composition
+
+    out = np.zeros((len(vectors), composition.REGION_DIMS), np.float16)
+    for i, v in enumerate(vectors):
+        if v is not None and len(v) == composition.REGION_DIMS:
+            out[i] = v
+    return out
 
 
 def merge_segments(path: Path, parts: Sequence[Segment], dims: int) -> None:
@@ -451,6 +471,12 @@ def merge_segments(path: Path, parts: Sequence[Segment], dims: int) -> None:
     _save(tmp / "keys.npy", np.concatenate([np.asarray(p.keys) for p in parts]))
     _save(tmp / "frames.npy", np.concatenate([np.asarray(p.frames) for p in parts]))
     _save(tmp / "composition.npy", np.concatenate([np.asarray(p.composition) for p in parts]))
+    _save(
+        tmp / "regions.npy",
+        np.concatenate(
+            [_regions([None] * len(p)) if p.regions is None else np.asarray(p.regions) for p in parts]
+        ),
+    )
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
 
@@ -724,6 +750,16 @@ class FeatureIndex:
         if not self.segments:
             return np.empty((0, 0), np.float16)
         return np.concatenate([np.asarray(s.composition) for s in self.segments])
+
+    def regions_of(self, img: int) -> np.ndarray | None:
+        """The stored regions descriptor (composition.regions) of one image, float32; None
+        when its segment predates it (all zeros: a real descriptor has unit length)."""
+        s = int(np.searchsorted(self.base, img, side="right") - 1)
+        seg = self.segments[s]
+        if seg.regions is None:
+            return None
+        v = np.asarray(seg.regions[img - self.base[s]], np.float32)
+        return v if np.any(v) else None
 
     def composition_search(self, vectors: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Inner products of the query vectors (q, D) with every image's descriptor: the k

@@ -451,13 +451,21 @@ def verdict_text(ev: Evidence) -> tuple[str, str, str]:
         from poster import composition
 
         sim = art.similarity if art is not None and art.similarity is not None else 0.0
+        parts = art.regions if art is not None and art.regions is not None else 0.0
         head = _("Likely rework of your artwork “{name}” (score {score:.2f})").format(name=name, score=score)
         text = _(
-            "This image is not a copy of the artwork's pixels, but its composition and layout of "
-            "light and dark match the artwork at thumbnail size (similarity {similarity:.2f}; "
-            "reported from {threshold:.2f}), as an img2img “AI tracing” or a repaint keeps them. "
-            "It is not a copy of any post, and no post is named."
-        ).format(similarity=sim, threshold=composition.REWORK_SIMILARITY)
+            "This image is not a copy of the artwork's pixels, but at thumbnail size its "
+            "composition and layout of light and dark match the artwork (similarity "
+            "{similarity:.2f}; reported from {threshold:.2f}), in each part of the picture as "
+            "well (the least similar part: {regions:.2f}; from {regions_threshold:.2f}), as an "
+            "img2img “AI tracing” or a repaint keeps them. It is not a copy of any post, and no "
+            "post is named."
+        ).format(
+            similarity=sim,
+            threshold=composition.REWORK_SIMILARITY,
+            regions=parts,
+            regions_threshold=composition.REGION_SIMILARITY,
+        )
         return "v-rework", head, text
     return (
         "v-none",

@@ -75,6 +75,7 @@ MAX_MATCHES = 10
 SHORTLIST = 5  # rows per short list (4 lists) that get the crop search, ~6 ms each
 CROP_SEARCH_ABOVE = 32  # also search crops when the best stage-one distance is only this good
 INFORMED_TRIES = 3  # originals tried for the informed read (stage 4), best perceptual match first
+REWORK_CANDIDATES = 5  # composition matches per orientation given the second rework check
 COPY_DISTANCE = 32  # perceptual matches farther than this (bits) may be reworks rather than copies
 REGION_NAMES = ("whole", "centre 80%", "top-left 80%", "top-right 80%", "bottom-left 80%", "bottom-right 80%")
 
@@ -170,6 +171,7 @@ class Artwork:
     inliers: int | None = None  # features: matches that agree on the geometry
     pairs: np.ndarray | None = None  # features: (n, 4) original x, y -> suspect x, y
     similarity: float | None = None  # rework: composition similarity (poster.composition)
+    regions: float | None = None  # rework: the second check (composition.regions)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -183,6 +185,8 @@ class Artwork:
             out["inliers"] = self.inliers
         if self.similarity is not None:
             out["similarity"] = round(self.similarity, 4)
+        if self.regions is not None:
+            out["regions"] = round(self.regions, 4)
         if self.geometry is not None:
             out["geometry"] = [[round(float(v), 6) for v in row] for row in self.geometry]
         return out
@@ -590,34 +594,66 @@ class Tracer:
 
     # -- reworks -----------------------------------------------------------------------------
     def _rework(self, image: Image.Image, result: Result) -> Result:
-        """The last stage: a composition match at thumbnail scale (poster.composition)."""
+        """The last stage: a composition match at thumbnail scale, confirmed part by part
+        (poster.composition)."""
         index = self.findex
         if index is None or len(index) == 0:
             return result
         from poster import composition
 
-        grid = composition.luma_grid(image)
+        thumb = composition.thumbnail(image)
+        grid = composition.luma_of(thumb)
         if composition.energy(grid) < composition.MIN_ENERGY:
             return result
         v = composition.from_grid(grid)
-        sims, ids = index.composition_search(np.stack([v, composition.mirror(v)]), k=1)
+        sims, ids = index.composition_search(np.stack([v, composition.mirror(v)]), k=REWORK_CANDIDATES)
         if sims.size == 0:
             return result
-        flip = int(np.argmax(sims[:, 0]))
-        sim, img = float(sims[flip, 0]), int(ids[flip, 0])
-        if img < 0 or sim < composition.REWORK_SIMILARITY:
+        # Two checks: the layout of light and dark of the whole picture (the index's first
+        # stage), then the same in each of nine overlapping parts, the least similar part
+        # counting. Unrelated pictures with a similar layout reach the first, not both
+        # (thresholds: poster.composition).
+        rg_query = composition.regions(thumb)
+        query_regions = (rg_query, composition.mirror_regions(rg_query))
+        found: tuple[float, float, int, int] | None = None
+        for flip, j in sorted(np.ndindex(*sims.shape), key=lambda fj: -sims[fj]):
+            sim, img = float(sims[flip, j]), int(ids[flip, j])
+            if img < 0 or sim < composition.REWORK_SIMILARITY:
+                break  # sorted: every other candidate is further
+            stored = self._regions(index, img)
+            if stored is None:
+                continue
+            parts = composition.region_similarity(stored, query_regions[flip])
+            if parts >= composition.REGION_SIMILARITY:
+                found = (sim, parts, img, flip)
+                break
+        if found is None:
             return result
+        sim, parts, img, flip = found
         key = index.key(img)
         score = composition.score_of(sim)
-        art = Artwork(key, self._artwork_name(key), "rework", score, bool(flip), similarity=sim)
+        art = Artwork(
+            key, self._artwork_name(key), "rework", score, bool(flip), similarity=sim, regions=parts
+        )
         rows = self._rows_of(key)
-        extra = {"similarity": round(sim, 4)}
+        extra = {"similarity": round(sim, 4), "regions": round(parts, 4)}
         matches = [
             Match(r["id"], r["target"], r["url"], r["posted_at"], "rework", score, r, bool(flip),
                   post=REWORK, extra=extra)
             for r in sorted(rows, key=lambda r: -r["seq"])
         ]  # fmt: skip
         return Result(matches, quality=result.quality, notes=result.notes, verdict=REWORK, artwork=art)
+
+    def _regions(self, index: Any, img: int) -> np.ndarray | None:
+        """An indexed artwork's regions descriptor: stored, or (a segment written before the
+        second check) computed from the archived original. None if neither is there."""
+        from poster import composition
+
+        stored = index.regions_of(img)
+        if stored is not None:
+            return stored
+        ref = self._original(index.key(img))
+        return None if ref is None else composition.regions(composition.thumbnail(ref))
 
     # -- perceptual ------------------------------------------------------------------------
     def perceptual(self, image: Image.Image) -> Result:

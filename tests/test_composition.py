@@ -1,6 +1,6 @@
-"""poster.composition: reworks keep their composition, unrelated pictures stay below the
-calibrated REWORK_SIMILARITY, and trace says "no match" for the unrelated card back that the
-old threshold called a rework."""
+"""poster.composition: reworks keep their composition as a whole and part by part, unrelated
+pictures do not pass both checks, and trace says "no match" for the unrelated card back that
+a composition threshold alone called a rework."""
 
 from __future__ import annotations
 
@@ -44,9 +44,22 @@ def _load(name: str) -> Image.Image:
         return im.copy()
 
 
-def _sim(a: Image.Image, b: Image.Image) -> float:
-    va, vb = composition.describe(a), composition.describe(b)
-    return max(float(va @ vb), float(composition.mirror(va) @ vb))
+def _both(a: Image.Image, b: Image.Image) -> tuple[float, float]:
+    """(composition, regions) similarity, both in the orientation the composition prefers
+    (as trace compares them)."""
+    ta, tb = composition.thumbnail(a), composition.thumbnail(b)
+    va, vb = (composition.from_grid(composition.luma_of(t)) for t in (ta, tb))
+    ra, rb = composition.regions(ta), composition.regions(tb)
+    if float(va @ vb) >= float(composition.mirror(va) @ vb):
+        return float(va @ vb), composition.region_similarity(ra, rb)
+    return float(composition.mirror(va) @ vb), composition.region_similarity(
+        composition.mirror_regions(ra), rb
+    )
+
+
+def _passes(a: Image.Image, b: Image.Image) -> bool:
+    sim, parts = _both(a, b)
+    return sim >= composition.REWORK_SIMILARITY and parts >= composition.REGION_SIMILARITY
 
 
 def _rework(im: Image.Image) -> Image.Image:
@@ -61,13 +74,37 @@ def _rework(im: Image.Image) -> Image.Image:
 # (kenney_flat_castles_bg 0.949 and revoy_pencil_sketch 0.940 fall just short of 0.95 under
 # this rework: the calibrated threshold names only close reworks)
 @pytest.mark.parametrize("name", [n for n in OPAQUE if not n.startswith(("kenney", "revoy_pencil"))])
-def test_reworks_keep_their_composition(name: str) -> None:
+def test_reworks_pass_both_checks(name: str) -> None:
     im = _load(name)
-    assert _sim(im, _rework(im)) >= composition.REWORK_SIMILARITY
-    assert (
-        _sim(im, ImageOps.mirror(im.convert("RGB").filter(ImageFilter.GaussianBlur(4))))
-        >= composition.REWORK_SIMILARITY
+    assert _passes(im, _rework(im)), _both(im, _rework(im))
+    assert _passes(im, ImageOps.mirror(im.convert("RGB").filter(ImageFilter.GaussianBlur(4))))
+
+
+def test_regions_mirror_is_the_mirrored_windows_with_odd_columns_negated() -> None:
+    thumb = composition.thumbnail(painting((320, 240), 3))
+    assert np.allclose(
+        composition.regions(thumb[:, ::-1]), composition.mirror_regions(composition.regions(thumb)), atol=1e-5
     )
+    # and a mirrored rework passes the check as trace makes it (in the composition's orientation)
+    im = painting((320, 240), 3)
+    assert _passes(im, ImageOps.mirror(_rework(im)))
+
+
+def test_a_layout_alike_as_a_whole_but_not_in_its_lower_part_is_no_rework() -> None:
+    """The unrelated pair the rework pass found over 0.95 (TRACE_RESULTS.md section 6): a pier
+    photo and a sea under a sky, 0.954 as a whole — the same light sky over a dark lower part
+    — but 0.163 part by part (planks against a gradient). Drawn here: a horizon with faint
+    bands below it, and the same horizon with a gradient below (measured 0.998 and 0.458);
+    the first's own rework passes both checks."""
+    yy = np.mgrid[0:480, 0:640][0]
+    horizon = 480 * 0.42
+    bands = np.where(yy < horizon, 250, 60 + 10 * np.sin(2 * np.pi * yy / 48))
+    gradient = np.where(yy < horizon, 250, 75 - 30 * (yy - horizon) / (480 - horizon))
+    a, b = (Image.fromarray(np.clip(x, 0, 255).astype(np.uint8)).convert("RGB") for x in (bands, gradient))
+    sim, parts = _both(a, b)
+    assert sim >= composition.REWORK_SIMILARITY  # the composition alone would call it a rework
+    assert parts < composition.REGION_SIMILARITY
+    assert _passes(a, _rework(a))
 
 
 def test_mirror_is_the_descriptor_with_odd_columns_negated() -> None:
@@ -77,21 +114,25 @@ def test_mirror_is_the_descriptor_with_odd_columns_negated() -> None:
     )
 
 
-def test_unrelated_test_images_stay_below_the_threshold() -> None:
+def test_unrelated_test_images_do_not_pass_both_checks() -> None:
     ims = [_load(n) for n in ALL] + [photo_like(640, 480, s) for s in CLOSEST_UNRELATED]
-    vs = np.stack([composition.describe(im) for im in ims])
-    sims = np.maximum(vs @ vs.T, vs @ np.stack([composition.mirror(v) for v in vs]).T)
-    np.fill_diagonal(sims, -1)
-    assert sims.max() < composition.REWORK_SIMILARITY
-    # the pair kept for the trace test below is as close as measured
-    assert sims[-1, -2] == pytest.approx(0.653, abs=0.01)
+    for i, a in enumerate(ims):
+        for b in ims[i + 1 :]:
+            assert not _passes(a, b)
+    # the closest pairs, as measured: the two synthetic "photos" and the card back below
+    assert _both(ims[-2], ims[-1])[0] == pytest.approx(0.653, abs=0.01)
+    assert _both(_load("revoy_forest_painting.jpg"), _load(CARD_BACK))[0] == pytest.approx(0.806, abs=0.01)
 
 
-def test_an_unrelated_card_back_is_no_rework_of_the_forest_painting(tmp_path: Path) -> None:
+def test_an_unrelated_card_back_is_no_rework_of_the_forest_painting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The false "likely rework" the calibration found: openclipart's card back (tests/data,
-    public domain) against revoy_forest_painting as the archived artwork — 0.806 as is, 0.85
-    posterised, over the old threshold of 0.80. Trace now says "no match" for both, and still
-    names a rework of the painting."""
+    public domain) against revoy_forest_painting as the archived artwork — composition 0.806
+    as is, 0.847 posterised, over the old threshold of 0.80 (both are a framed rectangle);
+    part by part they differ (regions 0.085 and 0.003). Trace says "no match" for both, and
+    still names a rework of the painting — only when the regions check passes too, and with
+    an index segment written before that check (computed from the archived original)."""
     home = config.load(cli.init_home(tmp_path / "home"))
     art = home.outbox / "forest.jpg"
     art.write_bytes(data_path("revoy_forest_painting.jpg").read_bytes())
@@ -103,11 +144,27 @@ def test_an_unrelated_card_back_is_no_rework_of_the_forest_painting(tmp_path: Pa
         assert len(features.update(conn, home.data_dir)) == 1
         tracer = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir)
         for suspect in (back.convert("RGB"), ImageOps.posterize(back.convert("RGB"), 2)):
-            assert 0.8 < _sim(_load("revoy_forest_painting.jpg"), suspect) < composition.REWORK_SIMILARITY
+            sim, parts = _both(_load("revoy_forest_painting.jpg"), suspect)
+            assert 0.8 < sim < composition.REWORK_SIMILARITY and parts < composition.REGION_SIMILARITY - 0.3
             got = tracer.trace_image(suspect)
             assert got.verdict == trace.NOTHING and got.artwork is None, got.summary()
         # the rework stage itself (the local features may find this rework first)
-        rework = tracer._rework(_rework(_load("revoy_forest_painting.jpg")), trace.Result([]))
+        suspect = _rework(_load("revoy_forest_painting.jpg"))
+        rework = tracer._rework(suspect, trace.Result([]))
         assert rework.verdict == trace.REWORK and rework.artwork is not None, rework.summary()
+        assert rework.artwork.regions is not None and rework.artwork.regions >= composition.REGION_SIMILARITY
+        assert rework.artwork.to_json()["regions"] == round(rework.artwork.regions, 4)
+        # the verdict needs the second check: past its threshold, the same rework is not named
+        monkeypatch.setattr(composition, "REGION_SIMILARITY", 1.01)
+        assert tracer._rework(suspect, trace.Result([])).verdict == trace.NOTHING
+        monkeypatch.undo()
+        # a segment from before the regions check (no regions.npy): computed from the original
+        (segment,) = [p for p in (home.data_dir / "features").iterdir() if (p / "regions.npy").is_file()]
+        (segment / "regions.npy").unlink()
+        old = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir)
+        assert old.findex is not None and old.findex.regions_of(0) is None
+        again = old._rework(suspect, trace.Result([]))
+        assert again.verdict == trace.REWORK and again.artwork is not None
+        assert again.artwork.regions == pytest.approx(rework.artwork.regions, abs=0.01)
     finally:
         conn.close()

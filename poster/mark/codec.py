@@ -38,7 +38,7 @@ COMB_MIN = 1.05  # minimum comb score (mean normalised power on the lattice; 1 =
 # tiles and hatching lift the raw comb score of unmarked images to 2.6, so the score is judged
 # against the image's own scan. Calibrated on benchmarks/mark.py's attack set + the trace
 # attacks (benchmarks/TRACE_RESULTS.md, section 6): copies read with >= GATE_PERIODS periods
-# in view had their lattice >= 6.8 scan sigmas up; unmarked images keep ~10 % of candidates.
+# in view had their lattice >= 6.8 scan sigmas up; unmarked images keep ~18 % of the fold work.
 SCAN_Z_MIN = 4.0
 # ... only for lattices with at least this many periods in the view. With few periods the comb
 # peak is weak (kodim04 cropped to 429 x 643: its mark 3.8 scan sigmas up, 6.5 periods, read),

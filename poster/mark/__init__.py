@@ -33,7 +33,11 @@ Design (numpy + Pillow only, no model weights)
   sensitive detector (one or two raw autocorrelation peaks were not: image content swamped
   them). A 1-D period scan + local refinement of (px, py, angle) gives the candidates; a
   last try reads rotated / stretched lattices off the peaks of the whitened autocorrelation
-  (inverse FFT of the normalised power spectrum) (``sync.py``). Each candidate is resampled
+  (inverse FFT of the normalised power spectrum) (``sync.py``). A candidate with many periods
+  in view (>= 24) goes on only if its comb score stands >= 4 standard deviations above the
+  image's own period scan: JPEG grids and pixel-art tiles give unmarked images high raw
+  scores, and folding every such candidate was most of the time spent on an image without a
+  mark. Each candidate is resampled
   so one period is 96 x 96 samples and all periods are summed (folding). FFT
   cross-correlation with the key's sync pattern gives the cyclic offset (tried on the folded
   tile and its mirror image: horizontally flipped copies). Crops at any offset only change

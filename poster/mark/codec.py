@@ -32,6 +32,18 @@ PASSES = (("hp", False), ("white", False), ("hp", True))  # residual kind, wide 
 HALF_MIN = 256  # smallest long edge of the half-resolution view
 N_CAND = 6  # lattice candidates (spectral comb maxima) verified by sync + decoding
 COMB_MIN = 1.05  # minimum comb score (mean normalised power on the lattice; 1 = no mark)
+# Minimum height of a candidate's comb score above its period scan (Comb.scan_z) before it is
+# folded and decoded. Folding is most of the blind read's time on an image without a mark
+# (~30 candidates passed COMB_MIN there, 13 ms each at 1024 px): JPEG block grids, pixel-art
+# tiles and hatching lift the raw comb score of unmarked images to 2.6, so the score is judged
+# against the image's own scan. Calibrated on benchmarks/mark.py's attack set + the trace
+# attacks (benchmarks/TRACE_RESULTS.md, section 8): copies read with >= GATE_PERIODS periods
+# in view had their lattice >= 6.8 scan sigmas up; unmarked images keep ~18 % of the fold work.
+SCAN_Z_MIN = 4.0
+# ... only for lattices with at least this many periods in the view. With few periods the comb
+# peak is weak (kodim04 cropped to 429 x 643: its mark 3.8 scan sigmas up, 6.5 periods, read),
+# and such folds are cheap: a fold resamples ~FOLD^2 samples per period in view.
+GATE_PERIODS = 24
 
 
 class MarkError(ValueError):
@@ -271,14 +283,16 @@ def _search_range(h: int, w: int) -> tuple[float, float]:
 
 def _whitener(y: np.ndarray, kind: str = "hp") -> tuple[np.ndarray, np.ndarray]:
     """Spectral gain (rfft layout) and local-RMS normaliser of the residual of ``y``."""
-    gain, norm, _r = _whitened(y, kind)
+    gain, norm, _ = _whiten(y, kind)
     return gain, norm
 
 
-def _whitened(y: np.ndarray, kind: str = "hp") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`_whitener`'s gain and normaliser, and the residual before normalising (which the
-    normaliser is measured on: `_residual` reuses it instead of filtering ``y`` again, two
-    1024² FFTs per pass of every read)."""
+def _whiten(y: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gain, normaliser and the band-passed residual before normalisation.
+
+    The residual is what :func:`_residual` needs next: returning it saves the extractor a
+    second forward and inverse FFT of the working view per pass (~30 ms at 1024 px).
+    """
     h, w = y.shape
     rmin, rmax = _search_range(h, w)
     f_lo, f_hi = tile.BAND_LO / rmax, tile.BAND_HI / rmin * 1.1
@@ -313,12 +327,12 @@ def _residual(y: np.ndarray, params=None, clip: bool = True, kind: str = "hp") -
     linear approximation, what the extractor will see of the mark.
     """
     h, w = y.shape
-    if params is None:
-        _gain, norm, r = _whitened(y, kind)  # the same filter on the same y: computed once
-        r = r * norm
-    else:
+    if params is not None:
         gain, norm = params
         r = np.fft.irfft2(np.fft.rfft2(y - y.mean()) * gain, s=(h, w)) * norm
+    else:
+        _, norm, r = _whiten(y, kind)  # the same gain on the same input: the same residual
+        r *= norm
     if clip:
         np.clip(r, -2.5, 2.5, out=r)
     return r - r.mean()
@@ -362,14 +376,15 @@ def _try_decode(g: np.ndarray, key: bytes, km) -> tuple[int | None, float, tuple
     return ecc.check(bits, km.salt), z, (px, py)
 
 
-def _candidates(r: np.ndarray, wide: bool = False):
+def _candidates(comb: sync.Comb, shape: tuple[int, int], wide: bool = False):
     """Lattice bases (v1 ~ x axis, v2 ~ y axis) to verify, most plausible first."""
-    h, w = r.shape
-    rmin, rmax = _search_range(h, w)
-    comb = sync.Comb(r)
+    rmin, rmax = _search_range(*shape)
     found = comb.wide_search(rmin, rmax) if wide else comb.search(rmin, rmax, N_CAND)
     for sc, px, py, th in found:
         if sc < COMB_MIN:
+            continue
+        many = shape[0] * shape[1] / (px * py) >= GATE_PERIODS
+        if many and comb.scan_z(sc, rmin, rmax) < SCAN_Z_MIN:
             continue
         yield _basis(px, py, th)
 
@@ -392,11 +407,22 @@ def extract_detail(image: Image.Image, *, key: bytes) -> Detection | None:
     views = [y]
     if max(y.shape) >= 2 * HALF_MIN:
         views.append(_resize_f(y, (y.shape[1] // 2, y.shape[0] // 2)).astype(np.float64))
-    passes = [(v, kind, wide) for kind, wide in PASSES for v in views]
-    for yv, kind, wide in passes:
+    # The wide pass reads the same high-pass residual and spectrum as the first: each is made
+    # once per view and kind, and a lattice already verified is not folded again.
+    residuals: dict[tuple[int, str], tuple[np.ndarray, sync.Comb]] = {}
+    tried: set[tuple[float, ...]] = set()
+    passes = [(i, v, kind, wide) for kind, wide in PASSES for i, v in enumerate(views)]
+    for vi, yv, kind, wide in passes:
         w = yv.shape[1]
-        r = _residual(yv, kind=kind)
-        for v1, v2 in _candidates(r, wide):
+        if (vi, kind) not in residuals:
+            r = _residual(yv, kind=kind)
+            residuals[vi, kind] = r, sync.Comb(r)
+        r, comb = residuals[vi, kind]
+        for v1, v2 in _candidates(comb, r.shape, wide):
+            lattice = (vi, *v1, *v2)
+            if lattice in tried:
+                continue
+            tried.add(lattice)
             g, _ = _fold(r, v1, v2)
             for mirrored in (False, True):
                 gm = g[:, ::-1] if mirrored else g

@@ -112,6 +112,64 @@ def test_unmarked_images_and_crops_give_none():
     assert extract(flat, key=KEY) is None
 
 
+def _counting(monkeypatch, name: str) -> list[int]:
+    """Count the calls of ``poster.mark.codec.<name>`` (the real function still runs)."""
+    from poster.mark import codec
+
+    calls: list[int] = []
+    real = getattr(codec, name)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(codec, name, counted)
+    return calls
+
+
+def test_unmarked_image_is_rejected_with_few_folds(monkeypatch):
+    """The blind read of an image without a mark (the usual case in `poster trace`) folds
+    only lattices that stand out of the image's own period scan (SCAN_Z_MIN; lattices with
+    many periods in view, the costly folds): it used to fold and decode every comb maximum
+    above COMB_MIN, ~30 per image, most of its time."""
+    folds = _counting(monkeypatch, "_fold")
+    residuals = _counting(monkeypatch, "_residual")
+    for i in range(2):
+        im = jpeg(photo_like(1400, 1000, seed=200 + i), 85)
+        assert extract(im, key=KEY) is None
+    assert len(folds) <= 14  # measured 7 (was 60)
+    # two views x two residual kinds; the wide pass reuses the first pass's residual (was 6)
+    assert len(residuals) == 2 * 4
+
+
+def test_the_fold_gate_keeps_marked_copies_with_margin(monkeypatch):
+    """The lattice of every copy read stands far above the gate, so the gate costs no read."""
+    from poster.mark import codec, sync
+
+    seen: list[float] = []
+    real = sync.Comb.scan_z
+
+    def recorded(self, score, pmin, pmax):
+        z = real(self, score, pmin, pmax)
+        seen.append(z)
+        return z
+
+    monkeypatch.setattr(sync.Comb, "scan_z", recorded)
+    # 1400 x 1000 px: 7-px chips, ~28 periods in the 1024 px view, so the gate applies
+    m = embed(photo_like(1400, 1000, seed=12), PAYLOAD, key=KEY)
+    copies = [
+        jpeg(m, 70),
+        jpeg(m.crop((31, 17, 1380, 990)), 80),
+        ImageOps.mirror(m),
+        jpeg(m.resize((1700, 1214), Image.BICUBIC), 85),
+    ]
+    for copy in copies:
+        seen.clear()
+        assert extract(copy, key=KEY) == PAYLOAD
+        assert seen, "the gate was not consulted"
+        assert seen[-1] >= codec.SCAN_Z_MIN + 2  # the lattice that was read
+
+
 def test_wrong_key_gives_none(marked):
     for k in (b"test-key-2", b"", b"TEST-KEY-1", KEY + b"\0"):
         assert extract(marked, key=k) is None

@@ -22,17 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from revision import export  # benchmarks/, the script's own folder
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def export(ref: str, dest: Path) -> Path:
-    """The `poster` package of git `ref`, unpacked into `dest`."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", ref, "poster"], check=True, capture_output=True
-    ).stdout
-    dest.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    return dest
 
 
 def child(n: int, base: Path) -> None:

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from revision import export  # benchmarks/, the script's own folder
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -37,15 +39,6 @@ COMMANDS = {
     "status --json": ["status", "--json"],
     "status": ["status"],
 }
-
-
-def export(ref: str, dest: Path) -> Path:
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", ref, "poster"], check=True, capture_output=True
-    ).stdout
-    dest.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    return dest
 
 
 def build(home: Path, n: int) -> Path:

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from PIL import Image
+from revision import export  # benchmarks/, the script's own folder
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -121,16 +122,6 @@ def speed_child(input_path: Path) -> None:
     bt, bc, _out = timed(baseline, data)
     ht, hc, info = timed(pipeline, data, "heavy", "x")
     print(json.dumps({"base": [bt, bc], "heavy": [ht, hc], "info": info, "load": os.getloadavg()[0]}))
-
-
-def export(rev: str, into: Path) -> Path:
-    """The `poster` package at `rev`, unpacked into `into` (no checkout of this tree)."""
-    into.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", rev, "poster"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def speed(image: Path, runs: int, before: str, tmp: Path) -> None:

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from revision import export  # benchmarks/, the script's own folder
+
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = (
     "PIL",
@@ -37,15 +39,6 @@ HEAVY = (
     "requests",
     "starlette",
 )
-
-
-def export(ref: str, dest: Path) -> Path:
-    """The `poster` package of git `ref`, unpacked into `dest`."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", ref, "poster"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    return dest
 
 
 def run(root: Path, args: list[str], cwd: Path) -> tuple[float, float]:

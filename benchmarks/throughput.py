@@ -39,6 +39,7 @@ from collections import Counter
 from pathlib import Path
 
 from PIL import Image
+from revision import export  # benchmarks/, the script's own folder
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -89,16 +90,6 @@ def artworks(n: int) -> tuple[list[tuple[str, bytes]], str]:
         painting((1600, 1200), seed=i).save(buf, "JPEG", quality=92)
         out.append((f"{i:03d}-painting.jpg", buf.getvalue()))
     return out, "tests/synthetic.painting 1600x1200"
-
-
-def export(rev: str, into: Path) -> Path:
-    """The package at `rev`, unpacked into `into` (git archive: no checkout of this tree)."""
-    into.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", rev, "poster"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def poster(src: Path, *args: str) -> subprocess.CompletedProcess[bytes]:

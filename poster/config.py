@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from poster.configfile import CONFIG_NAME, find  # noqa: F401  (re-exported: poster.config.find)
+from poster.configsnap import DataFolder
 from poster.errors import ConfigError
 from poster.i18n import N_, _
 from poster.slots import parse_slot
@@ -202,7 +203,7 @@ class ProofConfig(_Strict):
         return v
 
 
-class Config(_Strict):
+class Config(_Strict, DataFolder):
     path: Path
     data_dir: Path
     artist: str = ""
@@ -308,18 +309,6 @@ class Config(_Strict):
                     )
                 )
         return self
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "poster.db"
-
-    @property
-    def outbox(self) -> Path:
-        return self.data_dir / "outbox"
-
-    @property
-    def archive(self) -> Path:
-        return self.data_dir / "archive"
 
     def enabled_targets(self) -> dict[str, TargetConfig]:
         return {n: t for n, t in self.targets.items() if t.enabled}

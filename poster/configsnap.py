@@ -35,8 +35,27 @@ log = logging.getLogger(__name__)
 FORMAT = 1  # bumped when the snapshot's fields change
 
 
+class DataFolder:
+    """Where things are in the data folder: one layout for the full Config and Essentials."""
+
+    if TYPE_CHECKING:
+        data_dir: Path
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "poster.db"
+
+    @property
+    def outbox(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def archive(self) -> Path:
+        return self.data_dir / "archive"
+
+
 @dataclass(frozen=True)
-class Essentials:
+class Essentials(DataFolder):
     """The settings `poster status` reads (the same values the full Config has)."""
 
     path: Path  # the config file, absolute
@@ -54,14 +73,6 @@ class Essentials:
             language=config.language,
             stamping=bool(config.proof.tsa_urls),
         )
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "poster.db"
-
-    @property
-    def outbox(self) -> Path:
-        return self.data_dir / "outbox"
 
 
 def folder() -> Path:

@@ -538,6 +538,14 @@ def _spy_direct(monkeypatch: pytest.MonkeyPatch) -> list[tuple[dict[str, int], l
     return calls
 
 
+def _tight_crop(im: Image.Image) -> Image.Image:
+    w, h = im.size
+    cw, ch = round(w * 0.47), round(h * 0.47)
+    x0, y0 = round(w * 0.45), round(h * 0.08)
+    crop = im.crop((x0, y0, x0 + cw, y0 + ch))
+    return crop.resize((round(cw * 0.75), round(ch * 0.75)), Image.Resampling.LANCZOS)
+
+
 def test_tight_crop_of_a_soft_painting_names_the_post(
     posted: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -552,14 +560,8 @@ def test_tight_crop_of_a_soft_painting_names_the_post(
     calls = _spy_direct(monkeypatch)
     monkeypatch.setattr(features.FeatureIndex, "_verify", lambda *a, **k: None)
     row = next(r for r in rows if r["target"] == "x" and r["original_sha256"] == _sha(POSTED[0]))
-    im = published(row)
-    w, h = im.size
-    cw, ch = round(w * 0.47), round(h * 0.47)
-    x0, y0 = round(w * 0.45), round(h * 0.08)
-    crop = im.crop((x0, y0, x0 + cw, y0 + ch))
-    crop = crop.resize((round(cw * 0.75), round(ch * 0.75)), Image.Resampling.LANCZOS)
     path = tmp_path / "crop.webp"
-    crop.save(path, "WEBP", quality=80)
+    _tight_crop(published(row)).save(path, "WEBP", quality=80)
     conn = store.connect(home.db_path)
     try:
         result = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir).trace_path(path)
@@ -570,14 +572,6 @@ def test_tight_crop_of_a_soft_painting_names_the_post(
     assert result.artwork is not None and result.artwork.key == row["original_sha256"]
     # found by the direct match, not by the index's own verification
     assert len(calls) == 1 and calls[0][1] and calls[0][1][0].key == row["original_sha256"]
-
-
-def _tight_crop(im: Image.Image) -> Image.Image:
-    w, h = im.size
-    cw, ch = round(w * 0.47), round(h * 0.47)
-    x0, y0 = round(w * 0.45), round(h * 0.08)
-    crop = im.crop((x0, y0, x0 + cw, y0 + ch))
-    return crop.resize((round(cw * 0.75), round(ch * 0.75)), Image.Resampling.LANCZOS)
 
 
 def test_a_direct_match_whose_id_is_not_read_is_named_by_its_layers(

@@ -375,6 +375,7 @@ def main() -> None:
         "--no-extras", action="store_true", help="attack table without the perceptual and blind-read columns"
     )
     ap.add_argument("--scale", type=int, nargs="*", default=[1_000, 10_000, 100_000, 1_000_000])
+    ap.add_argument("--per-image", action="store_true", help="scale: each traced image's time and verdict")
     ap.add_argument("--unrelated", type=int, default=12_000)
     ap.add_argument("--sift", type=int, help="unrelated queries through the SIFT pass (default: all)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (calibration, attack table)")
@@ -401,7 +402,7 @@ def main() -> None:
     if "scale" in only:
         import trace_scale
 
-        trace_scale.scale_table(args.scale)
+        trace_scale.scale_table(args.scale, per_image=args.per_image)
     if "pdq" in only:  # the perceptual stage's own calibration and speed (PDQ, as before)
         if not CORPUS.is_dir():
             ap.error(f"{CORPUS}: the test-art corpus is not beside this repository")

@@ -227,6 +227,8 @@ def _real_compositions() -> np.ndarray:
             im = images.load(p, 512)
             if im is not None:
                 vs.append(composition.describe(im))
+    if not vs:
+        raise SystemExit("no package images found: install the Debian packages named in benchmarks/images.py")
     out = np.stack(vs).astype(np.float32)
     np.save(cache, out)
     return out
@@ -327,6 +329,7 @@ def measure(n: int) -> dict[str, Any]:
         "right": sum(r[3] for r in rows),
         "cases": len(rows),
         "wrong": [f"{r[0]}: {r[4]}" for r in rows if not r[3]],
+        "images": [[r[0], r[1], r[2], r[4]] for r in rows],
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "disk_gb": disk / 1e9,
         "features_gb": findex / 1e9,
@@ -334,7 +337,7 @@ def measure(n: int) -> dict[str, Any]:
     }
 
 
-def scale_table(sizes: list[int]) -> None:
+def scale_table(sizes: list[int], per_image: bool = False) -> None:
     print("\n== scale: whole traces in a data folder of N generated posts + 2 real artworks ==")
     print(
         "| posts | on disk (features) | open indexes (cpu) | first trace | median per image (cpu) | found / unrelated median | "
@@ -361,6 +364,9 @@ def scale_table(sizes: list[int]) -> None:
         )
         for w in r["wrong"]:
             print(f"  {n:,}: {w}")
+        if per_image:
+            for label, wall, cpu, verdict in r["images"]:
+                print(f"    {label:<22} cpu {cpu:5.2f}  wall {wall:5.2f}  {verdict}")
         print(f"  ({n:,}: {time.perf_counter() - t:.0f} s including building the folder once)", flush=True)
     print(
         "(open indexes: the ledger's perceptual index (from its cache file), the feature index and "

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from . import ecc, sync, tile
-from ._filters import box, min3
+from ._filters import box, min3, power
 
 MIN_SIDE = 256  # shortest accepted image side, in pixels
 C_MIN = 7.0  # smallest chip size (original px): ~2.5 px after a 0.35x downscale
@@ -188,7 +188,7 @@ def _mask(y: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarr
     texture the image has elsewhere.
     """
     hp = y - box(y, 1)
-    act = np.sqrt(box(hp * hp, 1))
+    act = np.sqrt(power(hp, 1))
     act = min3(act)  # do not bleed strength from edges into neighbouring flat areas
     tex = np.clip(act / 8.0, 0.06, 1.0)
     lum = np.clip(y / 30.0, 0.0, 1.0) * np.clip((255.0 - y) / 45.0, 0.0, 1.0)
@@ -311,7 +311,7 @@ def _whiten(y: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
     else:
         gain = band * (1.0 - np.sinc(7 * fx) * np.sinc(7 * fy))
     r = np.fft.irfft2(spec * gain, s=(h, w))
-    norm = 1.0 / (np.sqrt(box(r * r, 6)) + 1e-3 * (r.std() + 1e-12))
+    norm = 1.0 / (np.sqrt(power(r, 6)) + 1e-3 * (r.std() + 1e-12))
     return gain, norm, r
 
 

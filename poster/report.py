@@ -452,20 +452,39 @@ def verdict_text(ev: Evidence) -> tuple[str, str, str]:
 
         sim = art.similarity if art is not None and art.similarity is not None else 0.0
         parts = art.regions if art is not None and art.regions is not None else 0.0
+        colours = art.colour if art is not None else None
         head = _("Likely rework of your artwork “{name}” (score {score:.2f})").format(name=name, score=score)
-        text = _(
-            "This image is not a copy of the artwork's pixels, but at thumbnail size its "
-            "composition and layout of light and dark match the artwork (similarity "
-            "{similarity:.2f}; reported from {threshold:.2f}), in each part of the picture as "
-            "well (the least similar part: {regions:.2f}; from {regions_threshold:.2f}), as an "
-            "img2img “AI tracing” or a repaint keeps them. It is not a copy of any post, and no "
-            "post is named."
-        ).format(
-            similarity=sim,
-            threshold=composition.REWORK_SIMILARITY,
-            regions=parts,
-            regions_threshold=composition.REGION_SIMILARITY,
-        )
+        if colours is not None:
+            text = _(
+                "This image is not a copy of the artwork's pixels, but at thumbnail size its "
+                "composition and layout of light and dark match the artwork (similarity "
+                "{similarity:.2f}; reported from {threshold:.2f}), in each part of the picture as "
+                "well (the least similar part: {regions:.2f}; from {regions_threshold:.2f}), and so "
+                "does the layout of its colours, whatever hues they were turned to ({colour:.2f}; "
+                "from {colour_threshold:.2f}), as an img2img “AI tracing” or a repaint keeps them. "
+                "It is not a copy of any post, and no post is named."
+            ).format(
+                similarity=sim,
+                threshold=composition.COLOUR_COMPOSITION,
+                regions=parts,
+                regions_threshold=composition.REGION_SIMILARITY,
+                colour=colours,
+                colour_threshold=composition.COLOUR_SIMILARITY,
+            )
+        else:
+            text = _(
+                "This image is not a copy of the artwork's pixels, but at thumbnail size its "
+                "composition and layout of light and dark match the artwork (similarity "
+                "{similarity:.2f}; reported from {threshold:.2f} for pictures without colour), in "
+                "each part of the picture as well (the least similar part: {regions:.2f}; from "
+                "{regions_threshold:.2f}), as an img2img “AI tracing” or a repaint keeps them. It "
+                "is not a copy of any post, and no post is named."
+            ).format(
+                similarity=sim,
+                threshold=composition.REWORK_SIMILARITY,
+                regions=parts,
+                regions_threshold=composition.REGION_SIMILARITY,
+            )
         return "v-rework", head, text
     return (
         "v-none",
@@ -705,7 +724,8 @@ def _rework_section(ev: Evidence) -> str:
         "At thumbnail size a rework looks like the artwork it was made from. The match compares "
         "the layout of light and dark below (64 × 64, brightness and contrast evened out; its "
         "lowest frequencies), which survives re-drawn lines, smoothing, posterisation and colour "
-        "shifts."
+        "shifts; in each part of the picture; and, for pictures in colour, where the colours "
+        "are and how strong, whatever hues they were turned to."
     )
     return (
         f"<h2>{_esc(_('Thumbnail comparison'))}</h2><p>{_esc(intro + mirrored)}</p><div class='grid'>"

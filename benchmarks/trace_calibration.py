@@ -30,10 +30,13 @@ The rework pass (`trace_calibration.py rework [N]`, or `benchmarks/trace.py --on
 --unrelated N`; cached in benchmarks/out/calibration/rework/): only what the rework verdict
 needs, in one process — the 64 x 64 thumbnail (composition.thumbnail) of every indexed
 artwork, of the rework set and of the first N unrelated queries (made exactly as above, no
-SIFT, no PDQ), then both rework checks (composition and regions) from the thumbnails: the
-rework set's recall over a grid of thresholds, and every unrelated query (against the indexed
-artworks) and every pair of unrelated queries from different sources that reaches composition
-0.7, with its regions similarity.
+SIFT, no PDQ), then the three rework checks (composition, regions, colour) from the
+thumbnails: the rework set's recall over a grid of thresholds; every unrelated query (against
+the indexed artworks) and every pair of unrelated queries from different sources that reaches
+composition 0.7, with its regions and colour similarity; the margin (how far the closest
+unrelated comparison is from the verdict: its largest shortfall over the checks); and a
+held-out count (thresholds chosen on one half of the artworks and of the unrelated sources,
+counted on the other half).
 
 The rework set: each of the 20 indexed artworks (corpus + synthetic) through six rework
 transforms built from the issue and seed 004 (smoothing, posterise, re-drawn lines over

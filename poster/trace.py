@@ -597,8 +597,8 @@ class Tracer:
 
     # -- reworks -----------------------------------------------------------------------------
     def _rework(self, image: Image.Image, result: Result) -> Result:
-        """The last stage: a composition match at thumbnail scale, confirmed part by part
-        (poster.composition)."""
+        """The last stage: a composition match at thumbnail scale, confirmed part by part and
+        by the layout of the colours (poster.composition)."""
         index = self.findex
         if index is None or len(index) == 0:
             return result

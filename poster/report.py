@@ -708,10 +708,30 @@ def _rework_section(ev: Evidence) -> str:
             (THUMB, THUMB), Image.Resampling.NEAREST
         )
 
+    def colours(im: Image.Image) -> Image.Image:
+        # as the colour check sees it: the chroma alone (each pixel less its grey), on mid
+        # grey, its strength evened out; the check itself ignores a turn of every hue
+        chroma = composition.thumbnail(im).astype(np.float64)
+        chroma -= chroma.mean(axis=-1, keepdims=True)
+        chroma *= 60 / (np.sqrt((chroma**2).sum(-1)).mean() + 1e-6)
+        return Image.fromarray(np.clip(128 + chroma, 0, 255).astype(np.uint8)).resize(
+            (THUMB, THUMB), Image.Resampling.NEAREST
+        )
+
     a = ev.save("rework-copy.png", copy_thumb)
     b = ev.save("rework-original.png", orig_thumb)
     la = ev.save("rework-copy-layout.png", layout(ev.suspect))
     lb = ev.save("rework-original-layout.png", layout(original))
+    colour_row = ""
+    if art.colour is not None:
+        ca = ev.save("rework-copy-colours.png", colours(ev.suspect))
+        cb = ev.save("rework-original-colours.png", colours(original))
+        colour_row = (
+            "<div class='grid'>"
+            + _figure(ca, _("layout of colours: the copy"))
+            + _figure(cb, _("layout of colours: your original"))
+            + "</div>"
+        )
     blink = _blink(
         b,
         a,
@@ -736,6 +756,7 @@ def _rework_section(ev: Evidence) -> str:
         + _figure(la, _("layout of light and dark: the copy"))
         + _figure(lb, _("layout of light and dark: your original"))
         + "</div>"
+        + colour_row
     )
 
 

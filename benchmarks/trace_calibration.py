@@ -30,10 +30,13 @@ The rework pass (`trace_calibration.py rework [N]`, or `benchmarks/trace.py --on
 --unrelated N`; cached in benchmarks/out/calibration/rework/): only what the rework verdict
 needs, in one process — the 64 x 64 thumbnail (composition.thumbnail) of every indexed
 artwork, of the rework set and of the first N unrelated queries (made exactly as above, no
-SIFT, no PDQ), then both rework checks (composition and regions) from the thumbnails: the
-rework set's recall over a grid of thresholds, and every unrelated query (against the indexed
-artworks) and every pair of unrelated queries from different sources that reaches composition
-0.7, with its regions similarity.
+SIFT, no PDQ), then the three rework checks (composition, regions, colour) from the
+thumbnails: the rework set's recall over a grid of thresholds; every unrelated query (against
+the indexed artworks) and every pair of unrelated queries from different sources that reaches
+composition 0.7, with its regions and colour similarity; the margin (how far the closest
+unrelated comparison is from the verdict: its largest shortfall over the checks); and a
+held-out count (thresholds chosen on one half of the artworks and of the unrelated sources,
+counted on the other half).
 
 The rework set: each of the 20 indexed artworks (corpus + synthetic) through six rework
 transforms built from the issue and seed 004 (smoothing, posterise, re-drawn lines over
@@ -568,86 +571,141 @@ def rework_pass(target: int) -> None:
     rework_report(ref, ids, thumbs, cpu)
 
 
-def _checks(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Composition descriptors, regions descriptors and energies of thumbnails."""
+def _checks(thumbs: np.ndarray) -> dict[str, np.ndarray]:
+    """The three rework descriptors of thumbnails (composition, regions, colour), with the
+    composition's energy and the colourfulness."""
     comp = np.stack([composition.from_grid(composition.luma_of(t)) for t in thumbs])
     parts = np.stack([composition.regions(t) for t in thumbs])
+    col = np.stack([composition.colour(t) for t in thumbs])
     energy = np.array([composition.energy(composition.luma_of(t)) for t in thumbs])
-    return comp, parts, energy
+    return {
+        "comp": comp,
+        "parts": parts,
+        "colour": col,
+        "energy": energy,
+        "cful": np.linalg.norm(col, axis=1),
+    }
 
 
 _FLIP_C = composition.mirror(np.ones(composition.DIMS, np.float32))
 
 
+def _three(
+    q: dict[str, np.ndarray], i: int, a: dict[str, np.ndarray], j: int, flip: bool
+) -> tuple[float, float, bool]:
+    """(regions, colour, both grey) of query i against image j in the given orientation."""
+    qr, qc = q["parts"][i], q["colour"][i]
+    if flip:
+        qr, qc = composition.mirror_regions(qr), composition.mirror_colour(qc)
+    grey = bool(q["cful"][i] < composition.GREY and a["cful"][j] < composition.GREY)
+    return (
+        composition.region_similarity(a["parts"][j], qr),
+        composition.colour_similarity(a["colour"][j], qc),
+        grey,
+    )
+
+
+def _gap(c: float, r: float, col: float, grey: bool, t: tuple[float, float, float]) -> float:
+    """How far one comparison is from the verdict (<= 0: a rework) at thresholds t =
+    (composition with colour, regions, colour); grey pairs: composition REWORK_SIMILARITY."""
+    if grey:
+        return max(composition.REWORK_SIMILARITY - c, t[1] - r)
+    return max(t[0] - c, t[1] - r, t[2] - col)
+
+
 def _verdict(
-    qc: np.ndarray, qr: np.ndarray, ac: np.ndarray, ar: np.ndarray, t1: float, t2: float, k: int
-) -> list[tuple[int, float, float] | None]:
+    q: dict[str, np.ndarray], a: dict[str, np.ndarray], t: tuple[float, float, float], k: int
+) -> list[tuple[int, float] | None]:
     """Tracer._rework on descriptors: the k best composition matches of each orientation,
-    closest first, the first that passes both checks — (artwork, composition, regions)."""
-    out: list[tuple[int, float, float] | None] = []
-    for v, r in zip(qc, qr, strict=True):
-        sims = np.stack([ac @ v, ac @ (v * _FLIP_C)])
+    closest first, the first that passes the three checks — (artwork, composition)."""
+    out: list[tuple[int, float] | None] = []
+    for i, v in enumerate(q["comp"]):
+        sims = np.stack([a["comp"] @ v, a["comp"] @ (v * _FLIP_C)])
         top = np.argsort(-sims, axis=1)[:, :k]
         cands = sorted(((float(sims[f, j]), f, int(j)) for f in (0, 1) for j in top[f]), reverse=True)
         hit = None
         for c, f, j in cands:
-            if c < t1:
+            if c < min(t[0], composition.REWORK_SIMILARITY):
                 break
-            part = composition.region_similarity(ar[j], composition.mirror_regions(r) if f else r)
-            if part >= t2:
-                hit = (j, c, part)
+            r, col, grey = _three(q, i, a, j, bool(f))
+            if _gap(c, r, col, grey, t) <= 0:
+                hit = (j, c)
                 break
         out.append(hit)
     return out
 
 
 def _close(
-    a_c: np.ndarray,
-    a_r: np.ndarray,
-    b_c: np.ndarray,
-    b_r: np.ndarray,
+    a: dict[str, np.ndarray],
+    ia: np.ndarray,
+    b: dict[str, np.ndarray],
+    ib: np.ndarray,
     floor: float,
     groups: np.ndarray | None = None,
-) -> list[tuple[float, float, int, int]]:
-    """Every (a, b) whose composition reaches `floor` (either orientation) with its regions
-    similarity in the same orientation. With `groups` (a and b the same images): each pair
-    once, and only pairs from different sources."""
+) -> list[tuple[float, float, float, bool, int, int]]:
+    """Every (a, b) whose composition reaches `floor` (either orientation) with its regions and
+    colour similarity in the same orientation: (composition, regions, colour, both grey, i, j)
+    with i, j positions in ia, ib. With `groups` (a and b the same images): each pair once,
+    and only pairs from different sources."""
     out = []
-    for s in range(0, len(a_c), 1000):
-        s0, s1 = a_c[s : s + 1000] @ b_c.T, (a_c[s : s + 1000] * _FLIP_C) @ b_c.T
+    ac, bc = a["comp"][ia], b["comp"][ib]
+    for s in range(0, len(ac), 1000):
+        s0, s1 = ac[s : s + 1000] @ bc.T, (ac[s : s + 1000] * _FLIP_C) @ bc.T
         sm = np.maximum(s0, s1)
         mask = np.ones_like(sm, bool)
         if groups is not None:
             mask = (groups[s : s + 1000, None] != groups[None, :]) & (
-                np.arange(s, s + len(sm))[:, None] < np.arange(len(b_c))[None, :]
+                np.arange(s, s + len(sm))[:, None] < np.arange(len(bc))[None, :]
             )
         for i, j in zip(*np.nonzero(mask & (sm >= floor)), strict=True):
-            r = composition.mirror_regions(a_r[s + i]) if s1[i, j] > s0[i, j] else a_r[s + i]
-            out.append((float(sm[i, j]), composition.region_similarity(r, b_r[j]), s + int(i), int(j)))
+            r, col, grey = _three(a, int(ia[s + i]), b, int(ib[j]), bool(s1[i, j] > s0[i, j]))
+            out.append((float(sm[i, j]), r, col, grey, s + int(i), int(j)))
     return out
 
 
 SAME_SOURCE = {"tuxpaint stamps": "openclipart"}
+# the grid the thresholds are chosen from (composition with colour, regions, colour)
+GRID_T = [
+    (c, r, col)
+    for c in (0.75, 0.8, 0.85, 0.88, 0.9)
+    for r in (0.2, 0.3, 0.4, 0.5, 0.6)
+    for col in (0.7, 0.75, 0.8, 0.85, 0.9)
+]
+NEED_MARGIN = 0.03  # a setting is chosen only if every unrelated comparison misses it by more
+
+
+def _half(key: str) -> int:
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 2
 
 
 def rework_report(ref: dict[str, Any], ids: list[str], thumbs: np.ndarray, cpu: np.ndarray) -> None:
     from poster import trace as tr
 
-    t1, t2 = composition.REWORK_SIMILARITY, composition.REGION_SIMILARITY
+    committed = (composition.COLOUR_COMPOSITION, composition.REGION_SIMILARITY, composition.COLOUR_SIMILARITY)
     k = tr.REWORK_CANDIDATES
     t = time.process_time()
-    comp_only = [composition.from_grid(composition.luma_of(x)) for x in thumbs[:2000]]
-    t_comp = (time.process_time() - t) / len(comp_only)
+    for x in thumbs[:2000]:
+        composition.from_grid(composition.luma_of(x))
+    t_comp = (time.process_time() - t) / min(2000, len(thumbs))
     t = time.process_time()
-    parts_only = [composition.regions(x) for x in thumbs[:2000]]
-    t_parts = (time.process_time() - t) / len(parts_only)
-    ac, ar, _ = _checks(ref["thumbs"])
-    rc, rr, re_ = _checks(ref["rthumbs"])
-    qc, qr, qe = _checks(thumbs)
+    for x in thumbs[:2000]:
+        composition.regions(x)
+    t_parts = (time.process_time() - t) / min(2000, len(thumbs))
+    t = time.process_time()
+    for x in thumbs[:2000]:
+        composition.colour(x)
+    t_col = (time.process_time() - t) / min(2000, len(thumbs))
+    a, rw, q = _checks(ref["thumbs"]), _checks(ref["rthumbs"]), _checks(thumbs)
+    t = time.process_time()
+    v0, c0 = q["parts"][0], q["colour"][0]
+    for j in range(len(a["comp"])):
+        composition.region_similarity(a["parts"][j], v0)
+        composition.colour_similarity(a["colour"][j], c0)
+    t_cmp = (time.process_time() - t) / len(a["comp"])
     names = [str(n) for n in ref["names"]]
     own = np.array([names.index(str(n)) for n in ref["rnames"]])
     kinds = [str(x) for x in ref["rkinds"]]
-    qk = np.nonzero(qe >= composition.MIN_ENERGY)[0]
+    qk = np.nonzero(q["energy"] >= composition.MIN_ENERGY)[0]
     # Tux Paint's stamps include openclipart drawings (the same house in both packages,
     # 0.998 and 0.998): one source for the pairs, as the drawings within one package are
     grp = np.array([SAME_SOURCE.get(g, g) for g in (i.split("|")[0] for i in ids)])[qk]
@@ -657,103 +715,150 @@ def rework_report(ref: dict[str, Any], ids: list[str], thumbs: np.ndarray, cpu: 
     )
     print(
         f"per image, CPU: thumbnail (decode, augment, reduce to {composition.GRID}²) median {np.median(cpu) * 1000:.0f} ms; "
-        f"composition descriptor {t_comp * 1000:.2f} ms; regions descriptor {t_parts * 1000:.2f} ms"
+        f"descriptors: composition {t_comp * 1000:.2f} ms, regions {t_parts * 1000:.2f} ms, colour {t_col * 1000:.2f} ms; "
+        f"per candidate compared (regions + colour) {t_cmp * 1e6:.0f} µs"
     )
-    # unrelated queries against the indexed artworks, and unrelated pairs from different sources
     floor = 0.7
-    uq = _close(qc[qk], qr[qk], ac, ar, floor)
-    up = _close(qc[qk], qr[qk], qc[qk], qr[qk], floor, grp)
+    uq = _close(q, qk, a, np.arange(len(names)), floor)
+    up = _close(q, qk, q, qk, floor, grp)
     counts = np.unique(grp, return_counts=True)[1].astype(np.int64)
     n_p = int((counts.sum() ** 2 - (counts**2).sum()) // 2)  # pairs from different sources
-    # the rework set: each rework against its own artwork, and the verdict
-    own_c = np.array(
-        [max(float(ac[o] @ v), float(ac[o] @ (v * _FLIP_C))) for o, v in zip(own, rc, strict=True)]
+    enough = rw["energy"] >= composition.MIN_ENERGY
+    # halves: the rework set by artwork, the unrelated comparisons by the query's source file
+    art_half = np.array([_half(names[o]) for o in own])
+    src = [i.split("|")[1] for i in ids]
+    uq_half = np.array([_half(src[qk[i]]) for *_, i, _j in uq])
+    up_half = np.array([_half(src[qk[i]]) for *_, i, _j in up])
+    verdicts: dict[tuple[float, float, float], np.ndarray] = {}
+
+    def named(tt: tuple[float, float, float]) -> np.ndarray:
+        if tt not in verdicts:
+            got = _verdict(rw, a, tt, k)
+            verdicts[tt] = np.array(
+                [(g is not None and g[0] == o and bool(e)) * 1 - (g is not None and g[0] != o) * 1
+                 for g, o, e in zip(got, own, enough, strict=True)]
+            )  # fmt: skip
+        return verdicts[tt]  # 1 named, 0 missed, -1 wrong artwork
+
+    def unrelated_gaps(tt: tuple[float, float, float], half: int | None = None) -> np.ndarray:
+        g = [
+            _gap(c, r, col, grey, tt)
+            for rows, hv in ((uq, uq_half), (up, up_half))
+            for (c, r, col, grey, *_), h in zip(rows, hv, strict=True)
+            if half is None or h == half
+        ]
+        return np.array(g or [np.inf])
+
+    print(
+        f"\nthresholds (regions ≥ {composition.REGION_SIMILARITY}): rework set named/wrong (of {len(own)}); unrelated queries + pairs passing"
     )
-    own_r = np.array(
+    cols = (0.7, 0.75, 0.8, 0.85, 0.9)
+    print("| composition ≥ (with colour) | colour ≥ " + " | ".join(str(x) for x in cols) + " |")
+    print("| --- | " + " | ".join("---" for _ in cols) + " |")
+    for c in (0.75, 0.8, 0.85, 0.88, 0.9):
+        cells = []
+        for col in cols:
+            tt = (c, composition.REGION_SIMILARITY, col)
+            n = named(tt)
+            fq = sum(_gap(*x[:4], tt) <= 0 for x in uq)
+            fp = sum(_gap(*x[:4], tt) <= 0 for x in up)
+            cells.append(f"{(n == 1).sum()}/{(n == -1).sum()}; {fq} + {fp}")
+        print(f"| {c} | " + " | ".join(cells) + " |")
+
+    # Held out: the thresholds chosen on one half (artworks, unrelated sources) from GRID_T —
+    # most reworks named with every unrelated comparison of that half missing by > NEED_MARGIN
+    # — then counted on the other half.
+    print(
+        f"\nheld out: thresholds chosen on one half of the artworks and of the unrelated sources (most named, margin > {NEED_MARGIN}), counted on the other half"
+    )
+    print(
+        "| chosen on half | thresholds (composition, regions, colour) | named, chosen half | margin, chosen half | named, held-out half | unrelated passing, held-out half | margin, held-out half |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for h in (0, 1):
+        best = None
+        for tt in GRID_T:
+            m = float(unrelated_gaps(tt, h).min())
+            if m <= NEED_MARGIN:
+                continue
+            n = int(((named(tt) == 1) & (art_half == h)).sum())
+            if best is None or (n, m) > best[:2]:
+                best = (n, m, tt)
+        if best is None:
+            print(f"| {h} | none with margin > {NEED_MARGIN} | | | | | |")
+            continue
+        n, m, tt = best
+        g = unrelated_gaps(tt, 1 - h)
+        held = int(((named(tt) == 1) & (art_half != h)).sum())
+        print(
+            f"| {h} | {tt} | {n}/{(art_half == h).sum()} | {m:+.3f} | {held}/{(art_half != h).sum()} | {(g <= 0).sum()} | {g.min():+.3f} |"
+        )
+    n = named(committed)
+    print(
+        f"\ncommitted thresholds {committed} (grey pairs: composition ≥ {composition.REWORK_SIMILARITY}), by half:"
+    )
+    print("| half | reworks named | wrong | unrelated passing | margin |")
+    print("| --- | --- | --- | --- | --- |")
+    for h in (0, 1, None):
+        m = art_half == h if h is not None else np.ones(len(own), bool)
+        g = unrelated_gaps(committed, h)
+        print(
+            f"| {'all' if h is None else h} | {(n[m] == 1).sum()}/{m.sum()} ({(n[m] == 1).mean():.0%}) | {(n[m] == -1).sum()} | {(g <= 0).sum()} | {g.min():+.3f} |"
+        )
+
+    before = named((composition.REWORK_SIMILARITY, composition.REGION_SIMILARITY, -1.0))
+    print(
+        f"\nrework set: {len(own)} reworks of {len(set(names[o] for o in own))} artworks; named before "
+        f"(composition ≥ {composition.REWORK_SIMILARITY}, regions ≥ {composition.REGION_SIMILARITY}): {(before == 1).sum()}; "
+        f"now: {(n == 1).sum()} ({(n == 1).mean():.0%}), wrong artwork {(n == -1).sum()}"
+    )
+    own_f = [
+        float(a["comp"][o] @ (v * _FLIP_C)) > float(a["comp"][o] @ v)
+        for o, v in zip(own, rw["comp"], strict=True)
+    ]
+    own_c = np.array(
         [
-            composition.region_similarity(
-                ar[o], composition.mirror_regions(r) if float(ac[o] @ (v * _FLIP_C)) > float(ac[o] @ v) else r
-            )
-            for o, v, r in zip(own, rc, rr, strict=True)
+            max(float(a["comp"][o] @ v), float(a["comp"][o] @ (v * _FLIP_C)))
+            for o, v in zip(own, rw["comp"], strict=True)
         ]
     )
-    enough = re_ >= composition.MIN_ENERGY
-
-    def recall(a: float, b: float) -> tuple[int, int]:
-        got = _verdict(rc, rr, ac, ar, a, b, k)
-        named = sum(g is not None and g[0] == o and e for g, o, e in zip(got, own, enough, strict=True))
-        return named, sum(g is not None and g[0] != o for g, o in zip(got, own, strict=True))
-
-    sims = np.maximum(rc @ ac.T, (rc * _FLIP_C) @ ac.T)
-    before = (sims.argmax(1) == own) & (own_c >= 0.95) & enough
-    print(
-        f"\nthresholds: rework set named/wrong (of {len(own)}); unrelated queries + pairs passing both checks"
-    )
-    t2s = (-1.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9)
-    print("| composition ≥ | regions ≥ " + " | ".join(str(x) for x in t2s) + " |")
-    print("| --- | " + " | ".join("---" for _ in t2s) + " |")
-    for a in (0.8, 0.85, 0.88, 0.9, 0.92, 0.95):
-        cells = []
-        for b in t2s:
-            nm, wr = recall(a, b)
-            fq = sum(c >= a and r >= b for c, r, *_ in uq)
-            fp = sum(c >= a and r >= b for c, r, *_ in up)
-            cells.append(f"{nm}/{wr}; {fq} + {fp}")
-        print(f"| {a} | " + " | ".join(cells) + " |")
-    named, wrong = recall(t1, t2)
-    print(
-        f"\nrework set: {len(own)} reworks of {len(set(names[o] for o in own))} artworks; composition alone ≥ 0.95: "
-        f"{before.sum()} named ({before.mean():.0%}); composition ≥ {t1} and regions ≥ {t2}: {named} named "
-        f"({named / len(own):.0%}), wrong artwork {wrong}"
-    )
-    print("| rework | named before (composition ≥ 0.95) | named now | regions to its artwork: median (min) |")
+    own3 = [_three(rw, i, a, int(o), f) for i, (o, f) in enumerate(zip(own, own_f, strict=True))]
+    print("| rework | named before | named now | colour to its artwork: median (min) |")
     print("| --- | --- | --- | --- |")
-    got = _verdict(rc, rr, ac, ar, t1, t2, k)
-    now = np.array([g is not None and g[0] == o and e for g, o, e in zip(got, own, enough, strict=True)])
     for kind in dict.fromkeys(kinds):
         m = np.array([x == kind for x in kinds])
+        cs = np.array([x[1] for x, y in zip(own3, m, strict=True) if y])
         print(
-            f"| {kind} | {before[m].sum()}/{m.sum()} | {now[m].sum()}/{m.sum()} | {np.median(own_r[m]):.3f} ({own_r[m].min():.3f}) |"
+            f"| {kind} | {(before[m] == 1).sum()}/{m.sum()} | {(n[m] == 1).sum()}/{m.sum()} | {np.median(cs):.3f} ({cs.min():.3f}) |"
         )
     missed = [
-        f"{n} {kd} ({c:.3f}, {r:.3f})"
-        for n, kd, c, r, x in zip(ref["rnames"], kinds, own_c, own_r, now, strict=True)
-        if not x
+        f"{nm} {kd} ({c:.3f}, {x[0]:.3f}, {x[1]:.3f}{', grey' if x[2] else ''})"
+        for nm, kd, c, x, v in zip(ref["rnames"], kinds, own_c, own3, n, strict=True)
+        if v != 1
     ]
-    print("  missed (composition, regions): " + "; ".join(missed))
+    print("  missed (composition, regions, colour): " + "; ".join(missed))
     print(
         f"\nunrelated: {len(qk):,} queries x {len(names)} artworks; {n_p:,} pairs of queries from different sources"
     )
-    print("| check | threshold | queries: highest (passing) | pairs: highest (passing) | margin |")
-    print("| --- | --- | --- | --- | --- |")
-    cq = max((c for c, *_ in uq), default=0.0)
-    cp = max((c for c, *_ in up), default=0.0)
     print(
-        f"| composition | ≥ {t1} | {cq:.3f} ({sum(c >= t1 for c, *_ in uq)}) | {cp:.3f} ({sum(c >= t1 for c, *_ in up)}) | {t1 - max(cq, cp):+.3f} |"
+        "| comparisons | composition ≥ 0.7 | of them grey | passing the verdict | closest (composition, regions, colour) | margin |"
     )
-    rq = max((r for c, r, *_ in uq if c >= t1), default=-1.0)
-    rp = max((r for c, r, *_ in up if c >= t1), default=-1.0)
-    print(
-        f"| regions, where composition ≥ {t1} | ≥ {t2} | {rq:.3f} ({sum(c >= t1 and r >= t2 for c, r, *_ in uq)}) | "
-        f"{rp:.3f} ({sum(c >= t1 and r >= t2 for c, r, *_ in up)}) | {t2 - max(rq, rp):+.3f} |"
-    )
-    rq7 = max((r for c, r, *_ in uq), default=-1.0)
-    rp7 = max((r for c, r, *_ in up), default=-1.0)
-    print(
-        f"| regions, where composition ≥ {floor} | ≥ {t2} | {rq7:.3f} ({sum(r >= t2 for c, r, *_ in uq)}) | "
-        f"{rp7:.3f} ({sum(r >= t2 for c, r, *_ in up)}) | {t2 - max(rq7, rp7):+.3f} |"
-    )
-    both_q = sum(c >= t1 and r >= t2 for c, r, *_ in uq)
-    both_p = sum(c >= t1 and r >= t2 for c, r, *_ in up)
-    print(f"| both (the verdict) | | {both_q} | {both_p} | |")
+    print("| --- | --- | --- | --- | --- | --- |")
     qid = [ids[i] for i in qk]
+    for label, rows in (("queries", uq), ("pairs", up)):
+        gaps = [_gap(*x[:4], committed) for x in rows]
+        o = int(np.argmin(gaps)) if rows else -1
+        c, r, col, grey, *_ = rows[o] if rows else (0, 0, 0, False)
+        print(
+            f"| {label} | {len(rows):,} | {sum(x[3] for x in rows):,} | {sum(g <= 0 for g in gaps)} | {c:.3f}, {r:.3f}, {col:.3f}{' (grey)' if grey else ''} | {min(gaps, default=1):+.3f} |"
+        )
     for label, rows, other in (("queries", uq, names), ("pairs", up, qid)):
-        print(f"  closest {label} by composition (composition, regions):")
-        for c, r, i, j in sorted(rows, reverse=True)[:4]:
-            print(f"    {c:.3f}, {r:.3f}: {qid[i].split('|', 1)[1]} ↔ {other[j].split('|', 1)[-1]}")
-        print(f"  closest {label} by regions among composition ≥ {floor}:")
-        for c, r, i, j in sorted(rows, key=lambda x: -x[1])[:3]:
-            print(f"    {c:.3f}, {r:.3f}: {qid[i].split('|', 1)[1]} ↔ {other[j].split('|', 1)[-1]}")
+        print(f"  closest {label} to the verdict (gap; composition, regions, colour):")
+        for x in sorted(rows, key=lambda x: _gap(*x[:4], committed))[:5]:
+            c, r, col, grey, i, j = x
+            print(
+                f"    {_gap(c, r, col, grey, committed):+.3f}; {c:.3f}, {r:.3f}, {col:.3f}{' grey' if grey else ''}: {qid[i].split('|', 1)[1]} ↔ {other[j].split('|', 1)[-1]}"
+            )
 
 
 # -- the direct-match pass (trace's fallback for the index's short list) ----------------------

@@ -13,14 +13,18 @@ The similarity of two images is the inner product of their descriptors (1: same 
 left-right mirror multiplies column u by (-1)^u, so a mirrored rework costs nothing extra.
 
 Unrelated pictures can share a layout as a whole (two centred figures on a plain ground), so
-a rework is named only when a second check agrees: the same kind of descriptor in each of
-nine overlapping windows of the thumbnail (`regions`), the least similar window counting.
-Both are computed from one 64 x 64 thumbnail and stored per artwork in the feature index;
-the composition is searched (faiss), the regions compared for its best candidates only.
-Both thresholds are calibrated in benchmarks/trace_calibration.py (the rework pass) on more
-than 10,000 images unrelated to the indexed art (procedural art, photos and illustrations
-that packages ship, and augmented copies of them) and on the pairs of those images from
-different sources: at the thresholds, none of them passes both checks.
+a rework is named only when further checks agree: the same kind of descriptor in each of
+nine overlapping windows of the thumbnail (`regions`), the least similar window counting,
+and the layout of the colours whatever their hues (`colour`: the low frequencies of the
+opponent colours as one complex field, compared up to a turn of every hue). Two grey
+pictures have no colour to compare and need the stricter composition threshold
+(`is_rework`). All three are computed from one 64 x 64 thumbnail and stored per artwork in
+the feature index; the composition is searched (faiss), the others compared for its best
+candidates only. The thresholds are calibrated in benchmarks/trace_calibration.py (the
+rework pass) on more than 10,000 images unrelated to the indexed art (procedural art, photos
+and illustrations that packages ship, and augmented copies of them) and on the pairs of
+those images from different sources: at the thresholds, none of them is named a rework
+(TRACE_RESULTS.md section 9).
 """
 
 from __future__ import annotations
@@ -41,14 +45,17 @@ DIMS = K * K - 1
 # wallpaper and Hedgewars' Underwater sky, 0.954 — which the regions check rejects (0.163).
 # Lower composition thresholds with a regions threshold do not stay clear of unrelated pairs
 # (discs: a globe and a gas giant 0.89 / 0.84; smooth gradient wallpapers 0.944 / 0.910), so
-# the composition threshold stays 0.95 and the regions check guards it.
+# the composition threshold stays 0.95 and the regions check guards it — for two grey
+# pictures. With colour, the colour check lets it drop to COLOUR_COMPOSITION (section 9).
 REWORK_SIMILARITY = 0.95
 MIN_ENERGY = 2.0  # below this (near-flat thumbnails) no composition match is reported
 
 
-def score_of(similarity: float) -> float:
-    """0.5 at REWORK_SIMILARITY, 1 at identical composition."""
-    s = (similarity - REWORK_SIMILARITY) / (1.0 - REWORK_SIMILARITY)
+def score_of(similarity: float, grey: bool = False) -> float:
+    """0.5 at the composition threshold that applies (REWORK_SIMILARITY for two grey
+    pictures, COLOUR_COMPOSITION otherwise), 1 at identical composition."""
+    t = REWORK_SIMILARITY if grey else COLOUR_COMPOSITION
+    s = (similarity - t) / (1.0 - t)
     return float(min(1.0, max(0.0, 0.5 + 0.5 * s)))
 
 
@@ -178,3 +185,79 @@ def region_similarity(a: np.ndarray, b: np.ndarray) -> float:
         np.asarray(a, np.float32).reshape(REGIONS, -1) * np.asarray(b, np.float32).reshape(REGIONS, -1)
     ).sum(1)
     return float(per.min())
+
+
+# -- the third check: the colour layout, whatever the hues ---------------------------------------
+# What passes the first two checks between unrelated pictures is a shape at this scale shared by
+# pictures of different colour layouts: discs (planets, plates), sprite grids, smooth gradient
+# wallpapers. A rework keeps where the colours are and how colourful each part is, even when it
+# turns every hue (a hue shift rotates the chroma plane; a repaint re-draws lines and flattens
+# areas, which keeps the low frequencies of the chroma). So the third check compares the
+# layout of the chroma: the opponent colours a = R - (G + B) / 2 and b = sqrt(3)/2 (G - B), as
+# one complex field a + ib, its low DCT frequencies (u + v < COLOUR_K, the mean included: a
+# colour cast is part of the layout), weighted as the composition's (at least 1), and the
+# similarity |<z1, z2>| / (|z1| |z2|): 1 for the same chroma layout turned by any hue angle,
+# since a turn of every hue multiplies the field by one unit complex number. Grey pictures
+# (colourfulness below GREY in both) have no chroma layout to compare; for them the
+# composition threshold stays REWORK_SIMILARITY.
+COLOUR_K = 10
+_CKEEP = (_U + _V) < COLOUR_K
+_CW = np.maximum(_W, 1.0)[_CKEEP]
+_CFLIP = np.tile(np.where(_U % 2 == 1, -1.0, 1.0)[_CKEEP], 2)
+COLOUR_DIMS = 2 * int(_CKEEP.sum())
+# Calibrated in benchmarks/trace_calibration.py (TRACE_RESULTS.md section 9): below this
+# colourfulness (grey levels) in both images the grey rule applies.
+GREY = 4.0
+# With colour: the composition from COLOUR_COMPOSITION (instead of REWORK_SIMILARITY), the
+# regions from REGION_SIMILARITY and the colour layout from COLOUR_SIMILARITY, all three.
+COLOUR_COMPOSITION = 0.85
+COLOUR_SIMILARITY = 0.8
+
+
+def colour(thumb: np.ndarray) -> np.ndarray:
+    """The third check's descriptor of a thumbnail (`thumbnail`): the weighted low DCT
+    frequencies of the opponent colours a and b, (COLOUR_DIMS,) float32 (a's then b's), not
+    normalised: its length is the picture's colourfulness (`colourfulness`)."""
+    rgb = thumb.astype(np.float64)
+    a = rgb[..., 0] - (rgb[..., 1] + rgb[..., 2]) / 2
+    b = np.sqrt(3.0) / 2 * (rgb[..., 1] - rgb[..., 2])
+    ca = (_D @ a @ _D.T)[_CKEEP] * _CW
+    cb = (_D @ b @ _D.T)[_CKEEP] * _CW
+    return (np.concatenate([ca, cb]) / GRID).astype(np.float32)
+
+
+def colourfulness(vector: np.ndarray) -> float:
+    """How colourful the picture is (about the RMS chroma in grey levels, weighted as the
+    descriptor): a uniform chroma c over the whole picture gives c."""
+    return float(np.linalg.norm(np.asarray(vector, np.float64)))
+
+
+def mirror_colour(vector: np.ndarray) -> np.ndarray:
+    """The colour descriptor of the left-right mirror image."""
+    return (np.asarray(vector, np.float32) * _CFLIP).astype(np.float32)
+
+
+def colour_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """The similarity of two chroma layouts whatever hue turn lies between them (0 to 1)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    n = len(a) // 2
+    za, zb = a[:n] + 1j * a[n:], b[:n] + 1j * b[n:]
+    norm = float(np.linalg.norm(za) * np.linalg.norm(zb))
+    return 0.0 if norm < 1e-9 else float(abs(np.vdot(za, zb)) / norm)
+
+
+def is_rework(similarity: float, parts: float, colours: float, grey: bool) -> bool:
+    """The verdict of the three checks: with colour, composition >= COLOUR_COMPOSITION, the
+    least similar part >= REGION_SIMILARITY and the colour layout >= COLOUR_SIMILARITY; two
+    grey pictures (no colour to compare), composition >= REWORK_SIMILARITY and regions."""
+    if parts < REGION_SIMILARITY:
+        return False
+    if grey:
+        return similarity >= REWORK_SIMILARITY
+    return similarity >= COLOUR_COMPOSITION and colours >= COLOUR_SIMILARITY
+
+
+def both_grey(a: np.ndarray, b: np.ndarray) -> bool:
+    """Neither picture has colour enough for the colour check (colourfulness < GREY)."""
+    return colourfulness(a) < GREY and colourfulness(b) < GREY

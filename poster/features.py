@@ -314,6 +314,7 @@ class Entry:
     xy: np.ndarray  # (n, 2) uint16, 1/32 px of the feature frame
     composition: np.ndarray | None = None  # the rework descriptor (poster.composition), float16
     regions: np.ndarray | None = None  # the rework's second check (composition.regions), float16
+    colour: np.ndarray | None = None  # the rework's colour check (composition.colour), float16
 
 
 def entry_of(
@@ -331,7 +332,8 @@ def entry_of(
     thumb = composition.thumbnail(image, background=background)
     comp = composition.from_grid(composition.luma_of(thumb)).astype(np.float16)
     parts = composition.regions(thumb).astype(np.float16)
-    return Entry(key, f.size, f.scale, words[:, 0], sigs[:, 0], xy, comp, parts)
+    col = composition.colour(thumb).astype(np.float16)
+    return Entry(key, f.size, f.scale, words[:, 0], sigs[:, 0], xy, comp, parts, col)
 
 
 # -- segments ---------------------------------------------------------------------------------
@@ -339,7 +341,15 @@ class Segment:
     """One immutable part of the index, memory-mapped: the postings sorted by word with an
     offsets table, and per image its key, feature-frame size and scale."""
 
-    FILES = ("offsets.npy", "postings.npy", "keys.npy", "frames.npy", "composition.npy", "regions.npy")
+    FILES = (
+        "offsets.npy",
+        "postings.npy",
+        "keys.npy",
+        "frames.npy",
+        "composition.npy",
+        "regions.npy",
+        "colour.npy",
+    )
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -352,6 +362,10 @@ class Segment:
         # have none (the tracer then computes it from the archived original)
         parts = path / "regions.npy"
         self.regions = np.load(parts, mmap_mode="r") if parts.is_file() else None
+        # (n, composition.COLOUR_DIMS) float16; likewise absent from segments written before
+        # the colour check
+        col = path / "colour.npy"
+        self.colour = np.load(col, mmap_mode="r") if col.is_file() else None
         self.data_offset = int(self.postings.offset)  # where the array starts in postings.npy
         if len(self.offsets) != WORDS + 1 or self.postings.dtype != POSTING:
             raise ValueError(f"{path}: not a feature segment of this version")
@@ -413,6 +427,7 @@ class Segment:
         _save(tmp / "frames.npy", frames)
         _save(tmp / "composition.npy", comp)
         _save(tmp / "regions.npy", _regions([e.regions for e in entries]))
+        _save(tmp / "colour.npy", _colours([e.colour for e in entries]))
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
 
@@ -429,9 +444,21 @@ def _regions(vectors: Sequence[np.ndarray | None]) -> np.ndarray:
     where there is none."""
     from poster import composition
 
-    out = np.zeros((len(vectors), composition.REGION_DIMS), np.float16)
+    return _stacked(vectors, composition.REGION_DIMS, 0.0)
+
+
+def _colours(vectors: Sequence[np.ndarray | None]) -> np.ndarray:
+    """Stacked colour descriptors; NaN (unknown: computed from the original when needed)
+    where there is none — zeros are a real colour descriptor, a grey picture's."""
+    from poster import composition
+
+    return _stacked(vectors, composition.COLOUR_DIMS, np.nan)
+
+
+def _stacked(vectors: Sequence[np.ndarray | None], dims: int, missing: float) -> np.ndarray:
+    out = np.full((len(vectors), dims), missing, np.float16)
     for i, v in enumerate(vectors):
-        if v is not None and len(v) == composition.REGION_DIMS:
+        if v is not None and len(v) == dims:
             out[i] = v
     return out
 
@@ -475,6 +502,12 @@ def merge_segments(path: Path, parts: Sequence[Segment], dims: int) -> None:
         tmp / "regions.npy",
         np.concatenate(
             [_regions([None] * len(p)) if p.regions is None else np.asarray(p.regions) for p in parts]
+        ),
+    )
+    _save(
+        tmp / "colour.npy",
+        np.concatenate(
+            [_colours([None] * len(p)) if p.colour is None else np.asarray(p.colour) for p in parts]
         ),
     )
     shutil.rmtree(path, ignore_errors=True)
@@ -760,6 +793,16 @@ class FeatureIndex:
             return None
         v = np.asarray(seg.regions[img - self.base[s]], np.float32)
         return v if np.any(v) else None
+
+    def colour_of(self, img: int) -> np.ndarray | None:
+        """The stored colour descriptor (composition.colour) of one image, float32; None when
+        its segment predates it (or the row is unknown: NaN)."""
+        s = int(np.searchsorted(self.base, img, side="right") - 1)
+        seg = self.segments[s]
+        if seg.colour is None:
+            return None
+        v = np.asarray(seg.colour[img - self.base[s]], np.float32)
+        return None if np.isnan(v).any() else v
 
     def composition_search(self, vectors: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Inner products of the query vectors (q, D) with every image's descriptor: the k

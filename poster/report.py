@@ -452,20 +452,39 @@ def verdict_text(ev: Evidence) -> tuple[str, str, str]:
 
         sim = art.similarity if art is not None and art.similarity is not None else 0.0
         parts = art.regions if art is not None and art.regions is not None else 0.0
+        colours = art.colour if art is not None else None
         head = _("Likely rework of your artwork “{name}” (score {score:.2f})").format(name=name, score=score)
-        text = _(
-            "This image is not a copy of the artwork's pixels, but at thumbnail size its "
-            "composition and layout of light and dark match the artwork (similarity "
-            "{similarity:.2f}; reported from {threshold:.2f}), in each part of the picture as "
-            "well (the least similar part: {regions:.2f}; from {regions_threshold:.2f}), as an "
-            "img2img “AI tracing” or a repaint keeps them. It is not a copy of any post, and no "
-            "post is named."
-        ).format(
-            similarity=sim,
-            threshold=composition.REWORK_SIMILARITY,
-            regions=parts,
-            regions_threshold=composition.REGION_SIMILARITY,
-        )
+        if colours is not None:
+            text = _(
+                "This image is not a copy of the artwork's pixels, but at thumbnail size its "
+                "composition and layout of light and dark match the artwork (similarity "
+                "{similarity:.2f}; reported from {threshold:.2f}), in each part of the picture as "
+                "well (the least similar part: {regions:.2f}; from {regions_threshold:.2f}), and so "
+                "does the layout of its colours, whatever hues they were turned to ({colour:.2f}; "
+                "from {colour_threshold:.2f}), as an img2img “AI tracing” or a repaint keeps them. "
+                "It is not a copy of any post, and no post is named."
+            ).format(
+                similarity=sim,
+                threshold=composition.COLOUR_COMPOSITION,
+                regions=parts,
+                regions_threshold=composition.REGION_SIMILARITY,
+                colour=colours,
+                colour_threshold=composition.COLOUR_SIMILARITY,
+            )
+        else:
+            text = _(
+                "This image is not a copy of the artwork's pixels, but at thumbnail size its "
+                "composition and layout of light and dark match the artwork (similarity "
+                "{similarity:.2f}; reported from {threshold:.2f} for pictures without colour), in "
+                "each part of the picture as well (the least similar part: {regions:.2f}; from "
+                "{regions_threshold:.2f}), as an img2img “AI tracing” or a repaint keeps them. It "
+                "is not a copy of any post, and no post is named."
+            ).format(
+                similarity=sim,
+                threshold=composition.REWORK_SIMILARITY,
+                regions=parts,
+                regions_threshold=composition.REGION_SIMILARITY,
+            )
         return "v-rework", head, text
     return (
         "v-none",
@@ -689,10 +708,30 @@ def _rework_section(ev: Evidence) -> str:
             (THUMB, THUMB), Image.Resampling.NEAREST
         )
 
+    def colours(im: Image.Image) -> Image.Image:
+        # as the colour check sees it: the chroma alone (each pixel less its grey), on mid
+        # grey, its strength evened out; the check itself ignores a turn of every hue
+        chroma = composition.thumbnail(im).astype(np.float64)
+        chroma -= chroma.mean(axis=-1, keepdims=True)
+        chroma *= 60 / (np.sqrt((chroma**2).sum(-1)).mean() + 1e-6)
+        return Image.fromarray(np.clip(128 + chroma, 0, 255).astype(np.uint8)).resize(
+            (THUMB, THUMB), Image.Resampling.NEAREST
+        )
+
     a = ev.save("rework-copy.png", copy_thumb)
     b = ev.save("rework-original.png", orig_thumb)
     la = ev.save("rework-copy-layout.png", layout(ev.suspect))
     lb = ev.save("rework-original-layout.png", layout(original))
+    colour_row = ""
+    if art.colour is not None:
+        ca = ev.save("rework-copy-colours.png", colours(ev.suspect))
+        cb = ev.save("rework-original-colours.png", colours(original))
+        colour_row = (
+            "<div class='grid'>"
+            + _figure(ca, _("layout of colours: the copy"))
+            + _figure(cb, _("layout of colours: your original"))
+            + "</div>"
+        )
     blink = _blink(
         b,
         a,
@@ -705,7 +744,8 @@ def _rework_section(ev: Evidence) -> str:
         "At thumbnail size a rework looks like the artwork it was made from. The match compares "
         "the layout of light and dark below (64 × 64, brightness and contrast evened out; its "
         "lowest frequencies), which survives re-drawn lines, smoothing, posterisation and colour "
-        "shifts."
+        "shifts; in each part of the picture; and, for pictures in colour, where the colours "
+        "are and how strong, whatever hues they were turned to."
     )
     return (
         f"<h2>{_esc(_('Thumbnail comparison'))}</h2><p>{_esc(intro + mirrored)}</p><div class='grid'>"
@@ -716,6 +756,7 @@ def _rework_section(ev: Evidence) -> str:
         + _figure(la, _("layout of light and dark: the copy"))
         + _figure(lb, _("layout of light and dark: your original"))
         + "</div>"
+        + colour_row
     )
 
 

@@ -172,6 +172,7 @@ class Artwork:
     pairs: np.ndarray | None = None  # features: (n, 4) original x, y -> suspect x, y
     similarity: float | None = None  # rework: composition similarity (poster.composition)
     regions: float | None = None  # rework: the second check (composition.regions)
+    colour: float | None = None  # rework: the colour check (composition.colour); None: both grey
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -187,6 +188,8 @@ class Artwork:
             out["similarity"] = round(self.similarity, 4)
         if self.regions is not None:
             out["regions"] = round(self.regions, 4)
+        if self.colour is not None:
+            out["colour"] = round(self.colour, 4)
         if self.geometry is not None:
             out["geometry"] = [[round(float(v), 6) for v in row] for row in self.geometry]
         return out
@@ -594,8 +597,8 @@ class Tracer:
 
     # -- reworks -----------------------------------------------------------------------------
     def _rework(self, image: Image.Image, result: Result) -> Result:
-        """The last stage: a composition match at thumbnail scale, confirmed part by part
-        (poster.composition)."""
+        """The last stage: a composition match at thumbnail scale, confirmed part by part and
+        by the layout of the colours (poster.composition)."""
         index = self.findex
         if index is None or len(index) == 0:
             return result
@@ -609,34 +612,49 @@ class Tracer:
         sims, ids = index.composition_search(np.stack([v, composition.mirror(v)]), k=REWORK_CANDIDATES)
         if sims.size == 0:
             return result
-        # Two checks: the layout of light and dark of the whole picture (the index's first
-        # stage), then the same in each of nine overlapping parts, the least similar part
-        # counting. Unrelated pictures with a similar layout reach the first, not both
-        # (thresholds: poster.composition).
+        # Three checks: the layout of light and dark of the whole picture (the index's first
+        # stage), the same in each of nine overlapping parts (the least similar part
+        # counting), and the layout of the colours whatever their hues. Unrelated pictures
+        # with a similar layout reach the first, not all three; two grey pictures have no
+        # colour to compare and need the stricter composition (thresholds: poster.composition).
         rg_query = composition.regions(thumb)
         query_regions = (rg_query, composition.mirror_regions(rg_query))
-        found: tuple[float, float, int, int] | None = None
+        col_query = composition.colour(thumb)
+        query_colour = (col_query, composition.mirror_colour(col_query))
+        floor = min(composition.COLOUR_COMPOSITION, composition.REWORK_SIMILARITY)
+        found: tuple[float, float, float, int, int] | None = None
         for flip, j in sorted(np.ndindex(*sims.shape), key=lambda fj: -sims[fj]):
             sim, img = float(sims[flip, j]), int(ids[flip, j])
-            if img < 0 or sim < composition.REWORK_SIMILARITY:
+            if img < 0 or sim < floor:
                 break  # sorted: every other candidate is further
-            stored = self._regions(index, img)
+            stored = self._rework_descriptors(index, img)
             if stored is None:
                 continue
-            parts = composition.region_similarity(stored, query_regions[flip])
-            if parts >= composition.REGION_SIMILARITY:
-                found = (sim, parts, img, flip)
+            parts = composition.region_similarity(stored[0], query_regions[flip])
+            colours = composition.colour_similarity(stored[1], query_colour[flip])
+            grey = composition.both_grey(stored[1], col_query)
+            if composition.is_rework(sim, parts, colours, grey):
+                found = (sim, parts, -1.0 if grey else colours, img, flip)
                 break
         if found is None:
             return result
-        sim, parts, img, flip = found
+        sim, parts, colours, img, flip = found
         key = index.key(img)
-        score = composition.score_of(sim)
+        score = composition.score_of(sim, grey=colours < 0)
         art = Artwork(
-            key, self._artwork_name(key), "rework", score, bool(flip), similarity=sim, regions=parts
+            key,
+            self._artwork_name(key),
+            "rework",
+            score,
+            bool(flip),
+            similarity=sim,
+            regions=parts,
+            colour=None if colours < 0 else colours,
         )
         rows = self._rows_of(key)
         extra = {"similarity": round(sim, 4), "regions": round(parts, 4)}
+        if colours >= 0:
+            extra["colour"] = round(colours, 4)
         matches = [
             Match(r["id"], r["target"], r["url"], r["posted_at"], "rework", score, r, bool(flip),
                   post=REWORK, extra=extra)
@@ -644,16 +662,23 @@ class Tracer:
         ]  # fmt: skip
         return Result(matches, quality=result.quality, notes=result.notes, verdict=REWORK, artwork=art)
 
-    def _regions(self, index: Any, img: int) -> np.ndarray | None:
-        """An indexed artwork's regions descriptor: stored, or (a segment written before the
-        second check) computed from the archived original. None if neither is there."""
+    def _rework_descriptors(self, index: Any, img: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """An indexed artwork's regions and colour descriptors: stored, or (a segment written
+        before the second or the third check) computed from the archived original. None if
+        neither is there."""
         from poster import composition
 
-        stored = index.regions_of(img)
-        if stored is not None:
-            return stored
+        parts, col = index.regions_of(img), index.colour_of(img)
+        if parts is not None and col is not None:
+            return parts, col
         ref = self._original(index.key(img))
-        return None if ref is None else composition.regions(composition.thumbnail(ref))
+        if ref is None:
+            return None
+        thumb = composition.thumbnail(ref)
+        return (
+            composition.regions(thumb) if parts is None else parts,
+            composition.colour(thumb) if col is None else col,
+        )
 
     # -- perceptual ------------------------------------------------------------------------
     def perceptual(self, image: Image.Image) -> Result:

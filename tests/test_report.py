@@ -249,7 +249,9 @@ def test_rework_report_compares_thumbnails(posted: Any, tmp_path: Path) -> None:
     redrawn = ImageOps.posterize(original.filter(ImageFilter.ModeFilter(7)), 3).resize((400, 566))
     suspect = tmp_path / "redrawn.jpg"
     redrawn.save(suspect, quality=85)
-    art = trace.Artwork(rows[0]["original_sha256"], "forest.jpg", "rework", 0.83, similarity=0.93)
+    art = trace.Artwork(
+        rows[0]["original_sha256"], "forest.jpg", "rework", 0.83, similarity=0.93, regions=0.81, colour=0.96
+    )
     matches = [
         trace.Match(r["id"], r["target"], r["url"], r["posted_at"], "rework", 0.83, r, post=trace.REWORK)
         for r in rows
@@ -264,11 +266,17 @@ def test_rework_report_compares_thumbnails(posted: Any, tmp_path: Path) -> None:
     text = page.words
     assert "Likely rework of your artwork “forest.jpg” (score 0.83)" in text
     assert "similarity 0.93" in text and "no post is named" in text and "Exact post" not in text
+    assert (
+        "the least similar part: 0.81" in text
+        and "whatever hues they were turned to (0.96; from 0.80)" in text
+    )
     assert {
         "rework-copy.png",
         "rework-original.png",
         "rework-copy-layout.png",
         "rework-original-layout.png",
+        "rework-copy-colours.png",
+        "rework-original-colours.png",
     } <= set(page.images)
     assert ["rework-original.png", "rework-copy.png"] in page.blinks
     assert "Posts of the artwork it reworks (none is named)" in text

@@ -106,6 +106,9 @@ def build(n: int) -> Path:
     if (root / "READY").is_file():
         if not trace_mod.index_cache(data).is_file():  # a folder built before the cache was
             _refresh(data)
+        generated = data / features.INDEX_DIR / "seg-900000"
+        if not (generated / "colour.npy").is_file():  # built before the rework stage's checks
+            _rework_descriptors(generated, n, np.random.default_rng(n + 1), composition.DIMS)
         return data
     t0 = time.perf_counter()
     shutil.rmtree(root, ignore_errors=True)
@@ -204,33 +207,47 @@ def _generated_segment(
     np.save(tmp / "offsets.npy", offsets)
     np.save(tmp / "keys.npy", keys)
     np.save(tmp / "frames.npy", np.tile(np.array([[1024.0, 768.0, 0.5]]), (n, 1)))
-    # composition vectors: real ones (package images), each mixed with noise and renormalised
-    real = _real_compositions()
-    base = real[rng.integers(0, len(real), n)]
-    v = base + rng.normal(0, 0.6 / np.sqrt(dims), (n, dims)).astype(np.float32)
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    np.save(tmp / "composition.npy", v.astype(np.float16))
+    _rework_descriptors(tmp, n, rng, dims)
     os.replace(tmp, path)
 
 
-def _real_compositions() -> np.ndarray:
+def _rework_descriptors(seg: Path, n: int, rng: np.random.Generator, dims: int) -> None:
+    """The rework stage's three descriptors per generated post: composition vectors of real
+    images (package images) mixed with noise and renormalised, and the same images' regions
+    and colour descriptors, so the stage compares what a real index would hand it."""
+    comps, parts, colours = _real_descriptors()
+    pick = rng.integers(0, len(comps), n)
+    v = comps[pick] + rng.normal(0, 0.6 / np.sqrt(dims), (n, dims)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    np.save(seg / "composition.npy", v.astype(np.float16))
+    np.save(seg / "regions.npy", parts[pick].astype(np.float16))
+    np.save(seg / "colour.npy", colours[pick].astype(np.float16))
+
+
+def _real_descriptors() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Composition, regions and colour descriptors of package images (cached)."""
     import images
 
     from poster import composition
 
-    cache = OUT / "compositions.npy"
+    cache = OUT / "rework-descriptors.npz"
     if cache.is_file():
-        return np.load(cache)
-    vs = []
+        got = np.load(cache)
+        return got["composition"], got["regions"], got["colour"]
+    comps, parts, colours = [], [], []
     for _g, files in images.sources().items():
         for p in files[2 :: max(1, len(files) // 60)][:60]:  # the scale suspects use files[:2]
             im = images.load(p, 512)
             if im is not None:
-                vs.append(composition.describe(im))
-    if not vs:
+                thumb = composition.thumbnail(im)
+                comps.append(composition.from_grid(composition.luma_of(thumb)))
+                parts.append(composition.regions(thumb))
+                colours.append(composition.colour(thumb))
+    if not comps:
         raise SystemExit("no package images found: install the Debian packages named in benchmarks/images.py")
-    out = np.stack(vs).astype(np.float32)
-    np.save(cache, out)
+    out = tuple(np.stack(x).astype(np.float32) for x in (comps, parts, colours))
+    OUT.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, composition=out[0], regions=out[1], colour=out[2])
     return out
 
 

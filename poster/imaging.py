@@ -176,6 +176,11 @@ def load(data: bytes, name: str, *, max_pixels: int) -> Image.Image:
         im = _to_srgb(_to_8bit(im))
         if (im.mode == "P" and "transparency" in im.info) or im.mode in ("LA", "PA", "La", "RGBa"):
             im = im.convert("RGBA")
+        elif im.mode == "RGB":
+            # the decoded pixels as a plain Image, not a copy: convert("RGB") of an RGB image
+            # copies them (~50 ms at 4096², a third of the decode), and the decoder's object
+            # is dropped here, so nothing else holds these pixels
+            im = im._new(im.im)
         elif im.mode != "RGBA":
             im = im.convert("RGB")
     except Exception as exc:  # Pillow's decoders raise many types on hostile bytes

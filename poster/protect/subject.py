@@ -25,6 +25,7 @@ import hashlib
 import logging
 import math
 import threading
+import weakref
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
@@ -115,8 +116,23 @@ _FACE_LOCK = threading.Lock()
 _FACE_POOL: ThreadPoolExecutor | None = None
 
 
+_LAST_WORKING: tuple[weakref.ref[Image.Image], tuple[np.ndarray, float, bytes]] | None = None
+
+
 def _working(image: Image.Image) -> tuple[np.ndarray, float, bytes]:
-    """(equalised grey working image, its scale, memo key) for the face search."""
+    """(equalised grey working image, its scale, memo key) for the face search; the last
+    image's is kept (images are never changed in place), so `faces` after `prefetch_faces`
+    on the same image does not shrink and hash it again."""
+    global _LAST_WORKING
+    last = _LAST_WORKING
+    if last is not None and last[0]() is image:
+        return last[1]
+    found = _make_working(image)
+    _LAST_WORKING = (weakref.ref(image), found)
+    return found
+
+
+def _make_working(image: Image.Image) -> tuple[np.ndarray, float, bytes]:
     import cv2
 
     w, h = image.size
@@ -213,7 +229,8 @@ def cost_map(image: Image.Image, *, with_faces: bool = True) -> tuple[np.ndarray
     Transparent pixels cost nothing here; `place` keeps the signature off them."""
     w, h = image.size
     s = min(1.0, WORK / max(w, h))
-    small = image.convert("RGB").resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BOX)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert would copy an RGB image
+    small = rgb.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BOX)
     rgb = np.asarray(small, dtype=np.float32)
     luma = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     cost = 0.5 * edge_energy(luma) + 0.25 * colour_saliency(rgb) + 0.25 * spectral_residual(luma)
@@ -230,7 +247,12 @@ def cost_map(image: Image.Image, *, with_faces: bool = True) -> tuple[np.ndarray
 def art_mask(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     """1.0 where a `size` copy of the image is art: opaque and not the plain colour of its
     border (a margin, a flat backdrop around a cut-out character); 0.0 elsewhere."""
-    small = np.asarray(image.convert("RGBA").resize(size, Image.Resampling.BOX), dtype=np.int16)
+    if image.mode == "RGB":  # opaque: shrink the three channels, then add the alpha (the same
+        # pixels as shrinking an RGBA copy, without a full-size RGBA copy and its premultiply)
+        rgb = np.asarray(image.resize(size, Image.Resampling.BOX), dtype=np.int16)
+        small = np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.int16)], axis=-1)
+    else:
+        small = np.asarray(image.convert("RGBA").resize(size, Image.Resampling.BOX), dtype=np.int16)
     border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
     art = small[..., 3] > 242
     if float(border[:, :3].std(axis=0).max()) < 6.0:  # a plain border: its colour is backdrop

@@ -215,7 +215,9 @@ def _face_hits(g: np.ndarray, cascades: list[tuple[str, Any]]) -> Hits:
             hits = cascade.detectMultiScale(
                 view, scaleFactor=1.2, minNeighbors=4, minSize=(min_side, min_side)
             )
-            for x, y, bw, bh in hits:
+            # OpenCV's parallel search returns its hits in no fixed order: sorted, the same
+            # image always gives the same list (the cost map does not care; callers compare)
+            for x, y, bw, bh in sorted(tuple(int(v) for v in hit) for hit in hits):
                 if flipped:
                     x = view.shape[1] - x - bw
                 if eye:  # an eye is about a quarter of the face's width, in its upper half

@@ -20,7 +20,7 @@ def _box_by_definition(a: np.ndarray, r: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("r", [1, 2, 4, 9])
-@pytest.mark.parametrize("shape", [(37, 53), (5, 3)])  # (5, 3): windows wider than the image
+@pytest.mark.parametrize("shape", [(37, 53), (5, 3), (1, 1), (13, 1)])  # windows wider than the image
 def test_box_is_the_window_mean_with_edges_replicated(r: int, shape: tuple[int, int]) -> None:
     a = np.random.default_rng(r).normal(size=shape) * 40 + 100
     got = box(a, r)

@@ -454,6 +454,7 @@ def verdict_text(ev: Evidence) -> tuple[str, str, str]:
         parts = art.regions if art is not None and art.regions is not None else 0.0
         colours = art.colour if art is not None else None
         head = _("Likely rework of your artwork “{name}” (score {score:.2f})").format(name=name, score=score)
+        shared = {"similarity": sim, "regions": parts, "regions_threshold": composition.REGION_SIMILARITY}
         if colours is not None:
             text = _(
                 "This image is not a copy of the artwork's pixels, but at thumbnail size its "
@@ -464,10 +465,8 @@ def verdict_text(ev: Evidence) -> tuple[str, str, str]:
                 "from {colour_threshold:.2f}), as an img2img “AI tracing” or a repaint keeps them. "
                 "It is not a copy of any post, and no post is named."
             ).format(
-                similarity=sim,
+                **shared,
                 threshold=composition.COLOUR_COMPOSITION,
-                regions=parts,
-                regions_threshold=composition.REGION_SIMILARITY,
                 colour=colours,
                 colour_threshold=composition.COLOUR_SIMILARITY,
             )
@@ -479,12 +478,7 @@ def verdict_text(ev: Evidence) -> tuple[str, str, str]:
                 "each part of the picture as well (the least similar part: {regions:.2f}; from "
                 "{regions_threshold:.2f}), as an img2img “AI tracing” or a repaint keeps them. It "
                 "is not a copy of any post, and no post is named."
-            ).format(
-                similarity=sim,
-                threshold=composition.REWORK_SIMILARITY,
-                regions=parts,
-                regions_threshold=composition.REGION_SIMILARITY,
-            )
+            ).format(**shared, threshold=composition.REWORK_SIMILARITY)
         return "v-rework", head, text
     return (
         "v-none",

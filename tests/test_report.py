@@ -241,16 +241,16 @@ def test_unposted_original_report_names_no_post(posted: Any, tmp_path: Path, cre
     check_self_contained_and_secret_free(out_dir, home, [credential])
 
 
-def test_rework_report_compares_thumbnails(posted: Any, tmp_path: Path) -> None:
-    """A likely rework (the verdict comes from trace; here one is written directly): the page
-    says so with the score, names no post, and shows the thumbnails and the layouts compared."""
+def _rework_page(posted: Any, tmp_path: Path, colour: float | None) -> tuple[Any, Any]:
+    """The evidence page of a likely rework (the verdict comes from trace; here one is written
+    directly), and what report.write returned."""
     home, rows = posted
     original = archived(home, rows[0])
     redrawn = ImageOps.posterize(original.filter(ImageFilter.ModeFilter(7)), 3).resize((400, 566))
     suspect = tmp_path / "redrawn.jpg"
     redrawn.save(suspect, quality=85)
     art = trace.Artwork(
-        rows[0]["original_sha256"], "forest.jpg", "rework", 0.83, similarity=0.93, regions=0.81, colour=0.96
+        rows[0]["original_sha256"], "forest.jpg", "rework", 0.83, similarity=0.97, regions=0.81, colour=colour
     )
     matches = [
         trace.Match(r["id"], r["target"], r["url"], r["posted_at"], "rework", 0.83, r, post=trace.REWORK)
@@ -262,10 +262,27 @@ def test_rework_report_compares_thumbnails(posted: Any, tmp_path: Path) -> None:
         written = report.write(tmp_path / "ev", suspect, redrawn, result, conn, home.data_dir)
     finally:
         conn.close()
-    page = parse(written.page)
+    return parse(written.page), written
+
+
+def test_rework_report_of_grey_pictures_states_the_grey_threshold(posted: Any, tmp_path: Path) -> None:
+    """Two grey pictures have no colour check: the page says which threshold applied instead."""
+    page, _written = _rework_page(posted, tmp_path, None)
     text = page.words
     assert "Likely rework of your artwork “forest.jpg” (score 0.83)" in text
-    assert "similarity 0.93" in text and "no post is named" in text and "Exact post" not in text
+    assert "similarity 0.97; reported from 0.95 for pictures without colour" in text
+    assert "the least similar part: 0.81; from 0.50" in text
+    assert "whatever hues they were turned to (" not in text
+    assert "rework-copy-colours.png" not in set(page.images)
+
+
+def test_rework_report_compares_thumbnails(posted: Any, tmp_path: Path) -> None:
+    """A likely rework: the page says so with the score, names no post, and shows the
+    thumbnails and the layouts compared."""
+    page, written = _rework_page(posted, tmp_path, 0.96)
+    text = page.words
+    assert "Likely rework of your artwork “forest.jpg” (score 0.83)" in text
+    assert "similarity 0.97" in text and "no post is named" in text and "Exact post" not in text
     assert (
         "the least similar part: 0.81" in text
         and "whatever hues they were turned to (0.96; from 0.80)" in text
@@ -284,7 +301,7 @@ def test_rework_report_compares_thumbnails(posted: Any, tmp_path: Path) -> None:
         Image.open(written.page.parent / "rework-copy.png").size
         == Image.open(written.page.parent / "rework-original.png").size
     )
-    check_self_contained_and_secret_free(written.page.parent, home, [])
+    check_self_contained_and_secret_free(written.page.parent, posted[0], [])
 
 
 @pytest.mark.slow  # one of the longest scenarios (10-25 s): CI=true and --slow run it

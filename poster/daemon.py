@@ -29,6 +29,8 @@ from poster.termsafe import safe
 
 log = logging.getLogger("poster.daemon")
 
+FREED = 1 << 20  # bytes freed on a full disk before the daemon says it works again
+
 
 @contextmanager
 def run_lock(cfg: config_mod.Config) -> Iterator[None]:
@@ -71,6 +73,11 @@ def refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcom
 
             features.update(conn, cfg.data_dir)
     except Exception as exc:
+        # a full disk is the tick's problem, reported once as such: as a warning of its own
+        # it came between two reports of the same full disk, the tick counted as a success
+        found = store.write_error(exc, cfg.data_dir)
+        if found is not None and found.kind == store.FULL:
+            raise found from exc
         log.warning("%s", _("could not update the trace index: {error}").format(error=exc))
 
 
@@ -101,6 +108,9 @@ class Ticker:
         # ticks never overlap: the UI may run one at once (after an upload) beside the clock's
         self._serial = threading.Lock()
         self._problem: str | None = None  # the failure reported last (not repeated)
+        # a full disk: the free space when it was reported. A tick can succeed in the little
+        # space left (a small post) and the next fail again; it is over once space is freed.
+        self._full_at: int | None = None
         self._dirty = False  # the last tick failed: put back what it left half-done
 
     @property
@@ -165,6 +175,8 @@ class Ticker:
                 nxt = d.next_due()
         except store.StorageError as exc:
             self._dirty = True
+            if exc.kind == store.FULL and self._full_at is None:
+                self._full_at = store.free_bytes(cfg.data_dir)
             if str(exc) != self._problem:
                 self._problem = str(exc)
                 log.error("%s", exc)
@@ -173,10 +185,19 @@ class Ticker:
             self._dirty = True
             log.error("tick failed", exc_info=True)
             return None
-        if self._problem is not None:
+        if self._problem is not None and self._space_freed(cfg):
             log.warning("%s", _("the data folder works again: carrying on"))
             self._problem = None
+            self._full_at = None
         return nxt
+
+    def _space_freed(self, cfg: config_mod.Config) -> bool:
+        """Whether a full disk reported earlier has had space freed since (any other problem:
+        a tick that succeeds is over it)."""
+        if self._full_at is None:
+            return True
+        free = store.free_bytes(cfg.data_dir)
+        return free is None or free >= self._full_at + FREED
 
 
 def make_tick(config: Callable[[], config_mod.Config]) -> Ticker:

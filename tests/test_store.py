@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from poster import config, store
@@ -426,3 +427,23 @@ def test_sync_files_with_and_without_syncfs(tmp_path: Path, monkeypatch: pytest.
     store.sync_files([tmp_path / "a", tmp_path])
     with pytest.raises(FileNotFoundError):
         store.sync_files([tmp_path / "missing"])
+
+
+def test_a_short_write_on_a_full_disk_is_a_full_disk_and_elsewhere_no_disk_problem(tmp_path: Path) -> None:
+    """numpy reports a write cut short by a full disk without an errno ("65537 requested and
+    5616 written"): while poster writes its own files on a disk out of space that is the full
+    disk; with space left it is not a disk problem, nor is an unreadable image on a full disk."""
+    from PIL import UnidentifiedImageError
+
+    short = OSError("65537 requested and 5616 written")
+    unreadable = UnidentifiedImageError("cannot identify image file 'x.png'")
+    assert store.write_error(short, tmp_path) is None
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        data = disk / "queue"
+        data.mkdir()
+        with pytest.raises(OSError):
+            np.save(data / "big.npy", np.zeros(1 << 20))  # 8 MB onto 2 MB: cut short
+        found = store.write_error(short, data)
+        assert found is not None and found.kind == store.FULL and FULL_LINE in str(found)
+        assert store.write_error(unreadable, data) is None
+        assert store.storage_error(short, data) is None  # elsewhere: an image's own error

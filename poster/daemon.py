@@ -175,7 +175,9 @@ class Ticker:
                 nxt = d.next_due()
         except store.StorageError as exc:
             self._dirty = True
-            if exc.kind == store.FULL and self._full_at is None:
+            if exc.kind != store.FULL:
+                self._full_at = None  # another problem now: a tick that succeeds is over it
+            elif self._full_at is None:
                 self._full_at = store.free_bytes(cfg.data_dir)
             if str(exc) != self._problem:
                 self._problem = str(exc)

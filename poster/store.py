@@ -301,7 +301,10 @@ class StorageError(UserError):
 
 
 def free_bytes(folder: Path) -> int | None:
-    """Bytes free for this user on the disk holding `folder`; None when it cannot be asked."""
+    """Bytes free for this user on the disk holding `folder` (or, before it is made, its
+    parent); None when it cannot be asked."""
+    if not folder.exists():
+        folder = folder.parent
     try:
         st = os.statvfs(folder)
     except OSError:
@@ -369,7 +372,7 @@ def storage_error(exc: BaseException, data_dir: Path, file: Path | None = None) 
     if kind in (IO, READ_ONLY, BUSY):
         # SQLite reports a full disk as an I/O error in some places (fsync, the -shm file),
         # and a folder it may not write as "cannot open": ask the file system what is true
-        free = free_bytes(data_dir if data_dir.exists() else data_dir.parent)
+        free = free_bytes(data_dir)
         if kind != BUSY and free is not None and free < _LOW_SPACE:
             kind = FULL
         elif kind == IO and data_dir.exists() and not _writable(data_dir):
@@ -382,9 +385,9 @@ def write_error(exc: BaseException, data_dir: Path) -> StorageError | None:
     `storage_error`, and a write cut short without an errno (numpy's "65537 requested and 5616
     written") on a disk out of space is the full disk. Only for poster's own writes: an
     errno-less OSError elsewhere (an unreadable image) says nothing about the disk."""
-    found = storage_error(exc, data_dir) if isinstance(exc, OSError | sqlite3.Error) else None
+    found = storage_error(exc, data_dir)
     if found is None and type(exc) is OSError and exc.errno is None:
-        free = free_bytes(data_dir if data_dir.exists() else data_dir.parent)
+        free = free_bytes(data_dir)
         if free is not None and free < _LOW_SPACE:
             found = StorageError(FULL, _message(FULL, data_dir, data_dir, str(exc)))
     return found

@@ -546,6 +546,19 @@ def _tight_crop(im: Image.Image) -> Image.Image:
     return crop.resize((round(cw * 0.75), round(ch * 0.75)), Image.Resampling.LANCZOS)
 
 
+def _trace_tight_crop(home: Any, rows: list[dict[str, Any]], tmp_path: Path) -> tuple[dict[str, Any], Any]:
+    """The painting's X post, tightly cropped, shrunk and saved as WebP 80, traced: its row
+    and the result."""
+    row = next(r for r in rows if r["target"] == "x" and r["original_sha256"] == _sha(POSTED[0]))
+    path = tmp_path / "crop.webp"
+    _tight_crop(published(row)).save(path, "WEBP", quality=80)
+    conn = store.connect(home.db_path)
+    try:
+        return row, trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir).trace_path(path)
+    finally:
+        conn.close()
+
+
 def test_tight_crop_of_a_soft_painting_names_the_post(
     posted: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -559,14 +572,7 @@ def test_tight_crop_of_a_soft_painting_names_the_post(
     home, rows = posted
     calls = _spy_direct(monkeypatch)
     monkeypatch.setattr(features.FeatureIndex, "_verify", lambda *a, **k: None)
-    row = next(r for r in rows if r["target"] == "x" and r["original_sha256"] == _sha(POSTED[0]))
-    path = tmp_path / "crop.webp"
-    _tight_crop(published(row)).save(path, "WEBP", quality=80)
-    conn = store.connect(home.db_path)
-    try:
-        result = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir).trace_path(path)
-    finally:
-        conn.close()
+    row, result = _trace_tight_crop(home, rows, tmp_path)
     assert result.verdict == trace.EXACT
     assert (result.matches[0].id, result.matches[0].method) == (row["id"], "hidden-id")
     assert result.artwork is not None and result.artwork.key == row["original_sha256"]
@@ -587,14 +593,7 @@ def test_a_direct_match_whose_id_is_not_read_is_named_by_its_layers(
     monkeypatch.setattr(features.FeatureIndex, "_verify", lambda *a, **k: None)
     monkeypatch.setattr(trace.Tracer, "_informed", lambda *a, **k: None)  # the ID unread,
     monkeypatch.setattr(mark, "extract_detail", lambda *a, **k: None)  # blind or with the original
-    row = next(r for r in rows if r["target"] == "x" and r["original_sha256"] == _sha(POSTED[0]))
-    path = tmp_path / "crop.webp"
-    _tight_crop(published(row)).save(path, "WEBP", quality=80)
-    conn = store.connect(home.db_path)
-    try:
-        result = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir).trace_path(path)
-    finally:
-        conn.close()
+    row, result = _trace_tight_crop(home, rows, tmp_path)
     assert len(calls) == 1 and calls[0][1] and calls[0][1][0].key == row["original_sha256"]
     assert result.verdict == trace.EXACT, result.layers
     assert (result.matches[0].id, result.matches[0].method) == (row["id"], "visible-layers")

@@ -17,10 +17,11 @@ answer would need are recorded: the local-feature inliers of the best geometrica
 verified candidate (searched with MIN_INLIERS lowered to 6, so that near misses show), the
 smallest perceptual (PDQ) distance to any indexed print, and the highest composition
 similarity (with its mirror). Results are cached per query in
-benchmarks/out/calibration/results.jsonl: a rerun only computes what is missing.
+benchmarks/out/calibration/results.jsonl (results-fN.jsonl for features.FORMAT N > 1): a rerun
+only computes what is missing.
 
 The direct-match pass (`trace_calibration.py pair [N] [WORKERS]`, cached in
-benchmarks/out/calibration/pair.jsonl): N unrelated queries sampled evenly over every package
+benchmarks/out/calibration/pair.jsonl, pair-fN.jsonl): N unrelated queries sampled evenly over every package
 group plus 10 % procedural art; each query's short list (FeatureIndex.search) matched directly
 against those originals (features.match_features, as Tracer._direct does, but over the whole
 list of both orientations and with the floor lowered to FEATURE_FLOOR): the most inliers must
@@ -76,6 +77,10 @@ from poster import trace as trace_mod  # noqa: E402
 OUT = REPO / "benchmarks" / "out" / "calibration"
 N_PROCEDURAL_INDEXED = 300
 FEATURE_FLOOR = 6  # MIN_INLIERS while calibrating: candidates this close are recorded
+# what depends on the local features is cached per features.FORMAT: a change of extraction
+# is calibrated afresh, not mixed with answers of the old one
+INDEX_DIR = OUT / ("index" if features.FORMAT == 1 else f"index-f{features.FORMAT}")
+LOCAL_FILE = OUT / ("results.jsonl" if features.FORMAT == 1 else f"results-f{features.FORMAT}.jsonl")
 
 
 def posterise(im: Image.Image, r: np.random.Generator) -> Image.Image:
@@ -171,7 +176,7 @@ def indexed() -> list[tuple[str, Image.Image]]:
 
 
 def build_index() -> tuple[features.FeatureIndex, list[str], np.ndarray, fingerprint.Index]:
-    root = OUT / "index"
+    root = INDEX_DIR
     names_file = root / "names.json"
     if not names_file.is_file():
         t = time.perf_counter()
@@ -300,7 +305,7 @@ def run(target: int, workers: int, local: bool = True) -> list[dict[str, Any]]:
     ≥ 10,000 count is reached for them even when the SIFT pass (~0.3 s) is still going."""
     OUT.mkdir(parents=True, exist_ok=True)
     build_index()
-    results_file = OUT / ("results.jsonl" if local else "results-global.jsonl")
+    results_file = LOCAL_FILE if local else OUT / "results-global.jsonl"
     have: dict[str, dict[str, Any]] = {}
     if results_file.is_file():
         for line in results_file.read_text().splitlines():
@@ -374,7 +379,7 @@ def calibration(target: int, workers: int = 2, sift: int | None = None) -> None:
 
 def cached(local: bool) -> list[dict[str, Any]]:
     """Every query scored so far (no computing): for the tables of a bounded run."""
-    f = OUT / ("results.jsonl" if local else "results-global.jsonl")
+    f = LOCAL_FILE if local else OUT / "results-global.jsonl"
     have: dict[str, dict[str, Any]] = {}
     for line in f.read_text().splitlines() if f.is_file() else []:
         if line.strip():
@@ -417,7 +422,7 @@ def pairs(recs: list[dict[str, Any]], floor: float = 0.6) -> tuple[int, list[tup
 
 
 def report(glob: list[dict[str, Any]], local: list[dict[str, Any]], reworks: list[dict[str, Any]]) -> None:
-    n_art = len(json.loads((OUT / "index" / "names.json").read_text()))
+    n_art = len(json.loads((INDEX_DIR / "names.json").read_text()))
     print(f"global pass (composition, PDQ): {len(glob):,} unrelated queries ({_groups(glob)})")
     print(f"SIFT pass (local features): {len(local):,} of them ({_groups(local)})")
     print(f"against {n_art} indexed artworks")
@@ -862,13 +867,13 @@ def rework_report(ref: dict[str, Any], ids: list[str], thumbs: np.ndarray, cpu: 
 
 
 # -- the direct-match pass (trace's fallback for the index's short list) ----------------------
-PAIR_FILE = OUT / "pair.jsonl"
+PAIR_FILE = OUT / ("pair.jsonl" if features.FORMAT == 1 else f"pair-f{features.FORMAT}.jsonl")
 
 
 def pair_originals() -> dict[str, features.Features]:
     """`features.pair_features` of every indexed artwork, by index key (cached on disk: the
     300 procedural originals are generated once)."""
-    cache = OUT / "index" / "pair-features.npz"
+    cache = INDEX_DIR / "pair-features.npz"
     if not cache.is_file():
         t = time.perf_counter()
         arrays: dict[str, np.ndarray] = {}

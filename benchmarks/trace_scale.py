@@ -46,6 +46,18 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 OUT = REPO / "benchmarks" / "out" / "scale"
+
+
+def _features_format() -> int:
+    from poster import features
+
+    return features.FORMAT
+
+
+# the folders hold feature segments of one extraction (features.FORMAT): another one would
+# find them unusable and index only the posted base, so each FORMAT has its own folders
+if _features_format() > 1:
+    OUT = OUT.with_name(f"scale-f{_features_format()}")
 BASE_ART = ("revoy_forest_painting.jpg", "kodim23.png")
 
 

@@ -10,7 +10,8 @@ retrieval (Sivic & Zisserman 2003; Philbin et al. 2007; Jégou et al. 2008):
 
 1. **Extraction** (`extract`): grey image at FEATURE_LONG px on the long edge, the
    KEEP strongest SIFT keypoints, spread over the picture (a per-cell quota, so that any
-   part of the art keeps its share), RootSIFT descriptors.
+   part of the art keeps its share), RootSIFT descriptors; pale flat art, which has few
+   keypoints at OpenCV's default contrast, makes up the number with fainter ones (CONTRAST).
 2. **Words**: a RootSIFT descriptor is quantised by a product quantiser: each half
    (64 dims) to the nearest of 256 centroids, so a word is one of 65,536 pairs (the
    inverted multi-index of Babenko & Lempitsky 2012, which needs a codebook of 512
@@ -72,6 +73,15 @@ QUERY_KEEP = 1500  # keypoints of a suspect (many: a crop may hold a small part 
 QUERY_MIN_LONG = 480  # smaller suspects are enlarged to this long edge before extraction
 MAX_UPSCALE = 3.0
 GRID = 6  # keypoints are spread over GRID x GRID cells (a quota per cell)
+# SIFT's contrast threshold. OpenCV's default (0.04) finds 4 keypoints in a pale flat-colour
+# background (the corpus's kenney_flat_castles_bg: no copy of it could be found) and 16 in soft
+# circles on gradients; at 0.01 they have 284 and 297 (benchmarks/TRACE_RESULTS.md, section
+# 11). Both sides need it: a copy described at the default has no faint keypoints to meet the
+# original's. The faint ones only make up for too few strong ones (extract).
+CONTRAST = 0.01
+# OpenCV keeps a keypoint when its response times the layers per octave (3) reaches the
+# contrast threshold: the responses of the default's (0.04) keypoints
+STRONG_RESPONSE = 0.04 / 3
 SUB = 64  # dimensions per half of a descriptor (product quantiser)
 CENTROIDS = 256  # centroids per half: 65,536 words
 WORDS = CENTROIDS * CENTROIDS
@@ -99,7 +109,7 @@ MIN_LIST_CAP = 2000
 READ_BATCH = 2_000_000  # postings read and filtered at a time (bounded temporaries)
 INDEX_DIR = "features"
 MANIFEST = "MANIFEST.json"
-FORMAT = 1  # bumped when extraction or the codebook changes: old segments are rebuilt
+FORMAT = 2  # bumped when extraction or the codebook changes: old segments are rebuilt
 
 # A posting: which image, where (feature frame, 1/32 px) and the Hamming-embedding bits.
 POSTING = np.dtype([("img", "<u4"), ("x", "<u2"), ("y", "<u2"), ("sig", "<u4")])
@@ -201,18 +211,31 @@ def extract(
     empty = Features(np.empty((0, 2), np.float32), np.empty((0, 128), np.float32), (w, h), scale)
     if min(w, h) < 16:
         return empty
-    sift = cv2.SIFT_create(nfeatures=keep * 3)
-    kps, desc = sift.detectAndCompute(g, None)
+    sift = cv2.SIFT_create(contrastThreshold=CONTRAST)
+    kps = sift.detect(g, None)
+    if not kps:
+        return empty
+    xy = np.array([k.pt for k in kps], dtype=np.float32)
+    resp = np.array([k.response for k in kps], dtype=np.float32)
+    # Keypoints above OpenCV's default contrast first, as they always were (the strongest
+    # keep * 3, spread); the faint ones only fill what they leave: given a quota of their own,
+    # paper grain and the flat cells of a comic page took it from the drawing, and crops of
+    # the comic page and a panel of the pencil sketch were no longer found (TRACE_RESULTS
+    # section 11). Only the chosen keypoints are described.
+    strong = np.nonzero(resp >= STRONG_RESPONSE)[0]
+    strong = strong[np.argsort(-resp[strong], kind="stable")[: keep * 3]]
+    chosen = strong[_spread(xy[strong], resp[strong], (w, h), keep)]
+    if len(chosen) < keep:
+        weak = np.nonzero(resp < STRONG_RESPONSE)[0]
+        chosen = np.concatenate([chosen, weak[_spread(xy[weak], resp[weak], (w, h), keep - len(chosen))]])
+    kps, desc = sift.compute(g, [kps[int(i)] for i in chosen])
     if desc is None or len(kps) == 0:
         return empty
     xy = np.array([k.pt for k in kps], dtype=np.float32)
     resp = np.array([k.response for k in kps], dtype=np.float32)
-    # one keypoint per location: SIFT gives several orientations at one point; keep them
-    # (each is a different descriptor) but let the quota count places
-    chosen = _spread(xy, resp, (w, h), keep)
-    d = desc[chosen].astype(np.float32)
+    d = desc.astype(np.float32)
     d /= d.sum(axis=1, keepdims=True) + 1e-7
-    return Features(xy[chosen], np.sqrt(d), (w, h), scale, resp[chosen])
+    return Features(xy, np.sqrt(d), (w, h), scale, resp)
 
 
 def extract_query(image: Image.Image) -> Features:

@@ -66,12 +66,12 @@ def refresh_trace_index(cfg: config_mod.Config, conn: sqlite3.Connection, outcom
     from poster import trace as trace_mod
 
     try:
-        if any(o.state == jobs.State.POSTED for o in outcomes):
-            trace_mod.refresh_index(conn, cfg.data_dir)
-        else:
-            from poster import features
+        from poster import features
 
-            features.update(conn, cfg.data_dir)
+        if any(o.state == jobs.State.POSTED for o in outcomes):
+            trace_mod.refresh_index(conn, cfg.data_dir, budget=features.TICK_BUDGET)
+        else:
+            features.update(conn, cfg.data_dir, budget=features.TICK_BUDGET)
     except Exception as exc:
         # a full disk is the tick's problem, reported once as such: as a warning of its own
         # it came between two reports of the same full disk, the tick counted as a success

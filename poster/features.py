@@ -110,6 +110,10 @@ READ_BATCH = 2_000_000  # postings read and filtered at a time (bounded temporar
 INDEX_DIR = "features"
 MANIFEST = "MANIFEST.json"
 FORMAT = 2  # bumped when extraction or the codebook changes: old segments are rebuilt
+# Originals a daemon tick adds to the index (update's budget): after a FORMAT change the whole
+# archive is extracted again, 0.3-1.3 s of CPU an original (the corpus, under load), and a tick
+# holding it all would hold the posts due meanwhile; trace completes the index before it answers.
+TICK_BUDGET = 32
 
 # A posting: which image, where (feature frame, 1/32 px) and the Hamming-embedding bits.
 POSTING = np.dtype([("img", "<u4"), ("x", "<u2"), ("y", "<u2"), ("sig", "<u4")])

@@ -869,15 +869,15 @@ def index_cache(data_dir: Path) -> Path:
     return data_dir / INDEX_NAME
 
 
-def refresh_index(conn: sqlite3.Connection, data_dir: Path) -> None:
+def refresh_index(conn: sqlite3.Connection, data_dir: Path, *, budget: int | None = None) -> None:
     """Add newly posted rows to the on-disk index right after posting, so even the first
     trace afterwards only reads the cache (the cold read of a large ledger is the slow part).
     The local-feature index gets every newly archived original here too (poster.features:
-    extracted once per original, not per trace)."""
+    extracted once per original, not per trace; at most `budget` of them now)."""
     load_index(conn, index_cache(data_dir))
     from poster import features
 
-    features.update(conn, data_dir)
+    features.update(conn, data_dir, budget=budget)
 
 
 def load_index(conn: sqlite3.Connection, cache: Path | None = None) -> fingerprint.Index:

@@ -166,6 +166,36 @@ def test_update_is_incremental_and_merges_segments(tmp_path: Path) -> None:
         assert hits and hits[0].key == f"{i:064x}", (i, [(h.key[-2:], h.inliers) for h in hits])
 
 
+def test_an_index_of_another_extraction_is_rebuilt_a_budget_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index written by another extraction (an older FORMAT) is unusable and rebuilt from
+    the archive; the daemon's refresh adds TICK_BUDGET originals a tick, so a large archive
+    does not hold one tick (and the posts due) for the whole rebuild."""
+    from types import SimpleNamespace
+
+    from poster import daemon
+
+    conn, data = _home(tmp_path, 5)
+    root = data / features.INDEX_DIR
+    old = features.update(conn, data)
+    manifest = json.loads((root / features.MANIFEST).read_text())
+    (root / features.MANIFEST).write_text(json.dumps(dict(manifest, codebook="1:0123456789abcdef")))
+    assert len(features.FeatureIndex(root)) == 0  # another extraction's segments are not read
+    monkeypatch.setattr(features, "TICK_BUDGET", 2)
+    cfg = SimpleNamespace(data_dir=data)
+    sizes = []
+    for _ in range(3):
+        daemon.refresh_trace_index(cfg, conn, [])  # type: ignore[arg-type]
+        sizes.append(len(features.FeatureIndex(root)))
+    assert sizes == [2, 4, 5]
+    assert sorted(features.FeatureIndex(root).keys()) == sorted(old.keys())
+    # the old extraction's segment folders are gone once the new manifest is written
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(
+        features.FeatureIndex(root).manifest["segments"]
+    )
+
+
 def test_missing_archive_file_is_skipped_then_retried(tmp_path: Path) -> None:
     conn, data = _home(tmp_path, 2)
     key = f"{1:064x}"

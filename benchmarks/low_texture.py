@@ -35,34 +35,17 @@ import trace_round2 as r2  # noqa: E402
 from poster import features  # noqa: E402
 
 PAIRS = ((0.04, 0.04), (0.02, 0.01), (0.01, 0.01), (0.01, 0.04))  # (original, copy)
-KEY = bytes(range(32))
 
 
 def posted(image: Image.Image, policy: str, adapter: str) -> Image.Image:
-    """The copy `adapter` would post under `policy` (benchmarks/config.toml), decoded."""
+    """The copy `adapter` would post under `policy`, decoded."""
     import io
 
-    from poster import imaging, policies
-    from poster.config import parse
-    from poster.platforms import adapter_class
-    from poster.render import render
+    import render as bench_render  # benchmarks/render.py
 
-    cfg = parse(  # a label for messages: no file is read
-        REPO / "benchmarks" / "config.toml",
-        {"artist": "Benchmark Artist", "targets": {"t": {"adapter": "local", "policy": policy}}},
-    )
     buf = io.BytesIO()
     image.save(buf, "PNG")
-    r = render(
-        imaging.load(buf.getvalue(), "bench", max_pixels=100_000_000),
-        source_format="PNG",
-        policy=policies.build(cfg, policy),
-        caps=adapter_class(adapter).capabilities,
-        key=KEY,
-        mark_id=0xB0B,
-        artist=cfg.artist,
-        seed=7,
-    )
+    r = bench_render.render_copy(buf.getvalue(), policy, adapter, source_format="PNG")
     return Image.open(io.BytesIO(r.data)).convert("RGB")
 
 

@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from revision import export  # benchmarks/, the script's own folder
@@ -64,24 +65,24 @@ def baseline(data: bytes) -> bytes:
     return out.getvalue()
 
 
-def pipeline(data: bytes, policy_name: str, adapter: str, seed: int = 7) -> dict[str, object]:
+def render_copy(
+    data: bytes, policy_name: str, adapter: str, *, seed: int = 7, source_format: str = "JPEG"
+) -> Any:
+    """The copy `adapter` would post of `data` under `policy_name`: the real render pipeline
+    (benchmarks/low_texture.py uses it too)."""
     from poster import imaging, policies
     from poster.config import parse
     from poster.platforms import adapter_class
-    from poster.protect import subject
     from poster.render import render
 
-    # each run stands for a new artwork: the face search is remembered per image within a
-    # process (an artwork's targets share it), so forget the previous run's
-    subject._FACE_MEMO.clear()
-    cfg = parse(
+    cfg = parse(  # the path only labels messages: no file is read
         REPO / "benchmarks" / "config.toml",
         {"artist": "Benchmark Artist", "targets": {"t": {"adapter": "local", "policy": policy_name}}},
     )
     image = imaging.load(data, "bench", max_pixels=100_000_000)
-    r = render(
+    return render(
         image,
-        source_format="JPEG",
+        source_format=source_format,
         policy=policies.build(cfg, policy_name),
         caps=adapter_class(adapter).capabilities,
         key=KEY,
@@ -89,6 +90,15 @@ def pipeline(data: bytes, policy_name: str, adapter: str, seed: int = 7) -> dict
         artist=cfg.artist,
         seed=seed,
     )
+
+
+def pipeline(data: bytes, policy_name: str, adapter: str, seed: int = 7) -> dict[str, object]:
+    from poster.protect import subject
+
+    # each run stands for a new artwork: the face search is remembered per image within a
+    # process (an artwork's targets share it), so forget the previous run's
+    subject._FACE_MEMO.clear()
+    r = render_copy(data, policy_name, adapter, seed=seed)
     return {"bytes": len(r.data), "size": f"{r.width}x{r.height}", "strength": r.info["mark"]["strength"]}
 
 

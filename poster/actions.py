@@ -15,6 +15,7 @@ where the adapter can before it lets the job be posted again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -1270,6 +1271,20 @@ def restore(backup_dir: Path, data_dir: Path) -> list[str]:
             ).format(count=r.held)
         )
     return lines
+
+
+def prepare_trace_index(
+    config: Config, conn: sqlite3.Connection, progress: Callable[[int, int], None] | None = None
+) -> None:
+    """Bring the local-feature index up to date with the archive before a trace, with
+    `progress(done, total)` per original described: after an upgrade that changed how
+    keypoints are described (poster.features.FORMAT) every original is described again, 0.3-1.3
+    s each, which the trace would otherwise spend silently. A data folder that cannot be
+    written is left as it is: the trace uses what is there and says so (Tracer.findex)."""
+    from poster import features
+
+    with contextlib.suppress(OSError):
+        features.update(conn, config.data_dir, progress=progress)
 
 
 def trace_images(

@@ -801,8 +801,11 @@ def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | 
         raise UserError(_("{paths}: no images to trace").format(paths=", ".join(map(str, images))))
     # no integrity check here: at 100,000 rows it costs 8x the trace itself (benchmarks/
     # data_folder.py); status, run, ledger verify and doctor find damage
-    with open_db(cfg, readonly=True) as conn, _trace_progress(len(items)) as progress:
-        traced = actions.trace_images(cfg, conn, items, progress=progress, report_root=report_dir)
+    with open_db(cfg, readonly=True) as conn:
+        with _index_progress() as indexing:
+            actions.prepare_trace_index(cfg, conn, indexing)
+        with _trace_progress(len(items)) as progress:
+            traced = actions.trace_images(cfg, conn, items, progress=progress, report_root=report_dir)
     if len(traced) == 1 and traced[0].result is None:
         raise UserError(traced[0].error or _("{file}: cannot be traced").format(file=traced[0].name))
     out = [t.to_json() for t in traced]
@@ -834,6 +837,32 @@ def _trace_progress(total: int) -> Iterator[Any]:
 
         def step(done: int, _total: int, name: str) -> None:
             bar.update(task, completed=done, description=_rich_text(Path(name).name[:40]))
+
+        yield step
+
+
+@contextmanager
+def _index_progress() -> Iterator[Any]:
+    """A progress bar on an interactive terminal (stderr) while originals are described for
+    the trace index: a few new ones pass unseen, a rebuild after an upgrade shows."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from poster.i18n import _
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        transient=True, console=_stderr_console(),
+    ) as bar:  # fmt: skip
+        task = None
+
+        def step(done: int, total: int) -> None:
+            nonlocal task
+            if task is None:
+                task = bar.add_task(_("describing the archive's originals for trace"), total=total)
+            bar.update(task, completed=done)
 
         yield step
 

@@ -446,3 +446,28 @@ def test_credentials_go_to_the_keyring_and_are_never_returned(home: config.Confi
     assert "s3cr3t" not in home.path.read_text(encoding="utf-8")
     with pytest.raises(UserError, match="nothing entered"):
         actions.store_credentials(cfg, "pixiv", {"SESSION": " "})
+
+
+def test_prepare_trace_index_describes_the_originals_it_lacks_with_progress(home: config.Config) -> None:
+    """Before a trace the CLI brings the local-feature index up to date, one progress step per
+    original described: after an upgrade that changed the extraction, the whole archive (the
+    rebuild a trace would otherwise spend silently); when nothing is missing, no step."""
+    from poster import features
+    from tests.test_features import _add_original
+
+    with store.connect(home.db_path) as conn:
+        conn.execute(
+            "INSERT INTO artworks (id, content_key, name, meta, created_at) VALUES (1, 'k', 'a', '{}', 'now')"
+        )
+        keys = [_add_original(conn, home.data_dir, i) for i in range(3)]
+        features.update(conn, home.data_dir)
+        root = home.data_dir / features.INDEX_DIR
+        manifest = json.loads((root / features.MANIFEST).read_text())
+        (root / features.MANIFEST).write_text(json.dumps(dict(manifest, codebook="1:0123456789abcdef")))
+        steps: list[tuple[int, int]] = []
+        actions.prepare_trace_index(home, conn, lambda done, total: steps.append((done, total)))
+        assert steps == [(1, 3), (2, 3), (3, 3)]
+        assert sorted(features.FeatureIndex(root).keys()) == sorted(keys)
+        steps.clear()
+        actions.prepare_trace_index(home, conn, lambda done, total: steps.append((done, total)))
+        assert steps == []

@@ -820,19 +820,32 @@ def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | 
 
 
 @contextmanager
-def _trace_progress(total: int) -> Iterator[Any]:
-    """A progress bar on an interactive terminal (stderr), for batches; otherwise nothing."""
-    if total < 2 or not sys.stderr.isatty():
+def _progress_bar() -> Iterator[Any]:
+    """A transient rich progress bar on stderr when it is an interactive terminal, else None."""
+    if not sys.stderr.isatty():
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from poster.i18n import _
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         transient=True, console=_stderr_console(),
     ) as bar:  # fmt: skip
+        yield bar
+
+
+@contextmanager
+def _trace_progress(total: int) -> Iterator[Any]:
+    """A progress bar on an interactive terminal (stderr), for batches; otherwise nothing."""
+    from poster.i18n import _
+
+    if total < 2:
+        yield None
+        return
+    with _progress_bar() as bar:
+        if bar is None:
+            yield None
+            return
         task = bar.add_task(_("tracing"), total=total)
 
         def step(done: int, _total: int, name: str) -> None:
@@ -845,17 +858,12 @@ def _trace_progress(total: int) -> Iterator[Any]:
 def _index_progress() -> Iterator[Any]:
     """A progress bar on an interactive terminal (stderr) while originals are described for
     the trace index: a few new ones pass unseen, a rebuild after an upgrade shows."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from poster.i18n import _
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        transient=True, console=_stderr_console(),
-    ) as bar:  # fmt: skip
+    with _progress_bar() as bar:
+        if bar is None:
+            yield None
+            return
         task = None
 
         def step(done: int, total: int) -> None:

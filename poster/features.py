@@ -226,7 +226,7 @@ def extract(
     # keep * 3, spread); faint ones only make up the number to WEAK_FILL. Given a quota of
     # their own, paper grain and the flat cells of a comic page took it from the drawing (a
     # crop of the comic page was no longer found); filling up to `keep`, nearly every query
-    # read more postings, and the feature search at 10^6 images took 4 times as long
+    # read more postings, and the feature search at 10^6 images took 0.68 s instead of 0.13 s
     # (TRACE_RESULTS section 11). Only the chosen keypoints are described.
     strong = np.nonzero(resp >= STRONG_RESPONSE)[0]
     strong = strong[np.argsort(-resp[strong], kind="stable")[: keep * 3]]
@@ -1042,7 +1042,6 @@ def update(
     store.ensure_private_dir(root)
     index = FeatureIndex(root)
     manifest = index.manifest
-    known = set(index.keys())
     retry = [str(k) for k in manifest.get("retry", [])]
     todo = pending(conn, data_dir, index.covered)
     if retry:
@@ -1059,6 +1058,9 @@ def update(
         return index
     if budget is not None:
         todo = todo[:budget]
+    # only when there is work: every key as a string took 0.9 s at 10^6 images, and the daemon's
+    # ticks and each trace call this with nothing to add
+    known = set(index.keys())
     book = index.book
     entries: list[Entry] = []
     still_missing: list[str] = []

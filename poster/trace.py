@@ -622,7 +622,7 @@ class Tracer:
         col_query = composition.colour(thumb)
         query_colour = (col_query, composition.mirror_colour(col_query))
         floor = min(composition.COLOUR_COMPOSITION, composition.REWORK_SIMILARITY)
-        found: tuple[float, float, float, int, int] | None = None
+        found: tuple[float, float, float | None, int, int] | None = None
         for flip, j in sorted(np.ndindex(*sims.shape), key=lambda fj: -sims[fj]):
             sim, img = float(sims[flip, j]), int(ids[flip, j])
             if img < 0 or sim < floor:
@@ -634,13 +634,13 @@ class Tracer:
             colours = composition.colour_similarity(stored[1], query_colour[flip])
             grey = composition.both_grey(stored[1], col_query)
             if composition.is_rework(sim, parts, colours, grey):
-                found = (sim, parts, -1.0 if grey else colours, img, flip)
+                found = (sim, parts, None if grey else colours, img, flip)  # None: no colour
                 break
         if found is None:
             return result
         sim, parts, colours, img, flip = found
         key = index.key(img)
-        score = composition.score_of(sim, grey=colours < 0)
+        score = composition.score_of(sim, grey=colours is None)
         art = Artwork(
             key,
             self._artwork_name(key),
@@ -649,11 +649,11 @@ class Tracer:
             bool(flip),
             similarity=sim,
             regions=parts,
-            colour=None if colours < 0 else colours,
+            colour=colours,
         )
         rows = self._rows_of(key)
         extra = {"similarity": round(sim, 4), "regions": round(parts, 4)}
-        if colours >= 0:
+        if colours is not None:
             extra["colour"] = round(colours, 4)
         matches = [
             Match(r["id"], r["target"], r["url"], r["posted_at"], "rework", score, r, bool(flip),

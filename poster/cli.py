@@ -803,9 +803,11 @@ def trace(obj: Ctx, images: tuple[Path, ...], as_json: bool, report_dir: Path | 
     # data_folder.py); status, run, ledger verify and doctor find damage
     with open_db(cfg, readonly=True) as conn:
         with _index_progress() as indexing:
-            actions.prepare_trace_index(cfg, conn, indexing)
+            index = actions.prepare_trace_index(cfg, conn, indexing)
         with _trace_progress(len(items)) as progress:
-            traced = actions.trace_images(cfg, conn, items, progress=progress, report_root=report_dir)
+            traced = actions.trace_images(
+                cfg, conn, items, progress=progress, report_root=report_dir, index=index
+            )
     if len(traced) == 1 and traced[0].result is None:
         raise UserError(traced[0].error or _("{file}: cannot be traced").format(file=traced[0].name))
     out = [t.to_json() for t in traced]

@@ -267,6 +267,7 @@ class Tracer:
         *,
         cache: Path | None = None,
         features_index: bool = True,
+        findex: Any = None,
     ) -> None:
         self.conn = conn
         self.key = key
@@ -274,7 +275,8 @@ class Tracer:
         self.cache = cache
         self.use_features = features_index and data_dir is not None
         self._index: fingerprint.Index | None = None
-        self._findex: Any = None
+        # features.FeatureIndex, when the caller brought it up to date (actions.prepare_trace_index)
+        self._findex: Any = findex if self.use_features else None
         self._originals: dict[str, Image.Image | None] = {}
         self._pairs: dict[str, Any] = {}  # original key -> features.pair_features (or None)
 

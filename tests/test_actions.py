@@ -429,6 +429,40 @@ def test_an_unknown_policy_is_named_beside_its_field_in_japanese(home: config.Co
     assert "'nonexistent' という保護設定はありません" in errors["targets.x.policy"]
 
 
+def test_the_web_trace_shows_the_index_rebuild_and_describes_once(
+    home: config.Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The web UI's trace (trace_files) brings a stale index up to date as a named task step
+    before the images' steps, and the tracer uses that index instead of updating it again."""
+    from poster import features
+    from poster.i18n import _
+    from tests.test_features import _add_original, _archived
+
+    with store.connect(home.db_path) as conn:
+        conn.execute(
+            "INSERT INTO artworks (id, content_key, name, meta, created_at) VALUES (1, 'k', 'a', '{}', 'now')"
+        )
+        for i in range(3):
+            _add_original(conn, home.data_dir, i)
+        features.update(conn, home.data_dir)
+        root = home.data_dir / features.INDEX_DIR
+        manifest = json.loads((root / features.MANIFEST).read_text())
+        (root / features.MANIFEST).write_text(json.dumps(dict(manifest, codebook="1:0123456789abcdef")))
+        updates: list[int] = []
+        real_update = features.update
+        monkeypatch.setattr(
+            features, "update", lambda *a, **k: updates.append(1) or real_update(*a, **k)
+        )  # fmt: skip
+        copy = tmp_path / "found.png"
+        _archived(1).save(copy)
+        steps: list[tuple[int, int, str]] = []
+        items = actions.trace_files(home, conn, [("found.png", copy)], None, lambda *s: steps.append(s))
+    describing = _("describing the archive's originals for trace")
+    assert steps == [(1, 3, describing), (2, 3, describing), (3, 3, describing), (1, 1, "found.png")]
+    assert updates == [1]
+    assert items[0].error is None
+
+
 def test_credentials_go_to_the_keyring_and_are_never_returned(home: config.Config, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from poster import secrets
 

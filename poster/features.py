@@ -342,9 +342,9 @@ class Entry:
     words: np.ndarray  # (n,) uint32
     sigs: np.ndarray  # (n,) uint32
     xy: np.ndarray  # (n, 2) uint16, 1/32 px of the feature frame
-    composition: np.ndarray | None = None  # the rework descriptor (poster.composition), float16
-    regions: np.ndarray | None = None  # the rework's second check (composition.regions), float16
-    colour: np.ndarray | None = None  # the rework's colour check (composition.colour), float16
+    composition: np.ndarray  # the rework descriptor (poster.composition), float16
+    regions: np.ndarray  # the rework's second check (composition.regions), float16
+    colour: np.ndarray  # the rework's colour check (composition.colour), float16
 
 
 def entry_of(
@@ -388,14 +388,10 @@ class Segment:
         self.keys = np.load(path / "keys.npy", mmap_mode="r")  # (n, 32) uint8: sha256 digests
         self.frames = np.load(path / "frames.npy", mmap_mode="r")  # (n, 3) float64: w, h, scale
         self.composition = np.load(path / "composition.npy", mmap_mode="r")  # (n, D) float16
-        # (n, composition.REGION_DIMS) float16; segments written before the second rework check
-        # have none (the tracer then computes it from the archived original)
-        parts = path / "regions.npy"
-        self.regions = np.load(parts, mmap_mode="r") if parts.is_file() else None
-        # (n, composition.COLOUR_DIMS) float16; likewise absent from segments written before
-        # the colour check
-        col = path / "colour.npy"
-        self.colour = np.load(col, mmap_mode="r") if col.is_file() else None
+        # (n, composition.REGION_DIMS) and (n, composition.COLOUR_DIMS) float16. Every segment of
+        # this FORMAT has them: a missing file is damage, and the segment is rebuilt
+        self.regions = np.load(path / "regions.npy", mmap_mode="r")
+        self.colour = np.load(path / "colour.npy", mmap_mode="r")
         self.data_offset = int(self.postings.offset)  # where the array starts in postings.npy
         if len(self.offsets) != WORDS + 1 or self.postings.dtype != POSTING:
             raise ValueError(f"{path}: not a feature segment of this version")
@@ -428,6 +424,8 @@ class Segment:
     @staticmethod
     def write(path: Path, entries: Sequence[Entry], dims: int) -> None:
         """Write entries as a segment folder (via a temporary folder renamed into place)."""
+        from poster import composition
+
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         store.ensure_private_dir(tmp)  # the index describes the user's unposted art
@@ -449,15 +447,15 @@ class Segment:
         frames = np.array([(e.size[0], e.size[1], e.scale) for e in entries], np.float64).reshape(-1, 3)
         comp = np.zeros((len(entries), dims), np.float16)
         for i, e in enumerate(entries):
-            if e.composition is not None and len(e.composition) == dims:
+            if len(e.composition) == dims:
                 comp[i] = e.composition
         _save(tmp / "offsets.npy", offsets)
         _save(tmp / "postings.npy", post[order])
         _save(tmp / "keys.npy", keys)
         _save(tmp / "frames.npy", frames)
         _save(tmp / "composition.npy", comp)
-        _save(tmp / "regions.npy", _regions([e.regions for e in entries]))
-        _save(tmp / "colour.npy", _colours([e.colour for e in entries]))
+        _save(tmp / "regions.npy", _stacked([e.regions for e in entries], composition.REGION_DIMS))
+        _save(tmp / "colour.npy", _stacked([e.colour for e in entries], composition.COLOUR_DIMS))
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
 
@@ -469,28 +467,9 @@ def _save(path: Path, array: np.ndarray) -> None:
         os.fsync(f.fileno())
 
 
-def _regions(vectors: Sequence[np.ndarray | None]) -> np.ndarray:
-    """Stacked regions descriptors; zeros (unknown: computed from the original when needed)
-    where there is none."""
-    from poster import composition
-
-    return _stacked(vectors, composition.REGION_DIMS, 0.0)
-
-
-def _colours(vectors: Sequence[np.ndarray | None]) -> np.ndarray:
-    """Stacked colour descriptors; NaN (unknown: computed from the original when needed)
-    where there is none — zeros are a real colour descriptor, a grey picture's."""
-    from poster import composition
-
-    return _stacked(vectors, composition.COLOUR_DIMS, np.nan)
-
-
-def _stacked(vectors: Sequence[np.ndarray | None], dims: int, missing: float) -> np.ndarray:
-    out = np.full((len(vectors), dims), missing, np.float16)
-    for i, v in enumerate(vectors):
-        if v is not None and len(v) == dims:
-            out[i] = v
-    return out
+def _stacked(vectors: Sequence[np.ndarray], dims: int) -> np.ndarray:
+    """One descriptor of `dims` dimensions per entry, as rows (float16)."""
+    return np.array(vectors, np.float16).reshape(len(vectors), dims)
 
 
 def merge_segments(path: Path, parts: Sequence[Segment], dims: int) -> None:
@@ -528,18 +507,8 @@ def merge_segments(path: Path, parts: Sequence[Segment], dims: int) -> None:
     _save(tmp / "keys.npy", np.concatenate([np.asarray(p.keys) for p in parts]))
     _save(tmp / "frames.npy", np.concatenate([np.asarray(p.frames) for p in parts]))
     _save(tmp / "composition.npy", np.concatenate([np.asarray(p.composition) for p in parts]))
-    _save(
-        tmp / "regions.npy",
-        np.concatenate(
-            [_regions([None] * len(p)) if p.regions is None else np.asarray(p.regions) for p in parts]
-        ),
-    )
-    _save(
-        tmp / "colour.npy",
-        np.concatenate(
-            [_colours([None] * len(p)) if p.colour is None else np.asarray(p.colour) for p in parts]
-        ),
-    )
+    _save(tmp / "regions.npy", np.concatenate([np.asarray(p.regions) for p in parts]))
+    _save(tmp / "colour.npy", np.concatenate([np.asarray(p.colour) for p in parts]))
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
 
@@ -814,25 +783,15 @@ class FeatureIndex:
             return np.empty((0, 0), np.float16)
         return np.concatenate([np.asarray(s.composition) for s in self.segments])
 
-    def regions_of(self, img: int) -> np.ndarray | None:
-        """The stored regions descriptor (composition.regions) of one image, float32; None
-        when its segment predates it (all zeros: a real descriptor has unit length)."""
+    def regions_of(self, img: int) -> np.ndarray:
+        """The stored regions descriptor (composition.regions) of one image, float32."""
         s = int(np.searchsorted(self.base, img, side="right") - 1)
-        seg = self.segments[s]
-        if seg.regions is None:
-            return None
-        v = np.asarray(seg.regions[img - self.base[s]], np.float32)
-        return v if np.any(v) else None
+        return np.asarray(self.segments[s].regions[img - self.base[s]], np.float32)
 
-    def colour_of(self, img: int) -> np.ndarray | None:
-        """The stored colour descriptor (composition.colour) of one image, float32; None when
-        its segment predates it (or the row is unknown: NaN)."""
+    def colour_of(self, img: int) -> np.ndarray:
+        """The stored colour descriptor (composition.colour) of one image, float32."""
         s = int(np.searchsorted(self.base, img, side="right") - 1)
-        seg = self.segments[s]
-        if seg.colour is None:
-            return None
-        v = np.asarray(seg.colour[img - self.base[s]], np.float32)
-        return None if np.isnan(v).any() else v
+        return np.asarray(self.segments[s].colour[img - self.base[s]], np.float32)
 
     def composition_search(self, vectors: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Inner products of the query vectors (q, D) with every image's descriptor: the k

@@ -629,12 +629,10 @@ class Tracer:
             sim, img = float(sims[flip, j]), int(ids[flip, j])
             if img < 0 or sim < floor:
                 break  # sorted: every other candidate is further
-            stored = self._rework_descriptors(index, img)
-            if stored is None:
-                continue
-            parts = composition.region_similarity(stored[0], query_regions[flip])
-            colours = composition.colour_similarity(stored[1], query_colour[flip])
-            grey = composition.both_grey(stored[1], col_query)
+            stored_colour = index.colour_of(img)
+            parts = composition.region_similarity(index.regions_of(img), query_regions[flip])
+            colours = composition.colour_similarity(stored_colour, query_colour[flip])
+            grey = composition.both_grey(stored_colour, col_query)
             if composition.is_rework(sim, parts, colours, grey):
                 found = (sim, parts, None if grey else colours, img, flip)  # None: no colour
                 break
@@ -663,24 +661,6 @@ class Tracer:
             for r in sorted(rows, key=lambda r: -r["seq"])
         ]  # fmt: skip
         return Result(matches, quality=result.quality, notes=result.notes, verdict=REWORK, artwork=art)
-
-    def _rework_descriptors(self, index: Any, img: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """An indexed artwork's regions and colour descriptors: stored, or (a segment written
-        before the second or the third check) computed from the archived original. None if
-        neither is there."""
-        from poster import composition
-
-        parts, col = index.regions_of(img), index.colour_of(img)
-        if parts is not None and col is not None:
-            return parts, col
-        ref = self._original(index.key(img))
-        if ref is None:
-            return None
-        thumb = composition.thumbnail(ref)
-        return (
-            composition.regions(thumb) if parts is None else parts,
-            composition.colour(thumb) if col is None else col,
-        )
 
     # -- perceptual ------------------------------------------------------------------------
     def perceptual(self, image: Image.Image) -> Result:

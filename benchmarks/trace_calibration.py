@@ -27,6 +27,11 @@ against those originals (features.match_features, as Tracer._direct does, but ov
 list of both orientations and with the floor lowered to FEATURE_FLOOR): the most inliers must
 stay below MIN_INLIERS.
 
+The panel pass (`trace_calibration.py panels [N] [WORKERS]`, cached in panel-fN.jsonl): the same
+N queries; each one that splits along uniform gutters (features.panels: sprite sheets, icon
+sets, comic-like pictures) is searched part by part as Tracer._by_panels does, every part's
+index verification and short-list direct matches counted: they must stay below MIN_INLIERS.
+
 The rework pass (`trace_calibration.py rework [N]`, or `benchmarks/trace.py --only rework
 --unrelated N`; cached in benchmarks/out/calibration/rework/): only what the rework verdict
 needs, in one process — the 64 x 64 thumbnail (composition.thumbnail) of every indexed
@@ -993,11 +998,98 @@ def pair_report(recs: list[dict[str, Any]]) -> None:
         )
 
 
+# -- the panel pass (trace's `_by_panels`: a suspect split along uniform gutters) ---------------
+PANEL_FILE = OUT / f"panel-f{features.FORMAT}.jsonl"
+
+
+def _panel_work(item: tuple[str, str, str]) -> dict[str, Any]:
+    qid, source, aug = item
+    t = time.process_time()
+    x = _query_image(source, qid, aug)
+    if x is None:
+        return {"id": qid, "skip": "unreadable or tiny"}
+    boxes = features.panels(x)
+    index, names = _STATE["index"], _STATE["names"]
+    best, best_to = 0, None
+    for box in boxes:
+        part = x.crop(box)
+        shortlist: dict[str, int] = {}
+        for hit in index.search(features.extract_query(part), shortlist=shortlist):
+            if hit.inliers > best:
+                best, best_to = hit.inliers, names[int(hit.key, 16)]
+        if not shortlist:
+            continue
+        fs = features.pair_features(part)
+        for key in shortlist:
+            hit = features.match_features(_STATE["pair"][key], fs, key=key, min_inliers=FEATURE_FLOOR)
+            if hit is not None and hit.inliers > best:
+                best, best_to = hit.inliers, names[int(key, 16)]
+    return {"id": qid, "panels": len(boxes), "best": best, "best_to": best_to,
+            "cpu": round(time.process_time() - t, 3)}  # fmt: skip
+
+
+def panel_pass(n: int, workers: int = 1) -> None:
+    """Every part of the `n` unrelated queries of the pair pass that split along gutters
+    (features.panels), searched and matched directly as trace's `_by_panels` does (each part's
+    index verification and its short list's direct matches): the inliers must stay below
+    MIN_INLIERS. Sprite sheets, icon sets and comic-like pictures are among the queries."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    build_index()
+    pair_originals()
+    have: dict[str, dict[str, Any]] = {}
+    if PANEL_FILE.is_file():
+        have = {r["id"]: r for r in map(json.loads, PANEL_FILE.read_text().splitlines()) if r}
+    todo = [q for q in pair_queries(n) if q[0] not in have]
+    print(
+        f"panel pass: {len(have):,} cached, {len(todo):,} to compute (load {os.getloadavg()[0]:.1f})",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    with (
+        PANEL_FILE.open("a") as out,
+        multiprocessing.get_context("fork").Pool(
+            workers if todo else 1, _pair_init if todo else None
+        ) as pool,
+    ):
+        for k, rec in enumerate(pool.imap_unordered(_panel_work, todo, chunksize=3), 1):
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+            have[rec["id"]] = rec
+            if k % 100 == 0:
+                print(f"  … {k:,}/{len(todo):,}", flush=True)
+    print(f"panel pass: {time.perf_counter() - t0:.0f}s wall, load {os.getloadavg()[0]:.1f}", flush=True)
+    recs = [have[q[0]] for q in pair_queries(n) if q[0] in have and "skip" not in have[q[0]]]
+    split = [r for r in recs if r["panels"]]
+    best = np.array([r["best"] for r in split] or [0])
+    mi = features.MIN_INLIERS
+    print(f"panels: {len(recs):,} unrelated queries, {len(split):,} split along gutters "
+          f"({sum(r['panels'] for r in split):,} parts searched)")  # fmt: skip
+    print("| queries split | reporting threshold | closest unrelated | 2nd | false matches | margin |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    second = np.sort(best)[-2] if len(best) > 1 else 0
+    low = lambda v: f"< {FEATURE_FLOOR}" if v < FEATURE_FLOOR else str(v)  # noqa: E731
+    print(
+        f"| {len(split):,} | ≥ {mi} | {low(int(best.max()))} | {low(int(second))} | {(best >= mi).sum()} | "
+        f"> {mi - max(int(best.max()), FEATURE_FLOOR)} inliers |"
+    )
+    top = sorted(split, key=lambda r: -r["best"])[:3]
+    print(
+        "  closest: " + "; ".join(f"{r['id'].split('|', 1)[1]} → {r['best_to']} ({r['best']})" for r in top)
+    )
+    if split:
+        cpu = [r["cpu"] for r in split]
+        print(f"  (per split query: median {statistics.median(cpu):.2f} s CPU, max {max(cpu):.2f} s)")
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["report"]:  # the tables from what is cached, nothing computed
         report(cached(False), cached(True), rework_set())
     elif sys.argv[1:2] == ["rework"]:  # trace_calibration.py rework [N]: the rework verdict only
         rework_pass(int(sys.argv[2]) if len(sys.argv) > 2 else 12_000)
+    elif sys.argv[1:2] == ["panels"]:  # trace_calibration.py panels [N] [WORKERS]
+        panel_pass(
+            int(sys.argv[2]) if len(sys.argv) > 2 else 1500, int(sys.argv[3]) if len(sys.argv) > 3 else 1
+        )
     elif sys.argv[1:2] == ["pair"]:  # trace_calibration.py pair [N] [WORKERS]
         pair_pass(
             int(sys.argv[2]) if len(sys.argv) > 2 else 400, int(sys.argv[3]) if len(sys.argv) > 3 else 1

@@ -47,6 +47,7 @@ OpenCV and the codebook are loaded on first use (never by `poster --help`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -836,6 +837,65 @@ def _simplest(H: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     if (err <= RANSAC_PX).mean() >= AFFINE_SHARE:
         return np.vstack([a, [0.0, 0.0, 1.0]])
     return H
+
+
+# -- collages ----------------------------------------------------------------------------------
+# A collage's other panels take most of a query's keypoints and votes: in the attack table the
+# pencil sketch and a concept painting, each one panel of four beside procedural paintings, were
+# on no short list (the filler voted for the synthetic originals), while searched alone each
+# panel put its original first and the direct match found 103 and 152 inliers. So a suspect
+# that splits along uniform gutters (`panels`) is searched again panel by panel when nothing
+# was found whole (trace.Tracer._by_panels).
+PANEL_LONG = 512  # gutters are looked for at this long edge
+GUTTER_STD = 6.0  # grey levels: a row or column this uniform along its whole length is a gutter
+GUTTER_MIN = 0.006  # of the side: thinner uniform runs are flat art, not a gutter
+PANEL_MIN_AREA = 0.06  # of the picture: smaller parts (a caption line, a margin) are skipped
+MAX_PANELS = 6  # the largest parts searched, at most
+
+
+def panels(image: Image.Image) -> list[tuple[int, int, int, int]]:
+    """Boxes (left, top, right, bottom; image pixels) of the parts a collage or a captioned
+    picture is split into by uniform rows and columns running across it, largest first; empty
+    when there is no such gutter. A gutter is a run of rows (columns) whose grey values hardly
+    vary along the whole width (height), away from the edges (a border is not a gutter)."""
+    g, scale = grey(image, PANEL_LONG)
+    g = g.astype(np.float32)
+    cuts = [_gutters(g.std(axis=1)), _gutters(g.std(axis=0))]  # rows, columns
+    if not cuts[0] and not cuts[1]:
+        return []
+    h, w = g.shape
+    ys, xs = [0, *cuts[0], h], [0, *cuts[1], w]
+    boxes = [
+        (round(x0 / scale), round(y0 / scale), round(x1 / scale), round(y1 / scale))
+        for y0, y1 in itertools.pairwise(ys)
+        for x0, x1 in itertools.pairwise(xs)
+        if (y1 - y0) * (x1 - x0) >= PANEL_MIN_AREA * h * w
+    ]
+    boxes.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+    return boxes[:MAX_PANELS]
+
+
+def _gutters(std: np.ndarray) -> list[int]:
+    """The middle of each run of uniform lines at least GUTTER_MIN of the side long and
+    wholly inside the picture (not touching an edge)."""
+    flat = np.concatenate([[0], (std < GUTTER_STD).astype(np.int8), [0]])
+    edges = np.diff(flat)
+    n = len(std)
+    return [
+        (int(a) + int(b)) // 2
+        for a, b in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0], strict=True)
+        if a > 0 and b < n and b - a >= max(2, GUTTER_MIN * n)
+    ]
+
+
+def in_panel(hit: Hit, box: tuple[int, int, int, int]) -> Hit:
+    """A hit found in the crop `box` of a suspect, as a hit in the whole suspect."""
+    x0, y0 = float(box[0]), float(box[1])
+    shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+    pairs = hit.pairs.copy()
+    pairs[:, 2] += x0
+    pairs[:, 3] += y0
+    return Hit(hit.key, hit.inliers, hit.matches, shift @ hit.homography, hit.mirrored, pairs, hit.coverage)
 
 
 PAIR_KEEP = 2000  # keypoints per image when two images are matched directly

@@ -19,8 +19,9 @@ Stages:
 1. **Local features** (poster.features): SIFT keypoints of every archived original in an
    inverted file; the suspect's keypoints find the artwork and, by RANSAC, where the copy
    sits (crop, scale, turn, mirror, perspective, a panel of a collage); when the index's own
-   verification finds nothing, its short list's originals are matched directly (`_direct`;
-   such a match names a post only by the hidden ID, never by the layers). The hidden ID is then
+   verification finds nothing, its short list's originals are matched directly (`_direct`),
+   and failing that a suspect split by uniform gutters is searched part by part (`_by_panels`:
+   the other panels of a collage outvote its art). The hidden ID is then
    read with the original through that geometry (`poster.mark.informed`): a hit is method
    `hidden-id` with `via: "read with the original"` and names the exact post, and trace
    stops there (the blind read costs more and reads nothing the informed read cannot).
@@ -357,9 +358,12 @@ class Tracer:
 
         shortlist: dict[str, int] = {}
         hits = index.search(features.extract_query(image), shortlist=shortlist)
-        direct = not hits and bool(shortlist)
-        if direct:
+        if not hits and shortlist:
             hits = self._direct(image, shortlist)
+        in_panel = False
+        if not hits:
+            hits = self._by_panels(image, index)
+            in_panel = bool(hits)
         if not hits:
             return None
         tries = hits[:INFORMED_TRIES]
@@ -378,14 +382,34 @@ class Tracer:
                 # over a pencil sketch: the X post's layers "shown" through it, benchmarks/
                 # TRACE_RESULTS.md, section 4); the layers name a post only for a faithful
                 # copy (residual from the original <= layers.COPY_NOISE), so they decide here
-                # as for any registered copy (tests/test_trace.py, direct match).
-                verdict = self._artwork_verdict(image, art, rows)
+                # as for any registered copy (tests/test_trace.py, direct match). Not for a
+                # geometry found in one panel: there the layers named the pixiv post of an
+                # unposted original's crop, from 242 pixels of mark peaks (TRACE_RESULTS
+                # section 12), so such a copy is named by its hidden ID or not at all.
+                verdict = self._artwork_verdict(image, art, rows, layers_name_post=not in_panel)
                 if got is not None:  # an ID this ledger never issued: said, never matched
                     verdict.hidden_id, verdict.hidden_id_mirrored = got.hidden_id, got.hidden_id_mirrored
                     verdict.id_read = got.id_read
                     verdict.notes = got.notes + verdict.notes
                 return verdict
         return None
+
+    def _by_panels(self, image: Image.Image, index: Any) -> list[Any]:
+        """The search and the direct match again on each part of a suspect split by uniform
+        gutters (a collage, a picture under a caption band: features.panels), largest first,
+        until one finds its artwork; the hits in the whole suspect's pixels. Only a suspect
+        with gutters pays for it, and only when nothing was found whole."""
+        from poster import features
+
+        for box in features.panels(image):
+            part = image.crop(box)
+            shortlist: dict[str, int] = {}
+            hits = index.search(features.extract_query(part), shortlist=shortlist)
+            if not hits and shortlist:
+                hits = self._direct(part, shortlist)
+            if hits:
+                return [features.in_panel(h, box) for h in hits]
+        return []
 
     def _direct(self, image: Image.Image, shortlist: dict[str, int]) -> list[Any]:
         """The short list's originals matched directly against the suspect (poster.features,
@@ -421,10 +445,15 @@ class Tracer:
             self._pairs[key] = None if ref is None else features.pair_features(ref)
         return self._pairs[key]
 
-    def _artwork_verdict(self, image: Image.Image, art: Artwork, rows: list[dict[str, Any]]) -> Result:
+    def _artwork_verdict(
+        self, image: Image.Image, art: Artwork, rows: list[dict[str, Any]], *, layers_name_post: bool = True
+    ) -> Result:
         """The artwork is known, its hidden ID was not read: the visible layers decide between
-        one post, the source file (no post) and "artwork only"."""
+        one post, the source file (no post) and "artwork only" (without `layers_name_post`,
+        between the last two only)."""
         layers = self.layers(image, art, rows) if art.geometry is not None else None
+        if layers is not None and layers["verdict"] == EXACT and not layers_name_post:
+            layers = dict(layers, verdict=ARTWORK, post=None)
         extra = {"inliers": art.inliers} if art.inliers is not None else None
         if layers is not None and layers["verdict"] == UNPOSTED:
             return Result([], verdict=UNPOSTED, artwork=art, layers=layers)

@@ -385,3 +385,58 @@ def test_pale_flat_art_is_found_from_a_part_of_it(tmp_path: Path) -> None:
     assert _corners_error(hit, true_h, (w, h)) < 0.03 * max(crop.size)
     for im in ART.values():
         assert features.match_features(features.pair_features(im), suspect) is None
+
+
+def _collage(art: Image.Image, slot: int, seed: int) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """Four 400 px cells with 12 px gutters on a light canvas, `art` in cell `slot` and
+    procedural paintings (not indexed) in the others; the art's box in the collage."""
+    cell, gap = 400, 12
+    canvas = Image.new("RGB", (2 * cell + 3 * gap, 2 * cell + 3 * gap), (248, 248, 246))
+    box = (0, 0, 0, 0)
+    for i in range(4):
+        x, y = gap + (i % 2) * (cell + gap), gap + (i // 2) * (cell + gap)
+        panel = art if i == slot else painting((cell, cell), seed + i)
+        p = ImageOps.contain(panel.convert("RGB"), (cell, cell))
+        at = (x + (cell - p.width) // 2, y + (cell - p.height) // 2)
+        canvas.paste(p, at)
+        if i == slot:
+            box = (at[0], at[1], at[0] + p.width, at[1] + p.height)
+    return jpeg(canvas, 85), box
+
+
+def test_a_collage_splits_along_its_gutters_and_not_elsewhere() -> None:
+    """`panels` gives the four cells of a collage (largest first, in image pixels: the gutters
+    found at PANEL_LONG are scaled back), and nothing for a picture without gutters, a
+    framed one (a border is not a gutter), or one whose flat sky touches the edges."""
+    art = ART[f"{1:064x}"]
+    collage, _ = _collage(art, 2, 500)
+    boxes = features.panels(collage)
+    assert len(boxes) == 4
+    cells = [(12 + (i % 2) * 412, 12 + (i // 2) * 412) for i in range(4)]
+    for x, y in cells:  # each cell inside one box, with at most the margin and half a gutter
+        (b,) = [b for b in boxes if b[0] <= x + 2 and b[1] <= y + 2 and b[2] >= x + 398 and b[3] >= y + 398]
+        assert b[2] - b[0] <= 400 + 12 + 8 and b[3] - b[1] <= 400 + 12 + 8
+    assert features.panels(art) == []
+    assert features.panels(ImageOps.expand(art, 40, (255, 255, 255))) == []
+    sky = Image.new("RGB", (900, 700), (120, 170, 230))
+    sky.paste(art.resize((900, 400)), (0, 300))
+    assert features.panels(sky) == []
+
+
+def test_a_hit_in_a_panel_is_placed_in_the_whole_collage(index: features.FeatureIndex) -> None:
+    """A soft painting in a collage of paintings: the collage searched whole finds nothing,
+    the art's cell alone finds its original, and `in_panel` maps the geometry back into the
+    collage: the original's corners land on the art's box there."""
+    key = f"{5:064x}"
+    art = ART[key]
+    collage, (x0, y0, x1, y1) = _collage(art, 2, 900)
+    assert index.search(features.extract_query(collage)) == []
+    (box,) = [b for b in features.panels(collage) if b[0] <= x0 and b[1] <= y0 and b[2] >= x1 and b[3] >= y1]
+    part = collage.crop(box)
+    (hit, *_) = index.search(features.extract_query(part))
+    assert hit.key == key
+    whole = features.in_panel(hit, box)
+    true_h = np.array([[(x1 - x0) / art.width, 0, x0], [0, (y1 - y0) / art.height, y0], [0, 0, 1.0]])
+    assert _corners_error(whole, true_h, art.size) < 4
+    assert _corners_error(hit, true_h, art.size) > 100  # the panel's own geometry is elsewhere
+    assert np.allclose(whole.pairs[:, 2:] - hit.pairs[:, 2:], [box[0], box[1]])

@@ -459,6 +459,44 @@ def test_collage_with_an_unposted_artwork_names_the_posted_one(tmp_path: Path) -
     assert result.verdict == "exact post" and result.matches[0].id == row["id"], result.summary()
 
 
+def test_art_outvoted_by_its_collage_is_found_panel_by_panel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A soft painting as one cell of a collage whose other cells are paintings of the same
+    kind: searched whole, the fillers' keypoints outvote it and nothing is found; searched
+    panel by panel (Tracer._by_panels) its cell finds it, placed where it is in the collage."""
+    from poster import features
+    from tests.test_features import ART, _collage
+
+    data = tmp_path / "data"
+    conn = store.connect(data / "poster.db")
+    try:
+        conn.execute(
+            "INSERT INTO artworks (id, content_key, name, meta, created_at) VALUES (1, 'k', 'a', '{}', 'now')"
+        )
+        for i, (key, im) in enumerate(ART.items()):
+            rel = f"archive/{key[:2]}/{key}.png"
+            (data / rel).parent.mkdir(parents=True, exist_ok=True)
+            im.save(data / rel)
+            conn.execute(
+                "INSERT INTO originals (artwork_id, idx, name, sha256, archive_path) VALUES (1, ?, ?, ?, ?)",
+                (i, f"{i}.png", key, rel),
+            )
+        key = f"{5:064x}"
+        collage, (x0, y0, x1, y1) = _collage(ART[key], 2, 900)
+        tracer = trace.Tracer(conn, markkey.load(data, create=True), data)
+        assert tracer.findex is not None and tracer.findex.search(features.extract_query(collage)) == []
+        result = tracer._by_features(collage, read_id=False)
+        assert result is not None and result.artwork is not None, "found by its panel"
+        assert result.artwork.key == key and result.artwork.method == "features"
+        corners = features._project(result.artwork.geometry, features._corners(ART[key].size))
+        assert np.abs(corners - [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]).max() < 4
+        monkeypatch.setattr(features, "panels", lambda image: [])
+        assert trace.Tracer(conn, markkey.load(data), data)._by_features(collage, read_id=False) is None
+    finally:
+        conn.close()
+
+
 def test_an_id_from_elsewhere_read_with_the_original_keeps_the_artwork(posted: Any, tmp_path: Path) -> None:
     """The artwork found by its local features, and the read with the original finds an ID
     this ledger never issued: the verdict still says what the copy shows (the artwork) and the

@@ -637,6 +637,35 @@ def test_a_direct_match_whose_id_is_not_read_is_named_by_its_layers(
     assert (result.matches[0].id, result.matches[0].method) == (row["id"], "visible-layers")
 
 
+def test_a_geometry_found_in_a_panel_lets_the_layers_name_no_post(posted: Any) -> None:
+    """The layers that name the X post of a faithful copy name none when the geometry was
+    found in one panel of the suspect (`layers_name_post=False`): the artwork's posts are all
+    listed, none named, and the layers' own verdict says so too."""
+    from poster import features
+
+    home, rows = posted
+    row = next(r for r in rows if r["target"] == "x" and r["original_sha256"] == _sha(POSTED[0]))
+    copy = published(row)
+    conn = store.connect(home.db_path)
+    try:
+        tracer = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir)
+        key = row["original_sha256"]
+        original = tracer._original(key)
+        assert original is not None
+        hit = features.match_images(original, copy)
+        assert hit is not None
+        art = trace.Artwork(key, None, "features", 1.0, hit.mirrored, hit.homography, hit.inliers, hit.pairs)
+        posts = tracer._rows_of(key)
+        named = tracer._artwork_verdict(copy, art, posts)
+        assert named.verdict == trace.EXACT and named.matches[0].id == row["id"], named.layers
+        unnamed = tracer._artwork_verdict(copy, art, posts, layers_name_post=False)
+    finally:
+        conn.close()
+    assert unnamed.verdict == trace.ARTWORK and {m.post for m in unnamed.matches} == {trace.ARTWORK}
+    assert unnamed.layers is not None and unnamed.layers["verdict"] == trace.ARTWORK
+    assert unnamed.layers["post"] is None
+
+
 def test_a_rework_found_by_the_direct_match_names_no_post(
     posted: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

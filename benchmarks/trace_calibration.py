@@ -940,35 +940,43 @@ def _pair_init() -> None:
     _STATE["pair"] = pair_originals()
 
 
-def pair_pass(n: int, workers: int = 1) -> None:
-    """The direct match (trace's `_direct`: the index's short list, each original matched
-    against the suspect) on `n` unrelated queries: its inliers must stay below MIN_INLIERS."""
+def _cached_pass(
+    name: str, file: Path, work: Callable[[tuple[str, str, str]], dict[str, Any]], n: int, workers: int
+) -> list[dict[str, Any]]:
+    """Run `work` on every one of `pair_queries(n)` not in `file` yet (one JSON line per query,
+    appended as they come: a pass cut short resumes), in `workers` processes with the index and
+    the originals' pair features loaded; every query's record, skipped ones left out."""
     OUT.mkdir(parents=True, exist_ok=True)
     build_index()
     pair_originals()
     have: dict[str, dict[str, Any]] = {}
-    if PAIR_FILE.is_file():
-        have = {r["id"]: r for r in map(json.loads, PAIR_FILE.read_text().splitlines()) if r}
+    if file.is_file():
+        have = {r["id"]: r for r in map(json.loads, file.read_text().splitlines()) if r}
     todo = [q for q in pair_queries(n) if q[0] not in have]
     print(
-        f"pair pass: {len(have):,} cached, {len(todo):,} to compute (load {os.getloadavg()[0]:.1f})",
-        flush=True,
+        f"{name}: {len(have):,} cached, {len(todo):,} to compute (load {os.getloadavg()[0]:.1f})", flush=True
     )
     t0 = time.perf_counter()
     with (
-        PAIR_FILE.open("a") as out,
+        file.open("a") as out,
         multiprocessing.get_context("fork").Pool(
             workers if todo else 1, _pair_init if todo else None
         ) as pool,
     ):
-        for k, rec in enumerate(pool.imap_unordered(_pair_work, todo, chunksize=3), 1):
+        for k, rec in enumerate(pool.imap_unordered(work, todo, chunksize=3), 1):
             out.write(json.dumps(rec) + "\n")
             out.flush()
             have[rec["id"]] = rec
-            if k % 50 == 0:
+            if k % 100 == 0:
                 print(f"  … {k:,}/{len(todo):,}", flush=True)
-    print(f"pair pass: {time.perf_counter() - t0:.0f}s wall, load {os.getloadavg()[0]:.1f}", flush=True)
-    pair_report([have[q[0]] for q in pair_queries(n) if q[0] in have and "skip" not in have[q[0]]])
+    print(f"{name}: {time.perf_counter() - t0:.0f}s wall, load {os.getloadavg()[0]:.1f}", flush=True)
+    return [have[q[0]] for q in pair_queries(n) if q[0] in have and "skip" not in have[q[0]]]
+
+
+def pair_pass(n: int, workers: int = 1) -> None:
+    """The direct match (trace's `_direct`: the index's short list, each original matched
+    against the suspect) on `n` unrelated queries: its inliers must stay below MIN_INLIERS."""
+    pair_report(_cached_pass("pair pass", PAIR_FILE, _pair_work, n, workers))
 
 
 def pair_report(recs: list[dict[str, Any]]) -> None:
@@ -1033,32 +1041,7 @@ def panel_pass(n: int, workers: int = 1) -> None:
     (features.panels), searched and matched directly as trace's `_by_panels` does (each part's
     index verification and its short list's direct matches): the inliers must stay below
     MIN_INLIERS. Sprite sheets, icon sets and comic-like pictures are among the queries."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    build_index()
-    pair_originals()
-    have: dict[str, dict[str, Any]] = {}
-    if PANEL_FILE.is_file():
-        have = {r["id"]: r for r in map(json.loads, PANEL_FILE.read_text().splitlines()) if r}
-    todo = [q for q in pair_queries(n) if q[0] not in have]
-    print(
-        f"panel pass: {len(have):,} cached, {len(todo):,} to compute (load {os.getloadavg()[0]:.1f})",
-        flush=True,
-    )
-    t0 = time.perf_counter()
-    with (
-        PANEL_FILE.open("a") as out,
-        multiprocessing.get_context("fork").Pool(
-            workers if todo else 1, _pair_init if todo else None
-        ) as pool,
-    ):
-        for k, rec in enumerate(pool.imap_unordered(_panel_work, todo, chunksize=3), 1):
-            out.write(json.dumps(rec) + "\n")
-            out.flush()
-            have[rec["id"]] = rec
-            if k % 100 == 0:
-                print(f"  … {k:,}/{len(todo):,}", flush=True)
-    print(f"panel pass: {time.perf_counter() - t0:.0f}s wall, load {os.getloadavg()[0]:.1f}", flush=True)
-    recs = [have[q[0]] for q in pair_queries(n) if q[0] in have and "skip" not in have[q[0]]]
+    recs = _cached_pass("panel pass", PANEL_FILE, _panel_work, n, workers)
     split = [r for r in recs if r["panels"]]
     best = np.array([r["best"] for r in split] or [0])
     mi = features.MIN_INLIERS

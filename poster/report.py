@@ -616,10 +616,15 @@ def _layers_section(ev: Evidence) -> str:
         # by platform and date, as a person knows the post (and no ID that could be read as
         # naming it where the verdict names none)
         label = _post_label(row) if row else pid
+        edges = p.get("with_edges") or {}
         if p.get("measured"):
             value = _("{shown} of its layers shown ({pixels} pixels compared)").format(
                 shown=f"{p['shown']:.0%}", pixels=p["pixels"]
             )
+        elif edges.get("measured"):  # only on the art's edges: enough to see none, not to name
+            value = _(
+                "{shown} of its layers shown ({pixels} pixels compared, edges of the art included)"
+            ).format(shown=f"{edges['shown']:.0%}", pixels=edges["pixels"])
         else:
             value = _("not measured: {why}").format(why=p.get("why") or "—")
         body.append((label, value))

@@ -909,30 +909,41 @@ def pair_queries(n: int) -> list[tuple[str, str, str]]:
     return sample + queries(len(every) + n // 10)[len(every) :][: n // 10]
 
 
-def _pair_work(item: tuple[str, str, str]) -> dict[str, Any]:
+def _on_query(item: tuple[str, str, str], measure: Callable[[Image.Image], dict[str, Any]]) -> dict[str, Any]:
+    """One query of a pass: its image made, `measure`d, with the CPU time it took."""
     qid, source, aug = item
     t = time.process_time()
     x = _query_image(source, qid, aug)
     if x is None:
         return {"id": qid, "skip": "unreadable or tiny"}
+    return {"id": qid, **measure(x), "cpu": round(time.process_time() - t, 3)}
+
+
+def _search_and_match(x: Image.Image) -> tuple[list[features.Hit], int, int, str | None]:
+    """What trace's feature stage sees of `x`: the index's verified hits, then its short list's
+    originals matched directly (Tracer._direct, floor FEATURE_FLOOR): (hits, short list size,
+    the direct match's most inliers, that artwork's name)."""
     index, names = _STATE["index"], _STATE["names"]
     shortlist: dict[str, int] = {}
     hits = index.search(features.extract_query(x), shortlist=shortlist)
-    fs = features.pair_features(x)
     best, best_to = 0, None
-    for key in shortlist:
-        hit = features.match_features(_STATE["pair"][key], fs, key=key, min_inliers=FEATURE_FLOOR)
-        if hit is not None and hit.inliers > best:
-            best, best_to = hit.inliers, names[int(key, 16)]
-    return {
-        "id": qid,
-        "inliers": max((h.inliers for h in hits), default=0),
-        "shortlist": len(shortlist),
-        "pair": best,
-        "pair_to": best_to,
-        "size": list(x.size),
-        "cpu": round(time.process_time() - t, 3),
-    }
+    if shortlist:
+        fs = features.pair_features(x)
+        for key in shortlist:
+            hit = features.match_features(_STATE["pair"][key], fs, key=key, min_inliers=FEATURE_FLOOR)
+            if hit is not None and hit.inliers > best:
+                best, best_to = hit.inliers, names[int(key, 16)]
+    return hits, len(shortlist), best, best_to
+
+
+def _pair_measure(x: Image.Image) -> dict[str, Any]:
+    hits, listed, best, best_to = _search_and_match(x)
+    inliers = max((h.inliers for h in hits), default=0)
+    return {"inliers": inliers, "shortlist": listed, "pair": best, "pair_to": best_to, "size": list(x.size)}
+
+
+def _pair_work(item: tuple[str, str, str]) -> dict[str, Any]:
+    return _on_query(item, _pair_measure)
 
 
 def _pair_init() -> None:
@@ -1010,30 +1021,22 @@ def pair_report(recs: list[dict[str, Any]]) -> None:
 PANEL_FILE = OUT / f"panel-f{features.FORMAT}.jsonl"
 
 
-def _panel_work(item: tuple[str, str, str]) -> dict[str, Any]:
-    qid, source, aug = item
-    t = time.process_time()
-    x = _query_image(source, qid, aug)
-    if x is None:
-        return {"id": qid, "skip": "unreadable or tiny"}
+def _panel_measure(x: Image.Image) -> dict[str, Any]:
+    """Each part of `x` (features.panels) as `_search_and_match` sees it: the most inliers
+    any part reached, verified or matched directly, and the artwork."""
+    names = _STATE["names"]
     boxes = features.panels(x)
-    index, names = _STATE["index"], _STATE["names"]
     best, best_to = 0, None
     for box in boxes:
-        part = x.crop(box)
-        shortlist: dict[str, int] = {}
-        for hit in index.search(features.extract_query(part), shortlist=shortlist):
-            if hit.inliers > best:
-                best, best_to = hit.inliers, names[int(hit.key, 16)]
-        if not shortlist:
-            continue
-        fs = features.pair_features(part)
-        for key in shortlist:
-            hit = features.match_features(_STATE["pair"][key], fs, key=key, min_inliers=FEATURE_FLOOR)
-            if hit is not None and hit.inliers > best:
-                best, best_to = hit.inliers, names[int(key, 16)]
-    return {"id": qid, "panels": len(boxes), "best": best, "best_to": best_to,
-            "cpu": round(time.process_time() - t, 3)}  # fmt: skip
+        hits, _listed, direct, direct_to = _search_and_match(x.crop(box))
+        for inliers, to in [(h.inliers, names[int(h.key, 16)]) for h in hits] + [(direct, direct_to)]:
+            if inliers > best:
+                best, best_to = inliers, to
+    return {"panels": len(boxes), "best": best, "best_to": best_to}
+
+
+def _panel_work(item: tuple[str, str, str]) -> dict[str, Any]:
+    return _on_query(item, _panel_measure)
 
 
 def panel_pass(n: int, workers: int = 1) -> None:

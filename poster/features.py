@@ -55,7 +55,7 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -893,9 +893,8 @@ def in_panel(hit: Hit, box: tuple[int, int, int, int]) -> Hit:
     x0, y0 = float(box[0]), float(box[1])
     shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
     pairs = hit.pairs.copy()
-    pairs[:, 2] += x0
-    pairs[:, 3] += y0
-    return Hit(hit.key, hit.inliers, hit.matches, shift @ hit.homography, hit.mirrored, pairs, hit.coverage)
+    pairs[:, 2:] += (x0, y0)
+    return replace(hit, homography=shift @ hit.homography, pairs=pairs)
 
 
 PAIR_KEEP = 2000  # keypoints per image when two images are matched directly

@@ -383,9 +383,9 @@ class Tracer:
                 # TRACE_RESULTS.md, section 4); the layers name a post only for a faithful
                 # copy (residual from the original <= layers.COPY_NOISE), so they decide here
                 # as for any registered copy (tests/test_trace.py, direct match). Not for a
-                # geometry found in one panel: there the layers named the pixiv post of an
-                # unposted original's crop, from 242 pixels of mark peaks (TRACE_RESULTS
-                # section 12), so such a copy is named by its hidden ID or not at all.
+                # geometry found in one panel (fewer inliers: there the layers once named the pixiv
+                # post of an unposted original's crop, TRACE_RESULTS section 12), a second guard
+                # beside layers.EDGE_LEVEL: such a copy is named by its hidden ID or not at all.
                 verdict = self._artwork_verdict(image, art, rows, layers_name_post=not in_panel)
                 if got is not None:  # an ID this ledger never issued: said, never matched
                     verdict.hidden_id, verdict.hidden_id_mirrored = got.hidden_id, got.hidden_id_mirrored

@@ -246,6 +246,13 @@ def extract(
     return Features(xy, np.sqrt(d), (w, h), scale, resp)
 
 
+def few_strong(f: Features) -> bool:
+    """Whether an image (described by `extract`) has fewer keypoints above OpenCV's default
+    contrast than WEAK_FILL: pale flat art and soft paintings (4-85 in the test set, drawn art
+    700 and more), whose copies the features may not find (poster.dense)."""
+    return int((f.strength >= STRONG_RESPONSE).sum()) < WEAK_FILL
+
+
 def extract_query(image: Image.Image) -> Features:
     """A suspect's features: up to QUERY_KEEP keypoints, and a small copy (a tight crop of a
     small post, a thumbnail) enlarged to QUERY_MIN_LONG first: the crop's part of the original

@@ -785,6 +785,17 @@ def _details_section(ev: Evidence) -> str:
         ]
         if art.inliers is not None:
             rows.append((_("distinct keypoints agreeing on the geometry"), art.inliers))
+        if art.method == "registration":
+            rows.append(
+                (
+                    _("how the copy was placed"),
+                    _(
+                        "from its pixels, the art having too few keypoints. The score is their "
+                        "correlation, which is no evidence by itself: the hidden ID read through "
+                        "this placement is"
+                    ),
+                )
+            )
     elif ev.best is not None:
         rows += [(_("found by"), ev.best.method), (_("score"), f"{ev.best.score:.4f}")]
     rows.append((_("notes"), "; ".join(r.notes) or "—"))

@@ -21,7 +21,9 @@ Stages:
    sits (crop, scale, turn, mirror, perspective, a panel of a collage); when the index's own
    verification finds nothing, its short list's originals are matched directly (`_direct`),
    and failing that a suspect split by uniform gutters is searched part by part (`_by_panels`:
-   the other panels of a collage outvote its art). The hidden ID is then
+   the other panels of a collage outvote its art), and last the short lists' originals with
+   too few strong keypoints are placed from their pixels (`_by_registration`, poster.dense:
+   such a copy is named by the hidden ID read through that map, or not at all). The hidden ID is then
    read with the original through that geometry (`poster.mark.informed`): a hit is method
    `hidden-id` with `via: "read with the original"` and names the exact post, and trace
    stops there (the blind read costs more and reads nothing the informed read cannot).
@@ -76,8 +78,12 @@ MAX_MATCHES = 10
 SHORTLIST = 5  # rows per short list (4 lists) that get the crop search, ~6 ms each
 CROP_SEARCH_ABOVE = 32  # also search crops when the best stage-one distance is only this good
 INFORMED_TRIES = 3  # originals tried for the informed read (stage 4), best perceptual match first
+LOCATES = 6  # weak originals registered densely per suspect, 0.2-0.5 s each (Tracer._by_registration)
+REGISTRATIONS = 2  # of those, the best-correlated maps the hidden ID is read through (0.5-1 s each)
 REWORK_CANDIDATES = 5  # composition matches per orientation given the second rework check
 COPY_DISTANCE = 32  # perceptual matches farther than this (bits) may be reworks rather than copies
+# a part of a suspect searched on its own (None: the whole) and its short list (features.search)
+Part = tuple[tuple[int, int, int, int] | None, dict[str, int]]
 REGION_NAMES = ("whole", "centre 80%", "top-left 80%", "top-right 80%", "bottom-left 80%", "bottom-right 80%")
 
 
@@ -165,7 +171,7 @@ class Artwork:
 
     key: str  # the original's sha256
     name: str | None  # the outbox name it came in as
-    method: str  # features | perceptual | rework
+    method: str  # features | registration | perceptual | rework
     score: float
     mirrored: bool = False
     geometry: np.ndarray | None = None  # 3 x 3: original pixels -> suspect pixels
@@ -280,6 +286,9 @@ class Tracer:
         self._findex: Any = findex if self.use_features else None
         self._originals: dict[str, Image.Image | None] = {}
         self._pairs: dict[str, Any] = {}  # original key -> features.pair_features (or None)
+        # original key -> too few strong keypoints (features.few_strong), for every original
+        # whose pair features were made: kept when those are dropped, it costs a bool
+        self._weak: dict[str, bool] = {}
 
     @property
     def index(self) -> fingerprint.Index:
@@ -361,11 +370,12 @@ class Tracer:
         if not hits and shortlist:
             hits = self._direct(image, shortlist)
         in_panel = False
+        parts: list[Part] = [(None, shortlist)]
         if not hits:
-            hits = self._by_panels(image, index)
+            hits, parts = self._by_panels(image, index, parts)
             in_panel = bool(hits)
         if not hits:
-            return None
+            return self._by_registration(image, parts) if read_id else None
         tries = hits[:INFORMED_TRIES]
         for hit in tries:
             rows = self._rows_of(hit.key)
@@ -394,13 +404,15 @@ class Tracer:
                 return verdict
         return None
 
-    def _by_panels(self, image: Image.Image, index: Any) -> list[Any]:
+    def _by_panels(self, image: Image.Image, index: Any, parts: list[Part]) -> tuple[list[Any], list[Part]]:
         """The search and the direct match again on each part of a suspect split by uniform
         gutters (a collage, a picture under a caption band: features.panels), largest first,
         until one finds its artwork; the hits in the whole suspect's pixels. Only a suspect
-        with gutters pays for it, and only when nothing was found whole."""
+        with gutters pays for it, and only when nothing was found whole. Also `parts` with
+        each searched part's box and short list added (for `_by_registration`)."""
         from poster import features
 
+        parts = list(parts)
         for box in features.panels(image):
             part = image.crop(box)
             shortlist: dict[str, int] = {}
@@ -408,8 +420,49 @@ class Tracer:
             if not hits and shortlist:
                 hits = self._direct(part, shortlist)
             if hits:
-                return [features.in_panel(h, box) for h in hits]
-        return []
+                return [features.in_panel(h, box) for h in hits], parts
+            parts.append((box, shortlist))
+        return [], parts
+
+    def _by_registration(self, image: Image.Image, parts: list[Part]) -> Result | None:
+        """Smooth art (poster.dense): the short lists' originals with too few strong
+        keypoints for the features (features.few_strong) are registered densely against the
+        suspect (each part, then whole), and the hidden ID is read through that map. Only a
+        read ID of a post of that same original names anything: a correlation of smooth
+        pixels is no evidence (any sky matches a gradient), so nothing else is said. At most
+        LOCATES originals are registered and REGISTRATIONS read, and only weak ones: a suspect
+        whose short lists hold only keypoint-rich art (nearly every query) pays nothing."""
+        from poster import dense, features
+
+        located: list[tuple[float, str, np.ndarray, bool]] = []
+        tried = 0
+        # the parts first: a suspect with gutters is more often art beside other things
+        # (a caption, a collage) than art with flat bands, and only art alone can be placed
+        for box, shortlist in sorted(parts, key=lambda p: p[0] is None):
+            part = image if box is None else image.crop(box)
+            shift = np.eye(3) if box is None else np.array([[1, 0, box[0]], [0, 1, box[1]], [0, 0, 1]], float)
+            for key in sorted(shortlist, key=lambda k: -shortlist[k])[: features.SHORTLIST]:
+                # every short-listed original was described for the direct match (`_direct`)
+                if not self._weak.get(key) or not self._rows_of(key):
+                    continue
+                ref = self._original(key)
+                if ref is None:
+                    continue
+                if tried >= LOCATES:
+                    break
+                tried += 1
+                found = dense.locate(ref, part)
+                if found is not None and found.correlation >= dense.MIN_CORRELATION:
+                    located.append((found.correlation, key, shift @ found.homography, found.mirrored))
+        # the reads cost more than the registrations: the best-correlated maps first
+        for correlation, key, geometry, mirrored in sorted(located, key=lambda t: -t[0])[:REGISTRATIONS]:
+            got = self._informed(image, key, self._rows_of(key), geometry)
+            if got is None or not got.matches or got.matches[0].row["original_sha256"] != key:
+                continue  # nothing read, or an ID of another artwork: this map proves nothing
+            name = self._artwork_name(key)
+            got.artwork = Artwork(key, name, "registration", correlation, mirrored, geometry)
+            return got
+        return None
 
     def _direct(self, image: Image.Image, shortlist: dict[str, int]) -> list[Any]:
         """The short list's originals matched directly against the suspect (poster.features,
@@ -443,6 +496,7 @@ class Tracer:
             if len(self._pairs) > 4:
                 self._pairs.pop(next(iter(self._pairs)))
             self._pairs[key] = None if ref is None else features.pair_features(ref)
+            self._weak[key] = ref is not None and features.few_strong(self._pairs[key])
         return self._pairs[key]
 
     def _artwork_verdict(

@@ -744,3 +744,96 @@ def _sha(name: str) -> str:
     import hashlib
 
     return hashlib.sha256(data_path(name).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def smooth_posted(tmp_path_factory: pytest.TempPathFactory) -> tuple[config.Config, dict[str, Any]]:
+    """A home with one soft painting (circles on gradients: few strong keypoints) posted to X."""
+    from tests.synthetic import painting
+
+    home = config.load(cli.init_home(tmp_path_factory.mktemp("smooth") / "home"))
+    text = home.path.read_text()
+    for name in ("pixiv", "xfolio"):
+        text = text.replace(f"[targets.{name}]\n", f"[targets.{name}]\nenabled = false\n")
+    home.path.write_text(text)
+    home = config.load(home.path)
+    dest = home.outbox / "soft.png"
+    painting((1400, 1000), 21).save(dest)
+    os.utime(dest, (time.time() - 3600,) * 2)
+    code, out, err = run_cli("run", "--once", "--now", cfg=home)
+    assert code == 0, out + err
+    (row,) = json.loads(run_cli("ledger", "export", cfg=home)[1])
+    return home, row
+
+
+def _turned_crop(
+    im: Image.Image, box: tuple[int, int, int, int], turn: float, size: tuple[int, int]
+) -> Image.Image:
+    """`box` of `im` turned by `turn` degrees, cut to the box, each axis rescaled on its own,
+    JPEG 80."""
+    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    turned = im.rotate(turn, Image.Resampling.BICUBIC, center=centre)
+    buf = io.BytesIO()
+    turned.crop(box).resize(size, Image.Resampling.LANCZOS).save(buf, "JPEG", quality=80)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def test_a_crop_of_smooth_art_is_placed_densely_and_named_by_its_id(
+    smooth_posted: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A turned 25 % crop of a soft painting's X post, its axes rescaled unequally: its few
+    keypoints are mostly the post's watermark letters and the features find nothing; the
+    painting, on the short list and weak in keypoints, is registered densely (poster.dense)
+    and the hidden ID read through that map names the post."""
+    from poster import dense
+
+    home, row = smooth_posted
+    post = published(row)
+    w, h = post.size
+    box = (round(w * 0.42), round(h * 0.3), round(w * 0.92), round(h * 0.8))
+    suspect = _turned_crop(post, box, 6.0, (round(w * 0.3), round(h * 0.22)))
+    conn = store.connect(home.db_path)
+    try:
+        tracer = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir)
+        result = tracer._by_features(suspect, read_id=True)
+        assert result is not None and result.verdict == trace.EXACT, result and result.summary()
+        assert (result.matches[0].id, result.matches[0].method) == (row["id"], "hidden-id")
+        assert result.artwork is not None and result.artwork.method == "registration"
+        assert result.artwork.key == row["original_sha256"] and result.id_read == trace.READ_GEOMETRY
+        assert result.artwork.score >= dense.MIN_CORRELATION
+        # the evidence report registers the copy through that map and says how it was placed
+        from poster import report
+
+        path = save(tmp_path, "crop.jpg", suspect, 95)
+        page = report.write(tmp_path / "ev", path, suspect, result, conn, home.data_dir).page.read_text()
+        assert "registration" in page and "from its pixels" in page and row["id"] in page
+        assert "Blink view" in page and "Matched keypoints" not in page
+        monkeypatch.setattr(trace, "LOCATES", 0)  # the features alone
+        alone = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir)
+        assert alone._by_features(suspect, read_id=True) is None
+    finally:
+        conn.close()
+
+
+def test_smooth_art_that_was_never_posted_is_registered_but_not_named(
+    smooth_posted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crop of another soft painting: the posted one is on its short list and registered
+    (a smooth picture correlates with smooth art), but no hidden ID is read through the map,
+    so nothing is said, not even the artwork."""
+    from poster import dense
+    from tests.synthetic import painting
+
+    home, _row = smooth_posted
+    located: list[Any] = []
+    real = dense.locate
+    monkeypatch.setattr(dense, "locate", lambda *a: located.append(real(*a)) or located[-1])
+    other = _turned_crop(painting((1400, 1000), 22), (500, 300, 1200, 800), 4.0, (420, 260))
+    conn = store.connect(home.db_path)
+    try:
+        tracer = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir)
+        result = tracer._by_features(other, read_id=True)
+    finally:
+        conn.close()
+    assert located, "the posted painting was on the short list and registered"
+    assert result is None

@@ -864,22 +864,38 @@ def panels(image: Image.Image) -> list[tuple[int, int, int, int]]:
     """Boxes (left, top, right, bottom; image pixels) of the parts a collage or a captioned
     picture is split into by uniform rows and columns running across it, largest first; empty
     when there is no such gutter. A gutter is a run of rows (columns) whose grey values hardly
-    vary along the whole width (height), away from the edges (a border is not a gutter)."""
+    vary along the whole width (height), away from the edges (a border is not a gutter). Each
+    part is split again the same way, within itself, and its parts listed after it: a
+    collage's rows need not share their columns (a 2 x 2 grid whose lower cells are wider)."""
     g, scale = grey(image, PANEL_LONG)
     g = g.astype(np.float32)
-    cuts = [_gutters(g.std(axis=1)), _gutters(g.std(axis=0))]  # rows, columns
-    if not cuts[0] and not cuts[1]:
-        return []
     h, w = g.shape
-    ys, xs = [0, *cuts[0], h], [0, *cuts[1], w]
+    top = _split(g, (0, 0, w, h))
+    if len(top) < 2:
+        return []
+    found = list(top)
+    for box in top:
+        inner = _split(g, box)
+        if len(inner) > 1:
+            found += inner
     boxes = [
         (round(x0 / scale), round(y0 / scale), round(x1 / scale), round(y1 / scale))
-        for y0, y1 in itertools.pairwise(ys)
-        for x0, x1 in itertools.pairwise(xs)
+        for x0, y0, x1, y1 in found
         if (y1 - y0) * (x1 - x0) >= PANEL_MIN_AREA * h * w
     ]
     boxes.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
     return boxes[:MAX_PANELS]
+
+
+def _split(g: np.ndarray, box: tuple[int, int, int, int]) -> list[tuple[int, int, int, int]]:
+    """The parts of `box` (grey pixels) between its gutters: [box] itself when it has none."""
+    x0, y0, x1, y1 = box
+    part = g[y0:y1, x0:x1]
+    ys = [0, *_gutters(part.std(axis=1)), y1 - y0]
+    xs = [0, *_gutters(part.std(axis=0)), x1 - x0]
+    return [
+        (x0 + a, y0 + b, x0 + c, y0 + d) for b, d in itertools.pairwise(ys) for a, c in itertools.pairwise(xs)
+    ]
 
 
 def _gutters(std: np.ndarray) -> list[int]:

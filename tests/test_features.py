@@ -423,6 +423,33 @@ def test_a_collage_splits_along_its_gutters_and_not_elsewhere() -> None:
     assert features.panels(sky) == []
 
 
+def test_rows_of_a_collage_are_split_into_their_own_cells() -> None:
+    """A collage whose two rows do not share a column (the upper split at 1/3, the lower at
+    2/3): no gutter runs across the whole picture but the one between the rows, and each row
+    is split again along its own, so its four cells are parts too, after the two rows."""
+    gap, w, h = 12, 900, 400
+    canvas = Image.new("RGB", (w + 2 * gap, 2 * h + 3 * gap), (248, 248, 246))
+    cells = []
+    for row, split in enumerate((300, 600)):
+        y = gap + row * (h + gap)
+        for x0, x1 in ((gap, gap + split - gap // 2), (gap + split + gap // 2, gap + w)):
+            canvas.paste(painting((x1 - x0, h), 600 + len(cells)), (x0, y))
+            cells.append((x0, y, x1, y + h))
+    boxes = features.panels(jpeg(canvas, 85))
+    assert len(boxes) == 6
+    for x0, y0, x1, y1 in cells:  # each cell inside a box of about its own size
+        assert any(
+            b[0] <= x0 + 2
+            and b[1] <= y0 + 2
+            and b[2] >= x1 - 2
+            and b[3] >= y1 - 2
+            and (b[2] - b[0]) * (b[3] - b[1]) <= (x1 - x0 + 2 * gap) * (y1 - y0 + 2 * gap)
+            for b in boxes
+        ), (x0, y0, x1, y1)
+    # the rows first (the largest parts), then the cells
+    assert all((b[2] - b[0]) >= w - gap for b in boxes[:2])
+
+
 def test_a_hit_in_a_panel_is_placed_in_the_whole_collage(index: features.FeatureIndex) -> None:
     """A soft painting in a collage of paintings: the collage searched whole finds nothing,
     the art's cell alone finds its original, and `in_panel` maps the geometry back into the

@@ -32,6 +32,12 @@ N queries; each one that splits along uniform gutters (features.panels: sprite s
 sets, comic-like pictures) is searched part by part as Tracer._by_panels does, every part's
 index verification and short-list direct matches counted: they must stay below MIN_INLIERS.
 
+The registration pass (`trace_calibration.py registration [N] [WORKERS]`, cached in
+registration.jsonl): the same N queries and their parts, each registered densely
+(poster.dense) against every posted original of the attack table's home that is weak in
+keypoints (features.few_strong: trace registers only the short list's), and the hidden ID
+read through every map that reaches dense.MIN_CORRELATION: no post may be named.
+
 The rework pass (`trace_calibration.py rework [N]`, or `benchmarks/trace.py --only rework
 --unrelated N`; cached in benchmarks/out/calibration/rework/): only what the rework verdict
 needs, in one process — the 64 x 64 thumbnail (composition.thumbnail) of every indexed
@@ -952,14 +958,21 @@ def _pair_init() -> None:
 
 
 def _cached_pass(
-    name: str, file: Path, work: Callable[[tuple[str, str, str]], dict[str, Any]], n: int, workers: int
+    name: str,
+    file: Path,
+    work: Callable[[tuple[str, str, str]], dict[str, Any]],
+    n: int,
+    workers: int,
+    init: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run `work` on every one of `pair_queries(n)` not in `file` yet (one JSON line per query,
-    appended as they come: a pass cut short resumes), in `workers` processes with the index and
-    the originals' pair features loaded; every query's record, skipped ones left out."""
+    appended as they come: a pass cut short resumes), in `workers` processes set up by `init`
+    (default: the index and the originals' pair features loaded); every query's record,
+    skipped ones left out."""
     OUT.mkdir(parents=True, exist_ok=True)
-    build_index()
-    pair_originals()
+    if init is None:
+        build_index()
+        pair_originals()
     have: dict[str, dict[str, Any]] = {}
     if file.is_file():
         have = {r["id"]: r for r in map(json.loads, file.read_text().splitlines()) if r}
@@ -971,7 +984,7 @@ def _cached_pass(
     with (
         file.open("a") as out,
         multiprocessing.get_context("fork").Pool(
-            workers if todo else 1, _pair_init if todo else None
+            workers if todo else 1, (init or _pair_init) if todo else None
         ) as pool,
     ):
         for k, rec in enumerate(pool.imap_unordered(work, todo, chunksize=3), 1):
@@ -1067,7 +1080,101 @@ def panel_pass(n: int, workers: int = 1) -> None:
         print(f"  (per split query: median {statistics.median(cpu):.2f} s CPU, max {max(cpu):.2f} s)")
 
 
+# -- the registration pass (trace's `_by_registration`: smooth art placed from its pixels) ------
+REGISTRATION_FILE = OUT / "registration.jsonl"
+
+
+def _registration_init() -> None:
+    """The attack table's posted home (benchmarks/trace.py --only attacks makes it): its
+    originals that are weak in keypoints (features.few_strong) and have posts, each
+    registered against every query (the worst case: trace registers only the short list's)."""
+    from poster import markkey, store
+
+    cases = json.loads((r2.OUT / "attack-cases.json").read_text())
+    data_dir = Path(cases["data_dir"])
+    conn = store.connect(data_dir / "poster.db")
+    tracer = trace_mod.Tracer(conn, markkey.load(data_dir), data_dir)
+    weak = []
+    for (key,) in conn.execute("SELECT DISTINCT original_sha256 FROM ledger").fetchall():
+        fo, ref = tracer._pair_features(key), tracer._original(key)
+        if fo is not None and ref is not None and features.few_strong(fo):
+            weak.append((key, ref))
+    _STATE.update(tracer=tracer, weak=weak)
+
+
+def _registration_measure(x: Image.Image) -> dict[str, Any]:
+    """Every weak posted original registered (poster.dense) against `x` and each of its parts;
+    the hidden ID read (Tracer._informed) through every map that reaches MIN_CORRELATION."""
+    from poster import dense
+
+    tracer = _STATE["tracer"]
+    best, reads, payloads, named, locates = 0.0, 0, 0, [], 0
+    for box in [None, *features.panels(x)]:
+        part = x if box is None else x.crop(box)
+        shift = np.eye(3) if box is None else np.array([[1.0, 0, box[0]], [0, 1.0, box[1]], [0, 0, 1.0]])
+        for key, ref in _STATE["weak"]:
+            locates += 1
+            found = dense.locate(ref, part)
+            if found is None:
+                continue
+            best = max(best, found.correlation)
+            if found.correlation < dense.MIN_CORRELATION:
+                continue
+            reads += 1
+            got = tracer._informed(x, key, tracer._rows_of(key), shift @ found.homography)
+            if got is not None and got.hidden_id is not None:
+                payloads += 1
+            if got is not None and got.matches:
+                named.append(got.matches[0].id)
+    return {"locates": locates, "best": round(best, 4), "reads": reads, "payloads": payloads, "named": named}
+
+
+def _registration_work(item: tuple[str, str, str]) -> dict[str, Any]:
+    return _on_query(item, _registration_measure)
+
+
+def registration_pass(n: int, workers: int = 1) -> None:
+    """The pair pass's `n` unrelated queries (and their parts) registered against every weak
+    posted original of the attack home, with the hidden ID read through each map that reaches
+    dense.MIN_CORRELATION: no post may be named. Also what the stage costs an unrelated query."""
+    from poster import dense
+
+    if not (r2.OUT / "attack-cases.json").is_file():
+        sys.exit("registration pass: run benchmarks/trace.py --only attacks first (it posts the home)")
+    recs = _cached_pass(
+        "registration pass", REGISTRATION_FILE, _registration_work, n, workers, _registration_init
+    )
+    _registration_init()
+    best = np.array([r["best"] for r in recs] or [0.0])
+    locates = sum(r["locates"] for r in recs)
+    reads = sum(r["reads"] for r in recs)
+    named = [(r["id"], r["named"]) for r in recs if r["named"]]
+    print(
+        f"registration: {len(recs):,} unrelated queries, each (and its parts) against the "
+        f"{len(_STATE['weak'])} weak posted originals: {locates:,} registrations"
+    )
+    print(
+        "| reads at | queries reaching it | reads attempted | IDs read | posts named | closest | 99th pct |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        f"| correlation ≥ {dense.MIN_CORRELATION} | {(best >= dense.MIN_CORRELATION).sum():,} | {reads:,} | "
+        f"{sum(r['payloads'] for r in recs)} | {len(named)} | {best.max():.3f} | {np.percentile(best, 99):.3f} |"
+    )
+    for qid, ids in named:
+        print(f"  NAMED: {qid} → {ids}")
+    cpu = [r["cpu"] / max(1, r["locates"]) for r in recs]
+    print(
+        f"  (per registration, reads included: median {statistics.median(cpu):.2f} s CPU, max {max(cpu):.2f} s)"
+    )
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["registration"]:  # trace_calibration.py registration [N] [WORKERS]
+        registration_pass(
+            int(sys.argv[2]) if len(sys.argv) > 2 else 600, int(sys.argv[3]) if len(sys.argv) > 3 else 1
+        )
+        sys.exit()
     if sys.argv[1:2] == ["report"]:  # the tables from what is cached, nothing computed
         report(cached(False), cached(True), rework_set())
     elif sys.argv[1:2] == ["rework"]:  # trace_calibration.py rework [N]: the rework verdict only

@@ -10,9 +10,10 @@ so the geometry is found from them, for the hidden ID read with the original to 
 
 1. **Coarse search** (`locate`): the suspect, mirrored or not, turned by each of TURNS and
    scaled so that its long edge spans SPAN fractions of the original's, is slid over the
-   original at COARSE_LONG px (OpenCV's matchTemplate, normalised correlation). This is a
-   similarity; a suspect larger than the original at every scale (a caption band, a collage)
-   has no place in it and is searched part by part by the caller (features.panels).
+   original at COARSE_LONG px (OpenCV's matchTemplate, normalised correlation), the original
+   padded by PAD so that a whole picture with a thin margin has a place too. This is a
+   similarity; a suspect that is more than the art (a caption band, a collage) has no good
+   place in it and is searched part by part by the caller (features.panels).
 2. **Refinement**: ECC (Evangelidis & Psarakis 2008, OpenCV findTransformECC) fits an affine
    map at REFINE_LONG px on the suspect's side: lossy rescaling stretches a copy's two axes
    differently, and the similarity of step 1 is near the true map, not on it (the hidden ID

@@ -387,6 +387,11 @@ def _head_section(ev: Evidence) -> str:
     )
 
 
+def _placed_by_pixels(ev: Evidence) -> bool:
+    """Whether trace located the copy from its pixels (poster.dense), not by keypoints."""
+    return ev.result.artwork is not None and ev.result.artwork.method == "registration"
+
+
 def verdict_text(ev: Evidence) -> tuple[str, str, str]:
     """(CSS class, headline, explanation) of the verdict, in words that claim no more than
     the evidence shows."""
@@ -397,9 +402,9 @@ def verdict_text(ev: Evidence) -> tuple[str, str, str]:
     if exact is not None and exact.method == "hidden-id":
         how = {
             READ_BLIND: _("from the image alone"),
-            READ_GEOMETRY: _(
-                "with your archived original, after the copy was located on it by matching keypoints"
-            ),
+            READ_GEOMETRY: _("with your archived original, after the copy was located on it from its pixels")
+            if _placed_by_pixels(ev)
+            else _("with your archived original, after the copy was located on it by matching keypoints"),
         }.get(r.id_read or "", _("with your archived original, after the copy was aligned on it"))
         head = _("Exact post: the {target} post of {posted_at}").format(
             target=exact.target, posted_at=exact.posted_at
@@ -585,7 +590,9 @@ def _hidden_id_section(ev: Evidence) -> str:
     else:
         how = {
             READ_BLIND: _("blind: from the copy alone"),
-            READ_GEOMETRY: _("with the archived original, through the geometry found by the keypoints"),
+            READ_GEOMETRY: _("with the archived original, through the geometry found from the pixels")
+            if _placed_by_pixels(ev)
+            else _("with the archived original, through the geometry found by the keypoints"),
         }.get(r.id_read or "", _("with the archived original (aligned by its own search)"))
         hit = next((m for m in r.matches if m.method == "hidden-id"), None)
         rows = [
@@ -785,14 +792,14 @@ def _details_section(ev: Evidence) -> str:
         ]
         if art.inliers is not None:
             rows.append((_("distinct keypoints agreeing on the geometry"), art.inliers))
-        if art.method == "registration":
+        if _placed_by_pixels(ev):
             rows.append(
                 (
                     _("how the copy was placed"),
                     _(
                         "from its pixels, the art having too few keypoints. The score is their "
-                        "correlation, which is no evidence by itself: the hidden ID read through "
-                        "this placement is"
+                        "correlation, which is no evidence by itself; the evidence is the hidden "
+                        "ID read through this placement"
                     ),
                 )
             )

@@ -808,6 +808,9 @@ def test_a_crop_of_smooth_art_is_placed_densely_and_named_by_its_id(
         page = report.write(tmp_path / "ev", path, suspect, result, conn, home.data_dir).page.read_text()
         assert "registration" in page and "from its pixels" in page and row["id"] in page
         assert "Blink view" in page and "Matched keypoints" not in page
+        # and never that keypoints located it
+        assert "located on it from its pixels" in page and "geometry found from the pixels" in page
+        assert "by matching keypoints" not in page and "found by the keypoints" not in page
         monkeypatch.setattr(trace, "LOCATES", 0)  # the features alone
         alone = trace.Tracer(conn, markkey.load(home.data_dir), home.data_dir)
         assert alone._by_features(suspect, read_id=True) is None

@@ -1111,7 +1111,6 @@ def _registration_measure(x: Image.Image) -> dict[str, Any]:
     best, reads, payloads, named, locates = 0.0, 0, 0, [], 0
     for box in [None, *features.panels(x)]:
         part = x if box is None else x.crop(box)
-        shift = np.eye(3) if box is None else np.array([[1.0, 0, box[0]], [0, 1.0, box[1]], [0, 0, 1.0]])
         for key, ref in _STATE["weak"]:
             locates += 1
             found = dense.locate(ref, part)
@@ -1121,7 +1120,7 @@ def _registration_measure(x: Image.Image) -> dict[str, Any]:
             if found.correlation < dense.MIN_CORRELATION:
                 continue
             reads += 1
-            got = tracer._informed(x, key, tracer._rows_of(key), shift @ found.homography)
+            got = tracer._informed(x, key, tracer._rows_of(key), features.box_shift(box) @ found.homography)
             if got is not None and got.hidden_id is not None:
                 payloads += 1
             if got is not None and got.matches:

@@ -55,7 +55,6 @@ class Located:
 
     homography: np.ndarray  # 3 x 3: original px -> suspect px (negative determinant: mirrored)
     correlation: float  # ECC's correlation of the two images under the refined map
-    coarse: float  # the coarse search's best normalised correlation
     mirrored: bool
 
 
@@ -116,7 +115,7 @@ def locate(original: Image.Image, suspect: Image.Image) -> Located | None:
     found = _coarse(cv2, host, small)
     if found is None:
         return None
-    coarse, mirrored, deg, s, place, m, (tw, th) = found
+    _, mirrored, deg, s, place, m, (tw, th) = found
     # suspect px -> coarse original px: the mirror, the scale, the turn, the place
     width = small.shape[1]
     flip = np.array([[-1.0, 0.0, width], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if mirrored else np.eye(3)
@@ -124,7 +123,7 @@ def locate(original: Image.Image, suspect: Image.Image) -> Located | None:
     shift = np.array([[1.0, 0.0, place[0] - m], [0.0, 1.0, place[1] - m], [0.0, 0.0, 1.0]])
     to_host = shift @ turn @ np.diag([s, s, 1.0]) @ flip @ np.diag([ss, ss, 1.0])
     to_original = np.diag([1 / so, 1 / so, 1.0]) @ to_host  # suspect px -> original px
-    return _refine(cv2, original, suspect, to_original, coarse, mirrored)
+    return _refine(cv2, original, suspect, to_original, mirrored)
 
 
 def _refine(
@@ -132,7 +131,6 @@ def _refine(
     original: Image.Image,
     suspect: Image.Image,
     to_original: np.ndarray,
-    coarse: float,
     mirrored: bool,
 ) -> Located | None:
     """ECC's affine map from the suspect (at REFINE_LONG) to the original at the same pixel
@@ -156,4 +154,4 @@ def _refine(
         return None
     if not np.isfinite(h).all():
         return None
-    return Located(h / h[2, 2], float(cc), coarse, mirrored)
+    return Located(h / h[2, 2], float(cc), mirrored)

@@ -911,13 +911,19 @@ def _gutters(std: np.ndarray) -> list[int]:
     ]
 
 
+def box_shift(box: tuple[int, int, int, int] | None) -> np.ndarray:
+    """The map (3 x 3) from the pixels of the crop `box` of a suspect to the whole suspect's
+    (None: the whole suspect, the identity)."""
+    if box is None:
+        return np.eye(3)
+    return np.array([[1.0, 0.0, box[0]], [0.0, 1.0, box[1]], [0.0, 0.0, 1.0]])
+
+
 def in_panel(hit: Hit, box: tuple[int, int, int, int]) -> Hit:
     """A hit found in the crop `box` of a suspect, as a hit in the whole suspect."""
-    x0, y0 = float(box[0]), float(box[1])
-    shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
     pairs = hit.pairs.copy()
-    pairs[:, 2:] += (x0, y0)
-    return replace(hit, homography=shift @ hit.homography, pairs=pairs)
+    pairs[:, 2:] += (float(box[0]), float(box[1]))
+    return replace(hit, homography=box_shift(box) @ hit.homography, pairs=pairs)
 
 
 PAIR_KEEP = 2000  # keypoints per image when two images are matched directly

@@ -439,21 +439,18 @@ class Tracer:
         # the parts first: a suspect with gutters is more often art beside other things
         # (a caption, a collage) than art with flat bands, and only art alone can be placed
         for box, shortlist in sorted(parts, key=lambda p: p[0] is None):
-            part = image if box is None else image.crop(box)
-            shift = np.eye(3) if box is None else np.array([[1, 0, box[0]], [0, 1, box[1]], [0, 0, 1]], float)
             for key in sorted(shortlist, key=lambda k: -shortlist[k])[: features.SHORTLIST]:
                 # every short-listed original was described for the direct match (`_direct`)
-                if not self._weak.get(key) or not self._rows_of(key):
+                if tried >= LOCATES or not self._weak.get(key) or not self._rows_of(key):
                     continue
                 ref = self._original(key)
                 if ref is None:
                     continue
-                if tried >= LOCATES:
-                    break
                 tried += 1
-                found = dense.locate(ref, part)
+                found = dense.locate(ref, image if box is None else image.crop(box))
                 if found is not None and found.correlation >= dense.MIN_CORRELATION:
-                    located.append((found.correlation, key, shift @ found.homography, found.mirrored))
+                    geometry = features.box_shift(box) @ found.homography
+                    located.append((found.correlation, key, geometry, found.mirrored))
         # the reads cost more than the registrations: the best-correlated maps first
         for correlation, key, geometry, mirrored in sorted(located, key=lambda t: -t[0])[:REGISTRATIONS]:
             got = self._informed(image, key, self._rows_of(key), geometry)
